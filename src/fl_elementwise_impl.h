@@ -1,0 +1,1 @@
+/* elementwise losses: filled in by the focal/binary issue */

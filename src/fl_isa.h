@@ -1,0 +1,59 @@
+/*
+ * One ISA instantiation of every kernel, for float32 and float64.  Included by fl_kernels.c
+ * once per ISA with FL_ISA defined (base, avx2, avx512), inside the matching
+ * `#pragma GCC target` region.  No include guard on purpose.
+ */
+#define FN(name) FL_CAT3(name, FL_SUF, FL_ISA)
+
+/* Vector types of this ISA's native width FL_VBYTES.  Lane-index vectors (FL_VX) are int32
+ * for float lanes and double for double lanes: both compare natively on SSE2 and AVX2,
+ * whereas 64-bit integer compares and arithmetic shifts do not exist there. */
+typedef float FL_CAT2(fl_vf32, FL_ISA) __attribute__((vector_size(FL_VBYTES)));
+typedef int32_t FL_CAT2(fl_vi32, FL_ISA) __attribute__((vector_size(FL_VBYTES)));
+typedef double FL_CAT2(fl_vf64, FL_ISA) __attribute__((vector_size(FL_VBYTES)));
+typedef int64_t FL_CAT2(fl_vi64, FL_ISA) __attribute__((vector_size(FL_VBYTES)));
+typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES)));
+
+#define FL_REAL float
+#define FL_SUF f32
+#define FL_IS_F32 1
+#define FL_VR FL_CAT2(fl_vf32, FL_ISA)
+#define FL_VI FL_CAT2(fl_vi32, FL_ISA)
+#define FL_VX FL_CAT2(fl_vi32, FL_ISA)
+#define FL_XLANE int32_t
+#define FL_LANES (FL_VBYTES / 4)
+#include "fl_vecmath_impl.h"
+#include "fl_softmax_impl.h"
+#include "fl_elementwise_impl.h"
+#undef FL_REAL
+#undef FL_SUF
+#undef FL_IS_F32
+#undef FL_VR
+#undef FL_VI
+#undef FL_XLANE
+#undef FL_VX
+#undef FL_LANES
+
+#define FL_REAL double
+#define FL_SUF f64
+#define FL_IS_F32 0
+#define FL_VR FL_CAT2(fl_vf64, FL_ISA)
+#define FL_VI FL_CAT2(fl_vi64, FL_ISA)
+#define FL_VU FL_CAT2(fl_vu64, FL_ISA)
+#define FL_VX FL_CAT2(fl_vf64, FL_ISA)
+#define FL_XLANE double
+#define FL_LANES (FL_VBYTES / 8)
+#include "fl_vecmath_impl.h"
+#include "fl_softmax_impl.h"
+#include "fl_elementwise_impl.h"
+#undef FL_REAL
+#undef FL_SUF
+#undef FL_IS_F32
+#undef FL_VR
+#undef FL_VI
+#undef FL_XLANE
+#undef FL_VX
+#undef FL_LANES
+#undef FL_VU
+
+#undef FN

@@ -1,0 +1,248 @@
+/*
+ * fastloss kernel driver: ISA instantiation, run-time dispatch, threading.
+ *
+ * Each kernel body lives once in fl_*_impl.h.  This file compiles it once per ISA:
+ *   base   - the compiler's default target (SSE2 on x86-64, NEON on arm64, ...)
+ *   avx2   - AVX2 + FMA                      (x86-64 with GCC only)
+ *   avx512 - AVX-512 F/DQ/VL/BW + AVX2 + FMA (x86-64 with GCC only)
+ * and fl_init() picks the best one the CPU supports once, at import.  The environment
+ * variable FASTLOSS_SIMD=baseline|avx2|avx512 forces a path (tests use it to cover all).
+ *
+ * Threads: fl_run() cuts the work into chunks of about FL_CHUNK_ELEMS elements.  The chunk
+ * boundaries depend on the shape only, each chunk returns its own partial sum and the
+ * partials are added in chunk order, so results are bit-identical for any thread count.
+ * Inputs smaller than one chunk never start a thread.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "fl_kernels.h"
+#include "fl_simd_types.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define FL_X86_DISPATCH 1
+#else
+#define FL_X86_DISPATCH 0
+#endif
+
+#define FL_ISA base
+#define FL_VBYTES 16
+#include "fl_isa.h"
+#undef FL_ISA
+#undef FL_VBYTES
+
+#if FL_X86_DISPATCH
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define FL_ISA avx2
+#define FL_VBYTES 32
+#include "fl_isa.h"
+#undef FL_ISA
+#undef FL_VBYTES
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
+#define FL_ISA avx512
+#define FL_VBYTES 64
+#include "fl_isa.h"
+#undef FL_ISA
+#undef FL_VBYTES
+#pragma GCC pop_options
+#endif
+
+typedef void (*fl_unit_fn)(const void *args, int64_t u0, int64_t u1, double *partial);
+
+/* One ISA's kernels; index [0] is float32, [1] is float64. */
+typedef struct {
+    const char *name;
+    int vbytes; /* vector width: a column tile holds vbytes / sizeof(element) positions */
+    fl_unit_fn ce_index_rows[2], ce_index_cols[2], ce_prob_rows[2], ce_prob_cols[2];
+    fl_unit_fn softmax_rows[2], softmax_cols[2], nll_units[2];
+} fl_table;
+
+#define FL_PAIR(name, isa) {FL_CAT3(name, f32, isa), FL_CAT3(name, f64, isa)}
+#define FL_TABLE(isa, label, vbytes)                                                      \
+    {label, vbytes,                                                                            \
+     FL_PAIR(ce_index_rows, isa), FL_PAIR(ce_index_cols, isa), FL_PAIR(ce_prob_rows, isa), \
+     FL_PAIR(ce_prob_cols, isa),  FL_PAIR(softmax_rows, isa),  FL_PAIR(softmax_cols, isa), \
+     FL_PAIR(nll_units, isa)}
+
+static const fl_table fl_table_base = FL_TABLE(base, "baseline", 16);
+#if FL_X86_DISPATCH
+static const fl_table fl_table_avx2 = FL_TABLE(avx2, "avx2", 32);
+static const fl_table fl_table_avx512 = FL_TABLE(avx512, "avx512", 64);
+#endif
+
+static const fl_table *fl_active = &fl_table_base;
+
+static int fl_cpu_has(const char *name)
+{
+#if FL_X86_DISPATCH
+    __builtin_cpu_init();
+    if (!strcmp(name, "avx2"))
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!strcmp(name, "avx512"))
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return !strcmp(name, "baseline");
+}
+
+int fl_set_simd(const char *name)
+{
+    if (!fl_cpu_has(name)) return -1;
+#if FL_X86_DISPATCH
+    if (!strcmp(name, "avx512")) { fl_active = &fl_table_avx512; return 0; }
+    if (!strcmp(name, "avx2")) { fl_active = &fl_table_avx2; return 0; }
+#endif
+    fl_active = &fl_table_base;
+    return 0;
+}
+
+void fl_init(void)
+{
+    static const char *order[] = {"avx512", "avx2", "baseline"};
+    for (int i = 0; i < 3; i++)
+        if (fl_set_simd(order[i]) == 0) return;
+}
+
+const char *fl_simd_name(void) { return fl_active->name; }
+
+int fl_openmp_enabled(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int fl_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+#define FL_CHUNK_ELEMS 32768
+
+/* Runs fn over [0, n_units) in deterministic chunks; returns the ordered sum of partials. */
+static double fl_run(fl_unit_fn fn, const void *args, int64_t n_units, int64_t unit_elems,
+                     int nthreads)
+{
+    if (n_units <= 0) return 0.0;
+    int64_t per_chunk = FL_CHUNK_ELEMS / (unit_elems > 0 ? unit_elems : 1);
+    if (per_chunk < 1) per_chunk = 1;
+    const int64_t nchunks = (n_units + per_chunk - 1) / per_chunk;
+    if (nchunks == 1) {
+        double p = 0.0;
+        fn(args, 0, n_units, &p);
+        return p;
+    }
+    double stack_partials[64];
+    double *partials = nchunks <= 64 ? stack_partials : (double *)malloc((size_t)nchunks * sizeof(double));
+    if (!partials) { /* out of memory for the partials: same chunks, serially */
+        double total = 0.0;
+        for (int64_t k = 0; k < nchunks; k++) {
+            double p = 0.0;
+            const int64_t u1 = (k + 1) * per_chunk < n_units ? (k + 1) * per_chunk : n_units;
+            fn(args, k * per_chunk, u1, &p);
+            total += p;
+        }
+        return total;
+    }
+    int nt = nthreads < 1 ? 1 : nthreads;
+    if (nt > nchunks) nt = (int)nchunks;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#endif
+    for (int64_t k = 0; k < nchunks; k++) {
+        const int64_t u1 = (k + 1) * per_chunk < n_units ? (k + 1) * per_chunk : n_units;
+        fn(args, k * per_chunk, u1, &partials[k]);
+    }
+    (void)nt;
+    double total = 0.0;
+    for (int64_t k = 0; k < nchunks; k++) total += partials[k];
+    if (partials != stack_partials) free(partials);
+    return total;
+}
+
+/* ------------------------------------------------------------------ target checking */
+
+typedef struct {
+    const int64_t *target;
+    int64_t C, ignore_index;
+    const void *weight;
+    int is_f64;
+} fl_target_args;
+
+/* Partial = sum of w[y] over non-ignored samples, or NaN if a bad target was seen. */
+static void fl_check_targets_units(const void *args, int64_t i0, int64_t i1, double *partial)
+{
+    const fl_target_args *a = (const fl_target_args *)args;
+    double total = 0.0;
+    int bad = 0;
+    for (int64_t i = i0; i < i1; i++) {
+        const int64_t y = a->target[i];
+        if (y == a->ignore_index) continue;
+        if (y < 0 || y >= a->C) { bad = 1; continue; }
+        total += !a->weight ? 1.0
+                 : a->is_f64 ? ((const double *)a->weight)[y]
+                             : (double)((const float *)a->weight)[y];
+    }
+    *partial = bad ? NAN : total;
+}
+
+int64_t fl_check_targets(const int64_t *target, int64_t n, int64_t C, int64_t ignore_index,
+                         const void *weight, int is_f64, double *weight_total, int nthreads)
+{
+    const fl_target_args a = {target, C, ignore_index, weight, is_f64};
+    const double total = fl_run(fl_check_targets_units, &a, n, 1, nthreads);
+    *weight_total = total;
+    if (!isnan(total)) return -1;
+    for (int64_t i = 0; i < n; i++) /* slow path: locate the first bad target */
+        if (target[i] != ignore_index && (target[i] < 0 || target[i] >= C)) return i;
+    return -1; /* NaN came from the weights, not from a target */
+}
+
+/* ------------------------------------------------------------------ entry points */
+
+double fl_cross_entropy(const fl_ce_args *a, int nthreads)
+{
+    const int k = a->is_f64 ? 1 : 0;
+    const int prob = a->target_prob != NULL;
+    if (a->S == 1) {
+        fl_unit_fn fn = prob ? fl_active->ce_prob_rows[k] : fl_active->ce_index_rows[k];
+        return fl_run(fn, a, a->N, a->C, nthreads);
+    }
+    const int64_t lanes = fl_active->vbytes / (a->is_f64 ? 8 : 4);
+    const int64_t tiles = a->N * ((a->S + lanes - 1) / lanes);
+    fl_unit_fn fn = prob ? fl_active->ce_prob_cols[k] : fl_active->ce_index_cols[k];
+    return fl_run(fn, a, tiles, a->C * lanes, nthreads);
+}
+
+double fl_nll(const fl_ce_args *a, int nthreads)
+{
+    return fl_run(fl_active->nll_units[a->is_f64 ? 1 : 0], a, a->N, a->C * a->S, nthreads);
+}
+
+void fl_softmax(const fl_softmax_args *a, int nthreads)
+{
+    const int k = a->is_f64 ? 1 : 0;
+    if (a->S == 1) {
+        fl_run(fl_active->softmax_rows[k], a, a->N, a->C, nthreads);
+        return;
+    }
+    const int64_t lanes = fl_active->vbytes / (a->is_f64 ? 8 : 4);
+    const int64_t tiles = a->N * ((a->S + lanes - 1) / lanes);
+    fl_run(fl_active->softmax_cols[k], a, tiles, a->C * lanes, nthreads);
+}
+

@@ -1,0 +1,66 @@
+/*
+ * fastloss C kernel API (called from src/_kernels.pyx with the GIL released).
+ *
+ * Every array is C-contiguous and already validated by the Python layer.  Class-axis
+ * inputs are viewed as (N, C, S): S = 1 for (N, C), S = d1*...*dk for (N, C, d1..dk).
+ * Per-sample quantities are indexed n*S + s.  `x`, `grad`, `weight`, `target_prob` and
+ * `loss_rows` point to the working dtype (float32 or float64, chosen by `is_f64`).
+ *
+ * Threading and determinism: work is cut into chunks whose size depends only on the shape
+ * (never on the thread count); each chunk writes its own partial sum, and partial sums are
+ * added in chunk order.  Results are therefore bit-identical for any number of threads.
+ */
+#ifndef FL_KERNELS_H
+#define FL_KERNELS_H
+
+#include <stdint.h>
+
+typedef struct {
+    int is_f64;
+    int64_t N, C, S;
+    const void *x;              /* (N, C, S) logits */
+    const int64_t *target;      /* (N, S) class indices, or NULL */
+    const void *target_prob;    /* (N, C, S) class probabilities, or NULL */
+    const void *weight;         /* (C,) class weights, or NULL */
+    double weight_sum;          /* sum of weight (C if weight is NULL) */
+    int64_t ignore_index;
+    double smoothing;           /* label smoothing in [0, 1] */
+    int focal;                  /* 1: softmax focal loss (index targets, no smoothing) */
+    double gamma;               /* focal exponent */
+    void *grad;                 /* (N, C, S) gradient output, or NULL (loss only); may equal x */
+    const double *grad_scale_rows; /* (N*S) per-sample gradient multipliers, or NULL */
+    double grad_scale;          /* uniform gradient multiplier when grad_scale_rows is NULL */
+    void *loss_rows;            /* (N*S) per-sample losses, or NULL */
+} fl_ce_args;
+
+enum { FL_LOG_SOFTMAX = 0, FL_SOFTMAX = 1, FL_LOGSUMEXP = 2 };
+
+typedef struct {
+    int is_f64;
+    int64_t N, C, S;
+    int op;                     /* FL_LOG_SOFTMAX, FL_SOFTMAX or FL_LOGSUMEXP */
+    const void *x;              /* (N, C, S) */
+    void *out;                  /* (N, C, S), or (N, S) for logsumexp */
+} fl_softmax_args;
+
+/* Runtime configuration. */
+void fl_init(void);
+const char *fl_simd_name(void);          /* "avx512", "avx2" or "baseline" */
+int fl_set_simd(const char *name);       /* force a path; returns 0 on success, -1 if unknown/unsupported */
+int fl_openmp_enabled(void);
+int fl_max_threads(void);
+
+/* Checks class-index targets (each in [0, C) or == ignore_index) and returns the index of
+ * the first bad one, or -1.  On success stores sum_i w[y_i] over non-ignored samples. */
+int64_t fl_check_targets(const int64_t *target, int64_t n, int64_t C, int64_t ignore_index,
+                         const void *weight, int is_f64, double *weight_total, int nthreads);
+
+/* Cross entropy / softmax focal loss.  Returns the (unnormalised) sum of per-sample losses. */
+double fl_cross_entropy(const fl_ce_args *a, int nthreads);
+
+/* NLL on log-probabilities (index targets). Same argument block, x = log-probabilities. */
+double fl_nll(const fl_ce_args *a, int nthreads);
+
+void fl_softmax(const fl_softmax_args *a, int nthreads);
+
+#endif

@@ -1,0 +1,190 @@
+/*
+ * Vector math for one (dtype, ISA) instantiation.  Included repeatedly by fl_isa.h with
+ *   FL_REAL (float|double), FL_VR / FL_VI (vector / same-width integer vector types),
+ *   FL_LANES (elements per vector) and FN(name) (suffixes name with dtype and ISA).
+ * No include guard on purpose.
+ *
+ * exp: Cody-Waite range reduction x = n ln2 + r, |r| <= ln2/2, with n rounded by the
+ * "magic number" addition (no float->int conversion, so NaN never reaches an integer
+ * cast), a Taylor polynomial (degree 7 for float, 13 for double: truncation error far
+ * below half an ulp on |r| <= 0.347) and the scale 2^n applied as two exact factors
+ * 2^(n/2) * 2^(n - n/2), so results that land in the subnormal range are rounded once and
+ * overflow becomes +inf naturally.  The input is clamped to a range slightly wider than
+ * the representable result range; the clamp keeps NaN (a comparison with NaN is false).
+ * Measured error against NumPy float64 exp: see tests/test_simd_math.py (<= 2 ulp).
+ *
+ * log1p (for the elementwise losses): argument u = 1 + y split into 2^k * f with
+ * f in [sqrt(1/2), sqrt(2)), log f = 2 atanh(s), s = (f - 1)/(f + 1), odd series in s,
+ * plus the classic correction (y - (u - 1)) / u for the rounding of 1 + y.
+ */
+
+#define VR FL_VR
+#define VI FL_VI
+#define VX FL_VX
+#define R FL_REAL
+
+static inline VR FN(vsplat)(R v) { VR r = {0}; return r + v; }
+static inline VI FN(vsplat_i)(int64_t v)
+{
+    VI r;
+    for (int i = 0; i < FL_LANES; i++) r[i] = v;
+    return r;
+}
+static inline VR FN(vload)(const R *p) { VR v; memcpy(&v, p, sizeof v); return v; }
+static inline void FN(vstore)(R *p, VR v) { memcpy(p, &v, sizeof v); }
+/* Partial load: the first n lanes from p, the rest `fill`. */
+static inline VR FN(vload_part)(const R *p, int64_t n, R fill)
+{
+    VR v = FN(vsplat)(fill);
+    memcpy(&v, p, (size_t)n * sizeof(R));
+    return v;
+}
+static inline void FN(vstore_part)(R *p, VR v, int64_t n) { memcpy(p, &v, (size_t)n * sizeof(R)); }
+static inline VR FN(vselect)(VI mask, VR a, VR b)
+{
+    return (VR)(((VI)a & mask) | ((VI)b & ~mask));
+}
+/* max that ignores a NaN in `b` (NaN rows are caught by the exp-sum, not by the max). */
+static inline VR FN(vmax)(VR a, VR b) { return FN(vselect)(b > a, b, a); }
+static inline FL_VX FN(viota)(void)
+{
+    FL_VX v;
+    for (int i = 0; i < FL_LANES; i++) v[i] = i;
+    return v;
+}
+/* Arithmetic shift right by k of small signed lanes.  Float lanes: native.  Double lanes:
+ * 64-bit arithmetic shifts need AVX-512, so bias into the unsigned range, shift, unbias. */
+#if FL_IS_F32
+#define FN_SRA(v, k) ((v) >> (k))
+#else
+#define FN_SRA(v, k) ((VI)(((FL_VU)(v) + ((FL_VU){0} + (1ULL << 62))) >> (k)) - (VI){0} - (int64_t)(1ULL << (62 - (k))))
+#endif
+
+static inline double FN(hsum)(VR v)
+{
+    double s = 0.0;
+    for (int i = 0; i < FL_LANES; i++) s += (double)v[i];
+    return s;
+}
+static inline R FN(hmax)(VR v)
+{
+    R m = v[0];
+    for (int i = 1; i < FL_LANES; i++) m = v[i] > m ? v[i] : m;
+    return m;
+}
+
+#if FL_IS_F32
+#define FL_EXP_LO (-104.0f)
+#define FL_EXP_HI (89.0f)
+#define FL_MAGIC 12582912.0f /* 1.5 * 2^23 */
+#define FL_LOG2E 1.44269504088896341f
+#define FL_LN2_HI 0.693359375f
+#define FL_LN2_LO (-2.12194440e-4f)
+#define FL_EXP_BIAS 127
+#define FL_MANT_BITS 23
+#else
+#define FL_EXP_LO (-760.0)
+#define FL_EXP_HI (720.0)
+#define FL_MAGIC 6755399441055744.0 /* 1.5 * 2^52 */
+#define FL_LOG2E 1.4426950408889634074
+#define FL_LN2_HI 6.93147180369123816490e-01
+#define FL_LN2_LO 1.90821492927058770002e-10
+#define FL_EXP_BIAS 1023
+#define FL_MANT_BITS 52
+#endif
+
+static inline VR FN(vexp)(VR x)
+{
+    const VR lo = FN(vsplat)(FL_EXP_LO), hi = FN(vsplat)(FL_EXP_HI);
+    x = FN(vselect)(x < lo, lo, x);
+    x = FN(vselect)(x > hi, hi, x);
+    const VR magic = FN(vsplat)(FL_MAGIC);
+    VR t = x * (R)FL_LOG2E + magic;
+    VR n = t - magic;
+    VI ni = (VI)t - (VI)magic;
+    VR r = x - n * (R)FL_LN2_HI;
+    r = r - n * (R)FL_LN2_LO;
+#if FL_IS_F32
+    VR p = FN(vsplat)((R)(1.0 / 5040));
+    p = p * r + (R)(1.0 / 720);
+    p = p * r + (R)(1.0 / 120);
+    p = p * r + (R)(1.0 / 24);
+    p = p * r + (R)(1.0 / 6);
+    p = p * r + (R)0.5;
+    p = p * r + (R)1.0;
+    p = p * r + (R)1.0;
+#else
+    static const double c[14] = {
+        1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+        1.0 / 362880.0,     1.0 / 40320.0,     1.0 / 5040.0,      1.0 / 720.0,
+        1.0 / 120.0,        1.0 / 24.0,        1.0 / 6.0,         0.5,
+        1.0,                1.0};
+    VR p = FN(vsplat)(c[0]);
+    for (int k = 1; k < 14; k++) p = p * r + c[k];
+#endif
+    VI n1 = FN_SRA(ni, 1);
+    VI n2 = ni - n1;
+    VR s1 = (VR)((n1 + FL_EXP_BIAS) << FL_MANT_BITS);
+    VR s2 = (VR)((n2 + FL_EXP_BIAS) << FL_MANT_BITS);
+    return p * s1 * s2;
+}
+
+/* log(1 + y) for y >= -1 (NaN/inf propagate; y = -1 gives -inf, y < -1 gives NaN). */
+static inline VR FN(vlog1p)(VR y)
+{
+    const VR one = FN(vsplat)((R)1);
+    VR u = one + y;
+    /* rounding correction of 1 + y, relative to u; exact 0 when u - 1 == y */
+    VR corr = (y - (u - one)) / u;
+    /* split u = 2^k * f, f in [sqrt(1/2), sqrt(2)) */
+#if FL_IS_F32
+    const VI sqrt_half_bits = FN(vsplat_i)(0x3f3504f3); /* 0.70710677f */
+#else
+    const VI sqrt_half_bits = FN(vsplat_i)(0x3fe6a09e667f3bcdLL);
+#endif
+    VI ui = (VI)u;
+    VI off = ui - sqrt_half_bits;
+    VI k = FN_SRA(off, FL_MANT_BITS);           /* exponent relative to sqrt(1/2) */
+    VI fi = ui - (k << FL_MANT_BITS);
+    VR f = (VR)fi;
+    /* exact int -> float conversion of small |k| by the magic-number trick (no cvt needed) */
+    const VR kmagic = FN(vsplat)(FL_MAGIC);
+    VR kf = (VR)((VI)kmagic + k) - kmagic;
+    VR s = (f - one) / (f + one);
+    VR s2 = s * s;
+#if FL_IS_F32
+    /* 2 atanh(s) = 2 (s + s^3/3 + s^5/5 + ...), |s| <= 0.1716: terms to s^9 */
+    VR q = FN(vsplat)((R)(2.0 / 9));
+    q = q * s2 + (R)(2.0 / 7);
+    q = q * s2 + (R)(2.0 / 5);
+    q = q * s2 + (R)(2.0 / 3);
+#else
+    static const double c[9] = {2.0 / 19, 2.0 / 17, 2.0 / 15, 2.0 / 13, 2.0 / 11,
+                                2.0 / 9,  2.0 / 7,  2.0 / 5,  2.0 / 3};
+    VR q = FN(vsplat)(c[0]);
+    for (int i = 1; i < 9; i++) q = q * s2 + c[i];
+#endif
+    VR logf_ = 2 * s + s * s2 * q;
+    VR res = kf * (R)FL_LN2_HI + (logf_ + corr + kf * (R)FL_LN2_LO);
+    /* special cases: u == +inf -> +inf, u == 0 -> -inf, u < 0 or NaN -> NaN */
+    const VR inf = FN(vsplat)((R)__builtin_inf());
+    res = FN(vselect)(u == inf, inf, res);
+    res = FN(vselect)(u == 0, -inf, res);
+    res = FN(vselect)(u < 0, FN(vsplat)((R)__builtin_nan("")), res);
+    res = FN(vselect)(u != u, u, res);
+    return res;
+}
+
+#undef FL_EXP_LO
+#undef FL_EXP_HI
+#undef FL_MAGIC
+#undef FL_LOG2E
+#undef FL_LN2_HI
+#undef FL_LN2_LO
+#undef FL_EXP_BIAS
+#undef FL_MANT_BITS
+#undef FN_SRA
+#undef VR
+#undef VI
+#undef VX
+#undef R
