@@ -1,0 +1,21 @@
+"""fastloss: fused, SIMD, multi-threaded CPU kernels for ML losses and their gradients.
+
+Every loss computes its value and, with ``return_grad=True``, its gradient in ONE fused pass
+over memory.  ``fastloss.reference`` holds a pure-NumPy twin of every public function (same
+signature), used as the test oracle and selectable with ``set_backend("reference")``,
+``use_backend("reference")`` or ``FASTLOSS_BACKEND=reference``.
+"""
+__version__ = "0.1.0"
+
+from ._config import (config, get_backend, get_num_threads, set_backend, set_num_threads,
+                      show_config, use_backend)
+from . import _api, reference
+from ._api import (cross_entropy, focal_loss, log_softmax, logsumexp, nll_loss, softmax)
+
+reference._install(_api)
+
+__all__ = [
+    "cross_entropy", "nll_loss", "focal_loss", "log_softmax", "softmax", "logsumexp",
+    "set_num_threads", "get_num_threads", "set_backend", "get_backend", "use_backend",
+    "show_config", "config", "__version__",
+]

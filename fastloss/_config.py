@@ -1,0 +1,105 @@
+"""Runtime configuration: threads, backend (compiled kernels or NumPy reference), SIMD path."""
+import contextlib
+import contextvars
+import os
+
+__all__ = ["set_num_threads", "get_num_threads", "set_backend", "get_backend", "use_backend",
+           "show_config", "config"]
+
+_BACKENDS = ("compiled", "reference")
+
+
+def _usable_cpus():
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _env_backend():
+    value = os.environ.get("FASTLOSS_BACKEND", "compiled").strip().lower() or "compiled"
+    if value not in _BACKENDS:
+        raise ValueError(f"FASTLOSS_BACKEND must be one of {_BACKENDS}, got {value!r}")
+    return value
+
+
+_state = {"threads": _usable_cpus(), "backend": _env_backend()}
+# per-thread/-task override set by use_backend() and by the fastloss.reference twins
+_override = contextvars.ContextVar("fastloss_backend", default=None)
+
+try:
+    from . import _kernels
+except ImportError as exc:  # no silent fallback: only an explicit request runs without kernels
+    if _state["backend"] != "reference":
+        raise ImportError(
+            "fastloss's compiled kernels (fastloss._kernels) failed to import: "
+            f"{exc}. Reinstall with `pip install .`, or set FASTLOSS_BACKEND=reference to run "
+            "on the NumPy reference implementation.") from exc
+    _kernels = None
+
+if _kernels is not None and os.environ.get("FASTLOSS_SIMD"):
+    _kernels.set_simd(os.environ["FASTLOSS_SIMD"].strip().lower())
+
+
+def set_num_threads(n):
+    """Set the number of threads the kernels may use (default: the usable CPUs)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    _state["threads"] = n
+
+
+def get_num_threads():
+    """Number of threads the kernels may use. Inputs below ~32k elements always use one."""
+    return _state["threads"]
+
+
+def set_backend(name):
+    """Select "compiled" (default) or "reference" (the NumPy twins) for the public API."""
+    if name not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {name!r}")
+    if name == "compiled" and _kernels is None:
+        raise RuntimeError("the compiled kernels are not available in this installation")
+    _state["backend"] = name
+
+
+def get_backend():
+    """The backend the public API runs on in the current thread/context."""
+    return _override.get() or _state["backend"]
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Context manager: run the public API on `name` ("compiled" or "reference") inside.
+
+    The override is local to the current thread (a contextvars.ContextVar)."""
+    if name not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {name!r}")
+    if name == "compiled" and _kernels is None:
+        raise RuntimeError("the compiled kernels are not available in this installation")
+    token = _override.set(name)
+    try:
+        yield
+    finally:
+        _override.reset(token)
+
+
+def config():
+    """Build/runtime facts as a dict (what show_config prints)."""
+    from . import __version__
+    import numpy as np
+    info = {
+        "version": __version__,
+        "backend": get_backend(),
+        "kernels": None if _kernels is None else _kernels.__file__,
+        "openmp": bool(_kernels is not None and _kernels.openmp_enabled()),
+        "threads": _state["threads"],
+        "simd": None if _kernels is None else _kernels.simd_name(),
+        "numpy": np.__version__,
+    }
+    return info
+
+
+def show_config():
+    """Print version, backend, OpenMP, thread count and the SIMD path in use."""
+    for key, value in config().items():
+        print(f"{key:>8}: {value}")

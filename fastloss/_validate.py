@@ -1,0 +1,204 @@
+"""Argument validation shared by the compiled and the reference backends.
+
+Everything a user can pass goes through here once; the result is a canonical problem
+(C-contiguous working-dtype arrays viewed as (N, C, S), int64 targets, ...) that both
+backends consume.  Errors name the argument and the offending value or shape.
+"""
+import operator
+
+import numpy as np
+
+_REDUCTIONS = ("none", "mean", "sum")
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+def working_dtype(dt, name):
+    """float32/float64 stay; float16, integers and bool compute in float32."""
+    if dt == _F32 or dt == _F64:
+        return dt
+    kind = dt.kind
+    if kind == "f":
+        if dt.itemsize > 8:
+            raise TypeError(f"{name}: dtype {dt} is not supported (use float32 or float64)")
+        return _F64 if dt.itemsize == 8 else _F32
+    if kind in "iub":
+        return _F32
+    raise TypeError(f"{name} must be a real numeric array, got dtype {dt}")
+
+
+def as_float_array(value, name):
+    """Array of the working dtype (no copy when already float32/float64, native, contiguous)."""
+    if type(value) is not np.ndarray:
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name} could not be converted to an array: {exc}") from None
+    dt = working_dtype(value.dtype, name)
+    if value.dtype is not dt or not value.flags.c_contiguous:
+        value = np.ascontiguousarray(value, dtype=dt)
+    return value
+
+
+def check_reduction(reduction, allowed=_REDUCTIONS):
+    if reduction not in allowed:
+        raise ValueError(f"reduction must be one of {allowed}, got {reduction!r}")
+
+
+def check_nonneg(value, name):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    if not v >= 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return v
+
+
+def as_int(value, name):
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {value!r}") from None
+
+
+def class_weight(weight, C, dtype, name="weight"):
+    if weight is None:
+        return None
+    w = as_float_array(weight, name)
+    if w.shape != (C,):
+        raise ValueError(f"{name} must have shape ({C},) (one value per class), got {w.shape}")
+    return w if w.dtype == dtype else w.astype(dtype)
+
+
+def grad_output_for(grad_output, reduction, loss_shape):
+    """Scalar float for mean/sum; float64 contiguous array shaped like the loss for "none"."""
+    if grad_output is None:
+        return 1.0
+    g = np.asarray(grad_output)
+    if g.dtype.kind not in "fiub":
+        raise TypeError(f"grad_output must be real numbers, got dtype {g.dtype}")
+    if reduction != "none":
+        if g.size != 1:
+            raise ValueError(f"grad_output must be a scalar for reduction={reduction!r}, "
+                             f"got shape {g.shape}")
+        return float(g.reshape(()))
+    try:
+        g = np.broadcast_to(g, loss_shape)
+    except ValueError:
+        raise ValueError(f"grad_output of shape {np.shape(grad_output)} does not broadcast to "
+                         f"the loss shape {loss_shape}") from None
+    return np.ascontiguousarray(g, dtype=np.float64)
+
+
+def grad_buffer(grad_out, x, return_grad):
+    """The array the gradient is written into: a new one, or the caller's `grad_out`.
+
+    `grad_out` may be the input itself (in-place gradient, opt-in); any other overlap with
+    the input is refused."""
+    if grad_out is None:
+        return np.empty(x.shape, dtype=x.dtype) if return_grad else None
+    if not return_grad:
+        raise ValueError("grad_out is only used with return_grad=True")
+    if type(grad_out) is not np.ndarray:
+        raise TypeError(f"grad_out must be a numpy.ndarray, got {type(grad_out).__name__}")
+    if grad_out.dtype != x.dtype:
+        raise TypeError(f"grad_out must have dtype {x.dtype} (the working dtype of input), "
+                        f"got {grad_out.dtype}")
+    if grad_out.shape != x.shape:
+        raise ValueError(f"grad_out must have the input's shape {x.shape}, got {grad_out.shape}")
+    if not grad_out.flags.c_contiguous:
+        raise ValueError("grad_out must be C-contiguous")
+    if not grad_out.flags.writeable:
+        raise ValueError("grad_out is read-only")
+    # same dtype, shape and C order: equal start addresses mean the very same memory
+    if (np.may_share_memory(grad_out, x)
+            and grad_out.__array_interface__["data"][0] != x.__array_interface__["data"][0]):
+        raise ValueError("grad_out overlaps input without being the input itself")
+    return grad_out
+
+
+def check_no_overlap(buf, name, *others):
+    for other_name, other in others:
+        if isinstance(other, np.ndarray) and np.may_share_memory(buf, other):
+            raise ValueError(f"{name} must not share memory with {other_name}")
+
+
+class ClassProblem:
+    """A validated class-axis loss call, input viewed as (N, C, S)."""
+    __slots__ = ("x", "N", "C", "S", "in_shape", "loss_shape", "target", "target_prob",
+                 "weight", "ignore_index", "reduction")
+
+
+def class_problem(input, target, weight, ignore_index, reduction, allow_prob):
+    check_reduction(reduction)
+    x = as_float_array(input, "input")
+    shape = x.shape
+    if x.ndim == 0:
+        raise ValueError("input must have at least 1 dimension (classes), got a 0-d array")
+    if x.ndim == 1:
+        N, C, S = 1, shape[0], 1
+        loss_shape = ()
+    else:
+        N, C = shape[0], shape[1]
+        S = 1
+        for d in shape[2:]:
+            S *= d
+        loss_shape = (N,) + shape[2:]
+    p = ClassProblem()
+    p.x = x
+    p.N, p.C, p.S = N, C, S
+    p.in_shape = shape
+    p.loss_shape = loss_shape
+    p.reduction = reduction
+    p.ignore_index = as_int(ignore_index, "ignore_index")
+    p.target = p.target_prob = None
+
+    t = target if type(target) is np.ndarray else np.asarray(target)
+    kind = t.dtype.kind
+    if kind == "f":
+        if not allow_prob:
+            raise TypeError(f"target must hold integer class indices, got dtype {t.dtype}")
+        if t.shape != shape:
+            raise ValueError(f"probability target must have the input's shape {shape}, "
+                             f"got {t.shape}")
+        if t.dtype != x.dtype or not t.flags.c_contiguous:
+            t = np.ascontiguousarray(t, dtype=x.dtype)
+        p.target_prob = t
+    elif kind in "iu":
+        if t.shape != loss_shape:
+            raise ValueError(f"target must have shape {loss_shape} (input shape {shape} without "
+                             f"the class axis), got {t.shape}")
+        if kind == "u" and t.dtype.itemsize == 8 and t.size and t.max() > np.iinfo(np.int64).max:
+            raise IndexError(f"target value {t.max()} is out of range [0, {C})")
+        if t.dtype != np.int64 or not t.flags.c_contiguous or not t.dtype.isnative:
+            t = np.ascontiguousarray(t, dtype=np.int64)
+        p.target = t
+    else:
+        raise TypeError(f"target must be integer class indices or float probabilities, "
+                        f"got dtype {t.dtype}")
+    if C == 0 and N * S > 0:
+        raise ValueError(f"input has 0 classes (shape {shape})")
+    p.weight = class_weight(weight, C, x.dtype)
+    return p
+
+
+def axis_problem(x, axis, name="x"):
+    """x viewed as (outer, C, inner) around `axis`, without a transposing copy."""
+    x = as_float_array(x, name)
+    if x.ndim == 0:
+        raise ValueError(f"{name} must have at least 1 dimension, got a 0-d array")
+    try:
+        ax = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"axis must be an int, got {axis!r}") from None
+    if not -x.ndim <= ax < x.ndim:
+        raise ValueError(f"axis {axis} is out of bounds for {name} with {x.ndim} dimensions")
+    ax %= x.ndim
+    outer = 1
+    for d in x.shape[:ax]:
+        outer *= d
+    inner = 1
+    for d in x.shape[ax + 1:]:
+        inner *= d
+    return x, ax, outer, x.shape[ax], inner
