@@ -165,3 +165,153 @@ def softmax(x, axis=-1):
 def logsumexp(x, axis=-1):
     """log(sum(exp(x))) along `axis`, max-shifted; -inf for an all -inf (or empty) slice."""
     return _softmax_family("logsumexp", x, axis)
+
+
+# ------------------------------------------------------------------ elementwise losses
+
+def _elementwise(name, input, target, reduction, return_grad, grad_output, grad_out, *,
+                 weight=None, pos_weight=None, p1=0.0, p2=0.0, reductions=V._REDUCTIONS):
+    V.check_reduction(reduction, reductions)
+    x = V.as_float_array(input, "input")
+    t = V.same_shape_target(target, x)
+    w, wp = V.periodic_weight(weight, x.shape, x.dtype, "weight")
+    pw, pwp = V.periodic_weight(pos_weight, x.shape, x.dtype, "pos_weight")
+    go = V.elementwise_grad_output(grad_output, reduction, x.shape, x.dtype)
+    grad = V.grad_buffer(grad_out, x, return_grad)
+    if grad is not None:
+        V.check_no_overlap(grad, "grad_out", ("target", t), ("weight", w), ("pos_weight", pw))
+    n = x.size
+    if reduction == "batchmean":
+        denom = x.shape[0] if x.ndim else 1
+    else:
+        denom = n
+    op = "kl_div_log_target" if name == "kl_div" and p1 else name
+
+    if _config.get_backend() == "reference":
+        if name == "binary_cross_entropy" and n and not ((x >= 0) & (x <= 1)).all():
+            _raise_bce_domain()
+        def full(a):
+            return None if a is None else np.broadcast_to(
+                a.reshape(-1)[np.arange(n) % a.size].reshape(x.shape) if a.size != n
+                else a.reshape(x.shape), x.shape).astype(np.float64)
+        go_ref = go if not isinstance(go, np.ndarray) else go.astype(np.float64)
+        fn = getattr(M, name)
+        if name == "binary_cross_entropy_with_logits":
+            loss, g = fn(x, t, full(w), full(pw), reduction, go_ref, return_grad)
+        elif name == "binary_cross_entropy":
+            loss, g = fn(x, t, full(w), reduction, go_ref, return_grad)
+        elif name == "sigmoid_focal_loss":
+            loss, g = fn(x, t, p1, p2, reduction, go_ref, return_grad)
+        elif name in ("smooth_l1_loss", "huber_loss"):
+            loss, g = fn(x, t, p1, reduction, go_ref, return_grad)
+        elif name == "kl_div":
+            loss, g = fn(x, t, reduction, bool(p1), go_ref, return_grad)
+        else:
+            loss, g = fn(x, t, reduction, go_ref, return_grad)
+        if grad is not None:
+            np.copyto(grad, g, casting="unsafe")
+    else:
+        K = _config._kernels
+        rows = None
+        if reduction in ("mean", "batchmean"):
+            scale = go / denom if denom else _NAN
+        elif isinstance(go, np.ndarray):
+            rows, scale = go, 1.0
+        else:
+            scale = go
+        loss_rows = np.empty(x.shape, dtype=x.dtype) if reduction == "none" else None
+        total, bad = 0.0, False
+        if n:
+            total, bad = K.elementwise(K.ELEMENTWISE_OPS[op], x, t, w, wp, pw, pwp, p1, p2, grad,
+                                       rows, scale, loss_rows, _config._state["threads"])
+        if bad:
+            _raise_bce_domain()
+        if reduction == "none":
+            loss = loss_rows
+        elif reduction == "sum":
+            loss = total
+        else:
+            loss = total / denom if denom else _NAN
+    dt = x.dtype.type
+    loss = np.asarray(loss, dtype=x.dtype).reshape(x.shape) if reduction == "none" else dt(loss)
+    return (loss, grad) if return_grad else loss
+
+
+def _raise_bce_domain():
+    raise ValueError("binary_cross_entropy: every element of input must be a probability in "
+                     "[0, 1] (found a value outside it, or NaN)")
+
+
+def sigmoid_focal_loss(input, target, *, alpha=0.25, gamma=2.0, reduction="none",
+                       return_grad=False, grad_output=None, grad_out=None):
+    """torchvision.ops.sigmoid_focal_loss (Lin et al. 2017) from logits, one fused pass.
+
+    loss = alpha_t (1 - p_t)^gamma BCE-with-logits(input, target); alpha < 0 disables alpha_t.
+    Soft targets in [0, 1] work.  Values and gradients stay finite for every gamma >= 0 at
+    saturated logits."""
+    gamma = V.check_nonneg(gamma, "gamma")
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        raise TypeError(f"alpha must be a real number, got {alpha!r}") from None
+    return _elementwise("sigmoid_focal_loss", input, target, reduction, return_grad,
+                        grad_output, grad_out, p1=alpha, p2=gamma)
+
+
+def binary_cross_entropy(input, target, *, weight=None, reduction="mean", return_grad=False,
+                         grad_output=None, grad_out=None):
+    """torch's F.binary_cross_entropy on probabilities (each log clamped at -100 like torch)."""
+    return _elementwise("binary_cross_entropy", input, target, reduction, return_grad,
+                        grad_output, grad_out, weight=weight)
+
+
+def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=None,
+                                     reduction="mean", return_grad=False, grad_output=None,
+                                     grad_out=None):
+    """torch's F.binary_cross_entropy_with_logits; pos_weight broadcasts along the last axis.
+
+    Exact at +-inf logits: loss 0 and gradient 0 where the target agrees (torch gives NaN)."""
+    return _elementwise("binary_cross_entropy_with_logits", input, target, reduction,
+                        return_grad, grad_output, grad_out, weight=weight, pos_weight=pos_weight)
+
+
+def mse_loss(input, target, *, reduction="mean", return_grad=False, grad_output=None,
+             grad_out=None):
+    """Mean squared error, torch's F.mse_loss."""
+    return _elementwise("mse_loss", input, target, reduction, return_grad, grad_output, grad_out)
+
+
+def l1_loss(input, target, *, reduction="mean", return_grad=False, grad_output=None,
+            grad_out=None):
+    """Absolute error, torch's F.l1_loss (subgradient 0 at 0)."""
+    return _elementwise("l1_loss", input, target, reduction, return_grad, grad_output, grad_out)
+
+
+def smooth_l1_loss(input, target, *, beta=1.0, reduction="mean", return_grad=False,
+                   grad_output=None, grad_out=None):
+    """torch's F.smooth_l1_loss: 0.5 d^2 / beta where |d| < beta, else |d| - beta/2 (beta=0: L1)."""
+    beta = V.check_nonneg(beta, "beta")
+    return _elementwise("smooth_l1_loss", input, target, reduction, return_grad, grad_output,
+                        grad_out, p1=beta)
+
+
+def huber_loss(input, target, *, delta=1.0, reduction="mean", return_grad=False,
+               grad_output=None, grad_out=None):
+    """torch's F.huber_loss: 0.5 d^2 where |d| < delta, else delta (|d| - delta/2)."""
+    delta = V.check_nonneg(delta, "delta")
+    if delta == 0:
+        raise ValueError("delta must be > 0, got 0")
+    return _elementwise("huber_loss", input, target, reduction, return_grad, grad_output,
+                        grad_out, p1=delta)
+
+
+def kl_div(input, target, *, reduction="mean", log_target=False, return_grad=False,
+           grad_output=None, grad_out=None):
+    """torch's F.kl_div: input is log-probabilities; 0 log 0 = 0; reduction may be "batchmean"."""
+    return _elementwise("kl_div", input, target, reduction, return_grad, grad_output, grad_out,
+                        p1=1.0 if log_target else 0.0,
+                        reductions=("none", "mean", "sum", "batchmean"))
+
+
+__all__ += ["sigmoid_focal_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+            "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div"]

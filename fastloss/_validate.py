@@ -202,3 +202,46 @@ def axis_problem(x, axis, name="x"):
     for d in x.shape[ax + 1:]:
         inner *= d
     return x, ax, outer, x.shape[ax], inner
+
+
+def same_shape_target(target, x, name="target"):
+    t = target if type(target) is np.ndarray else np.asarray(target)
+    if t.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be real numbers, got dtype {t.dtype}")
+    if t.shape != x.shape:
+        raise ValueError(f"{name} must have the input's shape {x.shape}, got {t.shape}")
+    if t.dtype != x.dtype or not t.flags.c_contiguous:
+        t = np.ascontiguousarray(t, dtype=x.dtype)
+    return t
+
+
+def periodic_weight(weight, shape, dtype, name):
+    """(array, period) such that the weight of flat element i is array[i % period].
+
+    A weight broadcast over leading axes only (e.g. shape (C,) or (1, C) against (N, C)) is
+    used as is; any other broadcast is materialised to the full shape (period = size)."""
+    if weight is None:
+        return None, 0
+    w = as_float_array(weight, name)
+    try:
+        full = np.broadcast_shapes(w.shape, shape)
+    except ValueError:
+        full = None
+    if full != tuple(shape):
+        raise ValueError(f"{name} of shape {w.shape} does not broadcast to the input shape {shape}")
+    core = w.shape
+    while core and core[0] == 1:
+        core = core[1:]
+    if core == tuple(shape[len(shape) - len(core):]):
+        w = w.reshape(-1) if w.dtype == dtype else w.astype(dtype).reshape(-1)
+    else:
+        w = np.ascontiguousarray(np.broadcast_to(w, shape), dtype=dtype).reshape(-1)
+    return w, max(1, w.size)
+
+
+def elementwise_grad_output(grad_output, reduction, shape, dtype):
+    """Scalar for reducing modes; working-dtype contiguous array of the input's shape for none."""
+    go = grad_output_for(grad_output, reduction, shape)
+    if isinstance(go, np.ndarray) and go.dtype != dtype:
+        go = go.astype(dtype)
+    return go

@@ -36,6 +36,26 @@ cdef extern from "fl_kernels.h" nogil:
         const void *x
         void *out
 
+    ctypedef struct fl_ew_args:
+        int is_f64
+        int op
+        int64_t n
+        const void *x
+        const void *target
+        const void *weight
+        int64_t weight_period
+        const void *pos_weight
+        int64_t pos_weight_period
+        double p1, p2
+        void *grad
+        const void *grad_scale_rows
+        double grad_scale
+        void *loss_rows
+
+    enum:
+        FL_BCE_LOGITS, FL_SIGMOID_FOCAL, FL_BCE, FL_MSE, FL_L1, FL_SMOOTH_L1, FL_HUBER,
+        FL_KL_DIV, FL_KL_DIV_LOG_TARGET
+
     void fl_init()
     const char *fl_simd_name()
     int fl_set_simd(const char *name)
@@ -46,11 +66,18 @@ cdef extern from "fl_kernels.h" nogil:
     double fl_cross_entropy(const fl_ce_args *a, int nthreads)
     double fl_nll(const fl_ce_args *a, int nthreads)
     void fl_softmax(const fl_softmax_args *a, int nthreads)
+    double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad)
 
 
 fl_init()
 
 LOG_SOFTMAX, SOFTMAX, LOGSUMEXP = 0, 1, 2
+ELEMENTWISE_OPS = {
+    "binary_cross_entropy_with_logits": FL_BCE_LOGITS, "sigmoid_focal_loss": FL_SIGMOID_FOCAL,
+    "binary_cross_entropy": FL_BCE, "mse_loss": FL_MSE, "l1_loss": FL_L1,
+    "smooth_l1_loss": FL_SMOOTH_L1, "huber_loss": FL_HUBER, "kl_div": FL_KL_DIV,
+    "kl_div_log_target": FL_KL_DIV_LOG_TARGET,
+}
 
 
 def simd_name():
@@ -133,3 +160,30 @@ def softmax(cnp.ndarray x, int64_t N, int64_t C, int64_t S, cnp.ndarray out, int
     a.out = cnp.PyArray_DATA(out)
     with nogil:
         fl_softmax(&a, nthreads)
+
+
+def elementwise(int op, cnp.ndarray x, cnp.ndarray target, object weight, int64_t weight_period,
+                object pos_weight, int64_t pos_weight_period, double p1, double p2, object grad,
+                object grad_scale_rows, double grad_scale, object loss_rows, int nthreads):
+    """Fused elementwise loss (+ gradient); returns (sum of losses, domain error flag)."""
+    cdef fl_ew_args a
+    cdef double total
+    cdef int bad = 0
+    a.is_f64 = cnp.PyArray_TYPE(x) == cnp.NPY_DOUBLE
+    a.op = op
+    a.n = cnp.PyArray_SIZE(x)
+    a.x = cnp.PyArray_DATA(x)
+    a.target = cnp.PyArray_DATA(target)
+    a.weight = _ptr(weight)
+    a.weight_period = weight_period
+    a.pos_weight = _ptr(pos_weight)
+    a.pos_weight_period = pos_weight_period
+    a.p1 = p1
+    a.p2 = p2
+    a.grad = <void *>_ptr(grad)
+    a.grad_scale_rows = _ptr(grad_scale_rows)
+    a.grad_scale = grad_scale
+    a.loss_rows = <void *>_ptr(loss_rows)
+    with nogil:
+        total = fl_elementwise(&a, nthreads, &bad)
+    return total, bool(bad)

@@ -1,1 +1,260 @@
-/* elementwise losses: filled in by the focal/binary issue */
+/*
+ * Elementwise losses for one (dtype, ISA) instantiation.  No include guard on purpose.
+ *
+ * Each loss states its math once, as an inline vector function
+ *     FN(ew_<loss>)(a, x, t, w, pw, &loss, &grad)
+ * returning the per-element loss and d loss / d x (before the reduction scale).  One generic
+ * loop (FN(ew_loop), always inlined with the loss function as a constant) handles
+ * weights, tails, gradient scaling, per-element outputs and the float64 partial sums.
+ *
+ * Numerics:
+ *  - softplus(z) = max(z, 0) + log1p(exp(-|z|)) and the sigmoids are built from the single
+ *    e = exp(-|x|): sigma(|x|) = 1/(1+e), sigma(-|x|) = e/(1+e) (tiny values stay accurate).
+ *  - A term whose target coefficient is 0 contributes exactly 0, so x = +-inf with an
+ *    agreeing target gives loss 0 and gradient 0 (torch's composed formula gives NaN).
+ *  - Sigmoid focal loss: with q = 1 - p_t the gradient needs gamma q^(gamma-1) p (1-p);
+ *    it is formed as gamma q^gamma * r with r = p (1-p) / q <= 1 (r = 1 at q = 0), so
+ *    (1-p_t)^(gamma-1) never appears and every gamma >= 0 stays finite at saturation.
+ */
+
+#define VR FL_VR
+#define VI FL_VI
+#define VX FL_VX
+#define R FL_REAL
+#define L FL_LANES
+
+typedef void (*FN(ew_fn))(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR *loss, VR *grad,
+                          VI *bad);
+
+/* e = exp(-|x|); returns sigma(x) and sigma(-x) */
+static inline void FN(sigmoids)(VR x, VR e, VR *sig_pos, VR *sig_neg)
+{
+    const VR one = FN(vsplat)((R)1);
+    const VR big = one / (one + e), small = e / (one + e);
+    const VI neg = x < 0;
+    *sig_pos = FN(vselect)(neg, small, big);
+    *sig_neg = FN(vselect)(neg, big, small);
+}
+
+/* coef * value, with an exact 0 where coef == 0 (even if value is inf) */
+static inline VR FN(zmul)(VR coef, VR value)
+{
+    return FN(vselect)(coef == 0, FN(vsplat)(0), coef * value);
+}
+
+static inline void FN(ew_bce_logits)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR *loss,
+                                     VR *grad, VI *bad)
+{
+    const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
+    const VR e = FN(vexp)(FN(vselect)(x < 0, x, -x));
+    const VR lg = FN(vlog1p)(e);
+    const VR sp_pos = FN(vselect)(x > 0, x, zero) + lg;   /* softplus(x)  = -log sigma(-x) */
+    const VR sp_neg = FN(vselect)(x < 0, -x, zero) + lg;  /* softplus(-x) = -log sigma(x) */
+    VR s_pos, s_neg;
+    FN(sigmoids)(x, e, &s_pos, &s_neg);
+    const VR cp = pw * t, cn = one - t;
+    *loss = w * (FN(zmul)(cp, sp_neg) + FN(zmul)(cn, sp_pos));
+    *grad = w * (FN(zmul)(cn, s_pos) - FN(zmul)(cp, s_neg));
+    (void)a; (void)bad;
+}
+
+static inline void FN(ew_sigmoid_focal)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR *loss,
+                                        VR *grad, VI *bad)
+{
+    const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
+    const R alpha = (R)a->p1, gamma = (R)a->p2;
+    const VR e = FN(vexp)(FN(vselect)(x < 0, x, -x));
+    const VR lg = FN(vlog1p)(e);
+    const VR sp_pos = FN(vselect)(x > 0, x, zero) + lg;
+    const VR sp_neg = FN(vselect)(x < 0, -x, zero) + lg;
+    VR p, pn;
+    FN(sigmoids)(x, e, &p, &pn);
+    const VR cn = one - t;
+    const VR ce = FN(zmul)(t, sp_neg) + FN(zmul)(cn, sp_pos);
+    const VR q = t * pn + cn * p;                        /* 1 - p_t */
+    VR f;                                                /* q^gamma, 0^0 = 1 */
+    if (gamma == 0) f = one;
+    else if (gamma == 1) f = q;
+    else if (gamma == 2) f = q * q;
+    else f = FN(vselect)(q == 0, zero, FN(vexp)(gamma * FN(vlog)(q)));
+    VR r = p * pn / q;                                   /* p (1-p) / q in [0, 1] */
+    r = FN(vselect)(q == 0, one, r);
+    const VR tilt = FN(zmul)(r, gamma * ce * (one - 2 * t));
+    VR at = one;
+    if (alpha >= 0) at = alpha * t + (1 - alpha) * cn;
+    *loss = at * FN(zmul)(f, ce);
+    *grad = at * f * ((p - t) + tilt);
+    (void)w; (void)pw; (void)bad;
+}
+
+static inline void FN(ew_bce)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR *loss, VR *grad,
+                              VI *bad)
+{
+    /* torch: loss = (t - 1) max(log1p(-x), -100) - t max(log x, -100),
+     *        grad = (x - t) / max((1 - x) x, 1e-12f) */
+    const VR one = FN(vsplat)((R)1), clamp = FN(vsplat)((R)-100);
+    const VR lx = FN(vlog)(x), l1x = FN(vlog1p)(-x);
+    const VR lxc = FN(vselect)(lx < clamp, clamp, lx);
+    const VR l1xc = FN(vselect)(l1x < clamp, clamp, l1x);
+    *loss = w * ((t - one) * l1xc - t * lxc);
+    VR den = (one - x) * x;
+    const VR eps = FN(vsplat)((R)(double)1e-12f);
+    den = FN(vselect)(den < eps, eps, den);
+    *grad = w * (x - t) / den;
+    *bad |= ~((x >= 0) & (x <= one)); /* outside [0, 1], or NaN */
+    (void)a; (void)pw;
+}
+
+static inline void FN(ew_mse)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR *loss, VR *grad,
+                              VI *bad)
+{
+    const VR d = x - t;
+    *loss = d * d;
+    *grad = 2 * d;
+    (void)a; (void)w; (void)pw; (void)bad;
+}
+
+static inline VR FN(vsign)(VR d)
+{
+    const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
+    VR s = FN(vselect)(d > 0, one, FN(vselect)(d < 0, -one, zero));
+    return FN(vselect)(d != d, d, s); /* NaN stays NaN */
+}
+
+static inline void FN(ew_l1)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR *loss, VR *grad,
+                             VI *bad)
+{
+    const VR d = x - t;
+    *loss = FN(vselect)(d < 0, -d, d);
+    *grad = FN(vsign)(d);
+    (void)a; (void)w; (void)pw; (void)bad;
+}
+
+static inline void FN(ew_smooth_l1)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR *loss,
+                                    VR *grad, VI *bad)
+{
+    const R beta = (R)a->p1;
+    const VR d = x - t, z = FN(vselect)(d < 0, -d, d);
+    if (beta == 0) {
+        *loss = z;
+        *grad = FN(vsign)(d);
+    } else {
+        const VI quad = z < beta;
+        *loss = FN(vselect)(quad, (R)0.5 * d * d / beta, z - (R)0.5 * beta);
+        *grad = FN(vselect)(quad, d / beta, FN(vsign)(d));
+    }
+    (void)w; (void)pw; (void)bad;
+}
+
+static inline void FN(ew_huber)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR *loss, VR *grad,
+                                VI *bad)
+{
+    const R delta = (R)a->p1;
+    const VR d = x - t, z = FN(vselect)(d < 0, -d, d);
+    const VI quad = z < delta;
+    *loss = FN(vselect)(quad, (R)0.5 * d * d, delta * (z - (R)0.5 * delta));
+    *grad = FN(vselect)(quad, d, delta * FN(vsign)(d));
+    (void)w; (void)pw; (void)bad;
+}
+
+static inline void FN(ew_kl_div)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR *loss, VR *grad,
+                                 VI *bad)
+{
+    /* t (log t - x), 0 where t == 0 (unless x is NaN); NaN for t < 0 */
+    const VR v = t * (FN(vlog)(t) - x);
+    *loss = FN(vselect)((t == 0) & (x == x), FN(vsplat)(0), v);
+    *grad = -t;
+    (void)a; (void)w; (void)pw; (void)bad;
+}
+
+static inline void FN(ew_kl_div_log_target)(const fl_ew_args *a, VR x, VR t, VR w, VR pw,
+                                            VR *loss, VR *grad, VI *bad)
+{
+    /* exp(t) (t - x), 0 where exp(t) == 0 (unless x is NaN) */
+    const VR et = FN(vexp)(t);
+    *loss = FN(vselect)((et == 0) & (x == x), FN(vsplat)(0), et * (t - x));
+    *grad = -et;
+    (void)a; (void)w; (void)pw; (void)bad;
+}
+
+static inline __attribute__((always_inline)) void
+FN(ew_loop)(const fl_ew_args *a, int64_t i0, int64_t i1, double *partial, FN(ew_fn) f)
+{
+    const R *x = (const R *)a->x, *t = (const R *)a->target;
+    const R *w = (const R *)a->weight, *pw = (const R *)a->pos_weight;
+    const R *gsr = (const R *)a->grad_scale_rows;
+    R *g = (R *)a->grad, *lr = (R *)a->loss_rows;
+    const R gs = (R)a->grad_scale;
+    const VR one = FN(vsplat)((R)1), zero = FN(vsplat)(0);
+    const VX iota = FN(viota)();
+    /* segments never cross a period boundary of weight/pos_weight, so inside a segment the
+     * weights are contiguous too */
+    int64_t period = INT64_MAX;
+    if (w && a->weight_period < period) period = a->weight_period;
+    if (pw && a->pos_weight_period < period) period = a->pos_weight_period;
+    VR acc = zero;
+    VI bad = (VI)zero;
+    double total = 0.0;
+    int blk = 0;
+    for (int64_t s0 = i0; s0 < i1;) {
+        const int64_t j = period == INT64_MAX ? 0 : s0 % period;
+        int64_t s1 = period == INT64_MAX ? i1 : s0 + (period - j);
+        if (s1 > i1) s1 = i1;
+        const R *ws = w ? w + s0 % a->weight_period : NULL;
+        const R *pws = pw ? pw + s0 % a->pos_weight_period : NULL;
+        for (int64_t i = s0; i < s1; i += L) {
+            const int64_t n = s1 - i < L ? s1 - i : L;
+            const int full = n == L;
+            const int64_t o = i - s0;
+#define FL_LD(p, fill) (full ? FN(vload)(p) : FN(vload_part)((p), n, (fill)))
+            const VR xv = FL_LD(x + i, (R)0.5), tv = FL_LD(t + i, (R)0.5);
+            const VR wv = ws ? FL_LD(ws + o, 0) : one, pwv = pws ? FL_LD(pws + o, 0) : one;
+            VR lv, gv;
+            VI bv = (VI)zero;
+            f(a, xv, tv, wv, pwv, &lv, &gv, &bv);
+            if (!full) {
+                const VI valid = iota < (FL_XLANE)n;
+                lv = FN(vselect)(valid, lv, zero);
+                bv &= valid;
+            }
+            bad |= bv;
+            acc += lv;
+            if (lr) {
+                if (full) FN(vstore)(lr + i, lv); else FN(vstore_part)(lr + i, lv, n);
+            }
+            if (g) {
+                gv *= gsr ? FL_LD(gsr + i, 0) : FN(vsplat)(gs);
+                if (full) FN(vstore)(g + i, gv); else FN(vstore_part)(g + i, gv, n);
+            }
+#undef FL_LD
+            if (++blk == FL_FLUSH) { total += FN(hsum)(acc); acc = zero; blk = 0; }
+        }
+        s0 = s1;
+    }
+    total += FN(hsum)(acc);
+    int any_bad = 0;
+    for (int l = 0; l < L; l++) any_bad |= bad[l] != 0;
+    *partial = any_bad ? (double)__builtin_nan("") : total;
+}
+
+#define FL_EW_UNITS(name)                                                                  \
+    static void FN(name##_units)(const void *args, int64_t i0, int64_t i1, double *partial) \
+    {                                                                                      \
+        FN(ew_loop)((const fl_ew_args *)args, i0, i1, partial, FN(ew_##name));             \
+    }
+FL_EW_UNITS(bce_logits)
+FL_EW_UNITS(sigmoid_focal)
+FL_EW_UNITS(bce)
+FL_EW_UNITS(mse)
+FL_EW_UNITS(l1)
+FL_EW_UNITS(smooth_l1)
+FL_EW_UNITS(huber)
+FL_EW_UNITS(kl_div)
+FL_EW_UNITS(kl_div_log_target)
+#undef FL_EW_UNITS
+
+#undef VR
+#undef VI
+#undef VX
+#undef R
+#undef L

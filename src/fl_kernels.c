@@ -63,6 +63,7 @@ typedef struct {
     int vbytes; /* vector width: a column tile holds vbytes / sizeof(element) positions */
     fl_unit_fn ce_index_rows[2], ce_index_cols[2], ce_prob_rows[2], ce_prob_cols[2];
     fl_unit_fn softmax_rows[2], softmax_cols[2], nll_units[2];
+    fl_unit_fn elementwise[FL_N_ELEMENTWISE][2]; /* indexed by the FL_BCE_LOGITS... enum */
 } fl_table;
 
 #define FL_PAIR(name, isa) {FL_CAT3(name, f32, isa), FL_CAT3(name, f64, isa)}
@@ -70,7 +71,11 @@ typedef struct {
     {label, vbytes,                                                                            \
      FL_PAIR(ce_index_rows, isa), FL_PAIR(ce_index_cols, isa), FL_PAIR(ce_prob_rows, isa), \
      FL_PAIR(ce_prob_cols, isa),  FL_PAIR(softmax_rows, isa),  FL_PAIR(softmax_cols, isa), \
-     FL_PAIR(nll_units, isa)}
+     FL_PAIR(nll_units, isa),                                                             \
+     {FL_PAIR(bce_logits_units, isa), FL_PAIR(sigmoid_focal_units, isa),                 \
+      FL_PAIR(bce_units, isa), FL_PAIR(mse_units, isa), FL_PAIR(l1_units, isa),           \
+      FL_PAIR(smooth_l1_units, isa), FL_PAIR(huber_units, isa), FL_PAIR(kl_div_units, isa), \
+      FL_PAIR(kl_div_log_target_units, isa)}}
 
 static const fl_table fl_table_base = FL_TABLE(base, "baseline", 16);
 #if FL_X86_DISPATCH
@@ -246,3 +251,19 @@ void fl_softmax(const fl_softmax_args *a, int nthreads)
     fl_run(fl_active->softmax_cols[k], a, tiles, a->C * lanes, nthreads);
 }
 
+
+double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad)
+{
+    *bad = 0;
+    if (a->op < 0 || a->op >= FL_N_ELEMENTWISE) { *bad = 1; return NAN; }
+    const double total = fl_run(fl_active->elementwise[a->op][a->is_f64 ? 1 : 0], a, a->n, 1,
+                                nthreads);
+    if (a->op == FL_BCE && isnan(total)) {
+        /* a chunk flagged an input outside [0, 1] (or the loss is NaN for another reason) */
+        for (int64_t i = 0; i < a->n && !*bad; i++) {
+            const double v = a->is_f64 ? ((const double *)a->x)[i] : ((const float *)a->x)[i];
+            *bad = !(v >= 0 && v <= 1);
+        }
+    }
+    return total;
+}

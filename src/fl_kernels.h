@@ -43,6 +43,34 @@ typedef struct {
     void *out;                  /* (N, C, S), or (N, S) for logsumexp */
 } fl_softmax_args;
 
+/* Elementwise losses: x and target share one shape of n elements. */
+enum {
+    FL_BCE_LOGITS = 0, FL_SIGMOID_FOCAL = 1, FL_BCE = 2, FL_MSE = 3, FL_L1 = 4,
+    FL_SMOOTH_L1 = 5, FL_HUBER = 6, FL_KL_DIV = 7, FL_KL_DIV_LOG_TARGET = 8, FL_N_ELEMENTWISE = 9
+};
+
+typedef struct {
+    int is_f64;
+    int op;                     /* FL_BCE_LOGITS, ... */
+    int64_t n;
+    const void *x, *target;
+    /* weight / pos_weight: NULL, or an array repeating with the given period along the flat
+     * index (a weight broadcast over leading axes is periodic; period n = full array) */
+    const void *weight;
+    int64_t weight_period;
+    const void *pos_weight;
+    int64_t pos_weight_period;
+    double p1, p2;              /* alpha, gamma (sigmoid focal); beta / delta */
+    void *grad;                 /* (n,) or NULL */
+    const void *grad_scale_rows;/* (n,) per-element gradient multipliers (working dtype), or NULL */
+    double grad_scale;
+    void *loss_rows;            /* (n,) per-element losses, or NULL */
+} fl_ew_args;
+
+/* Returns the sum of the per-element losses; *bad is set to 1 when an input violates the
+ * loss's domain (binary_cross_entropy: input outside [0, 1] or NaN). */
+double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad);
+
 /* Runtime configuration. */
 void fl_init(void);
 const char *fl_simd_name(void);          /* "avx512", "avx2" or "baseline" */

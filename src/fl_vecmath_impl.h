@@ -129,20 +129,28 @@ static inline VR FN(vexp)(VR x)
     return p * s1 * s2;
 }
 
-/* log(1 + y) for y >= -1 (NaN/inf propagate; y = -1 gives -inf, y < -1 gives NaN). */
-static inline VR FN(vlog1p)(VR y)
+/* log(u) + corr, where corr is a small correction already relative to u (0 for a plain log).
+ * u = 2^k f with f in [sqrt(1/2), sqrt(2)); log f = 2 atanh(s), s = (f - 1)/(f + 1).
+ * Subnormal u is first scaled by 2^FL_SUBN_SHIFT.  Special values: log(+inf) = +inf,
+ * log(0) = -inf, log(u < 0) = NaN, NaN propagates. */
+#if FL_IS_F32
+#define FL_SUBN_SHIFT 24
+#define FL_NORM_MIN 1.17549435e-38f
+#else
+#define FL_SUBN_SHIFT 54
+#define FL_NORM_MIN 2.2250738585072014e-308
+#endif
+static inline VR FN(vlog_plus)(VR u, VR corr)
 {
     const VR one = FN(vsplat)((R)1);
-    VR u = one + y;
-    /* rounding correction of 1 + y, relative to u; exact 0 when u - 1 == y */
-    VR corr = (y - (u - one)) / u;
-    /* split u = 2^k * f, f in [sqrt(1/2), sqrt(2)) */
+    const VI subn = (u < FL_NORM_MIN) & (u > 0);
+    const VR us = FN(vselect)(subn, u * (R)(1ULL << FL_SUBN_SHIFT), u);
 #if FL_IS_F32
     const VI sqrt_half_bits = FN(vsplat_i)(0x3f3504f3); /* 0.70710677f */
 #else
     const VI sqrt_half_bits = FN(vsplat_i)(0x3fe6a09e667f3bcdLL);
 #endif
-    VI ui = (VI)u;
+    VI ui = (VI)us;
     VI off = ui - sqrt_half_bits;
     VI k = FN_SRA(off, FL_MANT_BITS);           /* exponent relative to sqrt(1/2) */
     VI fi = ui - (k << FL_MANT_BITS);
@@ -150,6 +158,7 @@ static inline VR FN(vlog1p)(VR y)
     /* exact int -> float conversion of small |k| by the magic-number trick (no cvt needed) */
     const VR kmagic = FN(vsplat)(FL_MAGIC);
     VR kf = (VR)((VI)kmagic + k) - kmagic;
+    kf = FN(vselect)(subn, kf - (R)FL_SUBN_SHIFT, kf);
     VR s = (f - one) / (f + one);
     VR s2 = s * s;
 #if FL_IS_F32
@@ -166,7 +175,6 @@ static inline VR FN(vlog1p)(VR y)
 #endif
     VR logf_ = 2 * s + s * s2 * q;
     VR res = kf * (R)FL_LN2_HI + (logf_ + corr + kf * (R)FL_LN2_LO);
-    /* special cases: u == +inf -> +inf, u == 0 -> -inf, u < 0 or NaN -> NaN */
     const VR inf = FN(vsplat)((R)__builtin_inf());
     res = FN(vselect)(u == inf, inf, res);
     res = FN(vselect)(u == 0, -inf, res);
@@ -175,6 +183,20 @@ static inline VR FN(vlog1p)(VR y)
     return res;
 }
 
+static inline VR FN(vlog)(VR u) { return FN(vlog_plus)(u, FN(vsplat)(0)); }
+
+/* log(1 + y): the rounding error of u = 1 + y is put back as (y - (u - 1)) / u. */
+static inline VR FN(vlog1p)(VR y)
+{
+    const VR one = FN(vsplat)((R)1);
+    const VR u = one + y;
+    VR corr = (y - (u - one)) / u;
+    corr = FN(vselect)(corr != corr, FN(vsplat)(0), corr); /* u = inf: handled in vlog_plus */
+    return FN(vlog_plus)(u, corr);
+}
+
+#undef FL_SUBN_SHIFT
+#undef FL_NORM_MIN
 #undef FL_EXP_LO
 #undef FL_EXP_HI
 #undef FL_MAGIC
