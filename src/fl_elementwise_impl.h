@@ -83,7 +83,8 @@ static inline void FN(ew_sigmoid_focal)(const fl_ew_args *a, VR x, VR t, VR w, V
     VR at = one;
     if (alpha >= 0) at = alpha * t + (1 - alpha) * cn;
     *loss = at * FN(zmul)(f, ce);
-    *grad = at * f * ((p - t) + tilt);
+    /* p - t written as (1-t) p - t (1-p): no cancellation when p rounds to 1 */
+    *grad = at * f * ((cn * p - t * pn) + tilt);
     (void)w; (void)pw; (void)bad;
 }
 
