@@ -63,6 +63,7 @@ typedef struct {
     int vbytes; /* vector width: a column tile holds vbytes / sizeof(element) positions */
     fl_unit_fn ce_index_rows[2], ce_index_cols[2], ce_prob_rows[2], ce_prob_cols[2];
     fl_unit_fn softmax_rows[2], softmax_cols[2], nll_units[2];
+    fl_unit_fn ce_index_small_rows[2], ce_prob_small_rows[2], softmax_small_rows[2];
     fl_unit_fn elementwise[FL_N_ELEMENTWISE][2]; /* indexed by the FL_BCE_LOGITS... enum */
 } fl_table;
 
@@ -72,6 +73,8 @@ typedef struct {
      FL_PAIR(ce_index_rows, isa), FL_PAIR(ce_index_cols, isa), FL_PAIR(ce_prob_rows, isa), \
      FL_PAIR(ce_prob_cols, isa),  FL_PAIR(softmax_rows, isa),  FL_PAIR(softmax_cols, isa), \
      FL_PAIR(nll_units, isa),                                                             \
+     FL_PAIR(ce_index_small_rows, isa), FL_PAIR(ce_prob_small_rows, isa),                 \
+     FL_PAIR(softmax_small_rows, isa),                                                    \
      {FL_PAIR(bce_logits_units, isa), FL_PAIR(sigmoid_focal_units, isa),                 \
       FL_PAIR(bce_units, isa), FL_PAIR(mse_units, isa), FL_PAIR(l1_units, isa),           \
       FL_PAIR(smooth_l1_units, isa), FL_PAIR(huber_units, isa), FL_PAIR(kl_div_units, isa), \
@@ -220,18 +223,26 @@ int64_t fl_check_targets(const int64_t *target, int64_t n, int64_t C, int64_t ig
 
 /* ------------------------------------------------------------------ entry points */
 
+/* Picks the loop shape: per-row sweeps for long class rows, tiles of L samples otherwise. */
+static double fl_run_class_axis(fl_unit_fn rows, fl_unit_fn small_rows, fl_unit_fn cols,
+                                const void *args, int is_f64, int64_t N, int64_t C, int64_t S,
+                                int nthreads)
+{
+    const int64_t lanes = fl_active->vbytes / (is_f64 ? 8 : 4);
+    if (S == 1 && C > FL_SMALL_C) return fl_run(rows, args, N, C, nthreads);
+    if (S == 1) return fl_run(small_rows, args, (N + lanes - 1) / lanes, C * lanes, nthreads);
+    return fl_run(cols, args, N * ((S + lanes - 1) / lanes), C * lanes, nthreads);
+}
+
 double fl_cross_entropy(const fl_ce_args *a, int nthreads)
 {
     const int k = a->is_f64 ? 1 : 0;
-    const int prob = a->target_prob != NULL;
-    if (a->S == 1) {
-        fl_unit_fn fn = prob ? fl_active->ce_prob_rows[k] : fl_active->ce_index_rows[k];
-        return fl_run(fn, a, a->N, a->C, nthreads);
-    }
-    const int64_t lanes = fl_active->vbytes / (a->is_f64 ? 8 : 4);
-    const int64_t tiles = a->N * ((a->S + lanes - 1) / lanes);
-    fl_unit_fn fn = prob ? fl_active->ce_prob_cols[k] : fl_active->ce_index_cols[k];
-    return fl_run(fn, a, tiles, a->C * lanes, nthreads);
+    const fl_table *t = fl_active;
+    if (a->target_prob)
+        return fl_run_class_axis(t->ce_prob_rows[k], t->ce_prob_small_rows[k], t->ce_prob_cols[k],
+                                 a, a->is_f64, a->N, a->C, a->S, nthreads);
+    return fl_run_class_axis(t->ce_index_rows[k], t->ce_index_small_rows[k], t->ce_index_cols[k],
+                             a, a->is_f64, a->N, a->C, a->S, nthreads);
 }
 
 double fl_nll(const fl_ce_args *a, int nthreads)
@@ -242,15 +253,10 @@ double fl_nll(const fl_ce_args *a, int nthreads)
 void fl_softmax(const fl_softmax_args *a, int nthreads)
 {
     const int k = a->is_f64 ? 1 : 0;
-    if (a->S == 1) {
-        fl_run(fl_active->softmax_rows[k], a, a->N, a->C, nthreads);
-        return;
-    }
-    const int64_t lanes = fl_active->vbytes / (a->is_f64 ? 8 : 4);
-    const int64_t tiles = a->N * ((a->S + lanes - 1) / lanes);
-    fl_run(fl_active->softmax_cols[k], a, tiles, a->C * lanes, nthreads);
+    const fl_table *t = fl_active;
+    fl_run_class_axis(t->softmax_rows[k], t->softmax_small_rows[k], t->softmax_cols[k], a,
+                      a->is_f64, a->N, a->C, a->S, nthreads);
 }
-
 
 double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad)
 {

@@ -31,45 +31,59 @@
 #ifndef FL_FLUSH
 #define FL_FLUSH 64
 #define FL_NLL_BLOCK 256
+#define FL_SMALL_C 48 /* rows with at most this many classes go through transposed tiles */
 #endif
 
-/* Per-sample scalar part of the index-target losses: given the row statistics, return the
- * loss and the coefficients of the gradient  g_c = A e_c - Bs w_c  (c != y),  g_y = Gy. */
+/* The per-sample math of the index-target losses, for L samples at once (one per lane):
+ * given dy = m - x_y, s_other = sum_{c != y} exp(x_c - m), dsum = sum_c w_c (m - x_c) (only
+ * with label smoothing), the target weight wy and the gradient scale gs, return the loss and
+ * the coefficients of the gradient   g_c = A e_c - Bs w_c  (c != y),   g_y = Gy,
+ * where e_c = exp(x_c - m).  This is the only place the cross-entropy / focal formulas live;
+ * the row kernels call it with one lane used. */
 typedef struct {
-    double loss, A, Bs, Gy;
+    VR loss, A, Bs, Gy;
 } FN(ce_coef_t);
 
-static inline FN(ce_coef_t) FN(ce_index_coef)(const fl_ce_args *a, double dy, double s_other,
-                                                double dsum, double wy, double gs)
+static inline FN(ce_coef_t) FN(ce_index_coef)(const fl_ce_args *a, VR dy, VR s_other, VR dsum,
+                                                VR wy, VR gs)
 {
+    const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
     FN(ce_coef_t) r;
-    const double e_y = exp(-dy);
-    const double S = s_other + e_y;
-    /* e_y == 1 exactly when y holds the row max: then S = 1 + s_other */
-    const double logS = dy == 0 ? log1p(s_other) : log(S);
-    const double nll = dy + logS;            /* -log p_y */
-    const double q = s_other / S;            /* 1 - p_y, no cancellation */
-    const double p = e_y / S;
+    const VR e_y = FN(vexp_nonpos)(-dy);
+    const VR S = s_other + e_y;
+    const VR invS = one / S;
+    /* log S = log1p((e_y - 1) + s_other): when y holds the row max, e_y == 1 exactly and this
+     * is log1p(s_other), which keeps the tiny loss of a confident, correct prediction */
+    const VR logS = FN(vlog1p)((e_y - one) + s_other);
+    const VR nll = dy + logS;                 /* -log p_y, bracketed: offset first */
+    const VR q = s_other * invS;              /* 1 - p_y, no cancellation */
+    const VR p = e_y * invS;
     if (a->focal) {
-        const double f = pow(q, a->gamma);   /* (1 - p)^gamma, 0^0 = 1 */
-        /* d/dx_j of -w q^g log p = K (p_j - [j == y]) with
-         * K = w q^g (1 + g p (-log p) / q); (-log p)/q -> 1 as q -> 0. */
-        const double ratio = q > 0 ? nll / q : 1.0;
-        const double K = wy * f * (1.0 + a->gamma * p * ratio);
-        r.loss = wy * f * nll;
-        r.A = gs * K / S;
-        r.Bs = 0.0;
+        const R gamma = (R)a->gamma;
+        VR f;                                 /* (1 - p)^gamma, 0^0 = 1 */
+        if (gamma == 0) f = one;
+        else if (gamma == 1) f = q;
+        else if (gamma == 2) f = q * q;
+        else f = FN(vselect)(q == 0, zero, FN(vexp)(gamma * FN(vlog)(q)));
+        /* d/dx_j of -w q^g log p = K (p_j - [j == y]) with K = w q^g (1 + g p (-log p) / q);
+         * (-log p) / q -> 1 as q -> 0, so q^(g-1) is never formed */
+        const VR ratio = FN(vselect)(q > 0, nll / q, one);
+        const VR K = wy * f * (one + gamma * p * ratio);
+        r.loss = FN(vselect)(f == 0, zero, wy * f * nll);
+        r.A = gs * K * invS;
+        r.Bs = zero;
         r.Gy = -gs * K * q;
     } else {
-        const double eps = a->smoothing, epsC = eps / (double)a->C;
-        r.loss = (1.0 - eps) * wy * nll;
-        r.A = gs * ((1.0 - eps) * wy + epsC * a->weight_sum) / S;
+        const R eps = (R)a->smoothing, epsC = (R)(a->smoothing / (double)a->C);
+        const R W = (R)a->weight_sum;
+        r.loss = (1 - eps) * wy * nll;
+        r.A = gs * ((1 - eps) * wy + epsC * W) * invS;
         r.Bs = gs * epsC;
-        r.Gy = -gs * (1.0 - eps) * wy * q;
+        r.Gy = -gs * (1 - eps) * wy * q;
         if (eps > 0) {
             /* sum_c w_c (-log p_c) = sum_c w_c (m - x_c) + W log S */
-            r.loss += epsC * (dsum + a->weight_sum * logS);
-            r.Gy += gs * epsC * (a->weight_sum * p - wy);
+            r.loss += epsC * (dsum + W * logS);
+            r.Gy += gs * epsC * (W * p - wy);
         }
     }
     return r;
@@ -84,11 +98,19 @@ static inline double FN(row_scale)(const fl_ce_args *a, int64_t i)
 
 static inline R FN(row_max)(const R *x, int64_t C)
 {
-    VR vm = FN(vsplat)((R)-__builtin_inf());
+    /* four independent accumulators: the max is a latency chain otherwise */
+    const VR ninf = FN(vsplat)((R)-__builtin_inf());
+    VR m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
     int64_t c = 0;
-    for (; c + L <= C; c += L) vm = FN(vmax)(vm, FN(vload)(x + c));
-    if (c < C) vm = FN(vmax)(vm, FN(vload_part)(x + c, C - c, (R)-__builtin_inf()));
-    return FN(hmax)(vm);
+    for (; c + 4 * L <= C; c += 4 * L) {
+        m0 = FN(vmax)(m0, FN(vload)(x + c));
+        m1 = FN(vmax)(m1, FN(vload)(x + c + L));
+        m2 = FN(vmax)(m2, FN(vload)(x + c + 2 * L));
+        m3 = FN(vmax)(m3, FN(vload)(x + c + 3 * L));
+    }
+    for (; c + L <= C; c += L) m0 = FN(vmax)(m0, FN(vload)(x + c));
+    if (c < C) m1 = FN(vmax)(m1, FN(vload_tail)(x + c, C - c, (R)-__builtin_inf()));
+    return FN(hmax)(FN(vmax)(FN(vmax)(m0, m1), FN(vmax)(m2, m3)));
 }
 
 static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *partial)
@@ -117,11 +139,13 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
         double s_other = 0.0, dsum = 0.0;
         int64_t c = 0;
         int blk = 0;
+        const int64_t yblock = y - y % L; /* the one block where the target is excluded */
         for (; c + L <= C; c += L) {
             const VR d = vm - FN(vload)(x + c); /* >= 0, +inf for masked logits */
-            const VR e = FN(vexp)(-d);
+            const VR e = FN(vexp_nonpos)(-d);
             if (g) FN(vstore)(g + c, e);
-            vs += FN(vselect)(iota == (FL_XLANE)(y - c), FN(vsplat)(0), e);
+            if (__builtin_expect(c == yblock, 0)) vs += FN(vselect)(iota == (FL_XLANE)(y - c), FN(vsplat)(0), e);
+            else vs += e;
             if (smooth) vd += w ? FN(vload)(w + c) * d : d;
             if (++blk == FL_FLUSH) {
                 s_other += FN(hsum)(vs);
@@ -134,20 +158,21 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
         if (c < C) {
             const int64_t n = C - c;
             const VI valid = iota < (FL_XLANE)n;
-            const VR d = FN(vselect)(valid, vm - FN(vload_part)(x + c, n, 0), FN(vsplat)(0));
-            const VR e = FN(vexp)(-d);
-            if (g) FN(vstore_part)(g + c, e, n);
+            const VR d = FN(vselect)(valid, vm - FN(vload_tail)(x + c, n, 0), FN(vsplat)(0));
+            const VR e = FN(vexp_nonpos)(-d);
+            if (g) FN(vstore_tail)(g + c, e, n);
             vs += FN(vselect)(valid & (iota != (FL_XLANE)(y - c)), e, FN(vsplat)(0));
-            if (smooth) vd += w ? FN(vload_part)(w + c, n, 0) * d : d;
+            if (smooth) vd += w ? FN(vload_tail)(w + c, n, 0) * d : d;
         }
         s_other += FN(hsum)(vs);
         dsum += FN(hsum)(vd);
-        const double gs = FN(row_scale)(a, r);
-        const FN(ce_coef_t) k = FN(ce_index_coef)(a, (double)m - (double)xy, s_other, dsum, wy, gs);
-        total += k.loss;
-        if (loss_rows) loss_rows[r] = (R)k.loss;
+        const FN(ce_coef_t) k = FN(ce_index_coef)(
+            a, FN(vsplat)(m - xy), FN(vsplat)((R)s_other), FN(vsplat)((R)dsum),
+            FN(vsplat)((R)wy), FN(vsplat)((R)FN(row_scale)(a, r)));
+        total += (double)k.loss[0];
+        if (loss_rows) loss_rows[r] = k.loss[0];
         if (!g) continue;
-        const R A = (R)k.A, Bs = (R)k.Bs;
+        const R A = k.A[0], Bs = k.Bs[0];
         if (Bs != 0) {
             for (c = 0; c + L <= C; c += L) {
                 const VR wc = w ? FN(vload)(w + c) : FN(vsplat)(1);
@@ -158,7 +183,7 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
             for (c = 0; c + L <= C; c += L) FN(vstore)(g + c, FN(vload)(g + c) * A);
             for (; c < C; c++) g[c] = g[c] * A;
         }
-        g[y] = (R)k.Gy;
+        g[y] = k.Gy[0];
     }
     *partial = total;
 }
@@ -186,18 +211,18 @@ static void FN(ce_prob_rows)(const void *args, int64_t r0, int64_t r1, double *p
         for (; c < C; c += L) {
             const int64_t n = C - c < L ? C - c : L;
             const VI valid = iota < (FL_XLANE)n;
-            const VR xv = n == L ? FN(vload)(x + c) : FN(vload_part)(x + c, n, m);
-            const VR tv = n == L ? FN(vload)(t + c) : FN(vload_part)(t + c, n, 0);
-            const VR wv = w ? (n == L ? FN(vload)(w + c) : FN(vload_part)(w + c, n, 0)) : FN(vsplat)(1);
+            const VR xv = n == L ? FN(vload)(x + c) : FN(vload_tail)(x + c, n, m);
+            const VR tv = n == L ? FN(vload)(t + c) : FN(vload_tail)(t + c, n, 0);
+            const VR wv = w ? (n == L ? FN(vload)(w + c) : FN(vload_tail)(w + c, n, 0)) : FN(vsplat)(1);
             const VR d = vm - xv;
-            const VR e = FN(vselect)(valid, FN(vexp)(-d), zero);
-            if (g) FN(vstore_part)(g + c, e, n);
+            const VR e = FN(vselect)(valid, FN(vexp_nonpos)(-d), zero);
+            if (g) FN(vstore_tail)(g + c, e, n);
             const VR tp = tv * keep + add;   /* smoothed target */
             const VR wt = FN(vselect)(valid, wv * tp, zero);
             vs += e;
             vT += wt;
             /* a zero target contributes 0 even where -log p = inf (masked logit) */
-            vD += FN(vselect)(tp == 0, zero, wt * d);
+            vD += FN(vselect)(wt == 0, zero, wt * d); /* 0 * inf: a zero target ignores -inf */
             if (++blk == FL_FLUSH) {
                 S += FN(hsum)(vs); T += FN(hsum)(vT); D += FN(hsum)(vD);
                 vs = zero; vT = zero; vD = zero;
@@ -242,10 +267,10 @@ static void FN(softmax_rows)(const void *args, int64_t r0, int64_t r1, double *p
         int blk = 0;
         for (; c < C; c += L) {
             const int64_t n = C - c < L ? C - c : L;
-            const VR xv = n == L ? FN(vload)(x + c) : FN(vload_part)(x + c, n, m);
-            VR e = FN(vexp)(xv - vm);
+            const VR xv = n == L ? FN(vload)(x + c) : FN(vload_tail)(x + c, n, m);
+            VR e = FN(vexp_nonpos)(xv - vm);
             e = FN(vselect)(iota < (FL_XLANE)n, e, FN(vsplat)(0));
-            if (a->op == FL_SOFTMAX) FN(vstore_part)(o + c, e, n);
+            if (a->op == FL_SOFTMAX) FN(vstore_tail)(o + c, e, n);
             vs += e;
             if (++blk == FL_FLUSH) { S += FN(hsum)(vs); vs = FN(vsplat)(0); blk = 0; }
         }
@@ -266,8 +291,157 @@ static void FN(softmax_rows)(const void *args, int64_t r0, int64_t r1, double *p
     (void)partial;
 }
 
-/* ------------------------------------------- class axis strided: (N, C, S) tiles over S */
-/* A work unit is one tile: FL_LANES consecutive positions s of one sample n. */
+/* ---------------------------------------------------------------- tiles of L samples */
+/* A tile holds L samples side by side: element (c, l) at x[c * xs + l].  Two sources:
+ *  - (N, C, S) inputs: L consecutive positions s of one n, read in place (xs = S); the last
+ *    tile of a row of S may be partial (nl < L lanes valid);
+ *  - (N, C) inputs with small C: L rows transposed into an L1-resident scratch (xs = L),
+ *    where a per-row kernel would pay its per-row overhead on only a few classes.
+ * Every sweep is then a vector operation across samples, and the per-sample math
+ * (FN(ce_index_coef), logs, reciprocals) runs once per L samples. */
+
+#define FL_TILE_LOAD(p) (full ? FN(vload)(p) : FN(vload_tail)((p), nl, 0))
+#define FL_TILE_STORE(p, v)                               \
+    do {                                                  \
+        if (full) FN(vstore)((p), (v));                   \
+        else FN(vstore_tail)((p), (v), nl);               \
+    } while (0)
+/* two-level summation: vector partial sums of FL_FLUSH classes added into a running vector */
+#define FL_FLUSH_SUM(acc, part) do { (acc) += (part); (part) = FN(vsplat)(0); } while (0)
+
+static inline VR FN(tile_max)(const R *x, int64_t xs, int64_t C, int full, int64_t nl)
+{
+    VR m0 = FN(vsplat)((R)-__builtin_inf()), m1 = m0;
+    int64_t c = 0;
+    for (; c + 2 <= C; c += 2) {
+        m0 = FN(vmax)(m0, FL_TILE_LOAD(x + c * xs));
+        m1 = FN(vmax)(m1, FL_TILE_LOAD(x + (c + 1) * xs));
+    }
+    if (c < C) m0 = FN(vmax)(m0, FL_TILE_LOAD(x + c * xs));
+    /* a lane that is NaN in one accumulator only must not matter: both ignore NaN */
+    return FN(vmax)(m0, m1);
+}
+
+/* Index targets.  yv: target class per lane, skip: lanes to zero (ignored / padding),
+ * xy: x at the target, gs: gradient scale per lane.  Returns the per-lane loss. */
+static inline VR FN(ce_index_tile)(const fl_ce_args *a, const R *x, int64_t xs, R *g, int full,
+                                   int64_t nl, VX yv, VI skip, VR xy, VR wy, VR gs)
+{
+    const int64_t C = a->C;
+    const R *w = (const R *)a->weight;
+    const int smooth = !a->focal && a->smoothing > 0;
+    const VR zero = FN(vsplat)(0);
+    const VR vm = FN(tile_max)(x, xs, C, full, nl);
+    VR vs = zero, vd = zero, s_other = zero, dsum = zero;
+    int blk = 0;
+    for (int64_t c = 0; c < C; c++) {
+        const VR d = vm - FL_TILE_LOAD(x + c * xs);
+        const VR e = FN(vexp_nonpos)(-d);
+        if (g) FL_TILE_STORE(g + c * xs, e);
+        vs += FN(vselect)(yv == (FL_XLANE)c, zero, e);
+        if (smooth) vd += w ? d * w[c] : d;
+        if (++blk == FL_FLUSH) { FL_FLUSH_SUM(s_other, vs); FL_FLUSH_SUM(dsum, vd); blk = 0; }
+    }
+    s_other += vs;
+    dsum += vd;
+    const FN(ce_coef_t) k = FN(ce_index_coef)(a, vm - xy, s_other, dsum, wy, gs);
+    if (g) {
+        for (int64_t c = 0; c < C; c++) {
+            VR gv = FL_TILE_LOAD(g + c * xs) * k.A;
+            if (smooth) gv -= k.Bs * (w ? w[c] : (R)1);
+            gv = FN(vselect)(yv == (FL_XLANE)c, k.Gy, gv);
+            FL_TILE_STORE(g + c * xs, FN(vselect)(skip, zero, gv));
+        }
+    }
+    return FN(vselect)(skip, zero, k.loss);
+}
+
+/* Probability targets t (same tile layout as x).  Returns the per-lane loss. */
+static inline VR FN(ce_prob_tile)(const fl_ce_args *a, const R *x, const R *t, int64_t xs, R *g,
+                                  int full, int64_t nl, VR gs)
+{
+    const int64_t C = a->C;
+    const R *w = (const R *)a->weight;
+    const R keep = (R)(1.0 - a->smoothing), add = (R)(a->smoothing / (double)C);
+    const VR zero = FN(vsplat)(0);
+    const VR vm = FN(tile_max)(x, xs, C, full, nl);
+    VR vs = zero, vT = zero, vD = zero, S = zero, T = zero, D = zero;
+    int blk = 0;
+    for (int64_t c = 0; c < C; c++) {
+        const VR d = vm - FL_TILE_LOAD(x + c * xs);
+        const VR e = FN(vexp_nonpos)(-d);
+        if (g) FL_TILE_STORE(g + c * xs, e);
+        const VR tp = FL_TILE_LOAD(t + c * xs) * keep + add;
+        const VR wt = w ? tp * w[c] : tp;
+        vs += e;
+        vT += wt;
+        vD += FN(vselect)(wt == 0, zero, wt * d); /* 0 * inf: a zero target ignores -inf */
+        if (++blk == FL_FLUSH) {
+            FL_FLUSH_SUM(S, vs); FL_FLUSH_SUM(T, vT); FL_FLUSH_SUM(D, vD);
+            blk = 0;
+        }
+    }
+    S += vs; T += vT; D += vD;
+    if (g) {
+        const VR A = gs * T / S;
+        for (int64_t c = 0; c < C; c++) {
+            const VR tp = FL_TILE_LOAD(t + c * xs) * keep + add;
+            const VR wt = w ? tp * w[c] : tp;
+            FL_TILE_STORE(g + c * xs, FL_TILE_LOAD(g + c * xs) * A - wt * gs);
+        }
+    }
+    return D + T * FN(vlog)(S);
+}
+
+/* log_softmax / softmax over the tile's classes, or logsumexp into out[l]. */
+static inline void FN(softmax_tile)(int op, const R *x, int64_t xs, R *o, int64_t C, int full,
+                                    int64_t nl)
+{
+    const VR vm = FN(tile_max)(x, xs, C, full, nl);
+    VR vs = FN(vsplat)(0), S = FN(vsplat)(0);
+    int blk = 0;
+    for (int64_t c = 0; c < C; c++) {
+        const VR e = FN(vexp_nonpos)(FL_TILE_LOAD(x + c * xs) - vm);
+        if (op == FL_SOFTMAX) FL_TILE_STORE(o + c * xs, e);
+        vs += e;
+        if (++blk == FL_FLUSH) { FL_FLUSH_SUM(S, vs); blk = 0; }
+    }
+    S += vs;
+    const VR logS = FN(vlog)(S);
+    if (op == FL_LOGSUMEXP) {
+        const VR inf = FN(vsplat)((R)__builtin_inf());
+        /* all -inf: -inf; any +inf: +inf (like torch.logsumexp) */
+        FL_TILE_STORE(o, FN(vselect)((vm == inf) | (vm == -inf), vm, vm + logS));
+    } else if (op == FL_SOFTMAX) {
+        const VR inv = FN(vsplat)((R)1) / S;
+        for (int64_t c = 0; c < C; c++) FL_TILE_STORE(o + c * xs, FL_TILE_LOAD(o + c * xs) * inv);
+    } else {
+        for (int64_t c = 0; c < C; c++)
+            FL_TILE_STORE(o + c * xs, (FL_TILE_LOAD(x + c * xs) - vm) - logS);
+    }
+}
+
+/* dst[c * L + l] = src[l * src_stride + c] for l < nl (padding lanes get 0), c < C. */
+static inline void FN(tile_transpose_in)(R *restrict dst, const R *restrict src, int64_t src_stride,
+                                         int64_t C, int64_t nl)
+{
+    for (int l = 0; l < nl; l++) {
+        const R *row = src + l * src_stride;
+        for (int64_t c = 0; c < C; c++) dst[c * L + l] = row[c];
+    }
+    for (int l = (int)nl; l < L; l++)
+        for (int64_t c = 0; c < C; c++) dst[c * L + l] = 0;
+}
+
+/* dst[l * dst_stride + c] = src[c * L + l] for l < nl, c < C. */
+static inline void FN(tile_transpose_out)(R *restrict dst, int64_t dst_stride, const R *restrict src,
+                                          int64_t C, int64_t nl)
+{
+    for (int l = 0; l < nl; l++) {
+        R *row = dst + l * dst_stride;
+        for (int64_t c = 0; c < C; c++) row[c] = src[c * L + l];
+    }
+}
 
 static inline void FN(tile_of)(int64_t u, int64_t S, int64_t *n, int64_t *s0, int64_t *nl)
 {
@@ -277,19 +451,21 @@ static inline void FN(tile_of)(int64_t u, int64_t S, int64_t *n, int64_t *s0, in
     *nl = S - *s0 < L ? S - *s0 : L;
 }
 
-#define FL_TILE_LOAD(p) (full ? FN(vload)(p) : FN(vload_part)((p), nl, 0))
-#define FL_TILE_STORE(p, v)                               \
-    do {                                                  \
-        if (full) FN(vstore)((p), (v));                   \
-        else FN(vstore_part)((p), (v), nl);               \
-    } while (0)
-
-static inline VR FN(tile_max)(const R *x, int64_t C, int64_t S, int full, int64_t nl)
-{
-    VR vm = FN(vsplat)((R)-__builtin_inf());
-    for (int64_t c = 0; c < C; c++) vm = FN(vmax)(vm, FL_TILE_LOAD(x + c * S));
-    return vm;
-}
+/* Per-lane scalars of an index-target tile: target, skip mask, x at the target, weight and
+ * gradient scale.  `xy_of(l)` is read before the gradient (which may alias x) is written. */
+#define FL_INDEX_LANES(tg, nl, XY)                                                      \
+    VX yv;                                                                              \
+    VI skip;                                                                            \
+    VR xy, wy, gsv;                                                                     \
+    for (int l = 0; l < L; l++) {                                                       \
+        const int use = l < (nl) && (tg)[l] != a->ignore_index;                         \
+        const int64_t yl = use ? (tg)[l] : 0;                                           \
+        yv[l] = use ? (FL_XLANE)yl : (FL_XLANE)-1;                                      \
+        skip[l] = use ? 0 : -1;                                                         \
+        xy[l] = use ? (XY) : (R)0;                                                      \
+        wy[l] = use && w ? w[yl] : (R)1;                                                \
+        gsv[l] = l < (nl) ? (R)FN(row_scale)(a, base + l) : (R)0;                       \
+    }
 
 static void FN(ce_index_cols)(const void *args, int64_t u0, int64_t u1, double *partial)
 {
@@ -297,62 +473,42 @@ static void FN(ce_index_cols)(const void *args, int64_t u0, int64_t u1, double *
     const int64_t C = a->C, S = a->S;
     const R *w = (const R *)a->weight;
     R *loss_rows = (R *)a->loss_rows;
-    const int smooth = !a->focal && a->smoothing > 0;
     double total = 0.0;
     for (int64_t u = u0; u < u1; u++) {
         int64_t n, s0, nl;
         FN(tile_of)(u, S, &n, &s0, &nl);
-        const int full = nl == L;
         const R *x = (const R *)a->x + n * C * S + s0;
         R *g = a->grad ? (R *)a->grad + n * C * S + s0 : NULL;
-        const int64_t *tg = a->target + n * S + s0;
-        VX yv;
-        VI skip;   /* per lane: target class (-1 when not used), 1s where the lane is skipped */
-        R xy[L];
-        for (int l = 0; l < L; l++) {
-            const int use = l < nl && tg[l] != a->ignore_index;
-            yv[l] = use ? tg[l] : -1;
-            skip[l] = use ? 0 : -1;
-            xy[l] = use ? x[tg[l] * S + l] : 0; /* read before g (may alias x) is written */
-        }
-        const VR vm = FN(tile_max)(x, C, S, full, nl);
-        VR vs = FN(vsplat)(0), vd = FN(vsplat)(0);
-        double s_other[L] = {0}, dsum[L] = {0};
-        int blk = 0;
-        for (int64_t c = 0; c < C; c++) {
-            const VR d = vm - FL_TILE_LOAD(x + c * S);
-            const VR e = FN(vexp)(-d);
-            if (g) FL_TILE_STORE(g + c * S, e);
-            vs += FN(vselect)(yv == (FL_XLANE)c, FN(vsplat)(0), e);
-            if (smooth) vd += w ? d * w[c] : d;
-            if (++blk == FL_FLUSH || c == C - 1) {
-                for (int l = 0; l < L; l++) { s_other[l] += vs[l]; dsum[l] += vd[l]; }
-                vs = FN(vsplat)(0); vd = FN(vsplat)(0);
-                blk = 0;
-            }
-        }
-        VR A = FN(vsplat)(0), Bs = FN(vsplat)(0), Gy = FN(vsplat)(0);
-        for (int l = 0; l < nl; l++) {
-            const int64_t i = n * S + s0 + l;
-            if (skip[l]) {
-                if (loss_rows) loss_rows[i] = 0;
-                continue;
-            }
-            const double wy = w ? (double)w[(int64_t)yv[l]] : 1.0;
-            const FN(ce_coef_t) k = FN(ce_index_coef)(a, (double)vm[l] - (double)xy[l], s_other[l],
-                                                      dsum[l], wy, FN(row_scale)(a, i));
-            total += k.loss;
-            if (loss_rows) loss_rows[i] = (R)k.loss;
-            A[l] = (R)k.A; Bs[l] = (R)k.Bs; Gy[l] = (R)k.Gy;
-        }
-        if (!g) continue;
-        for (int64_t c = 0; c < C; c++) {
-            VR gv = FL_TILE_LOAD(g + c * S) * A;
-            if (smooth) gv -= Bs * (w ? w[c] : (R)1);
-            gv = FN(vselect)(yv == (FL_XLANE)c, Gy, gv);
-            gv = FN(vselect)(skip, FN(vsplat)(0), gv);
-            FL_TILE_STORE(g + c * S, gv);
-        }
+        const int64_t base = n * S + s0;
+        const int64_t *tg = a->target + base;
+        FL_INDEX_LANES(tg, nl, x[yl * S + l])
+        const VR loss = FN(ce_index_tile)(a, x, S, g, nl == L, nl, yv, skip, xy, wy, gsv);
+        if (loss_rows) FN(vstore_tail)(loss_rows + base, loss, nl);
+        total += FN(hsum)(loss);
+    }
+    *partial = total;
+}
+
+/* Small C, class axis last: L rows at a time through a transposed scratch tile. */
+static void FN(ce_index_small_rows)(const void *args, int64_t u0, int64_t u1, double *partial)
+{
+    const fl_ce_args *a = (const fl_ce_args *)args;
+    const int64_t C = a->C;
+    const R *w = (const R *)a->weight;
+    R *loss_rows = (R *)a->loss_rows;
+    R xt[FL_SMALL_C * L];
+    double total = 0.0;
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t base = u * L, nl = a->N - base < L ? a->N - base : L;
+        const R *x = (const R *)a->x + base * C;
+        R *g = a->grad ? (R *)a->grad + base * C : NULL;
+        const int64_t *tg = a->target + base;
+        FN(tile_transpose_in)(xt, x, C, C, nl);
+        FL_INDEX_LANES(tg, nl, xt[yl * L + l])
+        const VR loss = FN(ce_index_tile)(a, xt, L, g ? xt : NULL, 1, L, yv, skip, xy, wy, gsv);
+        if (g) FN(tile_transpose_out)(g, C, xt, C, nl);
+        if (loss_rows) FN(vstore_tail)(loss_rows + base, loss, nl);
+        total += FN(hsum)(loss);
     }
     *partial = total;
 }
@@ -361,53 +517,43 @@ static void FN(ce_prob_cols)(const void *args, int64_t u0, int64_t u1, double *p
 {
     const fl_ce_args *a = (const fl_ce_args *)args;
     const int64_t C = a->C, S = a->S;
-    const R *w = (const R *)a->weight;
     R *loss_rows = (R *)a->loss_rows;
-    const R keep = (R)(1.0 - a->smoothing), add = (R)(a->smoothing / (double)C);
-    const VR zero = FN(vsplat)(0);
     double total = 0.0;
     for (int64_t u = u0; u < u1; u++) {
         int64_t n, s0, nl;
         FN(tile_of)(u, S, &n, &s0, &nl);
-        const int full = nl == L;
-        const R *x = (const R *)a->x + n * C * S + s0;
-        const R *t = (const R *)a->target_prob + n * C * S + s0;
-        R *g = a->grad ? (R *)a->grad + n * C * S + s0 : NULL;
-        const VR vm = FN(tile_max)(x, C, S, full, nl);
-        VR vs = zero, vT = zero, vD = zero;
-        double Sd[L] = {0}, Td[L] = {0}, Dd[L] = {0};
-        int blk = 0;
-        for (int64_t c = 0; c < C; c++) {
-            const VR d = vm - FL_TILE_LOAD(x + c * S);
-            const VR e = FN(vexp)(-d);
-            if (g) FL_TILE_STORE(g + c * S, e);
-            const VR tp = FL_TILE_LOAD(t + c * S) * keep + add;
-            const VR wt = w ? tp * w[c] : tp;
-            vs += e;
-            vT += wt;
-            vD += FN(vselect)(tp == 0, zero, wt * d);
-            if (++blk == FL_FLUSH || c == C - 1) {
-                for (int l = 0; l < L; l++) { Sd[l] += vs[l]; Td[l] += vT[l]; Dd[l] += vD[l]; }
-                vs = zero; vT = zero; vD = zero;
-                blk = 0;
-            }
-        }
-        VR A = zero, B = zero;
-        for (int l = 0; l < nl; l++) {
-            const int64_t i = n * S + s0 + l;
-            const double loss = Dd[l] + Td[l] * log(Sd[l]);
-            total += loss;
-            if (loss_rows) loss_rows[i] = (R)loss;
-            const double gs = FN(row_scale)(a, i);
-            A[l] = (R)(gs * Td[l] / Sd[l]);
-            B[l] = (R)gs;
-        }
-        if (!g) continue;
-        for (int64_t c = 0; c < C; c++) {
-            const VR tp = FL_TILE_LOAD(t + c * S) * keep + add;
-            const VR wt = w ? tp * w[c] : tp;
-            FL_TILE_STORE(g + c * S, FL_TILE_LOAD(g + c * S) * A - wt * B);
-        }
+        const int64_t off = n * C * S + s0, base = n * S + s0;
+        VR gsv;
+        for (int l = 0; l < L; l++) gsv[l] = l < nl ? (R)FN(row_scale)(a, base + l) : (R)0;
+        VR loss = FN(ce_prob_tile)(a, (const R *)a->x + off, (const R *)a->target_prob + off, S,
+                                   a->grad ? (R *)a->grad + off : NULL, nl == L, nl, gsv);
+        loss = FN(vselect)(FN(viota)() < (FL_XLANE)nl, loss, FN(vsplat)(0));
+        if (loss_rows) FN(vstore_tail)(loss_rows + base, loss, nl);
+        total += FN(hsum)(loss);
+    }
+    *partial = total;
+}
+
+static void FN(ce_prob_small_rows)(const void *args, int64_t u0, int64_t u1, double *partial)
+{
+    const fl_ce_args *a = (const fl_ce_args *)args;
+    const int64_t C = a->C;
+    R *loss_rows = (R *)a->loss_rows;
+    R xt[FL_SMALL_C * L], tt[FL_SMALL_C * L];
+    double total = 0.0;
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t base = u * L, nl = a->N - base < L ? a->N - base : L;
+        const R *x = (const R *)a->x + base * C, *t = (const R *)a->target_prob + base * C;
+        R *g = a->grad ? (R *)a->grad + base * C : NULL;
+        VR gsv;
+        FN(tile_transpose_in)(xt, x, C, C, nl);
+        FN(tile_transpose_in)(tt, t, C, C, nl);
+        for (int l = 0; l < L; l++) gsv[l] = l < nl ? (R)FN(row_scale)(a, base + l) : (R)0;
+        VR loss = FN(ce_prob_tile)(a, xt, tt, L, g ? xt : NULL, 1, L, gsv);
+        if (g) FN(tile_transpose_out)(g, C, xt, C, nl);
+        loss = FN(vselect)(FN(viota)() < (FL_XLANE)nl, loss, FN(vsplat)(0));
+        if (loss_rows) FN(vstore_tail)(loss_rows + base, loss, nl);
+        total += FN(hsum)(loss);
     }
     *partial = total;
 }
@@ -419,43 +565,30 @@ static void FN(softmax_cols)(const void *args, int64_t u0, int64_t u1, double *p
     for (int64_t u = u0; u < u1; u++) {
         int64_t n, s0, nl;
         FN(tile_of)(u, S, &n, &s0, &nl);
-        const int full = nl == L;
-        const R *x = (const R *)a->x + n * C * S + s0;
-        R *o = a->op == FL_LOGSUMEXP ? (R *)a->out + n * S + s0 : (R *)a->out + n * C * S + s0;
-        const VR vm = FN(tile_max)(x, C, S, full, nl);
-        VR vs = FN(vsplat)(0);
-        double Sd[L] = {0};
-        int blk = 0;
-        for (int64_t c = 0; c < C; c++) {
-            const VR e = FN(vexp)(FL_TILE_LOAD(x + c * S) - vm);
-            if (a->op == FL_SOFTMAX) FL_TILE_STORE(o + c * S, e);
-            vs += e;
-            if (++blk == FL_FLUSH || c == C - 1) {
-                for (int l = 0; l < L; l++) Sd[l] += vs[l];
-                vs = FN(vsplat)(0);
-                blk = 0;
-            }
-        }
-        VR inv = FN(vsplat)(0), ls = FN(vsplat)(0);
-        for (int l = 0; l < nl; l++) {
-            const double lg = log(Sd[l]);
-            if (a->op == FL_LOGSUMEXP) {
-                const R m = vm[l];
-                o[l] = (m == (R)__builtin_inf() || m == (R)-__builtin_inf()) ? m : (R)((double)m + lg);
-            }
-            inv[l] = (R)(1.0 / Sd[l]);
-            ls[l] = (R)lg;
-        }
-        if (a->op == FL_SOFTMAX) {
-            for (int64_t c = 0; c < C; c++) FL_TILE_STORE(o + c * S, FL_TILE_LOAD(o + c * S) * inv);
-        } else if (a->op == FL_LOG_SOFTMAX) {
-            for (int64_t c = 0; c < C; c++)
-                FL_TILE_STORE(o + c * S, (FL_TILE_LOAD(x + c * S) - vm) - ls);
-        }
+        R *o = (R *)a->out + (a->op == FL_LOGSUMEXP ? n * S : n * C * S) + s0;
+        FN(softmax_tile)(a->op, (const R *)a->x + n * C * S + s0, S, o, C, nl == L, nl);
     }
     (void)partial;
 }
 
+static void FN(softmax_small_rows)(const void *args, int64_t u0, int64_t u1, double *partial)
+{
+    const fl_softmax_args *a = (const fl_softmax_args *)args;
+    const int64_t C = a->C;
+    R xt[FL_SMALL_C * L], ot[FL_SMALL_C * L];
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t base = u * L, nl = a->N - base < L ? a->N - base : L;
+        const R *x = (const R *)a->x + base * C;
+        FN(tile_transpose_in)(xt, x, C, C, nl);
+        FN(softmax_tile)(a->op, xt, L, ot, C, 1, L);
+        if (a->op == FL_LOGSUMEXP) {
+            FN(vstore_tail)((R *)a->out + base, FN(vload)(ot), nl);
+        } else {
+            FN(tile_transpose_out)((R *)a->out + base * C, C, ot, C, nl);
+        }
+    }
+    (void)partial;
+}
 
 /* NLL on log-probabilities: no exp, just a gather.  A unit is one sample n (all S positions):
  * its gradient block is zeroed and the S target entries set. */

@@ -40,6 +40,21 @@ static inline VR FN(vload_part)(const R *p, int64_t n, R fill)
     return v;
 }
 static inline void FN(vstore_part)(R *p, VR v, int64_t n) { memcpy(p, &v, (size_t)n * sizeof(R)); }
+/* Same, for the per-row tails of the class kernels: a lane loop instead of a variable-length
+ * memcpy (a libc call per row); gcc turns it into masked loads/stores where the ISA has them.
+ * (Not used in the elementwise template: gcc 12 ICEs if-converting it there.) */
+static inline VR FN(vload_tail)(const R *p, int64_t n, R fill)
+{
+    VR v = FN(vsplat)(fill);
+    for (int i = 0; i < FL_LANES; i++)
+        if (i < n) v[i] = p[i];
+    return v;
+}
+static inline void FN(vstore_tail)(R *p, VR v, int64_t n)
+{
+    for (int i = 0; i < FL_LANES; i++)
+        if (i < n) p[i] = v[i];
+}
 static inline VR FN(vselect)(VI mask, VR a, VR b)
 {
     return (VR)(((VI)a & mask) | ((VI)b & ~mask));
@@ -93,11 +108,11 @@ static inline R FN(hmax)(VR v)
 #define FL_MANT_BITS 52
 #endif
 
-static inline VR FN(vexp)(VR x)
+/* exp(x) for x <= 0 or NaN (the max-shifted exponents of a softmax): no overflow clamp. */
+static inline VR FN(vexp_nonpos)(VR x)
 {
-    const VR lo = FN(vsplat)(FL_EXP_LO), hi = FN(vsplat)(FL_EXP_HI);
+    const VR lo = FN(vsplat)(FL_EXP_LO);
     x = FN(vselect)(x < lo, lo, x);
-    x = FN(vselect)(x > hi, hi, x);
     const VR magic = FN(vsplat)(FL_MAGIC);
     VR t = x * (R)FL_LOG2E + magic;
     VR n = t - magic;
@@ -127,6 +142,12 @@ static inline VR FN(vexp)(VR x)
     VR s1 = (VR)((n1 + FL_EXP_BIAS) << FL_MANT_BITS);
     VR s2 = (VR)((n2 + FL_EXP_BIAS) << FL_MANT_BITS);
     return p * s1 * s2;
+}
+
+static inline VR FN(vexp)(VR x)
+{
+    const VR hi = FN(vsplat)(FL_EXP_HI);
+    return FN(vexp_nonpos)(FN(vselect)(x > hi, hi, x));
 }
 
 /* log(u) + corr, where corr is a small correction already relative to u (0 for a plain log).
