@@ -109,7 +109,7 @@ static inline R FN(row_max)(const R *x, int64_t C)
         m3 = FN(vmax)(m3, FN(vload)(x + c + 3 * L));
     }
     for (; c + L <= C; c += L) m0 = FN(vmax)(m0, FN(vload)(x + c));
-    if (c < C) m1 = FN(vmax)(m1, FN(vload_tail)(x + c, C - c, (R)-__builtin_inf()));
+    if (c < C) m1 = FN(vmax)(m1, FN(vload_part)(x + c, C - c, (R)-__builtin_inf()));
     return FN(hmax)(FN(vmax)(FN(vmax)(m0, m1), FN(vmax)(m2, m3)));
 }
 
@@ -158,11 +158,11 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
         if (c < C) {
             const int64_t n = C - c;
             const VI valid = iota < (FL_XLANE)n;
-            const VR d = FN(vselect)(valid, vm - FN(vload_tail)(x + c, n, 0), FN(vsplat)(0));
+            const VR d = FN(vselect)(valid, vm - FN(vload_part)(x + c, n, 0), FN(vsplat)(0));
             const VR e = FN(vexp_nonpos)(-d);
-            if (g) FN(vstore_tail)(g + c, e, n);
+            if (g) FN(vstore_part)(g + c, e, n);
             vs += FN(vselect)(valid & (iota != (FL_XLANE)(y - c)), e, FN(vsplat)(0));
-            if (smooth) vd += w ? FN(vload_tail)(w + c, n, 0) * d : d;
+            if (smooth) vd += w ? FN(vload_part)(w + c, n, 0) * d : d;
         }
         s_other += FN(hsum)(vs);
         dsum += FN(hsum)(vd);
@@ -211,12 +211,12 @@ static void FN(ce_prob_rows)(const void *args, int64_t r0, int64_t r1, double *p
         for (; c < C; c += L) {
             const int64_t n = C - c < L ? C - c : L;
             const VI valid = iota < (FL_XLANE)n;
-            const VR xv = n == L ? FN(vload)(x + c) : FN(vload_tail)(x + c, n, m);
-            const VR tv = n == L ? FN(vload)(t + c) : FN(vload_tail)(t + c, n, 0);
-            const VR wv = w ? (n == L ? FN(vload)(w + c) : FN(vload_tail)(w + c, n, 0)) : FN(vsplat)(1);
+            const VR xv = n == L ? FN(vload)(x + c) : FN(vload_part)(x + c, n, m);
+            const VR tv = n == L ? FN(vload)(t + c) : FN(vload_part)(t + c, n, 0);
+            const VR wv = w ? (n == L ? FN(vload)(w + c) : FN(vload_part)(w + c, n, 0)) : FN(vsplat)(1);
             const VR d = vm - xv;
             const VR e = FN(vselect)(valid, FN(vexp_nonpos)(-d), zero);
-            if (g) FN(vstore_tail)(g + c, e, n);
+            if (g) FN(vstore_part)(g + c, e, n);
             const VR tp = tv * keep + add;   /* smoothed target */
             const VR wt = FN(vselect)(valid, wv * tp, zero);
             vs += e;
@@ -230,7 +230,7 @@ static void FN(ce_prob_rows)(const void *args, int64_t r0, int64_t r1, double *p
             }
         }
         S += FN(hsum)(vs); T += FN(hsum)(vT); D += FN(hsum)(vD);
-        const double loss = D + T * log(S);
+        const double loss = T == 0 ? D : D + T * log(S); /* all-zero target: 0, as per class */
         total += loss;
         if (loss_rows) loss_rows[r] = (R)loss;
         if (!g) continue;
@@ -267,10 +267,10 @@ static void FN(softmax_rows)(const void *args, int64_t r0, int64_t r1, double *p
         int blk = 0;
         for (; c < C; c += L) {
             const int64_t n = C - c < L ? C - c : L;
-            const VR xv = n == L ? FN(vload)(x + c) : FN(vload_tail)(x + c, n, m);
+            const VR xv = n == L ? FN(vload)(x + c) : FN(vload_part)(x + c, n, m);
             VR e = FN(vexp_nonpos)(xv - vm);
             e = FN(vselect)(iota < (FL_XLANE)n, e, FN(vsplat)(0));
-            if (a->op == FL_SOFTMAX) FN(vstore_tail)(o + c, e, n);
+            if (a->op == FL_SOFTMAX) FN(vstore_part)(o + c, e, n);
             vs += e;
             if (++blk == FL_FLUSH) { S += FN(hsum)(vs); vs = FN(vsplat)(0); blk = 0; }
         }
@@ -300,11 +300,11 @@ static void FN(softmax_rows)(const void *args, int64_t r0, int64_t r1, double *p
  * Every sweep is then a vector operation across samples, and the per-sample math
  * (FN(ce_index_coef), logs, reciprocals) runs once per L samples. */
 
-#define FL_TILE_LOAD(p) (full ? FN(vload)(p) : FN(vload_tail)((p), nl, 0))
+#define FL_TILE_LOAD(p) (full ? FN(vload)(p) : FN(vload_part)((p), nl, 0))
 #define FL_TILE_STORE(p, v)                               \
     do {                                                  \
         if (full) FN(vstore)((p), (v));                   \
-        else FN(vstore_tail)((p), (v), nl);               \
+        else FN(vstore_part)((p), (v), nl);               \
     } while (0)
 /* two-level summation: vector partial sums of FL_FLUSH classes added into a running vector */
 #define FL_FLUSH_SUM(acc, part) do { (acc) += (part); (part) = FN(vsplat)(0); } while (0)
@@ -390,7 +390,8 @@ static inline VR FN(ce_prob_tile)(const fl_ce_args *a, const R *x, const R *t, i
             FL_TILE_STORE(g + c * xs, FL_TILE_LOAD(g + c * xs) * A - wt * gs);
         }
     }
-    return D + T * FN(vlog)(S);
+    /* an all-zero target row gives 0 (each class term is 0), even if S is NaN */
+    return D + T * FN(vlog)(FN(vselect)(T == 0, FN(vsplat)((R)1), S));
 }
 
 /* log_softmax / softmax over the tile's classes, or logsumexp into out[l]. */
@@ -483,7 +484,7 @@ static void FN(ce_index_cols)(const void *args, int64_t u0, int64_t u1, double *
         const int64_t *tg = a->target + base;
         FL_INDEX_LANES(tg, nl, x[yl * S + l])
         const VR loss = FN(ce_index_tile)(a, x, S, g, nl == L, nl, yv, skip, xy, wy, gsv);
-        if (loss_rows) FN(vstore_tail)(loss_rows + base, loss, nl);
+        if (loss_rows) FN(vstore_part)(loss_rows + base, loss, nl);
         total += FN(hsum)(loss);
     }
     *partial = total;
@@ -507,7 +508,7 @@ static void FN(ce_index_small_rows)(const void *args, int64_t u0, int64_t u1, do
         FL_INDEX_LANES(tg, nl, xt[yl * L + l])
         const VR loss = FN(ce_index_tile)(a, xt, L, g ? xt : NULL, 1, L, yv, skip, xy, wy, gsv);
         if (g) FN(tile_transpose_out)(g, C, xt, C, nl);
-        if (loss_rows) FN(vstore_tail)(loss_rows + base, loss, nl);
+        if (loss_rows) FN(vstore_part)(loss_rows + base, loss, nl);
         total += FN(hsum)(loss);
     }
     *partial = total;
@@ -528,7 +529,7 @@ static void FN(ce_prob_cols)(const void *args, int64_t u0, int64_t u1, double *p
         VR loss = FN(ce_prob_tile)(a, (const R *)a->x + off, (const R *)a->target_prob + off, S,
                                    a->grad ? (R *)a->grad + off : NULL, nl == L, nl, gsv);
         loss = FN(vselect)(FN(viota)() < (FL_XLANE)nl, loss, FN(vsplat)(0));
-        if (loss_rows) FN(vstore_tail)(loss_rows + base, loss, nl);
+        if (loss_rows) FN(vstore_part)(loss_rows + base, loss, nl);
         total += FN(hsum)(loss);
     }
     *partial = total;
@@ -552,7 +553,7 @@ static void FN(ce_prob_small_rows)(const void *args, int64_t u0, int64_t u1, dou
         VR loss = FN(ce_prob_tile)(a, xt, tt, L, g ? xt : NULL, 1, L, gsv);
         if (g) FN(tile_transpose_out)(g, C, xt, C, nl);
         loss = FN(vselect)(FN(viota)() < (FL_XLANE)nl, loss, FN(vsplat)(0));
-        if (loss_rows) FN(vstore_tail)(loss_rows + base, loss, nl);
+        if (loss_rows) FN(vstore_part)(loss_rows + base, loss, nl);
         total += FN(hsum)(loss);
     }
     *partial = total;
@@ -582,7 +583,7 @@ static void FN(softmax_small_rows)(const void *args, int64_t u0, int64_t u1, dou
         FN(tile_transpose_in)(xt, x, C, C, nl);
         FN(softmax_tile)(a->op, xt, L, ot, C, 1, L);
         if (a->op == FL_LOGSUMEXP) {
-            FN(vstore_tail)((R *)a->out + base, FN(vload)(ot), nl);
+            FN(vstore_part)((R *)a->out + base, FN(vload)(ot), nl);
         } else {
             FN(tile_transpose_out)((R *)a->out + base * C, C, ot, C, nl);
         }

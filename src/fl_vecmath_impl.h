@@ -33,27 +33,39 @@ static inline VI FN(vsplat_i)(int64_t v)
 static inline VR FN(vload)(const R *p) { VR v; memcpy(&v, p, sizeof v); return v; }
 static inline void FN(vstore)(R *p, VR v) { memcpy(p, &v, sizeof v); }
 /* Partial load: the first n lanes from p, the rest `fill`. */
+/* Partial loads/stores of the first n <= FL_LANES lanes, as fixed-size copies of 8, 4, 2 and 1
+ * elements selected by the bits of n: compiled to plain moves (a variable-length memcpy would
+ * be a libc call per row tail; a per-lane conditional loop makes gcc 12 ICE). */
+static inline void FN(copy_part)(R *restrict dst, const R *restrict src, int64_t n)
+{
+    if (n >= FL_LANES) {
+        memcpy(dst, src, FL_LANES * sizeof(R));
+        return;
+    }
+    int64_t o = 0;
+#if FL_LANES > 8
+    if (n & 8) { memcpy(dst + o, src + o, 8 * sizeof(R)); o += 8; }
+#endif
+#if FL_LANES > 4
+    if (n & 4) { memcpy(dst + o, src + o, 4 * sizeof(R)); o += 4; }
+#endif
+    if (n & 2) { memcpy(dst + o, src + o, 2 * sizeof(R)); o += 2; }
+    if (n & 1) dst[o] = src[o];
+}
 static inline VR FN(vload_part)(const R *p, int64_t n, R fill)
 {
-    VR v = FN(vsplat)(fill);
-    memcpy(&v, p, (size_t)n * sizeof(R));
+    R tmp[FL_LANES];
+    for (int i = 0; i < FL_LANES; i++) tmp[i] = fill;
+    FN(copy_part)(tmp, p, n);
+    VR v;
+    memcpy(&v, tmp, sizeof v);
     return v;
 }
-static inline void FN(vstore_part)(R *p, VR v, int64_t n) { memcpy(p, &v, (size_t)n * sizeof(R)); }
-/* Same, for the per-row tails of the class kernels: a lane loop instead of a variable-length
- * memcpy (a libc call per row); gcc turns it into masked loads/stores where the ISA has them.
- * (Not used in the elementwise template: gcc 12 ICEs if-converting it there.) */
-static inline VR FN(vload_tail)(const R *p, int64_t n, R fill)
+static inline void FN(vstore_part)(R *p, VR v, int64_t n)
 {
-    VR v = FN(vsplat)(fill);
-    for (int i = 0; i < FL_LANES; i++)
-        if (i < n) v[i] = p[i];
-    return v;
-}
-static inline void FN(vstore_tail)(R *p, VR v, int64_t n)
-{
-    for (int i = 0; i < FL_LANES; i++)
-        if (i < n) p[i] = v[i];
+    R tmp[FL_LANES];
+    memcpy(tmp, &v, sizeof v);
+    FN(copy_part)(p, tmp, n);
 }
 static inline VR FN(vselect)(VI mask, VR a, VR b)
 {
