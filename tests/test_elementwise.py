@@ -1,0 +1,262 @@
+"""Elementwise losses: against the NumPy reference over dtypes x shapes x options, finite
+differences, identities with the class losses, saturation, torch parity."""
+import itertools
+
+import numpy as np
+import pytest
+
+import fastloss
+import fastloss.reference as ref
+
+DTYPES = [np.float32, np.float64]
+SHAPES = [(), (0,), (1,), (33,), (4, 17), (3, 5, 7)]
+
+
+def tol(dtype):
+    return dict(rtol=2e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-13)
+
+
+def close(actual, expected, dtype):
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    assert a.shape == e.shape
+    t = tol(dtype)
+    scale = np.max(np.abs(e[np.isfinite(e)]), initial=0.0)
+    np.testing.assert_allclose(a, e, rtol=t["rtol"], atol=t["atol"] * (1 + scale), equal_nan=True)
+
+
+def inputs(name, shape, dtype, seed=0, hard=False):
+    rng = np.random.default_rng(seed)
+    if name == "binary_cross_entropy":
+        x = rng.uniform(0.001, 0.999, shape)
+    elif name == "kl_div":
+        x = np.log(rng.uniform(0.01, 1.0, shape))
+    else:
+        x = rng.standard_normal(shape) * 3
+    t = rng.uniform(0, 1, shape)
+    if hard:
+        t = np.round(t)
+    return x.astype(dtype), t.astype(dtype)
+
+
+OPTIONS = {
+    "sigmoid_focal_loss": [dict(), dict(alpha=-1.0, gamma=0.0), dict(alpha=0.75, gamma=0.5),
+                           dict(gamma=1.0), dict(gamma=3.0)],
+    "binary_cross_entropy": [dict(), dict(weight="last")],
+    "binary_cross_entropy_with_logits": [dict(), dict(pos_weight="last"),
+                                         dict(weight="full", pos_weight="last"),
+                                         dict(weight="lead")],
+    "mse_loss": [dict()],
+    "l1_loss": [dict()],
+    "smooth_l1_loss": [dict(), dict(beta=0.0), dict(beta=2.5)],
+    "huber_loss": [dict(), dict(delta=0.3)],
+    "kl_div": [dict(), dict(log_target=True)],
+}
+CASES = [(name, opt) for name, opts in OPTIONS.items() for opt in opts]
+
+
+def materialise(opts, shape, dtype, seed=1):
+    """weight specs: "last" = one value per last-axis entry, "full" = same shape as input,
+    "lead" = broadcast along the first axis only, e.g. (N, 1, ...)."""
+    rng = np.random.default_rng(seed)
+    out = dict(opts)
+    for key in ("weight", "pos_weight"):
+        spec = opts.get(key)
+        if spec is None:
+            continue
+        if not shape:
+            out[key] = np.asarray(rng.uniform(0.5, 2.0), dtype=dtype)
+        elif spec == "last":
+            out[key] = rng.uniform(0.5, 2.0, shape[-1:]).astype(dtype)
+        elif spec == "full":
+            out[key] = rng.uniform(0.5, 2.0, shape).astype(dtype)
+        else:
+            out[key] = rng.uniform(0.5, 2.0, shape[:1] + (1,) * (len(shape) - 1)).astype(dtype)
+    return out
+
+
+@pytest.mark.parametrize("name,opts", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_matches_reference(name, opts, dtype, shape):
+    x, t = inputs(name, shape, dtype, hard=name == "sigmoid_focal_loss")
+    if name == "kl_div" and opts.get("log_target"):
+        t = np.log(np.maximum(t, 1e-3)).astype(dtype)
+    kw = materialise(opts, shape, dtype)
+    reductions = ["none", "mean", "sum"] + (["batchmean"] if name == "kl_div" else [])
+    for reduction in reductions:
+        la, ga = getattr(fastloss, name)(x, t, reduction=reduction, return_grad=True, **kw)
+        le, ge = getattr(ref, name)(x, t, reduction=reduction, return_grad=True, **kw)
+        close(la, le, dtype)
+        close(ga, ge, dtype)
+        assert ga.dtype == dtype and np.asarray(la).dtype == dtype
+        if reduction != "none":
+            assert isinstance(la, dtype)
+
+
+@pytest.mark.parametrize("name,opts", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_gradient_matches_finite_differences(name, opts):
+    """4th-order central differences of the compiled loss and of the reference, float64."""
+    shape = (3, 4)
+    x, t = inputs(name, shape, np.float64, seed=3)
+    if name == "kl_div" and opts.get("log_target"):
+        t = np.log(np.maximum(t, 1e-3))
+    kw = materialise(opts, shape, np.float64)
+    if name in ("l1_loss", "smooth_l1_loss", "huber_loss"):
+        x = t + np.where(np.abs(x) < 0.2, 0.7, x)  # stay away from the kinks
+        x[0, 0] = t[0, 0] + 3.0 * kw.get("beta", kw.get("delta", 1.0)) + 0.5
+    h = 1e-4 if name != "binary_cross_entropy" else 1e-6
+    for fn in (getattr(fastloss, name), getattr(ref, name)):
+        _, g = fn(x, t, reduction="sum", return_grad=True, **kw)
+        num = np.empty_like(x)
+        for i in np.ndindex(x.shape):
+            vals = []
+            for step in (2, 1, -1, -2):
+                xp = x.copy()
+                xp[i] += step * h
+                vals.append(float(fn(xp, t, reduction="sum", **kw)))
+            num[i] = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * h)
+        np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-7)
+
+
+def test_grad_output_and_grad_out():
+    x, t = inputs("binary_cross_entropy_with_logits", (5, 6), np.float32)
+    go = np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32)
+    buf = np.empty_like(x)
+    loss, g = fastloss.binary_cross_entropy_with_logits(x, t, reduction="none", return_grad=True,
+                                                        grad_output=go, grad_out=buf)
+    assert g is buf
+    le, ge = ref.binary_cross_entropy_with_logits(x, t, reduction="none", return_grad=True,
+                                                  grad_output=go)
+    close(g, ge, np.float32)
+    _, g2 = fastloss.mse_loss(x, t, reduction="mean", return_grad=True, grad_output=2.5)
+    _, g1 = fastloss.mse_loss(x, t, reduction="mean", return_grad=True)
+    np.testing.assert_allclose(g2, 2.5 * g1.astype(np.float64), rtol=1e-6)
+    # in place on the input
+    xc = x.copy()
+    _, g3 = fastloss.mse_loss(xc, t, return_grad=True, grad_out=xc)
+    assert g3 is xc
+    close(g3, g1, np.float32)
+
+
+def test_identity_sigmoid_focal_gamma0_is_bce_with_logits():
+    x, t = inputs("sigmoid_focal_loss", (64, 9), np.float64, seed=5)
+    a = fastloss.sigmoid_focal_loss(x, t, gamma=0.0, alpha=-1.0, return_grad=True)
+    b = fastloss.binary_cross_entropy_with_logits(x, t, reduction="none", return_grad=True)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-13, atol=1e-15)
+
+
+def test_identity_two_class_softmax_is_bce_with_logits_of_difference():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((200, 2)) * 4
+    y = rng.integers(0, 2, 200)
+    ce, gce = fastloss.cross_entropy(x, y, reduction="none", return_grad=True)
+    z = x[:, 1] - x[:, 0]
+    bce, gb = fastloss.binary_cross_entropy_with_logits(z, y.astype(np.float64),
+                                                        reduction="none", return_grad=True)
+    np.testing.assert_allclose(ce, bce, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(gce[:, 1], gb, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(gce[:, 0], -gb, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("gamma", [0.0, 0.25, 0.5, 1.0, 2.0])
+def test_sigmoid_focal_saturation_is_finite_and_exact(dtype, gamma):
+    x = np.array([-np.inf, -1e30, -1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4, 1e30, np.inf], dtype)
+    for tv in (0.0, 1.0):
+        t = np.full_like(x, tv)
+        for alpha in (0.25, -1.0):
+            loss, g = fastloss.sigmoid_focal_loss(x, t, gamma=gamma, alpha=alpha, return_grad=True)
+            le, ge = ref.sigmoid_focal_loss(x, t, gamma=gamma, alpha=alpha, return_grad=True)
+            finite = np.isfinite(x) | ((x > 0) == (tv == 1))  # agreeing infinities are finite
+            assert np.isfinite(loss[finite]).all() and np.isfinite(g).all()
+            close(loss, le, dtype)
+            close(g, ge, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_with_logits_at_infinity(dtype):
+    x = np.array([np.inf, -np.inf, np.inf, -np.inf], dtype)
+    t = np.array([1, 0, 0, 1], dtype)
+    loss, g = fastloss.binary_cross_entropy_with_logits(x, t, reduction="none", return_grad=True)
+    assert loss[0] == 0 and loss[1] == 0 and loss[2] == np.inf and loss[3] == np.inf
+    np.testing.assert_array_equal(g, np.array([0, 0, 1, -1], dtype))
+
+
+def test_bce_clamps_log_like_torch():
+    x = np.array([0.0, 1.0, 0.0, 1.0])
+    t = np.array([1.0, 0.0, 0.0, 1.0])
+    loss = fastloss.binary_cross_entropy(x, t, reduction="none")
+    np.testing.assert_array_equal(loss, [100.0, 100.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, np.nan])
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+def test_bce_rejects_non_probabilities(bad, backend):
+    x = np.full(40000, 0.5)  # large enough to be split into several chunks
+    x[-3] = bad
+    with fastloss.use_backend(backend), pytest.raises(ValueError, match="input"):
+        fastloss.binary_cross_entropy(x, np.zeros_like(x))
+
+
+def test_empty_and_batchmean():
+    x = np.zeros((0, 3), np.float32)
+    assert np.isnan(fastloss.mse_loss(x, x))
+    assert fastloss.mse_loss(x, x, reduction="sum") == 0
+    loss, g = fastloss.l1_loss(x, x, reduction="none", return_grad=True)
+    assert loss.shape == (0, 3) and g.shape == (0, 3)
+    lp = np.log(np.full((4, 5), 0.2))
+    t = np.full((4, 5), 0.2)
+    t[0] = [1, 0, 0, 0, 0]
+    assert np.isclose(fastloss.kl_div(lp, t, reduction="batchmean"),
+                      fastloss.kl_div(lp, t, reduction="sum") / 4)
+
+
+def test_deterministic_across_threads():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(300_001).astype(np.float32)
+    t = (rng.random(300_001) > 0.5).astype(np.float32)
+    old = fastloss.get_num_threads()
+    try:
+        fastloss.set_num_threads(1)
+        a = fastloss.sigmoid_focal_loss(x, t, reduction="sum", return_grad=True)
+        fastloss.set_num_threads(2)
+        b = fastloss.sigmoid_focal_loss(x, t, reduction="sum", return_grad=True)
+    finally:
+        fastloss.set_num_threads(old)
+    assert a[0].tobytes() == b[0].tobytes()
+    assert a[1].tobytes() == b[1].tobytes()
+
+
+@pytest.mark.parametrize("name,opts", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_torch_parity(name, opts):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    for dtype, reduction in itertools.product(DTYPES, ["none", "mean", "sum"]):
+        x, t = inputs(name, (6, 7), dtype, seed=11, hard=name == "sigmoid_focal_loss")
+        if name == "kl_div" and opts.get("log_target"):
+            t = np.log(np.maximum(t, 1e-3)).astype(dtype)
+        kw = materialise(opts, (6, 7), dtype)
+        xt = torch.tensor(x, requires_grad=True)
+        tt = torch.tensor(t)
+        tkw = {k: torch.tensor(v) for k, v in kw.items() if isinstance(v, np.ndarray)}
+        other = {k: v for k, v in kw.items() if not isinstance(v, np.ndarray)}
+        if name == "sigmoid_focal_loss":
+            alpha, gamma = other.get("alpha", 0.25), other.get("gamma", 2.0)
+            p = torch.sigmoid(xt)
+            ce = F.binary_cross_entropy_with_logits(xt, tt, reduction="none")
+            p_t = p * tt + (1 - p) * (1 - tt)
+            out = ce * (1 - p_t) ** gamma
+            if alpha >= 0:
+                out = (alpha * tt + (1 - alpha) * (1 - tt)) * out
+            out = {"none": out, "mean": out.mean(), "sum": out.sum()}[reduction]
+        else:
+            out = getattr(F, name)(xt, tt, reduction=reduction, **tkw, **other)
+        go = torch.ones_like(out) * 1.5
+        out.backward(go)
+        la, ga = getattr(fastloss, name)(x, t, reduction=reduction, return_grad=True,
+                                         grad_output=go.numpy(), **kw)
+        rt = 2e-4 if dtype == np.float32 else 1e-9
+        np.testing.assert_allclose(la, out.detach().numpy(), rtol=rt, atol=rt)
+        np.testing.assert_allclose(ga, xt.grad.numpy(), rtol=rt, atol=rt)
