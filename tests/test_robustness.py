@@ -1,0 +1,214 @@
+"""Odd but valid input, inputs never modified, flat memory, 64-bit indexing, GIL release."""
+import gc
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastloss
+import fastloss.reference as ref
+
+CLASS_LOSSES = ["cross_entropy", "nll_loss", "focal_loss"]
+ELEMENTWISE = ["sigmoid_focal_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+               "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div"]
+
+
+def class_inputs(dtype=np.float32, shape=(16, 7), seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    y = rng.integers(0, shape[1], (shape[0],) + shape[2:])
+    return x, y
+
+
+def elementwise_inputs(name, dtype=np.float32, shape=(8, 5), seed=0):
+    rng = np.random.default_rng(seed)
+    if name == "binary_cross_entropy":
+        x = rng.uniform(0.01, 0.99, shape)
+    elif name == "kl_div":
+        x = np.log(rng.uniform(0.05, 1, shape))
+    else:
+        x = rng.standard_normal(shape)
+    return x.astype(dtype), rng.uniform(0, 1, shape).astype(dtype)
+
+
+def readonly(*arrays):
+    out = []
+    for a in arrays:
+        a = np.array(a)
+        a.flags.writeable = False
+        out.append(a)
+    return out
+
+
+@pytest.mark.parametrize("name", CLASS_LOSSES)
+def test_class_losses_never_modify_inputs(name):
+    x, y = class_inputs()
+    w = np.linspace(0.5, 2, 7).astype(np.float32)
+    xr, yr, wr = readonly(x, y, w)
+    go = readonly(np.ones(16, np.float32))[0]
+    for reduction in ("none", "mean", "sum"):
+        kw = dict(grad_output=go) if reduction == "none" else {}
+        fn = getattr(fastloss, name)
+        fn(xr, yr, weight=wr, reduction=reduction, return_grad=True, **kw)
+    np.testing.assert_array_equal(xr, x)
+    np.testing.assert_array_equal(yr, y)
+    if name == "cross_entropy":
+        t = readonly(np.full((16, 7), 1 / 7, np.float32))[0]
+        fastloss.cross_entropy(xr, t, label_smoothing=0.2, return_grad=True)
+        np.testing.assert_array_equal(t, np.full((16, 7), 1 / 7, np.float32))
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_elementwise_losses_never_modify_inputs(name):
+    x, t = elementwise_inputs(name)
+    xr, tr = readonly(x, t)
+    kw = {}
+    if name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
+        kw["weight"] = readonly(np.full(5, 2.0, np.float32))[0]
+    if name == "binary_cross_entropy_with_logits":
+        kw["pos_weight"] = readonly(np.full(5, 3.0, np.float32))[0]
+    for reduction in ("none", "mean", "sum"):
+        getattr(fastloss, name)(xr, tr, reduction=reduction, return_grad=True, **kw)
+    np.testing.assert_array_equal(xr, x)
+    np.testing.assert_array_equal(tr, t)
+
+
+@pytest.mark.parametrize("name", ["log_softmax", "softmax", "logsumexp"])
+def test_softmax_family_never_modifies_input(name):
+    x, _ = class_inputs(shape=(4, 5, 6))
+    (xr,) = readonly(x)
+    for axis in range(3):
+        getattr(fastloss, name)(xr, axis=axis)
+    np.testing.assert_array_equal(xr, x)
+
+
+def test_odd_but_valid_inputs(tmp_path):
+    x, y = class_inputs(np.float64, shape=(10, 6))
+    expected, g_expected = ref.cross_entropy(x, y, return_grad=True)
+    variants = {
+        "list": (x.tolist(), y.tolist()),
+        "byteswapped": (x.astype(x.dtype.newbyteorder(">")), y.astype(">i8")),
+        "fortran": (np.asfortranarray(x), np.asfortranarray(y)),
+        "strided": (np.repeat(x, 2, axis=1)[:, ::2], y),
+        "int32 target": (x, y.astype(np.int32)),
+        "uint8 target": (x, y.astype(np.uint8)),
+    }
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    variants["memmap"] = (np.load(tmp_path / "x.npy", mmap_mode="r"),
+                          np.load(tmp_path / "y.npy", mmap_mode="r"))
+    for what, (xv, yv) in variants.items():
+        loss, g = fastloss.cross_entropy(xv, yv, return_grad=True)
+        np.testing.assert_allclose(loss, expected, rtol=1e-12, err_msg=what)
+        np.testing.assert_allclose(g, g_expected, rtol=1e-12, atol=1e-15, err_msg=what)
+        assert g.dtype == np.float64 and g.flags.c_contiguous
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int32, np.int8, np.uint16])
+def test_integer_and_half_logits_compute_in_float32(dtype):
+    x, y = class_inputs(np.float32, shape=(9, 4))
+    xv = (x * 10).astype(dtype)
+    loss, g = fastloss.cross_entropy(xv, y, return_grad=True)
+    assert isinstance(loss, np.float32) and g.dtype == np.float32
+    le, ge = ref.cross_entropy(xv.astype(np.float32), y, return_grad=True)
+    np.testing.assert_allclose(loss, le, rtol=1e-5)
+    np.testing.assert_allclose(g, ge, rtol=1e-5, atol=1e-7)
+    out = fastloss.mse_loss(xv, xv, reduction="none")
+    assert out.dtype == np.float32 and not out.any()
+
+
+def test_single_class_and_huge_class_count():
+    x = np.random.default_rng(0).standard_normal((5, 1)).astype(np.float32)
+    loss, g = fastloss.cross_entropy(x, np.zeros(5, np.int64), reduction="none", return_grad=True)
+    np.testing.assert_array_equal(loss, 0)
+    np.testing.assert_array_equal(g, 0)
+    C = 131072
+    x = np.random.default_rng(1).standard_normal((2, C)).astype(np.float32) * 5
+    y = np.array([3, C - 1])
+    loss, g = fastloss.cross_entropy(x, y, reduction="none", return_grad=True)
+    le, ge = ref.cross_entropy(x, y, reduction="none", return_grad=True)
+    np.testing.assert_allclose(loss, le, rtol=2e-5)
+    np.testing.assert_allclose(g, ge, rtol=2e-4, atol=1e-9)
+
+
+def _rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
+def test_rss_stays_flat_over_100k_calls():
+    x, y = class_inputs(shape=(8, 10))
+    t = np.random.default_rng(0).uniform(0, 1, (8, 10)).astype(np.float32)
+    buf = np.empty_like(x)
+
+    def burst(n):
+        for _ in range(n):
+            fastloss.cross_entropy(x, y, return_grad=True)
+            fastloss.focal_loss(x, y, reduction="none", return_grad=True, grad_out=buf)
+            fastloss.binary_cross_entropy_with_logits(x, t, return_grad=True)
+            fastloss.log_softmax(x)
+            try:
+                fastloss.cross_entropy(x, y + 100)
+            except IndexError:
+                pass
+
+    burst(2000)  # warm up caches and allocator pools
+    gc.collect()
+    before = _rss_bytes()
+    burst(20000)  # 100k calls
+    gc.collect()
+    grown = _rss_bytes() - before
+    assert grown < 8 * 2**20, f"RSS grew by {grown / 2**20:.1f} MiB over 100k calls"
+
+
+def test_kernels_release_the_gil():
+    """While one thread is inside a long kernel call, another Python thread keeps running."""
+    x = np.random.default_rng(0).standard_normal((2048, 4096)).astype(np.float32)
+    y = np.zeros(2048, np.int64)
+    old = fastloss.get_num_threads()
+    fastloss.set_num_threads(1)
+    ticks = []
+    done = threading.Event()
+
+    def ticker():
+        while not done.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.0005)
+
+    try:
+        th = threading.Thread(target=ticker)
+        th.start()
+        time.sleep(0.01)
+        start = time.perf_counter()
+        for _ in range(5):
+            fastloss.cross_entropy(x, y, return_grad=True)
+        end = time.perf_counter()
+        done.set()
+        th.join()
+    finally:
+        fastloss.set_num_threads(old)
+    inside = [t for t in ticks if start < t < end]
+    # with the GIL held during the ~5 calls the ticker could not run at all
+    assert len(inside) >= 5, f"only {len(inside)} ticks during {end - start:.3f}s of kernels"
+
+
+@pytest.mark.slow
+def test_more_than_2_31_elements():
+    """64-bit indexing: one row of 2^31 + 16 float32 (8 GiB input + 8 GiB gradient)."""
+    n = 2**31 + 16
+    try:
+        x = np.zeros((1, n), np.float32)
+    except MemoryError:
+        pytest.skip("not enough memory")
+    x[0, -1] = 5.0
+    y = np.array([n - 1])
+    loss = fastloss.cross_entropy(x, y)
+    # p_y = e^5 / (n - 1 + e^5)
+    expected = np.log(n - 1 + np.exp(5.0)) - 5.0
+    np.testing.assert_allclose(loss, expected, rtol=1e-4)
+    lse = fastloss.logsumexp(x)
+    np.testing.assert_allclose(lse, np.log(n - 1 + np.exp(5.0)), rtol=1e-5)
+    del x
