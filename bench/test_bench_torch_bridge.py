@@ -1,0 +1,104 @@
+"""fastloss.torch vs torch.nn.functional: one training step's loss + backward.
+
+    pytest bench/ --benchmark-only -k torch_bridge
+
+The input is a leaf tensor of logits that requires grad (what a model's last layer hands the
+loss); one step is ``x.grad = None; loss = fn(x, target); loss.backward()``.  Cases:
+cross_entropy on 4096x1000 float32 logits and sigmoid_focal_loss (reduction="mean") on 1M
+float32 logits (torch side: torchvision.ops.sigmoid_focal_loss when installed, else its formula
+composed from torch ops, which is what torchvision runs).  Skipped without torch, and skipped
+unless run with --benchmark-only.  Compare within one run only.
+"""
+import numpy as np
+import pytest
+
+pytest.importorskip("pytest_benchmark")
+torch = pytest.importorskip("torch")
+
+import fastloss  # noqa: E402
+import fastloss.torch as FL  # noqa: E402
+
+F = torch.nn.functional
+
+
+@pytest.fixture(autouse=True)
+def _only_under_benchmark_only(request):
+    if not request.config.getoption("benchmark_only", default=False):
+        pytest.skip("torch bridge benchmarks run only with: pytest bench/ --benchmark-only")
+
+
+def _torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
+    """torchvision.ops.sigmoid_focal_loss's formula, for when torchvision is not installed."""
+    p = torch.sigmoid(inputs)
+    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+        loss = alpha_t * loss
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _torch_sigmoid_focal_loss():
+    try:
+        from torchvision.ops import sigmoid_focal_loss
+    except ImportError:
+        return _torchvision_sigmoid_focal_loss
+    return sigmoid_focal_loss
+
+
+def _cross_entropy_case():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4096, 1000, generator=g, dtype=torch.float32) * 2
+    t = torch.randint(0, 1000, (4096,), generator=g)
+    return x, t, {}
+
+
+def _sigmoid_focal_case():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1 << 20, generator=g, dtype=torch.float32) * 2
+    t = (torch.rand(1 << 20, generator=g) < 0.1).to(torch.float32)
+    return x, t, {"reduction": "mean"}
+
+
+CASES = {
+    "cross_entropy-4096x1000-float32": (_cross_entropy_case, F.cross_entropy,
+                                        FL.cross_entropy),
+    "sigmoid_focal_loss-1M-float32": (_sigmoid_focal_case, _torch_sigmoid_focal_loss(),
+                                      FL.sigmoid_focal_loss),
+}
+
+
+@pytest.mark.parametrize("impl", ["torch", "fastloss"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_torch_bridge_step(benchmark, case, impl):
+    make, torch_fn, fl_fn = CASES[case]
+    x, target, kw = make()
+    x.requires_grad_(True)
+    fn = torch_fn if impl == "torch" else fl_fn
+
+    def step():
+        x.grad = None
+        loss = fn(x, target, **kw)
+        loss.backward()
+        return loss
+
+    # both implementations agree before anything is timed
+    ref_x = x.detach().double().requires_grad_(True)
+    ref_loss = torch_fn(ref_x, target.double() if target.is_floating_point() else target, **kw)
+    ref_loss.backward()
+    loss = step()
+    np.testing.assert_allclose(loss.item(), ref_loss.item(), rtol=2e-4)
+    np.testing.assert_allclose(x.grad.double().numpy(), ref_x.grad.numpy(), rtol=2e-3,
+                               atol=1e-4 * float(ref_x.grad.abs().max()))
+
+    benchmark.group = f"torch bridge: {case} loss+backward"
+    benchmark.extra_info["elements"] = int(x.numel())
+    benchmark.extra_info["torch_threads"] = torch.get_num_threads()
+    benchmark.extra_info["fastloss_threads"] = fastloss.get_num_threads()
+    benchmark(step)
+    assert x.grad is not None and x.grad.shape == x.shape

@@ -1,0 +1,687 @@
+"""fastloss.torch: the PyTorch autograd bridge.
+
+* gradcheck (float64) of every loss and its option variants, including reduction="none"
+  (so the per-sample upstream gradient broadcast over the class axis is checked entry by entry);
+* values and gradients equal torch.nn.functional's (or the torch composition of the formula for
+  the focal losses) for every loss, option variant, reduction and dtype, with a non-trivial
+  upstream gradient, and the same for every nn.Module class;
+* training parity: the same seeded MLP trained with torch's loss and with the bridge gives the
+  same loss curve;
+* errors (non-CPU tensors, targets/weights requiring grad, bad shapes, double backward);
+* exactly one fastloss call per forward+backward, zero-copy input and gradient buffers.
+"""
+import copy
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+import fastloss  # noqa: E402
+import fastloss.torch as FL  # noqa: E402
+
+# torch's own warning for kl_div(reduction="mean") on the reference side
+pytestmark = pytest.mark.filterwarnings("ignore:reduction:UserWarning")
+
+REDUCTIONS = ("none", "mean", "sum")
+DTYPES = (torch.float32, torch.float64)
+# rtol per dtype; atol is ATOL * the largest |expected| entry
+RTOL = {torch.float32: 2e-4, torch.float64: 1e-9}
+ATOL = {torch.float32: 1e-6, torch.float64: 1e-12}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _torch_single_thread():
+    """Tiny problems: torch's intra-op thread pool only adds latency."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def assert_close(actual, expected, dtype, what=""):
+    """|a - e| <= rtol |e| + atol max|e|, same shape; the dtype of `actual` is checked too."""
+    assert isinstance(actual, torch.Tensor), what
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
+    assert actual.dtype == dtype, (what, actual.dtype, dtype)
+    a = actual.detach().double()
+    e = expected.detach().double()
+    assert torch.isfinite(e).all(), what
+    scale = float(e.abs().max()) if e.numel() and float(e.abs().max()) > 0 else 1.0
+    err = (a - e).abs()
+    bound = RTOL[dtype] * e.abs() + ATOL[dtype] * scale
+    if not bool((err <= bound).all()):
+        worst = int(torch.argmax(err - bound))
+        raise AssertionError(f"{what}: mismatch, worst flat index {worst}: "
+                             f"{a.reshape(-1)[worst].item()!r} vs {e.reshape(-1)[worst].item()!r}"
+                             f" (max abs err {err.max().item():.3e})")
+
+
+# ------------------------------------------------------------------ torch references
+
+def torch_focal(input, target, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
+    """-w[y] (1 - p_y)^gamma log p_y from torch ops; "mean" divides by the kept sum of w[y]."""
+    unbatched = input.dim() == 1
+    x = input.unsqueeze(0) if unbatched else input
+    t = target.unsqueeze(0) if unbatched else target
+    logp = F.log_softmax(x, dim=1)
+    keep = t != ignore_index
+    ts = torch.where(keep, t, torch.zeros_like(t))
+    lpy = logp.gather(1, ts.unsqueeze(1)).squeeze(1)
+    w = torch.ones(x.shape[1], dtype=x.dtype) if weight is None else weight
+    wy = w[ts] * keep
+    loss = -wy * (1 - lpy.exp()) ** gamma * lpy
+    if reduction == "none":
+        return loss.squeeze(0) if unbatched else loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / wy.sum()
+
+
+def torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
+    """torchvision.ops.sigmoid_focal_loss, verbatim formula."""
+    p = torch.sigmoid(inputs)
+    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+        loss = alpha_t * loss
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+REF = {
+    "cross_entropy": F.cross_entropy,
+    "nll_loss": F.nll_loss,
+    "focal_loss": torch_focal,
+    "sigmoid_focal_loss": torchvision_sigmoid_focal_loss,
+    "binary_cross_entropy": F.binary_cross_entropy,
+    "binary_cross_entropy_with_logits": F.binary_cross_entropy_with_logits,
+    "mse_loss": F.mse_loss,
+    "l1_loss": F.l1_loss,
+    "smooth_l1_loss": F.smooth_l1_loss,
+    "huber_loss": F.huber_loss,
+    "kl_div": F.kl_div,
+}
+CLASS_LOSSES = ("cross_entropy", "nll_loss", "focal_loss")
+
+
+# ------------------------------------------------------------------ cases
+
+def _rng(*key):
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def _t(a):
+    return torch.from_numpy(np.array(a, dtype=np.float64))  # 0-d stays 0-d
+
+
+def make_case(name, variant, rng, gradcheck=False):
+    """(input float64, target, kwargs) for `name` / `variant`; small shapes.  With gradcheck=True
+    the points keep away from kinks (|d| not near 0, beta or delta)."""
+    kw = {}
+    if name in CLASS_LOSSES:
+        shape = {"NCd": (3, 4, 5), "NCdd": (2, 3, 2, 3), "unbatched": (6,)}.get(variant, (7, 5))
+        C = shape[0] if len(shape) == 1 else shape[1]
+        loss_shape = () if len(shape) == 1 else (shape[0],) + shape[2:]
+        x = _t(rng.standard_normal(shape) * 2)
+        if name == "nll_loss":
+            x = F.log_softmax(x, dim=-1 if len(shape) == 1 else 1)
+        if "probs" in variant:
+            target = F.softmax(_t(rng.standard_normal(shape)), dim=1)
+        else:
+            target = torch.from_numpy(rng.integers(0, C, size=loss_shape))
+        if "ignore" in variant:
+            ignore = 1 if "inrange" in variant else -100
+            kw["ignore_index"] = ignore
+            flat = target.reshape(-1)
+            flat[::3] = ignore
+        if "weight" in variant:
+            kw["weight"] = _t(rng.uniform(0.2, 2.0, size=C))
+        if "smooth" in variant:
+            kw["label_smoothing"] = 0.15
+        if "gamma" in variant:
+            kw["gamma"] = float(variant.split("gamma")[1].split("+")[0])
+        return x, target, kw
+    shape = (4, 3, 5) if "3d" in variant else (6, 4)
+    x = _t(rng.standard_normal(shape))
+    if name == "sigmoid_focal_loss":
+        soft = "soft" in variant
+        target = _t(rng.uniform(0, 1, shape) if soft else rng.integers(0, 2, shape))
+        if "noalpha" in variant:
+            kw["alpha"] = -1.0
+        if "gamma" in variant:
+            kw["gamma"] = float(variant.split("gamma")[1].split("+")[0])
+    elif name == "binary_cross_entropy":
+        x = _t(rng.uniform(0.05, 0.95, shape))
+        target = _t(rng.uniform(0, 1, shape))
+        if "weight" in variant:
+            kw["weight"] = _t(rng.uniform(0.2, 2.0, size=shape[-1]))
+    elif name == "binary_cross_entropy_with_logits":
+        x = x * 3
+        target = _t(rng.uniform(0, 1, shape))
+        if "weight" in variant:
+            kw["weight"] = _t(rng.uniform(0.2, 2.0, size=shape))
+        if "pos_weight" in variant:
+            kw["pos_weight"] = _t(rng.uniform(0.5, 3.0, size=shape[-1]))
+    elif name == "kl_div":
+        x = F.log_softmax(x, dim=-1)
+        p = F.softmax(_t(rng.standard_normal(shape)), dim=-1)
+        if "log_target" in variant:
+            kw["log_target"] = True
+            target = p.log()
+        else:
+            if not gradcheck:
+                p[0, 0] = 0.0  # 0 log 0 = 0
+            target = p
+    else:
+        # |d| in [0.15, 0.85] or [1.15, 2.5]: away from 0 and from beta/delta in {0.5?, 1, 2}
+        mag = np.where(rng.random(shape) < 0.5, rng.uniform(0.15, 0.4, shape),
+                       rng.uniform(1.15, 1.85, shape))
+        sign = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
+        target = x - _t(sign * mag)
+        if name == "l1_loss" and not gradcheck:
+            target[0, :2] = x[0, :2]  # exact ties: subgradient 0 like torch
+        if name == "smooth_l1_loss" and "beta" in variant:
+            kw["beta"] = float(variant.split("beta")[1])
+        if name == "huber_loss" and "delta" in variant:
+            kw["delta"] = float(variant.split("delta")[1])
+    return x, target, kw
+
+
+VARIANTS = {
+    "cross_entropy": ["plain", "weight", "ignore", "ignore-inrange+weight", "smooth",
+                      "weight+ignore+smooth", "probs", "probs+weight+smooth", "NCd",
+                      "NCdd+weight+ignore+smooth", "unbatched", "unbatched+weight+smooth"],
+    "nll_loss": ["plain", "weight", "ignore+weight", "NCd+weight", "unbatched"],
+    "focal_loss": ["plain", "gamma0.5+weight", "gamma0+ignore", "NCd+weight+ignore",
+                   "unbatched"],
+    "sigmoid_focal_loss": ["plain", "noalpha", "soft+gamma0.5", "3d+gamma1.5"],
+    "binary_cross_entropy": ["plain", "weight"],
+    "binary_cross_entropy_with_logits": ["plain", "weight", "pos_weight", "weight+pos_weight",
+                                         "3d"],
+    "mse_loss": ["plain", "3d"],
+    "l1_loss": ["plain"],
+    "smooth_l1_loss": ["plain", "beta0.5", "beta2.0", "beta0"],
+    "huber_loss": ["plain", "delta0.5", "delta2.0"],
+    "kl_div": ["plain", "log_target", "3d"],
+}
+ALL_CASES = [(n, v) for n, vs in VARIANTS.items() for v in vs]
+
+
+def _reductions(name):
+    return REDUCTIONS + (("batchmean",) if name == "kl_div" else ())
+
+
+# ------------------------------------------------------------------ gradcheck
+
+GRADCHECK = [pytest.param(n, v, r, id=f"{n}-{v}-{r}")
+             for n, v in ALL_CASES for r in _reductions(n)]
+
+
+@pytest.mark.parametrize("name,variant,reduction", GRADCHECK)
+def test_gradcheck(name, variant, reduction):
+    x, target, kw = make_case(name, variant, _rng(name, variant, "gc"), gradcheck=True)
+    fn = getattr(FL, name)
+    x.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a: fn(a, target, reduction=reduction, **kw), (x,),
+                                    eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ parity with torch
+
+def _run(fn, x, target, kw, reduction, upstream, dtype):
+    """loss and d(<upstream, loss>)/dx, with x a fresh leaf of `dtype`."""
+    xl = x.detach().to(dtype).requires_grad_(True)
+    t = target.to(dtype) if target.dtype.is_floating_point else target
+    kw = {k: (v.to(dtype) if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    loss = fn(xl, t, reduction=reduction, **kw)
+    loss.backward(upstream.to(loss.dtype))
+    return loss, xl.grad
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("name,variant", [pytest.param(n, v, id=f"{n}-{v}")
+                                          for n, v in ALL_CASES])
+def test_matches_torch(name, variant, dtype):
+    rng = _rng(name, variant, "parity")
+    x, target, kw = make_case(name, variant, rng)
+    if dtype == torch.float32:  # inputs exactly representable in both dtypes
+        x = x.float().double()
+        target = target.float().double() if target.dtype.is_floating_point else target
+        kw = {k: (v.float().double() if isinstance(v, torch.Tensor) else v)
+              for k, v in kw.items()}
+    for reduction in _reductions(name):
+        ref_loss = REF[name](x, target, reduction=reduction, **kw)
+        upstream = (_t(rng.standard_normal(ref_loss.shape)) if reduction == "none"
+                    else torch.tensor(-1.7, dtype=torch.float64))
+        exp_loss, exp_grad = _run(REF[name], x, target, kw, reduction, upstream, torch.float64)
+        loss, grad = _run(getattr(FL, name), x, target, kw, reduction, upstream, dtype)
+        assert_close(loss, exp_loss, dtype, f"{name} {reduction} loss")
+        assert_close(grad, exp_grad, dtype, f"{name} {reduction} grad")
+
+
+@pytest.mark.parametrize("name,variant", [("cross_entropy", "weight+ignore+smooth"),
+                                          ("cross_entropy", "NCd"),
+                                          ("binary_cross_entropy_with_logits", "pos_weight"),
+                                          ("mse_loss", "plain"), ("kl_div", "plain")])
+def test_plain_backward_returns_saved_buffer(name, variant):
+    """loss.backward() (upstream 1): the gradient is fastloss's grad_out buffer itself."""
+    x, target, kw = make_case(name, variant, _rng(name, variant, "unit"))
+    x.requires_grad_(True)
+    loss = getattr(FL, name)(x, target, **kw)
+    saved_ptr = loss.grad_fn.saved_tensors[0].data_ptr()  # no reference kept
+    loss.backward()
+    assert x.grad.data_ptr() == saved_ptr
+    xr = x.detach().clone().requires_grad_(True)
+    REF[name](xr, target, **kw).backward()
+    assert_close(x.grad, xr.grad, torch.float64, name)
+
+
+def test_noncontiguous_and_expanded_upstream():
+    rng = _rng("noncontig")
+    x = _t(rng.standard_normal((5, 8))).t()     # (8, 5), not contiguous
+    target = torch.from_numpy(rng.integers(0, 5, size=8))
+    xa = x.clone().requires_grad_(True)
+    xb = x.detach().t().contiguous().t().requires_grad_(True)   # non-contiguous leaf
+    assert not xb.is_contiguous()
+    la = F.cross_entropy(xa, target, reduction="none")
+    lb = FL.cross_entropy(xb, target, reduction="none")
+    la.sum().backward()                         # upstream is an expanded (stride 0) tensor
+    lb.sum().backward()
+    assert_close(lb, la, torch.float64, "loss")
+    assert_close(xb.grad, xa.grad, torch.float64, "grad")
+
+
+def test_retain_graph_repeated_backward():
+    rng = _rng("retain")
+    x = _t(rng.standard_normal((6, 4))).requires_grad_(True)
+    target = torch.from_numpy(rng.integers(0, 4, size=6))
+    loss = FL.cross_entropy(x, target)
+    loss.backward(retain_graph=True)
+    g1 = x.grad.clone()
+    loss.backward(retain_graph=True)
+    loss.backward()
+    assert_close(x.grad, 3 * g1, torch.float64, "accumulated grad")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("name,variant", [("cross_entropy", "weight+smooth"),
+                                          ("cross_entropy", "probs"),
+                                          ("binary_cross_entropy_with_logits", "weight+pos_weight"),
+                                          ("sigmoid_focal_loss", "plain"),
+                                          ("huber_loss", "plain")])
+def test_half_precision_computed_in_float32(name, variant, dtype):
+    x, target, kw = make_case(name, variant, _rng(name, variant, "half"))
+    xh = x.to(dtype)
+    th = target.to(dtype) if target.dtype.is_floating_point else target
+    kwh = {k: (v.to(dtype) if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    for reduction in REDUCTIONS:
+        leaf = xh.clone().requires_grad_(True)
+        loss = getattr(FL, name)(leaf, th, reduction=reduction, **kwh)
+        up = torch.ones_like(loss) * 0.5
+        loss.backward(up)
+        assert loss.dtype == dtype and leaf.grad.dtype == dtype
+        # the same values computed in float32 from the half-precision inputs
+        kw32 = {k: (v.float() if isinstance(v, torch.Tensor) else v) for k, v in kwh.items()}
+        x32 = xh.float().requires_grad_(True)
+        t32 = th.float() if th.dtype.is_floating_point else th
+        l32 = getattr(FL, name)(x32, t32, reduction=reduction, **kw32)
+        l32.backward(up.float())
+        assert torch.equal(loss, l32.to(dtype))
+        assert torch.equal(leaf.grad, x32.grad.to(dtype))
+
+
+# ------------------------------------------------------------------ modules
+
+MODULES = [
+    ("CrossEntropyLoss", "cross_entropy", "weight+ignore+smooth",
+     lambda kw: dict(weight=kw["weight"], ignore_index=kw["ignore_index"],
+                     label_smoothing=kw["label_smoothing"])),
+    ("NLLLoss", "nll_loss", "ignore+weight",
+     lambda kw: dict(weight=kw["weight"], ignore_index=kw["ignore_index"])),
+    ("BCELoss", "binary_cross_entropy", "weight", lambda kw: dict(weight=kw["weight"])),
+    ("BCEWithLogitsLoss", "binary_cross_entropy_with_logits", "weight+pos_weight",
+     lambda kw: dict(weight=kw["weight"], pos_weight=kw["pos_weight"])),
+    ("MSELoss", "mse_loss", "plain", lambda kw: {}),
+    ("L1Loss", "l1_loss", "plain", lambda kw: {}),
+    ("SmoothL1Loss", "smooth_l1_loss", "beta0.5", lambda kw: dict(beta=kw["beta"])),
+    ("HuberLoss", "huber_loss", "delta2.0", lambda kw: dict(delta=kw["delta"])),
+    ("KLDivLoss", "kl_div", "log_target", lambda kw: dict(log_target=kw["log_target"])),
+]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("cls,name,variant,ctor", MODULES, ids=[m[0] for m in MODULES])
+def test_module_matches_torch_nn(cls, name, variant, ctor, reduction):
+    rng = _rng(cls, "module")
+    x, target, kw = make_case(name, variant, rng)
+    args = ctor(kw)
+    ours = getattr(FL, cls)(reduction=reduction, **args)
+    theirs = getattr(torch.nn, cls)(reduction=reduction, **args)
+    for buf in ("weight", "pos_weight"):
+        if buf in args:
+            assert buf in dict(ours.named_buffers())
+            assert buf in ours.state_dict()
+    xa = x.clone().requires_grad_(True)
+    xb = x.clone().requires_grad_(True)
+    la, lb = theirs(xa, target), ours(xb, target)
+    up = (_t(rng.standard_normal(la.shape)) if reduction == "none"
+          else torch.tensor(2.5, dtype=torch.float64))
+    la.backward(up)
+    lb.backward(up)
+    assert_close(lb, la, torch.float64, f"{cls} loss")
+    assert_close(xb.grad, xa.grad, torch.float64, f"{cls} grad")
+
+
+def test_module_to_dtype_casts_buffers():
+    w = torch.tensor([1.0, 2.0, 0.5])
+    m = FL.CrossEntropyLoss(weight=w).double()
+    assert m.weight.dtype == torch.float64
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 1])
+    assert_close(m(x, y), F.cross_entropy(x, y, weight=w.double()), torch.float64, "loss")
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_focal_modules(reduction):
+    rng = _rng("focal-modules")
+    x, target, kw = make_case("focal_loss", "NCd+weight+ignore", rng)
+    m = FL.FocalLoss(gamma=1.5, weight=kw["weight"], ignore_index=-100, reduction=reduction)
+    assert_close(m(x, target), torch_focal(x, target, 1.5, kw["weight"], -100, reduction),
+                 torch.float64, "FocalLoss")
+    x, target, _ = make_case("sigmoid_focal_loss", "soft", rng)
+    m = FL.SigmoidFocalLoss(alpha=0.4, gamma=1.0, reduction=reduction)
+    assert_close(m(x, target),
+                 torchvision_sigmoid_focal_loss(x, target, 0.4, 1.0, reduction),
+                 torch.float64, "SigmoidFocalLoss")
+    assert FL.SigmoidFocalLoss().reduction == "none"   # torchvision's default
+
+
+def test_legacy_size_average_reduce():
+    x = torch.randn(5, 3, dtype=torch.float64)
+    y = torch.randint(0, 3, (5,))
+    for sa, rd, red in [(None, False, "none"), (False, None, "sum"), (True, True, "mean"),
+                        (False, False, "none")]:
+        with pytest.warns(UserWarning, match="deprecated"):
+            got = FL.cross_entropy(x, y, size_average=sa, reduce=rd)
+        assert_close(got, F.cross_entropy(x, y, reduction=red), torch.float64, red)
+        with pytest.warns(UserWarning, match="deprecated"):
+            m = FL.MSELoss(size_average=sa, reduce=rd)
+        assert m.reduction == red
+
+
+def test_positional_arguments_like_torch():
+    x = torch.randn(5, 3, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 1, 1])
+    w = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_close(FL.cross_entropy(x, y, w, None, 1, None, "sum", 0.1),
+                     F.cross_entropy(x, y, w, None, 1, None, "sum", 0.1), torch.float64, "ce")
+        t = torch.rand(5, 3, dtype=torch.float64)
+        assert_close(FL.binary_cross_entropy_with_logits(x, t, w, None, None, "sum", w),
+                     F.binary_cross_entropy_with_logits(x, t, w, None, None, "sum", w),
+                     torch.float64, "bcel")
+        assert_close(FL.huber_loss(x, t, "sum", 0.3), F.huber_loss(x, t, "sum", 0.3),
+                     torch.float64, "huber")
+
+
+# ------------------------------------------------------------------ training parity
+
+def _train(loss_fn, model, X, y, steps=300, lr=0.1):
+    model = copy.deepcopy(model)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = loss_fn(model(X), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return np.array(losses), model
+
+
+def _mlp(n_out, seed):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(20, 32), torch.nn.Tanh(),
+                               torch.nn.Linear(32, n_out)).double()
+
+
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1, "weight": "w"}],
+                         ids=["plain", "weight+smoothing"])
+def test_training_parity_cross_entropy(options):
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(256, 20, generator=g, dtype=torch.float64)
+    teacher = torch.randn(20, 5, generator=g, dtype=torch.float64)
+    y = (X @ teacher + 0.5 * torch.randn(256, 5, generator=g, dtype=torch.float64)).argmax(1)
+    kw = dict(options)
+    if "weight" in kw:
+        kw["weight"] = torch.tensor([1.0, 0.5, 2.0, 1.5, 0.8], dtype=torch.float64)
+    model = _mlp(5, 0)
+    ref, m_ref = _train(lambda out, t: F.cross_entropy(out, t, **kw), model, X, y)
+    got, m_got = _train(lambda out, t: FL.cross_entropy(out, t, **kw), model, X, y)
+    assert ref[-1] < 0.6 * ref[0]   # it actually learned something
+    np.testing.assert_allclose(got, ref, rtol=1e-8, atol=0)
+    for (k, a), (_, b) in zip(m_got.state_dict().items(), m_ref.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9, msg=k)
+
+
+def test_training_parity_bce_with_logits():
+    g = torch.Generator().manual_seed(2)
+    X = torch.randn(256, 20, generator=g, dtype=torch.float64)
+    y = ((X[:, :3].sum(1) + 0.3 * torch.randn(256, generator=g, dtype=torch.float64)) > 0)
+    y = y.to(torch.float64).unsqueeze(1)
+    pw = torch.tensor([1.7], dtype=torch.float64)
+    model = _mlp(1, 3)
+    ref, m_ref = _train(torch.nn.BCEWithLogitsLoss(pos_weight=pw), model, X, y)
+    got, m_got = _train(FL.BCEWithLogitsLoss(pos_weight=pw), model, X, y)
+    assert ref[-1] < 0.6 * ref[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-8, atol=0)
+
+
+# ------------------------------------------------------------------ errors
+
+def _meta(t):
+    return torch.empty(t.shape, dtype=t.dtype, device="meta")
+
+
+@pytest.mark.parametrize("arg", ["input", "target", "weight"])
+def test_non_cpu_tensor_raises_type_error(arg):
+    x = torch.randn(4, 3, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 0])
+    w = torch.ones(3)
+    args = {"input": x, "target": y, "weight": w}
+    args[arg] = _meta(args[arg])
+    with pytest.raises(TypeError, match="device meta"):
+        FL.cross_entropy(args["input"], args["target"], weight=args["weight"])
+    with pytest.raises(TypeError, match="CPU"):
+        FL.binary_cross_entropy_with_logits(x, _meta(x.detach()))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_tensor_raises_type_error():
+    x = torch.randn(4, 3, device="cuda")
+    with pytest.raises(TypeError, match="CPU"):
+        FL.mse_loss(x, x.clone())
+
+
+def test_non_tensor_and_integer_input_raise_type_error():
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        FL.mse_loss(np.zeros(3), torch.zeros(3))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        FL.cross_entropy(torch.zeros(2, 3), [0, 1])
+    with pytest.raises(TypeError, match="floating"):
+        FL.cross_entropy(torch.zeros(2, 3, dtype=torch.int64), torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match="layout"):
+        FL.mse_loss(torch.zeros(3, 3).to_sparse(), torch.zeros(3, 3))
+
+
+@pytest.mark.parametrize("fn,make", [
+    ("mse_loss", lambda: dict(target=torch.rand(4, 3, requires_grad=True))),
+    ("kl_div", lambda: dict(target=torch.rand(4, 3, requires_grad=True))),
+    ("sigmoid_focal_loss", lambda: dict(target=torch.rand(4, 3, requires_grad=True))),
+    ("cross_entropy", lambda: dict(target=torch.softmax(torch.randn(4, 3), 1).requires_grad_())),
+    ("cross_entropy", lambda: dict(target=torch.tensor([0, 1, 2, 0]),
+                                   weight=torch.ones(3, requires_grad=True))),
+    ("binary_cross_entropy", lambda: dict(target=torch.rand(4, 3),
+                                          weight=torch.ones(3, requires_grad=True))),
+    ("binary_cross_entropy_with_logits",
+     lambda: dict(target=torch.rand(4, 3), pos_weight=torch.ones(3, requires_grad=True))),
+])
+def test_target_or_weight_requiring_grad_raises_value_error(fn, make):
+    kw = make()
+    target = kw.pop("target")
+    culprit = next(iter(kw)) if kw else "target"
+    x = torch.rand(4, 3, requires_grad=True)
+    with pytest.raises(ValueError, match=f"{culprit} requires grad"):
+        getattr(FL, fn)(x, target, **kw)
+
+
+BAD = [
+    ("cross_entropy", lambda: (np.zeros((4, 3)), np.zeros(5, np.int64)), {}),
+    ("cross_entropy", lambda: (np.zeros((4, 3)), np.array([0, 1, 3, 0])), {}),
+    ("cross_entropy", lambda: (np.zeros((4, 3)), np.array([0, 1, -1, 0])), {}),
+    ("cross_entropy", lambda: (np.zeros((4, 3)), np.array([0, 1, 2, 0])),
+     {"weight": np.ones(4)}),
+    ("cross_entropy", lambda: (np.zeros((4, 3)), np.zeros((4, 2))), {}),
+    ("cross_entropy", lambda: (np.zeros((4, 3)), np.array([0, 1, 2, 0])),
+     {"reduction": "avg"}),
+    ("cross_entropy", lambda: (np.zeros((4, 3)), np.array([0, 1, 2, 0])),
+     {"label_smoothing": 1.5}),
+    ("nll_loss", lambda: (np.zeros((4, 3)), np.zeros((4, 3))), {}),
+    ("nll_loss", lambda: (np.zeros((2, 3, 4)), np.zeros((2, 3), np.int64)), {}),
+    ("focal_loss", lambda: (np.zeros((4, 3)), np.array([0, 1, 2, 0])), {"gamma": -1.0}),
+    ("focal_loss", lambda: (np.zeros((4, 3)), np.array([0, 1, 2, 7])), {}),
+    ("mse_loss", lambda: (np.zeros((4, 3)), np.zeros((4, 1))), {}),
+    ("l1_loss", lambda: (np.zeros((4, 3)), np.zeros(3)), {}),
+    ("binary_cross_entropy", lambda: (np.full((4, 3), 1.5), np.zeros((4, 3))), {}),
+    ("binary_cross_entropy", lambda: (np.full((4, 3), 0.5), np.zeros((4, 3))),
+     {"weight": np.ones(2)}),
+    ("binary_cross_entropy_with_logits", lambda: (np.zeros((4, 3)), np.zeros((4, 3))),
+     {"pos_weight": np.ones(4)}),
+    ("smooth_l1_loss", lambda: (np.zeros(3), np.zeros(3)), {"beta": -1.0}),
+    ("huber_loss", lambda: (np.zeros(3), np.zeros(3)), {"delta": 0.0}),
+    ("kl_div", lambda: (np.zeros((4, 3)), np.zeros((4, 3))), {"reduction": "batchsum"}),
+    ("sigmoid_focal_loss", lambda: (np.zeros((4, 3)), np.zeros((3, 4))), {}),
+]
+
+
+@pytest.mark.parametrize("requires_grad", [True, False], ids=["grad", "nograd"])
+@pytest.mark.parametrize("name,make,kw", BAD, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
+def test_bad_arguments_raise_like_fastloss(name, make, kw, requires_grad):
+    x_np, t_np = make()
+    with pytest.raises(Exception) as direct:
+        getattr(fastloss, name)(x_np, t_np, **kw)
+    expected = type(direct.value)
+    assert expected in (ValueError, IndexError, TypeError)
+    x = torch.from_numpy(x_np).requires_grad_(requires_grad)
+    tkw = {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
+    with pytest.raises(expected) as bridged:
+        getattr(FL, name)(x, torch.from_numpy(t_np), **tkw)
+    assert type(bridged.value) is expected
+    assert str(bridged.value) == str(direct.value)
+
+
+def test_double_backward_raises():
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    loss = FL.cross_entropy(x, torch.tensor([0, 1, 2, 0]))
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(loss, x, create_graph=True)
+    loss = FL.mse_loss(x, torch.zeros(4, 3, dtype=torch.float64))
+    (g,) = torch.autograd.grad(loss, x)     # first order still fine
+    assert_close(g, 2 * x.detach() / 12, torch.float64, "mse grad")
+
+
+@pytest.mark.parametrize("fn", ["mse_loss", "l1_loss", "huber_loss"])
+def test_elementwise_weight_not_supported(fn):
+    x = torch.randn(3)
+    with pytest.raises(NotImplementedError, match="weight"):
+        getattr(FL, fn)(x, x.clone(), weight=torch.ones(3))
+
+
+# ------------------------------------------------------------------ one fused call
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Count fastloss.<name> calls made by the bridge; record their arguments."""
+    log = []
+
+    def install(name):
+        original = getattr(fastloss, name)
+
+        def counting(*args, **kwargs):
+            log.append((args, kwargs))
+            return original(*args, **kwargs)
+        monkeypatch.setattr(fastloss, name, counting)
+    return log, install
+
+
+@pytest.mark.parametrize("name,variant", [pytest.param(n, VARIANTS[n][-1], id=n)
+                                          for n in VARIANTS])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_one_fastloss_call_per_forward_backward(calls, name, variant, reduction):
+    log, install = calls
+    install(name)
+    x, target, kw = make_case(name, variant, _rng(name, "calls"))
+    x.requires_grad_(True)
+    loss = getattr(FL, name)(x, target, reduction=reduction, **kw)
+    assert len(log) == 1
+    args, kwargs = log[0]
+    assert kwargs["return_grad"] is True
+    assert args[0].ctypes.data == x.data_ptr()                  # input passed zero-copy
+    (saved,) = loss.grad_fn.saved_tensors
+    assert kwargs["grad_out"].ctypes.data == saved.data_ptr()  # gradient in a torch buffer
+    loss.backward(torch.full_like(loss, 0.75))
+    loss2 = getattr(FL, name)(x, target, reduction=reduction, **kw)
+    loss2.backward(torch.full_like(loss2, 0.25))
+    assert len(log) == 2
+    # and the result is right: 0.75 + 0.25 of the gradient of the plain loss
+    xr = x.detach().clone().requires_grad_(True)
+    lr = REF[name](xr, target, reduction=reduction, **kw)
+    lr.backward(torch.ones_like(lr))
+    assert_close(x.grad, xr.grad, torch.float64, "grad")
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "sigmoid_focal_loss", "kl_div"])
+def test_no_gradient_computed_without_requires_grad(calls, name):
+    log, install = calls
+    install(name)
+    x, target, kw = make_case(name, VARIANTS[name][0], _rng(name, "nograd"))
+    loss = getattr(FL, name)(x, target, **kw)
+    assert not loss.requires_grad and loss.grad_fn is None
+    xg = x.clone().requires_grad_(True)
+    with torch.no_grad():
+        loss_ng = getattr(FL, name)(xg, target, **kw)
+    assert not loss_ng.requires_grad
+    assert len(log) == 2
+    assert all(not kwargs.get("return_grad", False) and kwargs.get("grad_out") is None
+               for _, kwargs in log)
+    assert_close(loss, REF[name](x, target, **kw), torch.float64, "loss")
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_empty_batch_and_all_ignored(reduction):
+    x = torch.zeros(0, 5, dtype=torch.float64, requires_grad=True)
+    t = torch.zeros(0, dtype=torch.int64)
+    loss = FL.cross_entropy(x, t, reduction=reduction)
+    expected = F.cross_entropy(x.detach(), t, reduction=reduction)
+    assert loss.shape == expected.shape
+    assert torch.equal(loss.isnan(), expected.isnan())
+    loss.sum().backward()
+    assert x.grad.shape == x.shape
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    t = torch.full((3,), -100)
+    loss = FL.cross_entropy(x, t, reduction=reduction)
+    expected = F.cross_entropy(x.detach(), t, reduction=reduction)
+    assert torch.equal(loss.isnan(), expected.isnan())       # mean: NaN like torch
+    assert torch.equal(loss.nan_to_num(), expected.nan_to_num())
+    loss.sum().backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
