@@ -68,7 +68,9 @@ static inline FN(ce_coef_t) FN(ce_index_coef)(const fl_ce_args *a, VR dy, VR s_o
         /* d/dx_j of -w q^g log p = K (p_j - [j == y]) with K = w q^g (1 + g p (-log p) / q);
          * (-log p) / q -> 1 as q -> 0, so q^(g-1) is never formed */
         const VR ratio = FN(vselect)(q > 0, nll / q, one);
-        const VR K = wy * f * (one + gamma * p * ratio);
+        /* p (-log p) -> 0 as p -> 0 (masked target: nll = inf, p = 0) */
+        const VR p_ratio = FN(vselect)(p == 0, zero, p * ratio);
+        const VR K = wy * f * (one + gamma * p_ratio);
         r.loss = FN(vselect)(f == 0, zero, wy * f * nll);
         r.A = gs * K * invS;
         r.Bs = zero;

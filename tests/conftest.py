@@ -21,17 +21,28 @@ TOL = {np.dtype(np.float32): (2e-4, 1e-6), np.dtype(np.float64): (1e-9, 1e-12)}
 
 def assert_close(actual, expected, dtype, rtol=None, atol=None, err_msg=""):
     """allclose with the dtype's tolerances; NaN matches NaN, inf matches inf of the same sign.
-    atol is scaled by the largest finite |expected| (1 when there is none or it is 0)."""
+    atol is scaled by the largest finite |expected| (1 when there is none or it is 0) and
+    never below the dtype's smallest normal number."""
     r, a = TOL[np.dtype(dtype)]
     rtol = r if rtol is None else rtol
     atol = a if atol is None else atol
     act = np.asarray(actual, dtype=np.float64)
     exp = np.asarray(expected, dtype=np.float64)
     assert act.shape == exp.shape, (act.shape, exp.shape, err_msg)
-    finite = np.abs(exp[np.isfinite(exp)])
+    fin = np.isfinite(exp)
+    finite = np.abs(exp[fin])
     scale = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    np.testing.assert_allclose(act, exp, rtol=rtol, atol=atol * scale, equal_nan=True,
-                               err_msg=err_msg)
+    # plus the dtype's smallest normal: values below it cannot be stored to full precision
+    atol = atol * scale + float(np.finfo(dtype).tiny)
+    with np.errstate(all="ignore"):
+        ok = (np.array_equal(fin, np.isfinite(act))
+              and np.array_equal(np.isnan(exp), np.isnan(act))
+              and np.array_equal(exp[~fin & ~np.isnan(exp)], act[~fin & ~np.isnan(act)])
+              and bool(np.all(np.abs(act[fin] - exp[fin]) <= atol + rtol * np.abs(exp[fin]))))
+    if not ok:  # slow path only to produce numpy's detailed message
+        np.testing.assert_allclose(act, exp, rtol=rtol, atol=atol, equal_nan=True,
+                                   err_msg=err_msg)
+        raise AssertionError(f"mismatch in non-finite entries {err_msg}: {act!r} vs {exp!r}")
 
 
 def readonly(a):

@@ -1,0 +1,184 @@
+"""Thread-count configuration, determinism across thread counts, concurrent Python threads,
+and thread-local backend selection."""
+import concurrent.futures
+import threading
+
+import numpy as np
+import pytest
+
+import fastloss
+from fastloss.reference import _math as M
+
+from conftest import assert_close, ref
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", None, True])
+def test_set_num_threads_rejects_bad_values(restore_threads, bad):
+    before = fastloss.get_num_threads()
+    with pytest.raises((ValueError, TypeError), match="positive int"):
+        fastloss.set_num_threads(bad)
+    assert fastloss.get_num_threads() == before
+
+
+def test_num_threads_default_and_roundtrip(restore_threads):
+    assert isinstance(fastloss.get_num_threads(), int) and fastloss.get_num_threads() >= 1
+    for n in (1, 3, 2):
+        fastloss.set_num_threads(n)
+        assert fastloss.get_num_threads() == n
+        assert fastloss.config()["threads"] == n
+
+
+def _problems(dtype):
+    """Shapes large enough to be split into many chunks, both kernel layouts."""
+    rng = np.random.default_rng(7 if dtype == np.float32 else 8)
+    rows = (rng.standard_normal((25000, 9)) * 3).astype(dtype)
+    cols = (rng.standard_normal((30, 9, 800)) * 3).astype(dtype)
+    w = rng.integers(1, 25, size=9) / 8.0
+    calls = []
+    for x in (rows, cols):
+        t = rng.integers(0, 9, size=(x.shape[0],) + x.shape[2:])
+        t[rng.random(t.shape) < 0.2] = -100
+        p = rng.random(x.shape).astype(dtype)
+        for red in ("none", "mean", "sum"):
+            calls += [
+                ("cross_entropy", x, t, dict(weight=w, label_smoothing=0.1, reduction=red)),
+                ("cross_entropy", x, p, dict(weight=w, label_smoothing=0.2, reduction=red)),
+                ("focal_loss", x, t, dict(gamma=0.5, weight=w, reduction=red)),
+                ("nll_loss", x, t, dict(weight=w, reduction=red)),
+            ]
+    return calls, (rows, cols)
+
+
+def _run(name, x, t, kw):
+    with fastloss.use_backend("compiled"):
+        return getattr(fastloss, name)(x, t, return_grad=True, **kw)
+
+
+def _bits(result):
+    loss, grad = result
+    return np.asarray(loss).tobytes() + grad.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_identical_bits_for_any_thread_count(restore_threads, dtype):
+    calls, arrays = _problems(dtype)
+    by_threads = {}
+    for n in (1, 2, 3, 4):
+        fastloss.set_num_threads(n)
+        by_threads[n] = [_bits(_run(*c)) for c in calls]
+        with fastloss.use_backend("compiled"):
+            by_threads[n] += [getattr(fastloss, op)(a, axis=ax).tobytes()
+                              for a in arrays for ax in (0, 1, -1)
+                              for op in ("softmax", "log_softmax", "logsumexp")]
+    for n in (2, 3, 4):
+        for i, (a, b) in enumerate(zip(by_threads[1], by_threads[n])):
+            assert a == b, f"call {i} differs between 1 and {n} threads"
+    # and the (threaded) results are right
+    name, x, t, kw = calls[4]  # mean CE on the rows layout
+    assert_close(_run(name, x, t, kw)[0], ref(name, x, t, **kw), dtype)
+
+
+def test_concurrent_python_threads_match_serial(restore_threads):
+    fastloss.set_num_threads(2)
+    calls = _problems(np.float32)[0][::2] + _problems(np.float64)[0][1::2]
+    serial = [_bits(_run(*c)) for c in calls]
+    work = calls * 3
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda c: _bits(_run(*c)), work))
+    for i, r in enumerate(results):
+        assert r == serial[i % len(calls)], f"call {i % len(calls)} differs under concurrency"
+
+
+def test_concurrent_grad_out_buffers_stay_separate():
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((5000, 13)) for _ in range(8)]
+    t = rng.integers(0, 13, size=5000)
+    expected = [fastloss.cross_entropy(x, t, return_grad=True)[1] for x in xs]
+
+    def job(i):
+        buf = np.empty_like(xs[i])
+        out = fastloss.cross_entropy(xs[i], t, return_grad=True, grad_out=buf)[1]
+        return out is buf, out
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        for i, (same, g) in enumerate(pool.map(job, range(8))):
+            assert same
+            np.testing.assert_array_equal(g, expected[i])
+
+
+def test_use_backend_is_thread_local(monkeypatch):
+    """use_backend("reference") in one thread must neither change what another thread sees
+    nor route the other thread's computations to the reference math."""
+    if fastloss.get_backend() != "compiled":
+        pytest.skip("the default backend is the reference (FASTLOSS_BACKEND=reference)")
+    ref_calls = []
+    real_ce = M.cross_entropy
+
+    def spy(*a, **k):
+        ref_calls.append(threading.get_ident())
+        return real_ce(*a, **k)
+
+    monkeypatch.setattr(M, "cross_entropy", spy)
+    inside = threading.Event()
+    done = threading.Event()
+    seen = {}
+    x = np.random.default_rng(0).standard_normal((6, 4))
+    t = np.arange(6) % 4
+
+    def holder():
+        with fastloss.use_backend("reference"):
+            seen["holder"] = fastloss.get_backend()
+            fastloss.cross_entropy(x, t)
+            seen["holder_ident"] = threading.get_ident()
+            inside.set()
+            done.wait(10)
+        seen["holder_after"] = fastloss.get_backend()
+
+    def other():
+        assert inside.wait(10)
+        seen["other"] = fastloss.get_backend()
+        fastloss.cross_entropy(x, t)
+        seen["other_ident"] = threading.get_ident()
+
+    th = threading.Thread(target=holder)
+    to = threading.Thread(target=other)
+    th.start()
+    to.start()
+    to.join(10)
+    seen["main"] = fastloss.get_backend()
+    done.set()
+    th.join(10)
+    assert seen["holder"] == "reference"
+    assert seen["other"] == "compiled"
+    assert seen["main"] == "compiled"
+    assert seen["holder_after"] == "compiled"
+    assert ref_calls == [seen["holder_ident"]], "only the holder thread may use the reference"
+
+
+def test_use_backend_nests_and_restores():
+    start = fastloss.get_backend()
+    with fastloss.use_backend("reference"):
+        assert fastloss.get_backend() == "reference"
+        with fastloss.use_backend("compiled"):
+            assert fastloss.get_backend() == "compiled"
+        assert fastloss.get_backend() == "reference"
+    assert fastloss.get_backend() == start
+    with pytest.raises(RuntimeError):
+        with fastloss.use_backend("reference"):
+            raise RuntimeError("boom")
+    assert fastloss.get_backend() == start
+
+
+def test_set_backend_is_global_and_restorable():
+    start = fastloss.get_backend()
+    try:
+        fastloss.set_backend("reference")
+        assert fastloss.get_backend() == "reference"
+        seen = []
+        th = threading.Thread(target=lambda: seen.append(fastloss.get_backend()))
+        th.start()
+        th.join()
+        assert seen == ["reference"]
+    finally:
+        fastloss.set_backend(start)
+    assert fastloss.get_backend() == start
