@@ -190,10 +190,8 @@ def _elementwise(name, input, target, reduction, return_grad, grad_output, grad_
     if _config.get_backend() == "reference":
         if name == "binary_cross_entropy" and n and not ((x >= 0) & (x <= 1)).all():
             _raise_bce_domain()
-        def full(a):
-            return None if a is None else np.broadcast_to(
-                a.reshape(-1)[np.arange(n) % a.size].reshape(x.shape) if a.size != n
-                else a.reshape(x.shape), x.shape).astype(np.float64)
+        def full(a):  # the periodic weight of the kernels, materialised (np.resize repeats)
+            return None if a is None else np.resize(a.astype(np.float64), x.shape)
         go_ref = go if not isinstance(go, np.ndarray) else go.astype(np.float64)
         fn = getattr(M, name)
         if name == "binary_cross_entropy_with_logits":
