@@ -72,33 +72,14 @@ def _class_loss(kind, input, target, weight, ignore_index, reduction, return_gra
         return _finish(p, loss, grad, return_grad)
 
     K = _config._kernels
-    nt = _config._state["threads"]
-    is_f64 = p.x.dtype == np.float64
-    if p.target is not None:
-        norm, bad = K.check_targets(p.target, C, p.ignore_index, p.weight, is_f64, nt)
-        if bad >= 0:
-            _raise_bad_target(p, bad)
-    else:
-        norm = float(N * S)
-    rows = None
-    if reduction == "mean":
-        scale = go / norm if norm != 0 else _NAN
-    elif isinstance(go, np.ndarray):
-        rows, scale = go, 1.0
-    else:
-        scale = go
     loss_rows = np.empty(p.loss_shape, dtype=p.x.dtype) if reduction == "none" else None
-    weight_sum = float(C) if p.weight is None else float(p.weight.sum(dtype=np.float64))
-    total = K.cross_entropy(p.x, N, C, S, p.target, p.target_prob, p.weight, weight_sum,
-                            p.ignore_index, smoothing, kind == "focal_loss", gamma, grad, rows,
-                            scale, loss_rows, nt, kind == "nll_loss")
-    if reduction == "none":
-        loss = loss_rows
-    elif reduction == "mean":
-        loss = total / norm if norm != 0 else _NAN
-    else:
-        loss = total
-    return _finish(p, loss, grad, return_grad)
+    loss, bad = K.class_loss(K.CLASS_LOSS_KINDS[kind], p.x, N, C, S, p.target, p.target_prob,
+                             p.weight, p.ignore_index, smoothing, gamma,
+                             K.REDUCTIONS[reduction], go, grad, loss_rows,
+                             _config._state["threads"])
+    if bad >= 0:
+        _raise_bad_target(p, bad)
+    return _finish(p, loss_rows if loss is None else loss, grad, return_grad)
 
 
 def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smoothing=0.0,

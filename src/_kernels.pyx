@@ -6,6 +6,7 @@ the working dtype; this layer only takes their data pointers, releases the GIL a
 Keeping it this thin keeps the per-call overhead at a few hundred nanoseconds.
 """
 cimport numpy as cnp
+from libc.math cimport NAN
 from libc.stdint cimport int64_t
 
 cnp.import_array()
@@ -102,28 +103,22 @@ cdef inline const void *_ptr(object a):
     return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-def check_targets(cnp.ndarray target, int64_t C, int64_t ignore_index, object weight,
-                  bint is_f64, int nthreads):
-    """Return (sum of w[y] over non-ignored samples, index of the first bad target or -1)."""
-    cdef double total = 0.0
-    cdef int64_t bad
-    cdef const int64_t *t = <const int64_t *>cnp.PyArray_DATA(target)
-    cdef int64_t n = cnp.PyArray_SIZE(target)
-    cdef const void *w = _ptr(weight)
-    with nogil:
-        bad = fl_check_targets(t, n, C, ignore_index, w, is_f64, &total, nthreads)
-    return total, bad
+CLASS_LOSS_KINDS = {"cross_entropy": 0, "focal_loss": 1, "nll_loss": 2}
+REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
 
-def cross_entropy(cnp.ndarray x, int64_t N, int64_t C, int64_t S, object target,
-                  object target_prob, object weight, double weight_sum, int64_t ignore_index,
-                  double smoothing, bint focal, double gamma, object grad,
-                  object grad_scale_rows, double grad_scale, object loss_rows, int nthreads,
-                  bint nll=False):
-    """Fused loss (+ gradient) pass; returns the sum of the per-sample losses."""
+def class_loss(int kind, cnp.ndarray x, int64_t N, int64_t C, int64_t S, object target,
+               object target_prob, object weight, int64_t ignore_index, double smoothing,
+               double gamma, int reduction, object grad_output, object grad, object loss_rows,
+               int nthreads):
+    """One call for a validated class-axis loss: checks the targets, forms the "mean"
+    normaliser (sum of w[y] over non-ignored samples, or N*S for probability targets), then
+    runs the fused pass.  Returns (reduced loss or None for "none", first bad target or -1)."""
     cdef fl_ce_args a
-    cdef double total
-    a.is_f64 = cnp.PyArray_TYPE(x) == cnp.NPY_DOUBLE
+    cdef double total = 0.0, norm, go = 1.0, wsum = 0.0
+    cdef int64_t bad = -1, c
+    cdef bint is_f64 = cnp.PyArray_TYPE(x) == cnp.NPY_DOUBLE
+    a.is_f64 = is_f64
     a.N = N
     a.C = C
     a.S = S
@@ -131,21 +126,48 @@ def cross_entropy(cnp.ndarray x, int64_t N, int64_t C, int64_t S, object target,
     a.target = <const int64_t *>_ptr(target)
     a.target_prob = _ptr(target_prob)
     a.weight = _ptr(weight)
-    a.weight_sum = weight_sum
+    if a.weight == NULL:
+        wsum = <double>C
+    elif is_f64:
+        for c in range(C):
+            wsum += (<const double *>a.weight)[c]
+    else:
+        for c in range(C):
+            wsum += (<const float *>a.weight)[c]
+    a.weight_sum = wsum
     a.ignore_index = ignore_index
     a.smoothing = smoothing
-    a.focal = focal
+    a.focal = kind == 1
     a.gamma = gamma
     a.grad = <void *>_ptr(grad)
-    a.grad_scale_rows = <const double *>_ptr(grad_scale_rows)
-    a.grad_scale = grad_scale
+    a.grad_scale_rows = NULL
+    if isinstance(grad_output, cnp.ndarray):
+        a.grad_scale_rows = <const double *>cnp.PyArray_DATA(<cnp.ndarray>grad_output)
+    else:
+        go = grad_output
     a.loss_rows = <void *>_ptr(loss_rows)
     with nogil:
-        if nll:
-            total = fl_nll(&a, nthreads)
+        if a.target != NULL:
+            bad = fl_check_targets(a.target, N * S, C, ignore_index, a.weight, is_f64, &norm,
+                                   nthreads)
         else:
-            total = fl_cross_entropy(&a, nthreads)
-    return total
+            norm = <double>(N * S)
+        if bad < 0:
+            if reduction == 1:
+                a.grad_scale = go / norm if norm != 0 else NAN
+            else:
+                a.grad_scale = go
+            if kind == 2:
+                total = fl_nll(&a, nthreads)
+            else:
+                total = fl_cross_entropy(&a, nthreads)
+    if bad >= 0:
+        return None, bad
+    if reduction == 0:
+        return None, -1
+    if reduction == 1:
+        return (total / norm if norm != 0 else NAN), -1
+    return total, -1
 
 
 def softmax(cnp.ndarray x, int64_t N, int64_t C, int64_t S, cnp.ndarray out, int op,

@@ -20,7 +20,7 @@ REFERENCE_REQUESTED = os.environ.get("FASTLOSS_BACKEND", "").strip().lower() == 
 def test_kernels_importable():
     K = importlib.import_module("fastloss._kernels")
     assert K is _config._kernels
-    for name in ("cross_entropy", "check_targets", "softmax", "set_simd", "simd_name"):
+    for name in ("class_loss", "elementwise", "softmax", "set_simd", "simd_name"):
         assert callable(getattr(K, name)), name
 
 
@@ -60,16 +60,22 @@ def test_direct_kernel_call_gives_hand_computed_values():
     K = _config._kernels
     x = np.array([[0.0, math.log(3.0)], [math.log(3.0), 0.0]])
     t = np.array([1, 1], dtype=np.int64)
-    norm, bad = K.check_targets(t, 2, -100, None, True, 1)
-    assert (norm, bad) == (2.0, -1)
     grad = np.full_like(x, np.nan)
     rows = np.full(2, np.nan)
-    total = K.cross_entropy(x, 2, 2, 1, t, None, None, 2.0, -100, 0.0, False, 0.0, grad, None,
-                            1.0, rows, 1)
+    kind, none, total_ = K.CLASS_LOSS_KINDS["cross_entropy"], K.REDUCTIONS["none"], K.REDUCTIONS["sum"]
+    assert K.class_loss(kind, x, 2, 2, 1, t, None, None, -100, 0.0, 0.0, none, 1.0, grad,
+                        rows, 1) == (None, -1)
     expected_rows = [-math.log(0.75), -math.log(0.25)]
     np.testing.assert_allclose(rows, expected_rows, rtol=1e-15)
-    np.testing.assert_allclose(total, sum(expected_rows), rtol=1e-15)
     np.testing.assert_allclose(grad, [[0.25, -0.25], [0.75, -0.75]], rtol=1e-15, atol=1e-16)
+    total, bad = K.class_loss(kind, x, 2, 2, 1, t, None, None, -100, 0.0, 0.0, total_, 1.0, None,
+                              None, 1)
+    assert bad == -1
+    np.testing.assert_allclose(total, sum(expected_rows), rtol=1e-15)
+    # a bad target is reported by position, before anything is written
+    bad_t = np.array([1, 7], dtype=np.int64)
+    assert K.class_loss(kind, x, 2, 2, 1, bad_t, None, None, -100, 0.0, 0.0, total_, 1.0, None,
+                        None, 1) == (None, 1)
     # the public API routes to the kernels: same bits as the direct call
     with fastloss.use_backend("compiled"):
         loss, g = fastloss.cross_entropy(x, t, reduction="none", return_grad=True)
