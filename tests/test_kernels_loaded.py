@@ -153,8 +153,10 @@ def _run_python(code, **env):
     full_env.update(env)
     root = str(Path(fastloss.__file__).resolve().parent.parent)
     full_env["PYTHONPATH"] = root + os.pathsep + full_env.get("PYTHONPATH", "")
+    # cwd = the directory holding the package under test: `-c` puts the cwd first on sys.path,
+    # and a source checkout there (without the built extension) must not shadow it
     res = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60, cwd=root)
     assert res.returncode == 0, res.stderr
     return res.stdout.strip()
 

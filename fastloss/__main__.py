@@ -1,0 +1,7 @@
+"""``python -m fastloss``: the fastloss command line (see fastloss.cli)."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,867 @@
+"""Benchmark engine behind ``fastloss bench`` (see fastloss/cli.py).
+
+How speed is measured (docs/PERFORMANCE.md): absolute times drift on shared machines, so every
+number is compared with others taken in the SAME run:
+
+* the memory floor of the same shape and dtype, measured right before the case:
+  ``x.sum()`` (one read: the floor of a loss-only call), ``np.copy(x)`` (read + write into a fresh
+  allocation: the floor of a call that allocates its gradient), ``np.copyto(buf, x)`` (read +
+  write into a preallocated buffer: the floor of a call with ``grad_out=``).  A loss that also
+  reads a target array has its floor scaled by the extra bytes it must read (``floor_factor``):
+  same-sized float targets give x2.0 on the read floor and x1.5 on the copy floors, int64 class
+  indices add 8 bytes per row;
+* the NumPy reference twin ``fastloss.reference.<name>`` (same call);
+* ``torch.nn.functional`` (forward under ``no_grad``; forward+backward with autograd) on
+  ``torch.from_numpy`` views with ``torch.set_num_threads`` at the same thread count;
+* scikit-learn's ``HalfMultinomialLoss.loss_gradient`` (preallocated outputs, same thread count)
+  for ``cross_entropy``.
+
+Times are best-of-K ``time.perf_counter`` wall times after one warm-up call; tiny calls are
+repeated in an inner loop so that one measurement lasts at least a few milliseconds.
+
+Adding a loss is adding a row to ``LOSSES`` (and, for a new kind of loss, a row to ``KINDS``,
+which says which calls are timed and which floor each is compared with).  Only rows whose name
+is in ``fastloss.__all__`` are benchmarked.
+
+JSON document written by ``fastloss bench --json FILE`` (``schema`` = "fastloss-bench/1"):
+
+* ``created``, ``command``, ``settings`` (quick, threads, repeat, dtypes, losses, shapes),
+  ``machine`` (cpu, logical_cpus, usable_cpus, physical_cores, cache, simd_flags, memory_gib,
+  platform, load_average_start), ``versions`` (python, numpy, fastloss, torch, sklearn; null
+  when absent),
+  ``fastloss_config`` (``fastloss.config()``), ``elapsed_s``, ``others_cpu_fraction``;
+* ``results``: one record per loss x shape x dtype x mode with ``loss``, ``kind``, ``shape``,
+  ``dtype``, ``mode`` ("loss" | "fwd+bwd" | "grad_out" | "fwd"), ``elements``, ``bytes``
+  (of the input), ``threads``, ``fastloss_s``, ``ns_per_element``, ``floor_op``,
+  ``floor_raw_s``, ``floor_factor``, ``floor_s`` (= raw x factor), ``x_floor``
+  (= fastloss_s / floor_s), ``numpy_s``, ``vs_numpy``, ``torch_s``, ``vs_torch``,
+  ``sklearn_s``, ``vs_sklearn`` (``vs_X`` = X time / fastloss time; null when not measured),
+  ``others_cpu`` (fraction of the CPUs other processes used during the case: above ~0.1 the
+  timings are inflated), ``error`` (null, or the message of a failed fastloss call) and
+  ``notes``;
+* ``checks``: per case, the relative difference of fastloss's loss and gradient (or output)
+  from the reference (or torch): ``loss_rel_err``, ``grad_rel_err``, ``against``, ``ok``.
+"""
+import gc
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import fastloss
+
+__all__ = ["KINDS", "LOSSES", "BenchConfig", "available_losses", "default_losses",
+           "run", "machine_facts", "versions", "plot", "parse_shape"]
+
+# --------------------------------------------------------------------------------------------
+# the tables
+# --------------------------------------------------------------------------------------------
+CLASS_SHAPES = ((65536, 1000), (1048576, 10), (2048, 32000), (32, 10))
+CLASS_QUICK = ((8192, 1000), (131072, 10), (256, 32000), (32, 10))
+FLAT_SHAPES = ((16777216,),)
+FLAT_QUICK = ((2097152,),)
+
+# floor name -> (label, bytes written per element of x: 0 for a pure read, 1 for a copy)
+FLOORS = {
+    "sum": ("x.sum()", 0),
+    "copy": ("np.copy(x)", 1),
+    "copyto": ("np.copyto(buf, x)", 1),
+}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What is timed for a kind of loss and which memory floor each call is compared with."""
+    modes: tuple          # ((mode, floor name), ...) in table order
+    shapes: tuple         # default shapes
+    quick_shapes: tuple   # --quick shapes (about 1/8 of the default sizes)
+    target: str           # "index" (int64 class per sample), "same" (x's shape and dtype), "none"
+    min_ndim: int         # shapes with fewer dimensions are refused for this kind
+    peer_mode: str        # the mode the NumPy reference is timed in
+
+
+_LOSS_MODES = (("loss", "sum"), ("fwd+bwd", "copy"), ("grad_out", "copyto"))
+KINDS = {
+    # softmax-axis losses with class-index targets: (N, C) logits, (N,) int64 targets
+    "class": Kind(_LOSS_MODES, CLASS_SHAPES, CLASS_QUICK, "index", 2, "fwd+bwd"),
+    # elementwise losses: x and a target of the same shape, read both -> floor x1.5 (x2 read)
+    "elementwise": Kind(_LOSS_MODES, FLAT_SHAPES, FLAT_QUICK, "same", 1, "fwd+bwd"),
+    # x -> array shaped like x (log_softmax, softmax): one read + one allocating write
+    "softmax": Kind((("fwd", "copy"),), CLASS_SHAPES, CLASS_QUICK, "none", 1, "fwd"),
+    # x -> one value per row (logsumexp): one read
+    "rowreduce": Kind((("fwd", "sum"),), CLASS_SHAPES, CLASS_QUICK, "none", 1, "fwd"),
+}
+
+
+# ---- input makers: (rng, z, shape, dtype) -> (x, target); z is a cached float32 N(0,1) array
+def _logits(rng, z, shape, dtype):
+    return z.astype(dtype, copy=False)
+
+
+def _binary_target(rng, shape, dtype):
+    return (rng.random(shape, dtype=np.float32) < 0.5).astype(dtype)
+
+
+def _make_logits_binary(rng, z, shape, dtype):
+    return (2 * z).astype(dtype), _binary_target(rng, shape, dtype)
+
+
+def _make_probs_binary(rng, z, shape, dtype):
+    p = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
+    return np.clip(p, 1e-6, 1 - 1e-6).astype(dtype), _binary_target(rng, shape, dtype)
+
+
+def _make_regression(rng, z, shape, dtype):
+    return z.astype(dtype, copy=False), rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+
+
+def _make_kl(rng, z, shape, dtype):
+    x = np.log(rng.uniform(0.01, 1.0, shape)).astype(dtype)
+    return x, rng.uniform(0.0, 1.0, shape).astype(dtype)
+
+
+def _make_logprobs(rng, z, shape, dtype):
+    return (-np.abs(z)).astype(dtype), None
+
+
+# ---- torch formulas: (torch, F, x, t) -> tensor (a scalar for the losses)
+def _torch_focal(torch, F, x, t, gamma=2.0):
+    logp = F.log_softmax(x, dim=1)
+    logpt = logp.gather(1, t.unsqueeze(1)).squeeze(1)
+    return (-((1 - logpt.exp()) ** gamma) * logpt).mean()
+
+
+def _torch_sigmoid_focal(torch, F, x, t, alpha=0.25, gamma=2.0):
+    # torchvision.ops.sigmoid_focal_loss, reduction="mean"
+    p = torch.sigmoid(x)
+    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    p_t = p * t + (1 - p) * (1 - t)
+    loss = ce * ((1 - p_t) ** gamma)
+    alpha_t = alpha * t + (1 - alpha) * (1 - t)
+    return (alpha_t * loss).mean()
+
+
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    kind: str
+    make: object = _logits          # (rng, z, shape, dtype) -> x, or (x, target)
+    kwargs: dict = field(default_factory=dict)
+    torch: object = None            # (torch, F, x, t) -> tensor
+    sklearn: bool = False
+    default: bool = False           # benchmarked when no --loss is given
+
+
+LOSSES = {row.name: row for row in (
+    Loss("cross_entropy", "class", torch=lambda torch, F, x, t: F.cross_entropy(x, t),
+         sklearn=True, default=True),
+    Loss("focal_loss", "class", kwargs={"gamma": 2.0}, torch=_torch_focal, default=True),
+    Loss("nll_loss", "class", make=_make_logprobs,
+         torch=lambda torch, F, x, t: F.nll_loss(x, t)),
+    Loss("log_softmax", "softmax", torch=lambda torch, F, x, t: F.log_softmax(x, dim=-1)),
+    Loss("softmax", "softmax", torch=lambda torch, F, x, t: F.softmax(x, dim=-1)),
+    Loss("logsumexp", "rowreduce", torch=lambda torch, F, x, t: torch.logsumexp(x, dim=-1)),
+    Loss("sigmoid_focal_loss", "elementwise", _make_logits_binary,
+         {"alpha": 0.25, "gamma": 2.0, "reduction": "mean"}, _torch_sigmoid_focal, default=True),
+    Loss("binary_cross_entropy_with_logits", "elementwise", _make_logits_binary,
+         torch=lambda torch, F, x, t: F.binary_cross_entropy_with_logits(x, t), default=True),
+    Loss("binary_cross_entropy", "elementwise", _make_probs_binary,
+         torch=lambda torch, F, x, t: F.binary_cross_entropy(x, t), default=True),
+    Loss("mse_loss", "elementwise", _make_regression,
+         torch=lambda torch, F, x, t: F.mse_loss(x, t), default=True),
+    Loss("l1_loss", "elementwise", _make_regression,
+         torch=lambda torch, F, x, t: F.l1_loss(x, t), default=True),
+    Loss("smooth_l1_loss", "elementwise", _make_regression, {"beta": 1.0},
+         lambda torch, F, x, t: F.smooth_l1_loss(x, t, beta=1.0), default=True),
+    Loss("huber_loss", "elementwise", _make_regression, {"delta": 1.0},
+         lambda torch, F, x, t: F.huber_loss(x, t, delta=1.0), default=True),
+    Loss("kl_div", "elementwise", _make_kl, {"reduction": "batchmean"},
+         lambda torch, F, x, t: F.kl_div(x, t, reduction="batchmean"), default=True),
+)}
+
+
+def available_losses():
+    """Names of the LOSSES rows that this fastloss exports (in table order)."""
+    exported = set(getattr(fastloss, "__all__", ()))
+    return [name for name in LOSSES if name in exported and hasattr(fastloss, name)]
+
+
+def default_losses():
+    return [name for name in available_losses() if LOSSES[name].default]
+
+
+def parse_shape(text):
+    """"65536x1000" -> (65536, 1000); "16777216" -> (16777216,).  ValueError when malformed."""
+    parts = str(text).lower().replace("*", "x").split("x")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"invalid shape {text!r}: expected positive integers joined by 'x', "
+                         f"e.g. 65536x1000 or 16777216") from None
+    if not shape or any(n < 1 for n in shape):
+        raise ValueError(f"invalid shape {text!r}: every dimension must be >= 1")
+    return shape
+
+
+def shape_str(shape):
+    return "x".join(str(n) for n in shape)
+
+
+# --------------------------------------------------------------------------------------------
+# machine facts and versions
+# --------------------------------------------------------------------------------------------
+def machine_facts():
+    info = {"cpu": platform.processor() or platform.machine(), "logical_cpus": os.cpu_count(),
+            "usable_cpus": None, "physical_cores": None, "cache": None, "simd_flags": [],
+            "memory_gib": None, "platform": platform.platform()}
+    try:
+        info["usable_cpus"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        pass
+    try:
+        with open("/proc/cpuinfo") as fh:
+            text = fh.read()
+        cores, flags = set(), set()
+        phys = core = None
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "model name" and value:
+                info["cpu"] = value
+            elif key == "cache size" and info["cache"] is None:
+                info["cache"] = value
+            elif key == "flags" and not flags:
+                flags = set(value.split())
+            elif key == "physical id":
+                phys = value
+            elif key == "core id":
+                core = value
+            elif not line.strip():
+                if core is not None:
+                    cores.add((phys, core))
+                phys = core = None
+        if core is not None:
+            cores.add((phys, core))
+        info["physical_cores"] = len(cores) or None
+        info["simd_flags"] = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw",
+                                          "avx512vl", "avx512dq", "avx512_bf16", "asimd", "sve")
+                              if f in flags]
+    except OSError:
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    info["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return info
+
+
+def _cpu_busy_seconds():
+    """Busy CPU seconds of the whole machine since boot (from /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        # user nice system idle iowait irq softirq steal [guest guest_nice: already in user]
+        values = [int(v) for v in fields[1:9]]
+    except (OSError, ValueError, AttributeError):
+        return None
+    if len(values) < 8 or fields[0] != "cpu":
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = values
+    return (user + nice + system + irq + softirq + steal) / ticks
+
+
+class CpuWatch:
+    """How much of the machine OTHER processes used while we ran (load they add inflates
+    multi-threaded timings: a parallel region waits for its slowest thread)."""
+
+    def __init__(self):
+        self.wall = time.perf_counter()
+        self.busy = _cpu_busy_seconds()
+        t = os.times()
+        self.own = t.user + t.system
+
+    def others_fraction(self):
+        """Fraction of the usable CPUs' time used by other processes since creation."""
+        busy = _cpu_busy_seconds()
+        if busy is None or self.busy is None:
+            return None
+        t = os.times()
+        wall = time.perf_counter() - self.wall
+        ncpu = os.cpu_count() or 1
+        others = (busy - self.busy) - (t.user + t.system - self.own)
+        if wall <= 0:
+            return None
+        return max(0.0, min(1.0, others / (wall * ncpu)))
+
+
+def load_average():
+    try:
+        return list(os.getloadavg())
+    except (AttributeError, OSError):
+        return None
+
+
+def _import_torch():
+    try:
+        import torch
+        import torch.nn.functional as F
+    except Exception:  # noqa: BLE001 - torch missing or broken: just no torch column
+        return None, None
+    return torch, F
+
+
+def _import_sklearn_loss():
+    try:
+        from sklearn._loss.loss import HalfMultinomialLoss
+    except Exception:  # noqa: BLE001
+        return None
+    return HalfMultinomialLoss
+
+
+def versions(torch=None):
+    out = {"python": platform.python_version(), "numpy": np.__version__,
+           "fastloss": fastloss.__version__, "torch": None, "sklearn": None}
+    if torch is not None:
+        out["torch"] = torch.__version__
+    try:
+        import sklearn
+        out["sklearn"] = sklearn.__version__
+    except Exception:  # noqa: BLE001
+        pass
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# timing
+# --------------------------------------------------------------------------------------------
+def measure(fn, repeat, *, budget=10.0, min_time=0.002, min_total=0.0, max_count=50,
+            warmup=True):
+    """Best-of-`repeat` wall time of one call of fn (seconds), and the last result.
+
+    One warm-up call (unless warmup=False), then single calls are timed.  Once three of them
+    have been timed and the fastest took less than `min_time`, the call is timed in inner loops
+    of about min_time instead (per-call average of each loop; the best loop counts).  At least
+    `repeat` measurements are taken; more (up to `max_count`) while less than `min_total`
+    seconds have been spent, which makes the best of them robust against preemption on a busy
+    machine; none after `budget` seconds (at least one measurement is always taken)."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    perf = time.perf_counter
+    try:
+        start = perf()
+        result = fn() if warmup else None
+
+        def more(done):
+            spent = perf() - start
+            if spent >= budget:
+                return False
+            return done < repeat or (spent < min_total and done < max_count)
+
+        best, done = math.inf, 0
+        while True:
+            result = None
+            t0 = perf()
+            result = fn()
+            best = min(best, perf() - t0)
+            done += 1
+            if done >= 3 and best < min_time:
+                break
+            if not more(done):
+                return best, result
+        number = min(100000, int(math.ceil(min_time / max(best, 1e-8))))
+        best, done = math.inf, 0
+        while done == 0 or more(done):
+            t0 = perf()
+            for _ in range(number):
+                fn()
+            best = min(best, (perf() - t0) / number)
+            done += 1
+        return best, result
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------------------------
+@dataclass
+class BenchConfig:
+    losses: list = None           # None: default_losses()
+    shapes: list = None           # None: each kind's default (or quick) shapes
+    dtypes: tuple = ("float32", "float64")
+    quick: bool = False
+    threads: int = None           # None: fastloss.get_num_threads()
+    repeat: int = None            # None: 3 (quick) / 5
+    skip: tuple = ()              # peers not to run: "numpy", "torch", "sklearn"
+    reference_limit_s: float = None   # skip the reference above this estimated s/call
+    min_total: float = None       # keep measuring fastloss and the floors at least this long
+    seed: int = 0
+    command: list = None          # recorded in the JSON document (default: sys.argv)
+
+
+def format_time(seconds):
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} us"
+    if seconds < 10:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def _ratio(num, den):
+    if num is None or den is None or den <= 0 or not math.isfinite(num):
+        return None
+    return num / den
+
+
+def _fmt_ratio(r, digits=2):
+    if r is None:
+        return "-"
+    if r >= 100:
+        return f"{r:.0f}x"
+    if r >= 10:
+        return f"{r:.1f}x"
+    return f"{r:.{digits}f}x"
+
+
+class Table:
+    """Fixed-width table printed row by row as the measurements come in."""
+    COLS = (("loss", "<"), ("shape", "<"), ("dtype", "<"), ("mode", "<"), ("fastloss", ">"),
+            ("ns/el", ">"), ("floor", ">"), ("x floor", ">"), ("vs numpy", ">"),
+            ("vs torch", ">"), ("vs sklearn", ">"))
+
+    def __init__(self, out, loss_width, shape_width):
+        self.out = out
+        self.widths = [max(loss_width, 4), max(shape_width, 5), 7, 8, 10, 7, 10, 7, 8, 8, 10]
+
+    def _line(self, cells):
+        parts = []
+        for (name, align), width, cell in zip(self.COLS, self.widths, cells):
+            parts.append(f"{cell:{align}{width}}")
+        return " | ".join(parts).rstrip()
+
+    def header(self):
+        line = self._line([c[0] for c in self.COLS])
+        print(line, file=self.out)
+        print("-" * len(line), file=self.out)
+        self.out.flush()
+
+    def row(self, rec):
+        if rec["error"]:
+            cells = [rec["loss"], shape_str(rec["shape"]), rec["dtype"], rec["mode"],
+                     "ERROR", "", "", "", "", "", ""]
+            line = self._line(cells) + "  " + rec["error"][:100]
+        else:
+            ns = rec["ns_per_element"]
+            cells = [rec["loss"], shape_str(rec["shape"]), rec["dtype"], rec["mode"],
+                     format_time(rec["fastloss_s"]), "-" if ns is None else f"{ns:.2f}",
+                     format_time(rec["floor_s"]), _fmt_ratio(rec["x_floor"]),
+                     _fmt_ratio(rec["vs_numpy"], 1), _fmt_ratio(rec["vs_torch"], 1),
+                     _fmt_ratio(rec["vs_sklearn"], 1)]
+            line = self._line(cells)
+        if rec.get("others_cpu") is not None and rec["others_cpu"] > 0.1:
+            line += f"  busy {100 * rec['others_cpu']:.0f}%"
+        print(line, file=self.out)
+        self.out.flush()
+
+    def note(self, text):
+        print(f"    note: {text}", file=self.out)
+        self.out.flush()
+
+
+def _rel_err(a, b):
+    """max |a - b| / max |b| (inf/nan-safe; 0 when both are all zero/equal)."""
+    a = np.atleast_1d(np.asarray(a, dtype=np.float64))
+    b = np.atleast_1d(np.asarray(b, dtype=np.float64))
+    if a.shape != b.shape:
+        return math.inf
+    if a.size == 0:
+        return 0.0
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    if same.all():
+        return 0.0
+    diff = np.abs(a - b)
+    diff[same] = 0.0
+    scale = np.max(np.abs(b[np.isfinite(b)]), initial=0.0)
+    err = float(np.max(diff))
+    return err / scale if scale > 0 else err
+
+
+def _tolerance(dtype):
+    return 2e-4 if dtype == "float32" else 1e-9
+
+
+def header_lines(cfg, machine, vers, threads, torch):
+    conf = fastloss.config()
+    cpu = (f"CPU: {machine['cpu']} ({machine['logical_cpus']} logical CPUs, "
+           f"{machine['usable_cpus']} usable, {machine['physical_cores'] or '?'} cores"
+           f"{', cache ' + machine['cache'] if machine['cache'] else ''}; "
+           f"{' '.join(machine['simd_flags']) or 'no SIMD flags listed'})")
+    if machine["memory_gib"]:
+        cpu += f", {machine['memory_gib']} GiB RAM"
+    fl = (f"fastloss {conf['version']}: backend {conf['backend']}, "
+          f"OpenMP {'on' if conf['openmp'] else 'off'}, {threads} threads, "
+          f"SIMD {conf['simd']} | numpy {vers['numpy']} | "
+          f"torch {vers['torch'] or 'not available'}"
+          f"{f' ({threads} threads)' if torch is not None else ''} | "
+          f"scikit-learn {vers['sklearn'] or 'not available'} | python {vers['python']}")
+    how = ("best of {} wall times after a warm-up (reference/torch/sklearn: fewer); "
+           "floors: single-threaded NumPy in the same run; x floor = fastloss / floor "
+           "(1.00x = memory bound, lower is better); vs X = X time / fastloss time "
+           "(speedup)").format(cfg.repeat)
+    modes = ("modes: loss = forward only (floor x.sum()); fwd+bwd = return_grad=True, "
+             "allocating (floor np.copy); grad_out = into a preallocated buffer "
+             "(floor np.copyto; vs sklearn: loss_gradient with preallocated outputs); "
+             "fwd = softmax family output")
+    return [cpu, fl, how, modes]
+
+
+def run(cfg, out=None, records=None):
+    """Run the benchmark described by cfg, printing the table to `out` (default stdout).
+
+    Returns the JSON-able document (see the module docstring).  `records`, if given, is a
+    list that receives each result as it is measured (so a caller can keep partial results
+    after a KeyboardInterrupt)."""
+    out = sys.stdout if out is None else out
+    started = time.perf_counter()
+    losses = list(cfg.losses) if cfg.losses else default_losses()
+    if cfg.repeat is None:
+        cfg.repeat = 3 if cfg.quick else 5
+    threads = cfg.threads or fastloss.get_num_threads()
+    if cfg.reference_limit_s is None:
+        cfg.reference_limit_s = 3.0 if cfg.quick else math.inf
+    slow_budget = 0.5 if cfg.quick else 4.0
+    slow_repeat = max(1, min(cfg.repeat, 2 if cfg.quick else 3))
+    if cfg.min_total is None:
+        cfg.min_total = 0.04 if cfg.quick else 0.3
+
+    torch, F = (None, None) if "torch" in cfg.skip else _import_torch()
+    HalfMultinomialLoss = None if "sklearn" in cfg.skip else _import_sklearn_loss()
+    machine = machine_facts()
+    machine["load_average_start"] = load_average()
+    vers = versions(torch)
+    watch = CpuWatch()
+
+    old_threads = fastloss.get_num_threads()
+    old_torch_threads = torch.get_num_threads() if torch is not None else None
+    fastloss.set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+    records = [] if records is None else records
+    checks = []
+    doc = {"schema": "fastloss-bench/1",
+           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+           "command": list(cfg.command if cfg.command is not None else sys.argv),
+           "settings": None, "machine": machine, "versions": vers,
+           "fastloss_config": fastloss.config(), "results": records, "checks": checks,
+           "elapsed_s": None, "others_cpu_fraction": None}
+    plan = []
+    for name in losses:
+        kind = KINDS[LOSSES[name].kind]
+        shapes = cfg.shapes or (kind.quick_shapes if cfg.quick else kind.shapes)
+        for shape in shapes:
+            plan.append((name, tuple(shape)))
+    doc["settings"] = {"quick": cfg.quick, "threads": threads, "repeat": cfg.repeat,
+                       "dtypes": list(cfg.dtypes), "losses": losses,
+                       "shapes": [list(s) for s in (cfg.shapes or [])] or "default",
+                       "skip": list(cfg.skip)}
+
+    for line in header_lines(cfg, machine, vers, threads, torch):
+        print(line, file=out)
+    load = machine["load_average_start"]
+    ncpu = machine["usable_cpus"] or machine["logical_cpus"] or 1
+    if load and load[0] > 0.25 * ncpu:
+        print(f"WARNING: load average {load[0]:.2f} on {ncpu} CPUs before the run: other "
+              "processes compete for the CPUs and inflate (multi-threaded) timings; rows "
+              "marked 'busy' below had other processes using >10% of the CPUs", file=out)
+    if fastloss.get_backend() != "compiled":
+        print("WARNING: fastloss runs on the NumPy reference backend (FASTLOSS_BACKEND): the "
+              "'fastloss' column times the reference, not the compiled kernels", file=out)
+    print(file=out)
+    table = Table(out, max(len(n) for n in losses) if losses else 4,
+                  max(len(shape_str(s)) for _, s in plan) if plan else 5)
+    table.header()
+
+    rng = np.random.default_rng(cfg.seed)
+    base = {}   # shape -> (z float32 N(0,1), int64 class targets or None)
+    try:
+        for name, shape in plan:
+            if shape not in base:
+                base.clear()
+                z = rng.standard_normal(shape, dtype=np.float32)
+                idx = (rng.integers(0, shape[1], size=(shape[0],) + shape[2:], dtype=np.int64)
+                       if len(shape) >= 2 else None)
+                base[shape] = (z, idx)
+            for dtype in cfg.dtypes:
+                _run_case(cfg, name, shape, dtype, base[shape], rng, threads, torch, F,
+                          HalfMultinomialLoss, slow_budget, slow_repeat, table, records,
+                          checks)
+    finally:
+        fastloss.set_num_threads(old_threads)
+        if torch is not None:
+            torch.set_num_threads(old_torch_threads)
+        doc["elapsed_s"] = time.perf_counter() - started
+        doc["others_cpu_fraction"] = watch.others_fraction()
+    others = doc["others_cpu_fraction"]
+    busy = "" if others is None else (f"; other processes used {100 * others:.0f}% of the "
+                                      f"CPUs meanwhile")
+    print(f"\n{len(records)} measurements in {doc['elapsed_s']:.1f} s{busy}", file=out)
+    if others is not None and others > 0.1:
+        print("WARNING: the machine was busy: compare ratios from a run on an idle machine",
+              file=out)
+    failed = [r for r in records if r["error"]]
+    if failed:
+        print(f"WARNING: {len(failed)} fastloss call(s) failed (see ERROR rows)", file=out)
+    bad = [c for c in checks if not c["ok"]]
+    if bad:
+        print(f"WARNING: {len(bad)} case(s) disagree with the reference/torch (see notes)",
+              file=out)
+    return doc
+
+
+def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, HalfMultinomialLoss,
+              slow_budget, slow_repeat, table, records, checks):
+    row = LOSSES[name]
+    kind = KINDS[row.kind]
+    z, idx = base
+    watch = CpuWatch()
+    dt = np.dtype(dtype)
+    made = row.make(rng, z, shape, dt)
+    if kind.target == "index":
+        x, target = (made[0] if isinstance(made, tuple) else made), idx
+    elif kind.target == "same":
+        x, target = made
+    else:
+        x, target = (made[0] if isinstance(made, tuple) else made), None
+    x = np.ascontiguousarray(x, dtype=dt)
+    args = (x,) if target is None else (x, target)
+    n = x.size
+    xbytes = x.nbytes
+    tbytes = 0 if target is None else target.nbytes
+    fn = getattr(fastloss, name)
+    ref_fn = getattr(fastloss.reference, name, None)
+    kw = dict(row.kwargs)
+    notes = []
+
+    # ---- floors, measured right before the case
+    buf = np.empty_like(x)
+    np.copyto(buf, x)   # fault the pages in
+    floor_fns = {"sum": lambda: x.sum(), "copy": lambda: np.copy(x),
+                 "copyto": lambda: np.copyto(buf, x)}
+    floors = {}
+    for _, floor in kind.modes:
+        if floor not in floors:
+            floors[floor] = measure(floor_fns[floor], cfg.repeat, min_total=cfg.min_total)[0]
+
+    # ---- fastloss
+    calls = {"loss": lambda: fn(*args, **kw),
+             "fwd": lambda: fn(*args, **kw),
+             "fwd+bwd": lambda: fn(*args, return_grad=True, **kw),
+             "grad_out": lambda: fn(*args, return_grad=True, grad_out=buf, **kw)}
+    fl_time, fl_result, errors = {}, {}, {}
+    for mode, _ in kind.modes:
+        try:
+            fl_time[mode], fl_result[mode] = measure(calls[mode], cfg.repeat,
+                                                      min_total=cfg.min_total)
+        except Exception as exc:  # noqa: BLE001 - report and go on with the other cases
+            errors[mode] = f"{type(exc).__name__}: {exc}"
+        if mode != kind.peer_mode:
+            fl_result.pop(mode, None)
+
+    # ---- NumPy reference (same call), in the peer mode only
+    peer_time = {}
+    ref_result = None
+    if "numpy" not in cfg.skip and ref_fn is not None and kind.peer_mode in fl_time:
+        grad_kw = {"return_grad": True} if kind.peer_mode == "fwd+bwd" else {}
+        try:
+            # estimate the cost from a slice of the rows, skip when too slow
+            rows = max(1, shape[0] // 16)
+            probe_args = tuple(a[:rows] for a in args)
+            probe = measure(lambda: ref_fn(*probe_args, **grad_kw, **kw), 1,
+                            min_time=0.0)[0]
+            est = probe * shape[0] / rows
+            if est > cfg.reference_limit_s:
+                notes.append(f"NumPy reference skipped (estimated {est:.1f} s per call)")
+            else:
+                # the reference is plain NumPy (no lazy initialisation to warm up): one timed
+                # call in --quick mode when it is slow, fewer repeats than fastloss otherwise
+                slow = est > (0.1 if cfg.quick else 1.0)
+                peer_time["numpy"], ref_result = measure(
+                    lambda: ref_fn(*args, **grad_kw, **kw), 1 if slow else slow_repeat,
+                    budget=slow_budget, min_total=cfg.min_total,
+                    warmup=not (slow and cfg.quick))
+        except Exception as exc:  # noqa: BLE001
+            notes.append(f"NumPy reference failed: {type(exc).__name__}: {exc}")
+
+    # ---- torch
+    torch_result = None
+    if torch is not None and row.torch is not None:
+        xt = torch.from_numpy(x)
+        tt = None if target is None else torch.from_numpy(target)
+        tfn = row.torch
+
+        def torch_fwd():
+            with torch.no_grad():
+                return tfn(torch, F, xt, tt)
+
+        def torch_fwd_bwd():
+            xr = xt.detach().requires_grad_(True)
+            loss = tfn(torch, F, xr, tt)
+            loss.backward()
+            return loss.detach(), xr.grad
+
+        try:
+            first_mode = kind.modes[0][0]
+            peer_time["torch:" + first_mode], res = measure(
+                torch_fwd, slow_repeat, budget=slow_budget, min_total=cfg.min_total)
+            if kind.peer_mode == "fwd":
+                torch_result = res
+            res = None
+            if kind.peer_mode == "fwd+bwd":
+                peer_time["torch:fwd+bwd"], torch_result = measure(
+                    torch_fwd_bwd, slow_repeat, budget=slow_budget, min_total=cfg.min_total)
+        except Exception as exc:  # noqa: BLE001
+            notes.append(f"torch failed: {type(exc).__name__}: {exc}")
+
+    # ---- scikit-learn (cross_entropy only, preallocated outputs)
+    if (HalfMultinomialLoss is not None and row.sklearn and x.ndim == 2
+            and "grad_out" in dict(kind.modes)):
+        try:
+            sk = HalfMultinomialLoss(n_classes=shape[1])
+            y = target.astype(dt)
+            loss_out = np.empty(shape[0], dtype=dt)
+            peer_time["sklearn"] = measure(
+                lambda: sk.loss_gradient(y_true=y, raw_prediction=x, loss_out=loss_out,
+                                         gradient_out=buf, n_threads=threads),
+                slow_repeat, budget=slow_budget, min_total=cfg.min_total)[0]
+        except Exception as exc:  # noqa: BLE001
+            notes.append(f"sklearn failed: {type(exc).__name__}: {exc}")
+
+    # ---- records
+    others = watch.others_fraction()
+    for mode, floor in kind.modes:
+        label, writes = FLOORS[floor]
+        factor = (xbytes * (1 + writes) + tbytes) / (xbytes * (1 + writes)) if xbytes else 1.0
+        floor_s = floors[floor] * factor
+        t = fl_time.get(mode)
+        numpy_s = peer_time.get("numpy") if mode == kind.peer_mode else None
+        torch_s = peer_time.get("torch:" + mode)
+        sklearn_s = peer_time.get("sklearn") if mode == "grad_out" else None
+        rec = {"loss": name, "kind": row.kind, "shape": list(shape), "dtype": dtype,
+               "mode": mode, "elements": n, "bytes": xbytes, "threads": threads,
+               "fastloss_s": t, "ns_per_element": None if t is None or not n else t / n * 1e9,
+               "floor_op": label, "floor_raw_s": floors[floor], "floor_factor": factor,
+               "floor_s": floor_s, "x_floor": _ratio(t, floor_s),
+               "numpy_s": numpy_s, "vs_numpy": _ratio(numpy_s, t),
+               "torch_s": torch_s, "vs_torch": _ratio(torch_s, t),
+               "sklearn_s": sklearn_s, "vs_sklearn": _ratio(sklearn_s, t),
+               "others_cpu": others,
+               "error": errors.get(mode), "notes": list(notes) if mode == kind.peer_mode else []}
+        records.append(rec)
+        table.row(rec)
+
+    # ---- correctness check of the peer-mode result against the reference (else torch)
+    got = fl_result.get(kind.peer_mode)
+    against, want = None, None
+    if ref_result is not None:
+        against, want = "numpy", ref_result
+    elif torch_result is not None:
+        against = "torch"
+        want = (tuple(v.numpy() for v in torch_result) if isinstance(torch_result, tuple)
+                else torch_result.numpy())
+    if got is not None and want is not None:
+        if kind.peer_mode == "fwd+bwd":
+            loss_err, grad_err = _rel_err(got[0], want[0]), _rel_err(got[1], want[1])
+        else:
+            loss_err, grad_err = _rel_err(got, want), None
+        tol = _tolerance(dtype)
+        ok = loss_err <= tol and (grad_err is None or grad_err <= tol)
+        checks.append({"loss": name, "shape": list(shape), "dtype": dtype, "against": against,
+                       "loss_rel_err": loss_err, "grad_rel_err": grad_err, "ok": ok})
+        if not ok:
+            what = "output" if grad_err is None else "loss/grad"
+            notes.append(f"MISMATCH vs {against}: {what} relative error "
+                         f"{loss_err:.2e}" + ("" if grad_err is None else f" / {grad_err:.2e}")
+                         + f" (tolerance {tol:g})")
+            for rec in records[-len(kind.modes):]:
+                if rec["mode"] == kind.peer_mode:
+                    rec["notes"] = list(notes)
+    for text in notes:
+        table.note(f"{name} {shape_str(shape)} {dtype}: {text}")
+
+
+# --------------------------------------------------------------------------------------------
+# JSON and plot
+# --------------------------------------------------------------------------------------------
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _clean(value):
+    """Non-finite floats -> None so the file is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(doc, path):
+    with open(path, "w") as fh:
+        json.dump(_clean(doc), fh, indent=1, default=_json_default, allow_nan=False)
+        fh.write("\n")
+
+
+def plot(doc, path):
+    """Horizontal bars of ns per element: fastloss vs its floor vs torch, one group per case.
+
+    Needs matplotlib (the optional extra fastloss[plot]); raises ImportError otherwise."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [r for r in doc["results"] if r["fastloss_s"] is not None and r["elements"]]
+    labels = [f"{r['loss']} {shape_str(r['shape'])} {r['dtype']} {r['mode']}" for r in recs]
+    per = lambda s, r: None if s is None else s / r["elements"] * 1e9  # noqa: E731
+    series = (("fastloss", [per(r["fastloss_s"], r) for r in recs], "tab:blue"),
+              ("memory floor", [per(r["floor_s"], r) for r in recs], "tab:gray"),
+              ("torch", [per(r["torch_s"], r) for r in recs], "tab:red"))
+    height = 0.27
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.45 * max(1, len(recs))))
+    for k, (label, values, color) in enumerate(series):
+        ys = [i + (k - 1) * height for i, v in enumerate(values) if v is not None]
+        vs = [v for v in values if v is not None]
+        if vs:
+            ax.barh(ys, vs, height=height, label=label, color=color)
+    ax.set_yticks(range(len(recs)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("ns per element (log scale, lower is better)")
+    threads = doc["settings"]["threads"] if doc.get("settings") else "?"
+    ax.set_title(f"fastloss {doc['versions']['fastloss']} on {doc['machine']['cpu']}, "
+                 f"{threads} threads", fontsize=9)
+    ax.grid(axis="x", which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

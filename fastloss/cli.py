@@ -1,0 +1,225 @@
+"""The ``fastloss`` command line (also ``python -m fastloss``).
+
+    fastloss --version          version, OpenMP on/off, threads, SIMD path
+    fastloss show-config        fastloss.show_config()
+    fastloss bench [options]    fastloss vs the memory floor, NumPy reference, torch, sklearn
+
+``main(argv=None)`` returns the exit status (0 on success; 1 when a fastloss call failed, a
+result disagreed with the reference, or an output file could not be written; 2 on bad
+arguments; 130 when interrupted); the console script passes it to ``sys.exit``.
+"""
+import argparse
+import os
+import sys
+
+import fastloss
+
+__all__ = ["main", "build_parser"]
+
+_DTYPES = {"float32": ("float32",), "float64": ("float64",), "both": ("float32", "float64")}
+_PEERS = ("numpy", "torch", "sklearn")
+
+
+def _version_text():
+    conf = fastloss.config()
+    return (f"fastloss {conf['version']} (OpenMP {'on' if conf['openmp'] else 'off'}, "
+            f"{conf['threads']} threads, SIMD {conf['simd']}, backend {conf['backend']}, "
+            f"numpy {conf['numpy']})")
+
+
+class _VersionAction(argparse.Action):
+    """--version computed when asked (fastloss.config() reflects the environment)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version_text())
+        parser.exit(0)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _shape(text):
+    from ._bench import parse_shape
+    try:
+        return parse_shape(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_BENCH_EPILOG = """\
+what is timed, per loss x shape x dtype (best of K wall times, one run):
+  loss      fastloss forward only                       floor: x.sum()
+  fwd+bwd   return_grad=True, gradient allocated        floor: np.copy(x)
+  grad_out  return_grad=True into a preallocated buffer floor: np.copyto(buf, x)
+  fwd       log_softmax / softmax / logsumexp output    floor: np.copy(x) / x.sum()
+Floors are scaled by the extra bytes a loss reads (targets): x1.5 on the copy floors and x2
+on the read floor for elementwise losses.  x floor = fastloss / floor (1.00x = at the memory
+limit); vs numpy / torch / sklearn = their time / fastloss time (speedup).  Peers: the NumPy
+reference fastloss.reference.<name>, torch.nn.functional with autograd (if importable), and
+sklearn's HalfMultinomialLoss.loss_gradient for cross_entropy (grad_out row, if importable).
+
+--json FILE writes every measurement: settings, machine, versions, fastloss_config and
+results[] with loss, kind, shape, dtype, mode, elements, bytes, threads, fastloss_s,
+ns_per_element, floor_op, floor_raw_s, floor_factor, floor_s, x_floor, numpy_s, vs_numpy,
+torch_s, vs_torch, sklearn_s, vs_sklearn, error, notes; and checks[] (accuracy vs the
+reference or torch).  --plot FILE.png needs matplotlib: pip install 'fastloss[plot]'.
+"""
+
+
+def build_parser():
+    from . import _bench
+    parser = argparse.ArgumentParser(
+        prog="fastloss",
+        description="fastloss: fused, SIMD, multi-threaded CPU kernels for ML losses.")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the version, OpenMP on/off, threads and SIMD path, and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("show-config", help="print fastloss.show_config()",
+                   description="Print version, backend, OpenMP, threads and the SIMD path.")
+
+    available = _bench.available_losses()
+    b = sub.add_parser(
+        "bench", help="benchmark against the memory floor, NumPy, torch and scikit-learn",
+        description="Time fastloss's losses against the memory floor measured in the same "
+                    "run, the NumPy reference, torch and scikit-learn.",
+        epilog=_BENCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("--quick", action="store_true",
+                   help="shapes about 1/8 of the default sizes, 3 repeats (under a minute)")
+    b.add_argument("--json", metavar="FILE", help="write every measurement to FILE as JSON")
+    b.add_argument("--plot", metavar="FILE.png",
+                   help="draw ns per element (fastloss vs floor vs torch); needs matplotlib")
+    b.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="threads for fastloss, torch and sklearn (default: "
+                        f"{fastloss.get_num_threads()})")
+    b.add_argument("--dtype", choices=tuple(_DTYPES), default="both",
+                   help="float32, float64 or both (default)")
+    b.add_argument("--loss", nargs="+", action="extend", metavar="NAME",
+                   help=f"losses to time (default: {', '.join(_bench.default_losses())}); "
+                        f"available: {', '.join(available)}")
+    b.add_argument("--shape", nargs="+", action="extend", type=_shape, metavar="NxC",
+                   help="shapes to use for every selected loss instead of the defaults "
+                        "(e.g. 65536x1000; a flat N for elementwise losses)")
+    b.add_argument("--repeat", type=_positive_int, metavar="K",
+                   help="best of K (default 5, --quick 3; slow peers use at most 3)")
+    b.add_argument("--skip", nargs="+", action="extend", choices=_PEERS, metavar="PEER",
+                   help=f"peers not to time: {', '.join(_PEERS)}")
+    b.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    b.set_defaults(subparser=b)
+    return parser
+
+
+def _check_bench_args(parser, args):
+    """Errors argparse cannot see by itself: parser.error() exits with status 2."""
+    from . import _bench
+    available = _bench.available_losses()
+    losses = []
+    for name in args.loss or []:
+        if name not in _bench.LOSSES:
+            parser.error(f"argument --loss: unknown loss {name!r} (choose from "
+                         f"{', '.join(available)})")
+        if name not in available:
+            parser.error(f"argument --loss: {name!r} is not available in this fastloss "
+                         f"{fastloss.__version__} (available: {', '.join(available)})")
+        if name not in losses:
+            losses.append(name)
+    if args.shape:
+        for name in losses or _bench.default_losses():
+            kind = _bench.KINDS[_bench.LOSSES[name].kind]
+            for shape in args.shape:
+                if len(shape) < kind.min_ndim:
+                    parser.error(f"argument --shape: {_bench.shape_str(shape)} has "
+                                 f"{len(shape)} dimension(s) but {name} needs at least "
+                                 f"{kind.min_ndim} (NxC); select losses with --loss")
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path is not None:
+            folder = os.path.dirname(os.path.abspath(path))
+            if os.path.isdir(path) or not os.path.isdir(folder):
+                parser.error(f"argument {option}: cannot write {path!r} (no such folder, or it "
+                             "is a folder)")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("argument --plot: matplotlib is not installed; install it with "
+                         "pip install 'fastloss[plot]' (or pip install matplotlib)")
+    return losses
+
+
+def _bench(bench_parser, args):
+    from . import _bench
+    losses = _check_bench_args(bench_parser, args)
+    cfg = _bench.BenchConfig(
+        losses=losses or None, shapes=args.shape, dtypes=_DTYPES[args.dtype],
+        quick=args.quick, threads=args.threads, repeat=args.repeat,
+        skip=tuple(args.skip or ()), seed=args.seed, command=args.command_line)
+    records = []
+    status = 0
+    try:
+        doc = _bench.run(cfg, records=records)
+        # a failing fastloss call or a result that disagrees with the reference: exit 1
+        if (any(r["error"] for r in doc["results"])
+                or not all(c["ok"] for c in doc["checks"])):
+            status = 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: writing the measurements taken so far", file=sys.stderr)
+        status = 130
+        doc = {"schema": "fastloss-bench/1", "interrupted": True,
+               "settings": {"quick": cfg.quick, "threads": cfg.threads, "repeat": cfg.repeat,
+                            "dtypes": list(cfg.dtypes)},
+               "machine": _bench.machine_facts(), "versions": _bench.versions(),
+               "fastloss_config": fastloss.config(), "results": records, "checks": []}
+    if args.json:
+        try:
+            _bench.write_json(doc, args.json)
+        except OSError as exc:
+            print(f"fastloss bench: cannot write {args.json}: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.json}")
+    if args.plot:
+        try:
+            _bench.plot(doc, args.plot)
+        except ImportError as exc:
+            print(f"fastloss bench: --plot needs matplotlib ({exc}); install it with "
+                  "pip install 'fastloss[plot]'", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"fastloss bench: cannot write {args.plot}: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.plot}")
+    return status
+
+
+def main(argv=None):
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = parser.parse_args(argv)
+        args.command_line = ["fastloss", *argv]
+        if args.command == "show-config":
+            fastloss.show_config()
+            return 0
+        if args.command == "bench":
+            return _bench(args.subparser, args)
+        parser.print_help(sys.stderr)
+        return 2
+    except SystemExit as exc:  # argparse's errors and --version / --help
+        code = exc.code
+        if code is None:
+            return 0
+        return code if isinstance(code, int) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Fast tests of the command line (fastloss.cli) and of the benchmark engine (fastloss._bench)."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastloss
+from fastloss import _bench, cli
+
+# the directory holding the fastloss package under test (site-packages in CI, the checkout
+# in a development build): subprocesses must import that one, not a source tree without .so
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastloss.__file__)))
+
+RECORD_FIELDS = {
+    "loss", "kind", "shape", "dtype", "mode", "elements", "bytes", "threads", "fastloss_s",
+    "ns_per_element", "floor_op", "floor_raw_s", "floor_factor", "floor_s", "x_floor",
+    "numpy_s", "vs_numpy", "torch_s", "vs_torch", "sklearn_s", "vs_sklearn", "others_cpu",
+    "error", "notes",
+}
+DOC_FIELDS = {"schema", "created", "command", "settings", "machine", "versions",
+              "fastloss_config", "results", "checks", "elapsed_s", "others_cpu_fraction"}
+
+
+def _run_module(*args):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "fastloss", *args], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=120)
+
+
+def _bench_json(tmp_path, capsys, *args):
+    path = tmp_path / "bench.json"
+    rc = cli.main(["bench", "--quick", "--repeat", "1", "--json", str(path), *args])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    return json.loads(path.read_text()), out
+
+
+# ---------------------------------------------------------------------------- version / config
+def test_version(capsys):
+    assert cli.main(["--version"]) == 0
+    out = capsys.readouterr().out
+    conf = fastloss.config()
+    assert out.startswith(f"fastloss {fastloss.__version__}")
+    assert ("OpenMP on" if conf["openmp"] else "OpenMP off") in out
+    assert f"{conf['threads']} threads" in out
+    assert f"SIMD {conf['simd']}" in out
+
+
+def test_python_m_fastloss_version():
+    proc = _run_module("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"fastloss {fastloss.__version__}")
+
+
+def test_show_config(capsys):
+    assert cli.main(["show-config"]) == 0
+    out = capsys.readouterr().out
+    fastloss.show_config()
+    assert out == capsys.readouterr().out
+    for key in ("version", "openmp", "threads", "simd"):
+        assert key in out
+
+
+def test_no_command_prints_usage(capsys):
+    assert cli.main([]) == 2
+    assert "usage: fastloss" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- bad arguments
+@pytest.mark.parametrize("argv", [
+    ["--bogus"],
+    ["frobnicate"],
+    ["bench", "--dtype", "float16"],
+    ["bench", "--shape", "10y3"],
+    ["bench", "--shape", "0x10"],
+    ["bench", "--threads", "0"],
+    ["bench", "--threads", "two"],
+    ["bench", "--repeat", "-1"],
+    ["bench", "--loss", "no_such_loss"],
+    ["bench", "--loss", "cross_entropy", "--shape", "100"],
+    ["bench", "--skip", "jax"],
+    ["bench", "--json"],
+])
+def test_bad_arguments(argv, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err
+    assert "Traceback" not in err
+
+
+def test_bad_arguments_subprocess_no_traceback():
+    proc = _run_module("bench", "--dtype", "float16")
+    assert proc.returncode == 2
+    assert "invalid choice" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_plot_without_matplotlib(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)   # import matplotlib -> ImportError
+    rc = cli.main(["bench", "--quick", "--shape", "8x4", "--plot", str(tmp_path / "p.png")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "matplotlib" in err and "fastloss[plot]" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "p.png").exists()
+
+
+# ---------------------------------------------------------------------------- bench runs
+def test_bench_quick_tiny_shape_json(tmp_path, capsys):
+    threads_before = fastloss.get_num_threads()
+    doc, out = _bench_json(tmp_path, capsys, "--shape", "64x10", "--dtype", "float32",
+                           "--loss", "cross_entropy", "focal_loss", "--threads", "1",
+                           "--skip", "torch", "sklearn")
+    assert fastloss.get_num_threads() == threads_before     # restored
+    # the table
+    assert "x floor" in out and "vs numpy" in out and "vs torch" in out
+    for loss in ("cross_entropy", "focal_loss"):
+        for mode in ("loss", "fwd+bwd", "grad_out"):
+            line = [l for l in out.splitlines()
+                    if l.startswith(loss + " ") and f"| {mode} " in l and "64x10" in l]
+            assert len(line) == 1, out
+            assert " us " in line[0]      # tiny shapes are reported in microseconds
+    # the document
+    assert DOC_FIELDS <= set(doc)
+    assert doc["schema"] == "fastloss-bench/1"
+    assert doc["command"][:3] == ["fastloss", "bench", "--quick"]
+    assert doc["settings"]["threads"] == 1 and doc["settings"]["quick"] is True
+    assert doc["settings"]["dtypes"] == ["float32"]
+    assert doc["versions"]["numpy"] == np.__version__
+    assert doc["versions"]["fastloss"] == fastloss.__version__
+    assert doc["fastloss_config"]["version"] == fastloss.__version__
+    assert {"cpu", "logical_cpus", "memory_gib"} <= set(doc["machine"])
+    assert len(doc["results"]) == 2 * 3
+    for rec in doc["results"]:
+        assert RECORD_FIELDS <= set(rec), set(rec) ^ RECORD_FIELDS
+        assert rec["shape"] == [64, 10] and rec["dtype"] == "float32"
+        assert rec["threads"] == 1 and rec["error"] is None
+        assert rec["elements"] == 640 and rec["bytes"] == 640 * 4
+        assert rec["fastloss_s"] > 0 and rec["floor_s"] > 0
+        assert math.isclose(rec["x_floor"], rec["fastloss_s"] / rec["floor_s"])
+        assert math.isclose(rec["floor_s"], rec["floor_raw_s"] * rec["floor_factor"])
+        assert math.isclose(rec["ns_per_element"], rec["fastloss_s"] / 640 * 1e9)
+        # int64 class indices: 8 bytes per row on top of the 40 bytes of logits per row
+        reads_writes = 1 if rec["mode"] == "loss" else 2
+        assert math.isclose(rec["floor_factor"], 1 + 8 / (40 * reads_writes))
+        assert rec["torch_s"] is None and rec["sklearn_s"] is None
+        if rec["mode"] == "fwd+bwd":
+            assert rec["numpy_s"] > 0
+            assert math.isclose(rec["vs_numpy"], rec["numpy_s"] / rec["fastloss_s"])
+        else:
+            assert rec["numpy_s"] is None and rec["vs_numpy"] is None
+    assert {r["floor_op"] for r in doc["results"]} == {"x.sum()", "np.copy(x)",
+                                                       "np.copyto(buf, x)"}
+    assert len(doc["checks"]) == 2 and all(c["ok"] for c in doc["checks"]), doc["checks"]
+
+
+def test_bench_with_torch_and_sklearn(tmp_path, capsys):
+    pytest.importorskip("torch")
+    doc, out = _bench_json(tmp_path, capsys, "--shape", "32x10", "--dtype", "float64",
+                           "--loss", "cross_entropy")
+    by_mode = {r["mode"]: r for r in doc["results"]}
+    for mode in ("loss", "fwd+bwd"):
+        assert by_mode[mode]["torch_s"] > 0
+        assert math.isclose(by_mode[mode]["vs_torch"],
+                            by_mode[mode]["torch_s"] / by_mode[mode]["fastloss_s"])
+    assert by_mode["grad_out"]["torch_s"] is None
+    assert doc["versions"]["torch"]
+    try:
+        import sklearn._loss.loss  # noqa: F401
+    except ImportError:
+        assert by_mode["grad_out"]["sklearn_s"] is None
+    else:
+        assert by_mode["grad_out"]["sklearn_s"] > 0
+
+
+def test_bench_elementwise_floor_factor(tmp_path, capsys):
+    elementwise = [n for n in _bench.available_losses() if _bench.LOSSES[n].kind == "elementwise"]
+    if not elementwise:
+        pytest.skip("this fastloss exports no elementwise loss yet")
+    doc, _ = _bench_json(tmp_path, capsys, "--shape", "4096", "--dtype", "float64",
+                         "--loss", elementwise[0], "--skip", "torch", "sklearn")
+    factors = {r["mode"]: r["floor_factor"] for r in doc["results"]}
+    assert factors == {"loss": 2.0, "fwd+bwd": 1.5, "grad_out": 1.5}
+    assert all(c["ok"] for c in doc["checks"]), doc["checks"]
+
+
+def test_bench_softmax_family(tmp_path, capsys):
+    doc, out = _bench_json(tmp_path, capsys, "--shape", "16x7", "--dtype", "float32",
+                           "--loss", "log_softmax", "logsumexp", "--skip", "torch")
+    assert [(r["loss"], r["mode"], r["floor_op"]) for r in doc["results"]] == [
+        ("log_softmax", "fwd", "np.copy(x)"), ("logsumexp", "fwd", "x.sum()")]
+    assert all(r["numpy_s"] > 0 for r in doc["results"])
+
+
+def test_bench_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "bench.png"
+    rc = cli.main(["bench", "--quick", "--repeat", "1", "--shape", "16x5", "--dtype",
+                   "float32", "--loss", "cross_entropy", "--skip", "numpy", "sklearn",
+                   "--plot", str(png)])
+    assert rc == 0, capsys.readouterr()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_json_unwritable(tmp_path, capsys):
+    rc = cli.main(["bench", "--quick", "--repeat", "1", "--shape", "8x3", "--dtype", "float32",
+                   "--loss", "cross_entropy", "--skip", "numpy", "torch", "sklearn",
+                   "--json", str(tmp_path / "no" / "such" / "dir.json")])
+    assert rc == 2                  # refused before the (possibly long) benchmark runs
+    captured = capsys.readouterr()
+    assert "cannot write" in captured.err and "Traceback" not in captured.err
+    assert "cross_entropy" not in captured.out
+
+
+# ---------------------------------------------------------------------------- engine pieces
+def test_parse_shape():
+    assert _bench.parse_shape("65536x1000") == (65536, 1000)
+    assert _bench.parse_shape("16777216") == (16777216,)
+    assert _bench.parse_shape("2X3x4") == (2, 3, 4)
+    for bad in ("", "x", "10y3", "0x5", "-1x4", "1.5x2"):
+        with pytest.raises(ValueError):
+            _bench.parse_shape(bad)
+
+
+def test_loss_tables_consistent():
+    available = _bench.available_losses()
+    assert {"cross_entropy", "focal_loss"} <= set(_bench.default_losses())
+    assert set(available) <= set(fastloss.__all__)
+    assert set(_bench.default_losses()) <= set(available)
+    for name, row in _bench.LOSSES.items():
+        assert row.name == name and row.kind in _bench.KINDS
+    for kind in _bench.KINDS.values():
+        assert all(floor in _bench.FLOORS for _, floor in kind.modes)
+        assert kind.peer_mode in dict(kind.modes)
+
+
+def test_measure_best_of():
+    calls = []
+    best, result = _bench.measure(lambda: calls.append(1) or len(calls), 3, min_time=0.0)
+    assert best >= 0 and result == len(calls) and len(calls) >= 4   # warm-up + 3
+    best, _ = _bench.measure(lambda: None, 2, min_time=1e-3)           # tiny: inner loop
+    assert 0 <= best < 1e-3
+
+
+def test_bench_failing_call_is_reported(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("kernel exploded")
+    monkeypatch.setattr(fastloss, "focal_loss", broken)
+    rc = cli.main(["bench", "--quick", "--repeat", "1", "--shape", "8x3", "--dtype", "float32",
+                   "--loss", "focal_loss", "--skip", "numpy", "torch", "sklearn"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "ERROR" in out and "RuntimeError: kernel exploded" in out
