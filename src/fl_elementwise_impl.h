@@ -29,8 +29,7 @@ typedef void (*FN(ew_fn))(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR *loss
 /* e = exp(-|x|); returns sigma(x) and sigma(-x) */
 static inline void FN(sigmoids)(VR x, VR e, VR *sig_pos, VR *sig_neg)
 {
-    const VR one = FN(vsplat)((R)1);
-    const VR big = one / (one + e), small = e / (one + e);
+    const VR big = FN(vsplat)((R)1) / (e + (R)1), small = e * big;
     const VI neg = x < 0;
     *sig_pos = FN(vselect)(neg, small, big);
     *sig_neg = FN(vselect)(neg, big, small);
@@ -47,7 +46,7 @@ static inline void FN(ew_bce_logits)(const fl_ew_args *a, VR x, VR t, VR w, VR p
 {
     const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
     const VR e = FN(vexp)(FN(vselect)(x < 0, x, -x));
-    const VR lg = FN(vlog1p)(e);
+    const VR lg = FN(vlog1p_unit)(e);
     const VR sp_pos = FN(vselect)(x > 0, x, zero) + lg;   /* softplus(x)  = -log sigma(-x) */
     const VR sp_neg = FN(vselect)(x < 0, -x, zero) + lg;  /* softplus(-x) = -log sigma(x) */
     VR s_pos, s_neg;
@@ -64,7 +63,7 @@ static inline void FN(ew_sigmoid_focal)(const fl_ew_args *a, VR x, VR t, VR w, V
     const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
     const R alpha = (R)a->p1, gamma = (R)a->p2;
     const VR e = FN(vexp)(FN(vselect)(x < 0, x, -x));
-    const VR lg = FN(vlog1p)(e);
+    const VR lg = FN(vlog1p_unit)(e);
     const VR sp_pos = FN(vselect)(x > 0, x, zero) + lg;
     const VR sp_neg = FN(vselect)(x < 0, -x, zero) + lg;
     VR p, pn;

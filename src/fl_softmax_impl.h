@@ -526,8 +526,8 @@ static void FN(ce_prob_cols)(const void *args, int64_t u0, int64_t u1, double *p
         int64_t n, s0, nl;
         FN(tile_of)(u, S, &n, &s0, &nl);
         const int64_t off = n * C * S + s0, base = n * S + s0;
-        VR gsv;
-        for (int l = 0; l < L; l++) gsv[l] = l < nl ? (R)FN(row_scale)(a, base + l) : (R)0;
+        VR gsv = FN(vsplat)(0);
+        for (int l = 0; l < nl; l++) gsv[l] = (R)FN(row_scale)(a, base + l);
         VR loss = FN(ce_prob_tile)(a, (const R *)a->x + off, (const R *)a->target_prob + off, S,
                                    a->grad ? (R *)a->grad + off : NULL, nl == L, nl, gsv);
         loss = FN(vselect)(FN(viota)() < (FL_XLANE)nl, loss, FN(vsplat)(0));
@@ -548,10 +548,10 @@ static void FN(ce_prob_small_rows)(const void *args, int64_t u0, int64_t u1, dou
         const int64_t base = u * L, nl = a->N - base < L ? a->N - base : L;
         const R *x = (const R *)a->x + base * C, *t = (const R *)a->target_prob + base * C;
         R *g = a->grad ? (R *)a->grad + base * C : NULL;
-        VR gsv;
         FN(tile_transpose_in)(xt, x, C, C, nl);
         FN(tile_transpose_in)(tt, t, C, C, nl);
-        for (int l = 0; l < L; l++) gsv[l] = l < nl ? (R)FN(row_scale)(a, base + l) : (R)0;
+        VR gsv = FN(vsplat)(0);
+        for (int l = 0; l < nl; l++) gsv[l] = (R)FN(row_scale)(a, base + l);
         VR loss = FN(ce_prob_tile)(a, xt, tt, L, g ? xt : NULL, 1, L, gsv);
         if (g) FN(tile_transpose_out)(g, C, xt, C, nl);
         loss = FN(vselect)(FN(viota)() < (FL_XLANE)nl, loss, FN(vsplat)(0));

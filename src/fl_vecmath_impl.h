@@ -22,6 +22,10 @@
 #define VI FL_VI
 #define VX FL_VX
 #define R FL_REAL
+#ifndef FL_INLINE
+/* the vector math must inline into the loops (a call passes vectors through memory) */
+#define FL_INLINE static inline __attribute__((always_inline))
+#endif
 
 static inline VR FN(vsplat)(R v) { VR r = {0}; return r + v; }
 static inline VI FN(vsplat_i)(int64_t v)
@@ -121,7 +125,7 @@ static inline R FN(hmax)(VR v)
 #endif
 
 /* exp(x) for x <= 0 or NaN (the max-shifted exponents of a softmax): no overflow clamp. */
-static inline VR FN(vexp_nonpos)(VR x)
+FL_INLINE VR FN(vexp_nonpos)(VR x)
 {
     const VR lo = FN(vsplat)(FL_EXP_LO);
     x = FN(vselect)(x < lo, lo, x);
@@ -156,7 +160,7 @@ static inline VR FN(vexp_nonpos)(VR x)
     return p * s1 * s2;
 }
 
-static inline VR FN(vexp)(VR x)
+FL_INLINE VR FN(vexp)(VR x)
 {
     const VR hi = FN(vsplat)(FL_EXP_HI);
     return FN(vexp_nonpos)(FN(vselect)(x > hi, hi, x));
@@ -226,6 +230,31 @@ static inline VR FN(vlog1p)(VR y)
     VR corr = (y - (u - one)) / u;
     corr = FN(vselect)(corr != corr, FN(vsplat)(0), corr); /* u = inf: handled in vlog_plus */
     return FN(vlog_plus)(u, corr);
+}
+
+/* log(1 + e) for e in [0, 1] or NaN (softplus's log1p(exp(-|x|))): one division, no special
+ * cases.  log1p(y) = 2 atanh(y / (2 + y)) exactly; for e > sqrt(2) - 1 the argument is first
+ * halved: log1p(e) = log 2 + log1p((e - 1) / 2), so |s| <= 0.1716 in both branches. */
+FL_INLINE VR FN(vlog1p_unit)(VR e)
+{
+    const VR one = FN(vsplat)((R)1), zero = FN(vsplat)(0);
+    const VI big = e > (R)0.41421356237309503;
+    const VR y = FN(vselect)(big, (e - one) * (R)0.5, e);
+    const VR s = y / (y + (R)2);
+    const VR s2 = s * s;
+#if FL_IS_F32
+    VR q = FN(vsplat)((R)(2.0 / 9));
+    q = q * s2 + (R)(2.0 / 7);
+    q = q * s2 + (R)(2.0 / 5);
+    q = q * s2 + (R)(2.0 / 3);
+#else
+    static const double c[9] = {2.0 / 19, 2.0 / 17, 2.0 / 15, 2.0 / 13, 2.0 / 11,
+                                2.0 / 9,  2.0 / 7,  2.0 / 5,  2.0 / 3};
+    VR q = FN(vsplat)(c[0]);
+    for (int i = 1; i < 9; i++) q = q * s2 + c[i];
+#endif
+    const VR k = FN(vselect)(big, one, zero);
+    return k * (R)FL_LN2_HI + ((2 * s + s * s2 * q) + k * (R)FL_LN2_LO);
 }
 
 #undef FL_SUBN_SHIFT
