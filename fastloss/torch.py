@@ -233,34 +233,18 @@ class BCEWithLogitsFunction(_FusedLossFunction):
                               options, weight=weight, pos_weight=pos_weight)
 
 
-class MSELossFunction(_FusedLossFunction):
-    @staticmethod
+def _plain_function(loss_name, class_name):
+    """autograd.Function for an elementwise loss with no weight tensors."""
     def forward(ctx, input, target, options):
-        return _fused_forward(ctx, "mse_loss", False, input, target, options)
+        return _fused_forward(ctx, loss_name, False, input, target, options)
+    return type(class_name, (_FusedLossFunction,), {"forward": staticmethod(forward)})
 
 
-class L1LossFunction(_FusedLossFunction):
-    @staticmethod
-    def forward(ctx, input, target, options):
-        return _fused_forward(ctx, "l1_loss", False, input, target, options)
-
-
-class SmoothL1LossFunction(_FusedLossFunction):
-    @staticmethod
-    def forward(ctx, input, target, options):
-        return _fused_forward(ctx, "smooth_l1_loss", False, input, target, options)
-
-
-class HuberLossFunction(_FusedLossFunction):
-    @staticmethod
-    def forward(ctx, input, target, options):
-        return _fused_forward(ctx, "huber_loss", False, input, target, options)
-
-
-class KLDivFunction(_FusedLossFunction):
-    @staticmethod
-    def forward(ctx, input, target, options):
-        return _fused_forward(ctx, "kl_div", False, input, target, options)
+MSELossFunction = _plain_function("mse_loss", "MSELossFunction")
+L1LossFunction = _plain_function("l1_loss", "L1LossFunction")
+SmoothL1LossFunction = _plain_function("smooth_l1_loss", "SmoothL1LossFunction")
+HuberLossFunction = _plain_function("huber_loss", "HuberLossFunction")
+KLDivFunction = _plain_function("kl_div", "KLDivFunction")
 
 
 def _run(function, input, target, options, *weights):
