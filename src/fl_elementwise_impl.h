@@ -253,6 +253,17 @@ FL_EW_UNITS(kl_div)
 FL_EW_UNITS(kl_div_log_target)
 #undef FL_EW_UNITS
 
+static void FN(vector_math)(int op, int64_t n, const R *x, R *out)
+{
+    for (int64_t i = 0; i < n; i += L) {
+        const int64_t k = n - i < L ? n - i : L;
+        const VR v = k == L ? FN(vload)(x + i) : FN(vload_part)(x + i, k, 0);
+        const VR r = op == 0 ? FN(vexp)(v) : op == 1 ? FN(vlog)(v) : op == 2 ? FN(vlog1p)(v)
+                   : FN(vlog1p_unit)(v);
+        FN(vstore_part)(out + i, r, k);
+    }
+}
+
 #undef VR
 #undef VI
 #undef VX

@@ -65,6 +65,8 @@ typedef struct {
     fl_unit_fn softmax_rows[2], softmax_cols[2], nll_units[2];
     fl_unit_fn ce_index_small_rows[2], ce_prob_small_rows[2], softmax_small_rows[2];
     fl_unit_fn elementwise[FL_N_ELEMENTWISE][2]; /* indexed by the FL_BCE_LOGITS... enum */
+    void (*vector_math_f32)(int, int64_t, const float *, float *);
+    void (*vector_math_f64)(int, int64_t, const double *, double *);
 } fl_table;
 
 #define FL_PAIR(name, isa) {FL_CAT3(name, f32, isa), FL_CAT3(name, f64, isa)}
@@ -78,7 +80,8 @@ typedef struct {
      {FL_PAIR(bce_logits_units, isa), FL_PAIR(sigmoid_focal_units, isa),                 \
       FL_PAIR(bce_units, isa), FL_PAIR(mse_units, isa), FL_PAIR(l1_units, isa),           \
       FL_PAIR(smooth_l1_units, isa), FL_PAIR(huber_units, isa), FL_PAIR(kl_div_units, isa), \
-      FL_PAIR(kl_div_log_target_units, isa)}}
+      FL_PAIR(kl_div_log_target_units, isa)},                                          \
+     FL_CAT3(vector_math, f32, isa), FL_CAT3(vector_math, f64, isa)}
 
 static const fl_table fl_table_base = FL_TABLE(base, "baseline", 16);
 #if FL_X86_DISPATCH
@@ -272,4 +275,10 @@ double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad)
         }
     }
     return total;
+}
+
+void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out)
+{
+    if (is_f64) fl_active->vector_math_f64(op, n, (const double *)x, (double *)out);
+    else fl_active->vector_math_f32(op, n, (const float *)x, (float *)out);
 }

@@ -71,6 +71,10 @@ typedef struct {
  * loss's domain (binary_cross_entropy: input outside [0, 1] or NaN). */
 double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad);
 
+/* The vector math itself, elementwise, on the active SIMD path (for tests of its accuracy):
+ * op 0 exp, 1 log, 2 log1p, 3 log1p of an argument in [0, 1] (softplus's). */
+void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out);
+
 /* Runtime configuration. */
 void fl_init(void);
 const char *fl_simd_name(void);          /* "avx512", "avx2" or "baseline" */
