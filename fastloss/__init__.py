@@ -13,6 +13,7 @@ from . import _api, reference
 from ._api import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
                    focal_loss, huber_loss, kl_div, l1_loss, log_softmax, logsumexp, mse_loss,
                    nll_loss, sigmoid_focal_loss, smooth_l1_loss, softmax)
+from ._evaluate import evaluate
 
 reference._install(_api)
 
@@ -21,5 +22,5 @@ __all__ = [
     "sigmoid_focal_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
     "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div",
     "set_num_threads", "get_num_threads", "set_backend", "get_backend", "use_backend",
-    "show_config", "config", "__version__",
+    "show_config", "config", "evaluate", "__version__",
 ]

@@ -13,6 +13,15 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 
 
+def kernel_ready(a, dtype):
+    """`a` as a C-contiguous, aligned, native-order array of `dtype`: the layout the kernels
+    read through plain typed pointers.  No copy when it already is one."""
+    f = a.flags
+    if a.dtype == dtype and f.c_contiguous and f.aligned and a.dtype.isnative:
+        return a
+    return np.array(a, dtype=dtype, order="C", copy=True)
+
+
 def working_dtype(dt, name):
     """float32/float64 stay; float16, integers and bool compute in float32."""
     if dt == _F32 or dt == _F64:
@@ -35,8 +44,8 @@ def as_float_array(value, name):
         except (ValueError, TypeError) as exc:
             raise TypeError(f"{name} could not be converted to an array: {exc}") from None
     dt = working_dtype(value.dtype, name)
-    if value.dtype is not dt or not value.flags.c_contiguous:
-        value = np.ascontiguousarray(value, dtype=dt)
+    if value.dtype is not dt or not value.flags.c_contiguous or not value.flags.aligned:
+        value = kernel_ready(value, dt)
     return value
 
 
@@ -88,7 +97,7 @@ def grad_output_for(grad_output, reduction, loss_shape):
     except ValueError:
         raise ValueError(f"grad_output of shape {np.shape(grad_output)} does not broadcast to "
                          f"the loss shape {loss_shape}") from None
-    return np.ascontiguousarray(g, dtype=np.float64)
+    return kernel_ready(g, np.dtype(np.float64))
 
 
 def grad_buffer(grad_out, x, return_grad):
@@ -107,8 +116,8 @@ def grad_buffer(grad_out, x, return_grad):
                         f"got {grad_out.dtype}")
     if grad_out.shape != x.shape:
         raise ValueError(f"grad_out must have the input's shape {x.shape}, got {grad_out.shape}")
-    if not grad_out.flags.c_contiguous:
-        raise ValueError("grad_out must be C-contiguous")
+    if not grad_out.flags.c_contiguous or not grad_out.flags.aligned:
+        raise ValueError("grad_out must be C-contiguous and aligned")
     if not grad_out.flags.writeable:
         raise ValueError("grad_out is read-only")
     # same dtype, shape and C order: equal start addresses mean the very same memory
@@ -162,18 +171,14 @@ def class_problem(input, target, weight, ignore_index, reduction, allow_prob):
         if t.shape != shape:
             raise ValueError(f"probability target must have the input's shape {shape}, "
                              f"got {t.shape}")
-        if t.dtype != x.dtype or not t.flags.c_contiguous:
-            t = np.ascontiguousarray(t, dtype=x.dtype)
-        p.target_prob = t
+        p.target_prob = kernel_ready(t, x.dtype)
     elif kind in "iu":
         if t.shape != loss_shape:
             raise ValueError(f"target must have shape {loss_shape} (input shape {shape} without "
                              f"the class axis), got {t.shape}")
         if kind == "u" and t.dtype.itemsize == 8 and t.size and t.max() > np.iinfo(np.int64).max:
             raise IndexError(f"target value {t.max()} is out of range [0, {C})")
-        if t.dtype != np.int64 or not t.flags.c_contiguous or not t.dtype.isnative:
-            t = np.ascontiguousarray(t, dtype=np.int64)
-        p.target = t
+        p.target = kernel_ready(t, np.dtype(np.int64))
     else:
         raise TypeError(f"target must be integer class indices or float probabilities, "
                         f"got dtype {t.dtype}")
@@ -210,9 +215,7 @@ def same_shape_target(target, x, name="target"):
         raise TypeError(f"{name} must be real numbers, got dtype {t.dtype}")
     if t.shape != x.shape:
         raise ValueError(f"{name} must have the input's shape {x.shape}, got {t.shape}")
-    if t.dtype != x.dtype or not t.flags.c_contiguous:
-        t = np.ascontiguousarray(t, dtype=x.dtype)
-    return t
+    return kernel_ready(t, x.dtype)
 
 
 def periodic_weight(weight, shape, dtype, name):
@@ -235,7 +238,7 @@ def periodic_weight(weight, shape, dtype, name):
     if core == tuple(shape[len(shape) - len(core):]):
         w = w.reshape(-1) if w.dtype == dtype else w.astype(dtype).reshape(-1)
     else:
-        w = np.ascontiguousarray(np.broadcast_to(w, shape), dtype=dtype).reshape(-1)
+        w = kernel_ready(np.broadcast_to(w, shape), dtype).reshape(-1)
     return w, max(1, w.size)
 
 

@@ -3,6 +3,7 @@
     fastloss --version          version, OpenMP on/off, threads, SIMD path
     fastloss show-config        fastloss.show_config()
     fastloss bench [options]    fastloss vs the memory floor, NumPy reference, torch, sklearn
+    fastloss eval [options]     a loss and accuracies over .npy/.npz prediction files
 
 ``main(argv=None)`` returns the exit status (0 on success; 1 when a fastloss call failed, a
 result disagreed with the reference, or an output file could not be written; 2 on bad
@@ -117,6 +118,8 @@ def build_parser():
                    help=f"peers not to time: {', '.join(_PEERS)}")
     b.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     b.set_defaults(subparser=b)
+    from . import _evaluate
+    _evaluate.add_parser(sub)
     return parser
 
 
@@ -212,6 +215,9 @@ def main(argv=None):
             return 0
         if args.command == "bench":
             return _bench(args.subparser, args)
+        if args.command == "eval":
+            from . import _evaluate
+            return _evaluate.run(args)
         parser.print_help(sys.stderr)
         return 2
     except SystemExit as exc:  # argparse's errors and --version / --help

@@ -214,3 +214,27 @@ def test_more_than_2_31_elements():
     lse = fastloss.logsumexp(x)
     np.testing.assert_allclose(lse, np.log(n - 1 + np.exp(5.0)), rtol=1e-5)
     del x
+
+
+def _misaligned(a):
+    """A C-contiguous copy of `a` whose data starts one byte off alignment."""
+    buf = np.zeros(a.nbytes + 1, dtype=np.uint8)
+    out = np.frombuffer(buf[1:].data, dtype=a.dtype).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned and out.flags.c_contiguous
+    return out
+
+
+def test_misaligned_arrays_are_copied_not_read_through_typed_pointers():
+    x, y = class_inputs(np.float64, shape=(50, 9))
+    xm, ym = _misaligned(x), _misaligned(y)
+    loss, g = fastloss.cross_entropy(xm, ym, reduction="none", return_grad=True)
+    le, ge = ref.cross_entropy(x, y, reduction="none", return_grad=True)
+    np.testing.assert_allclose(loss, le, rtol=1e-12)
+    np.testing.assert_allclose(g, ge, rtol=1e-12, atol=1e-15)
+    t = np.random.default_rng(0).uniform(0, 1, x.shape)
+    a = fastloss.binary_cross_entropy_with_logits(xm, _misaligned(t), reduction="none")
+    np.testing.assert_allclose(a, ref.binary_cross_entropy_with_logits(x, t, reduction="none"),
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="grad_out"):
+        fastloss.cross_entropy(x, y, return_grad=True, grad_out=_misaligned(np.empty_like(x)))
