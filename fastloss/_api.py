@@ -32,13 +32,12 @@ def _raise_bad_target(p, flat_index):
                      f"range [0, {p.C}) and is not ignore_index ({p.ignore_index})")
 
 
-def _finish(p, loss, grad, return_grad):
+def _finish(reduction, dtype, loss_shape, loss, grad, return_grad):
     """Shape/dtype the results: NumPy scalar for mean/sum, array shaped like the loss for none."""
-    dt = p.x.dtype.type
-    if p.reduction == "none":
-        loss = np.asarray(loss, dtype=p.x.dtype).reshape(p.loss_shape)
+    if reduction == "none":
+        loss = np.asarray(loss, dtype=dtype).reshape(loss_shape)
     else:
-        loss = dt(loss)
+        loss = dtype.type(loss)
     return (loss, grad) if return_grad else loss
 
 
@@ -69,7 +68,7 @@ def _class_loss(kind, input, target, weight, ignore_index, reduction, return_gra
             loss, g = M.nll_loss(x3, t, w, p.ignore_index, reduction, go_ref, return_grad)
         if grad is not None:
             np.copyto(grad, g.reshape(p.in_shape), casting="unsafe")
-        return _finish(p, loss, grad, return_grad)
+        return _finish(reduction, p.x.dtype, p.loss_shape, loss, grad, return_grad)
 
     K = _config._kernels
     loss_rows = np.empty(p.loss_shape, dtype=p.x.dtype) if reduction == "none" else None
@@ -79,7 +78,8 @@ def _class_loss(kind, input, target, weight, ignore_index, reduction, return_gra
                              _config._state["threads"])
     if bad >= 0:
         _raise_bad_target(p, bad)
-    return _finish(p, loss_rows if loss is None else loss, grad, return_grad)
+    return _finish(reduction, p.x.dtype, p.loss_shape, loss_rows if loss is None else loss, grad,
+                   return_grad)
 
 
 def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smoothing=0.0,
@@ -211,9 +211,7 @@ def _elementwise(name, input, target, reduction, return_grad, grad_output, grad_
             loss = total
         else:
             loss = total / denom if denom else _NAN
-    dt = x.dtype.type
-    loss = np.asarray(loss, dtype=x.dtype).reshape(x.shape) if reduction == "none" else dt(loss)
-    return (loss, grad) if return_grad else loss
+    return _finish(reduction, x.dtype, x.shape, loss, grad, return_grad)
 
 
 def _raise_bce_domain():
