@@ -5,6 +5,7 @@
  *   base   - the compiler's default target (SSE2 on x86-64, NEON on arm64, ...)
  *   avx2   - AVX2 + FMA                      (x86-64 with GCC only)
  *   avx512 - AVX-512 F/DQ/VL/BW + AVX2 + FMA (x86-64 with GCC only)
+ *   wide   - the avx512 code shape (64-byte vectors) on the baseline ISA, for tests only
  * and fl_init() picks the best one the CPU supports once, at import.  The environment
  * variable FASTLOSS_SIMD=baseline|avx2|avx512 forces a path (tests use it to cover all).
  *
@@ -31,6 +32,15 @@
 
 #define FL_ISA base
 #define FL_VBYTES 16
+#include "fl_isa.h"
+#undef FL_ISA
+#undef FL_VBYTES
+
+/* "wide": the AVX-512 code shape (64-byte vectors: 16 float / 8 double lanes) compiled for the
+ * baseline ISA.  Never picked automatically; the tests select it so that every lane count the
+ * AVX-512 path uses is exercised on machines without AVX-512. */
+#define FL_ISA wide
+#define FL_VBYTES 64
 #include "fl_isa.h"
 #undef FL_ISA
 #undef FL_VBYTES
@@ -84,6 +94,7 @@ typedef struct {
      FL_CAT3(vector_math, f32, isa), FL_CAT3(vector_math, f64, isa)}
 
 static const fl_table fl_table_base = FL_TABLE(base, "baseline", 16);
+static const fl_table fl_table_wide = FL_TABLE(wide, "wide", 64);
 #if FL_X86_DISPATCH
 static const fl_table fl_table_avx2 = FL_TABLE(avx2, "avx2", 32);
 static const fl_table fl_table_avx512 = FL_TABLE(avx512, "avx512", 64);
@@ -102,7 +113,7 @@ static int fl_cpu_has(const char *name)
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
-    return !strcmp(name, "baseline");
+    return !strcmp(name, "baseline") || !strcmp(name, "wide");
 }
 
 int fl_set_simd(const char *name)
@@ -112,7 +123,7 @@ int fl_set_simd(const char *name)
     if (!strcmp(name, "avx512")) { fl_active = &fl_table_avx512; return 0; }
     if (!strcmp(name, "avx2")) { fl_active = &fl_table_avx2; return 0; }
 #endif
-    fl_active = &fl_table_base;
+    fl_active = !strcmp(name, "wide") ? &fl_table_wide : &fl_table_base;
     return 0;
 }
 

@@ -78,7 +78,8 @@ void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out);
 /* Runtime configuration. */
 void fl_init(void);
 const char *fl_simd_name(void);          /* "avx512", "avx2" or "baseline" */
-int fl_set_simd(const char *name);       /* force a path; returns 0 on success, -1 if unknown/unsupported */
+int fl_set_simd(const char *name);       /* force a path ("baseline", "avx2", "avx512", or the
+                                            test-only "wide"); 0 on success, -1 if unsupported */
 int fl_openmp_enabled(void);
 int fl_max_threads(void);
 

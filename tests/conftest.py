@@ -13,7 +13,7 @@ from fastloss import _config
 
 REDUCTIONS = ("none", "mean", "sum")
 FLOATS = (np.float32, np.float64)
-SIMD_PATHS = ("baseline", "avx2", "avx512")
+SIMD_PATHS = ("baseline", "avx2", "avx512", "wide")  # wide: the avx512 lane counts on baseline ISA
 
 # (rtol, atol relative to the largest finite |expected| entry)
 TOL = {np.dtype(np.float32): (2e-4, 1e-6), np.dtype(np.float64): (1e-9, 1e-12)}

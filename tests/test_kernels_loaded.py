@@ -122,7 +122,7 @@ def _cpu_flags():
 def test_set_simd_switches_and_rejects():
     K = _config._kernels
     old = K.simd_name()
-    assert old in ("baseline", "avx2", "avx512")
+    assert old in ("baseline", "avx2", "avx512", "wide")
     try:
         with pytest.raises(ValueError, match="bogus"):
             K.set_simd("bogus")

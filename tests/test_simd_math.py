@@ -14,7 +14,7 @@ BOUNDS = {"exp": 2.0, "log": 2.0, "log1p": 3.0, "log1p_unit": 3.0}
 
 def available_paths():
     out = []
-    for name in ("baseline", "avx2", "avx512"):
+    for name in ("baseline", "avx2", "avx512", "wide"):
         try:
             K.set_simd(name)
             out.append(name)
@@ -23,7 +23,7 @@ def available_paths():
     return out
 
 
-@pytest.fixture(params=["baseline", "avx2", "avx512"])
+@pytest.fixture(params=["baseline", "avx2", "avx512", "wide"])
 def simd(request):
     old = K.simd_name()
     if request.param not in available_paths():
