@@ -1017,16 +1017,6 @@ class _EvalParser(argparse.ArgumentParser):
         return namespace, extras
 
 
-def _cli_positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _cli_float(text):
     try:
         return float(text)
@@ -1036,6 +1026,7 @@ def _cli_float(text):
 
 def add_parser(subparsers):
     """Register the `eval` subcommand on fastloss.cli's subparsers."""
+    from .cli import _positive_int  # cli imports this module lazily: no cycle at import time
     p = subparsers.add_parser(
         "eval", help="evaluate a loss and accuracies over .npy/.npz prediction files",
         description="Evaluate a fastloss loss over whole prediction files, chunk by chunk: "
@@ -1070,15 +1061,15 @@ def add_parser(subparsers):
                    help="kl_div: the targets are log-probabilities")
     p.add_argument("--reduction", default="mean", choices=("mean", "sum", "batchmean"),
                    help="the reduction reported as the loss (default mean; batchmean: kl_div)")
-    p.add_argument("--top-k", nargs="+", action="extend", type=_cli_positive_int, metavar="K",
+    p.add_argument("--top-k", nargs="+", action="extend", type=_positive_int, metavar="K",
                    help="top-k accuracies to report (default 5 when there are more than 5 "
                         "classes)")
-    p.add_argument("--chunk-rows", type=_cli_positive_int, metavar="N",
+    p.add_argument("--chunk-rows", type=_positive_int, metavar="N",
                    help="rows per chunk (default: about 64 MB of logits)")
     p.add_argument("--per-sample", metavar="OUT.npy",
                    help="write the per-sample losses (reduction='none') to OUT.npy")
     p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--threads", type=_cli_positive_int, metavar="N",
+    p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="threads for fastloss (default: fastloss.get_num_threads())")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (shown on a terminal when tqdm is installed)")
