@@ -11,14 +11,17 @@ import numpy as np
 _REDUCTIONS = ("none", "mean", "sum")
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
+_I64 = np.dtype(np.int64)
 
 
 def kernel_ready(a, dtype):
     """`a` as a C-contiguous, aligned, native-order array of `dtype`: the layout the kernels
-    read through plain typed pointers.  No copy when it already is one."""
-    f = a.flags
-    if a.dtype == dtype and f.c_contiguous and f.aligned and a.dtype.isnative:
-        return a
+    read through plain typed pointers.  No copy when it already is one.  (`dtype` is one of
+    NumPy's canonical native dtypes, so identity implies native byte order.)"""
+    if a.dtype is dtype:
+        f = a.flags
+        if f.c_contiguous and f.aligned:
+            return a
     return np.array(a, dtype=dtype, order="C", copy=True)
 
 
@@ -97,7 +100,7 @@ def grad_output_for(grad_output, reduction, loss_shape):
     except ValueError:
         raise ValueError(f"grad_output of shape {np.shape(grad_output)} does not broadcast to "
                          f"the loss shape {loss_shape}") from None
-    return kernel_ready(g, np.dtype(np.float64))
+    return kernel_ready(g, _F64)
 
 
 def grad_buffer(grad_out, x, return_grad):
@@ -178,7 +181,7 @@ def class_problem(input, target, weight, ignore_index, reduction, allow_prob):
                              f"the class axis), got {t.shape}")
         if kind == "u" and t.dtype.itemsize == 8 and t.size and t.max() > np.iinfo(np.int64).max:
             raise IndexError(f"target value {t.max()} is out of range [0, {C})")
-        p.target = kernel_ready(t, np.dtype(np.int64))
+        p.target = kernel_ready(t, _I64)
     else:
         raise TypeError(f"target must be integer class indices or float probabilities, "
                         f"got dtype {t.dtype}")
