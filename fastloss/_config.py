@@ -41,8 +41,23 @@ if _kernels is not None and os.environ.get("FASTLOSS_SIMD"):
     _kernels.set_simd(os.environ["FASTLOSS_SIMD"].strip().lower())
 
 
+def _after_fork_in_child():
+    # GNU OpenMP's thread pool does not survive fork(): a child that starts a parallel region
+    # the parent already used would wait forever.  Children run single-threaded (no OpenMP
+    # call at all) unless they call set_num_threads() again.
+    _state["threads"] = 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def set_num_threads(n):
-    """Set the number of threads the kernels may use (default: the usable CPUs)."""
+    """Set the number of threads the kernels may use (default: the usable CPUs).
+
+    In a process forked from one that already ran fastloss on several threads, only 1 is safe
+    with GNU OpenMP (use the "spawn" or "forkserver" start method for multi-threaded workers);
+    forked children therefore start at 1."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
     _state["threads"] = n

@@ -183,14 +183,22 @@ static double fl_run(fl_unit_fn fn, const void *args, int64_t n_units, int64_t u
     }
     int nt = nthreads < 1 ? 1 : nthreads;
     if (nt > nchunks) nt = (int)nchunks;
+    if (nt == 1) {
+        /* never enters the OpenMP runtime: libgomp's thread pool does not survive fork(), so
+         * a forked child (which fastloss runs single-threaded) must not touch it */
+        for (int64_t k = 0; k < nchunks; k++) {
+            const int64_t u1 = (k + 1) * per_chunk < n_units ? (k + 1) * per_chunk : n_units;
+            fn(args, k * per_chunk, u1, &partials[k]);
+        }
+    } else {
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(static)
 #endif
-    for (int64_t k = 0; k < nchunks; k++) {
-        const int64_t u1 = (k + 1) * per_chunk < n_units ? (k + 1) * per_chunk : n_units;
-        fn(args, k * per_chunk, u1, &partials[k]);
+        for (int64_t k = 0; k < nchunks; k++) {
+            const int64_t u1 = (k + 1) * per_chunk < n_units ? (k + 1) * per_chunk : n_units;
+            fn(args, k * per_chunk, u1, &partials[k]);
+        }
     }
-    (void)nt;
     double total = 0.0;
     for (int64_t k = 0; k < nchunks; k++) total += partials[k];
     if (partials != stack_partials) free(partials);

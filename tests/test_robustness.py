@@ -238,3 +238,26 @@ def test_misaligned_arrays_are_copied_not_read_through_typed_pointers():
                                rtol=1e-12)
     with pytest.raises(ValueError, match="grad_out"):
         fastloss.cross_entropy(x, y, return_grad=True, grad_out=_misaligned(np.empty_like(x)))
+
+
+def _loss_in_child(args):
+    x, y = args
+    return float(fastloss.cross_entropy(x, y)), fastloss.get_num_threads()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_children_do_not_hang_after_parent_used_threads():
+    """GNU OpenMP's pool does not survive fork(); children must run without it."""
+    import multiprocessing as mp
+    x = np.random.default_rng(0).standard_normal((4096, 256)).astype(np.float32)
+    y = np.zeros(4096, np.int64)
+    old = fastloss.get_num_threads()
+    fastloss.set_num_threads(2)
+    try:
+        expected = float(fastloss.cross_entropy(x, y))  # parent starts the OpenMP pool
+        with mp.get_context("fork").Pool(2) as pool:
+            out = pool.map_async(_loss_in_child, [(x, y)] * 4).get(timeout=60)
+    finally:
+        fastloss.set_num_threads(old)
+    assert [v for v, _ in out] == [expected] * 4  # bit-identical: chunking ignores threads
+    assert all(n == 1 for _, n in out)
