@@ -7,6 +7,7 @@ __all__ = ["set_num_threads", "get_num_threads", "set_backend", "get_backend", "
            "show_config", "config"]
 
 _BACKENDS = ("compiled", "reference")
+_MAX_THREADS = 4096
 
 
 def _usable_cpus():
@@ -58,8 +59,9 @@ def set_num_threads(n):
     In a process forked from one that already ran fastloss on several threads, only 1 is safe
     with GNU OpenMP (use the "spawn" or "forkserver" start method for multi-threaded workers);
     forked children therefore start at 1."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= _MAX_THREADS:
+        raise ValueError(f"set_num_threads: n must be a positive int (at most {_MAX_THREADS}), "
+                         f"got {n!r}")
     _state["threads"] = n
 
 

@@ -69,9 +69,12 @@ def check_nonneg(value, name):
 
 def as_int(value, name):
     try:
-        return operator.index(value)
+        v = operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an int, got {value!r}") from None
+    if not -2**63 <= v < 2**63:
+        raise ValueError(f"{name} must fit in a 64-bit integer, got {value!r}")
+    return v
 
 
 def class_weight(weight, C, dtype, name="weight"):
@@ -172,6 +175,10 @@ def class_problem(input, target, weight, ignore_index, reduction, allow_prob):
         if not allow_prob:
             raise TypeError(f"target must hold integer class indices, got dtype {t.dtype}")
         if t.shape != shape:
+            if t.shape == loss_shape:
+                raise TypeError(f"target of shape {t.shape} has floating dtype {t.dtype}: class "
+                                f"indices must be integers (probability targets must have the "
+                                f"input's shape {shape})")
             raise ValueError(f"probability target must have the input's shape {shape}, "
                              f"got {t.shape}")
         p.target_prob = kernel_ready(t, x.dtype)

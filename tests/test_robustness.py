@@ -261,3 +261,16 @@ def test_forked_children_do_not_hang_after_parent_used_threads():
         fastloss.set_num_threads(old)
     assert [v for v, _ in out] == [expected] * 4  # bit-identical: chunking ignores threads
     assert all(n == 1 for _, n in out)
+
+
+def test_hostile_scalars_raise_clear_errors():
+    x, y = class_inputs(np.float64, shape=(4, 3))
+    with pytest.raises(ValueError, match="ignore_index"):
+        fastloss.cross_entropy(x, y, ignore_index=2**70)
+    with pytest.raises(ValueError, match="positive int"):
+        fastloss.set_num_threads(2**40)
+    with pytest.raises(TypeError, match="class indices must be integers"):
+        fastloss.cross_entropy(x, y.astype(np.float64))
+    for backend in ("compiled", "reference"):
+        with fastloss.use_backend(backend), pytest.raises(IndexError, match="1099511627776"):
+            fastloss.cross_entropy(x, np.array([0, 1, 2**40, 1]))
