@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 
 import fastloss  # noqa: E402
 import fastloss.torch as FL  # noqa: E402
+from fastloss._bench import torchvision_sigmoid_focal_loss  # noqa: E402
 
 F = torch.nn.functional
 
@@ -27,27 +28,13 @@ def _only_under_benchmark_only(request):
         pytest.skip("torch bridge benchmarks run only with: pytest bench/ --benchmark-only")
 
 
-def _torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
-    """torchvision.ops.sigmoid_focal_loss's formula, for when torchvision is not installed."""
-    p = torch.sigmoid(inputs)
-    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce_loss * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-        loss = alpha_t * loss
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
 
 
 def _torch_sigmoid_focal_loss():
     try:
         from torchvision.ops import sigmoid_focal_loss
     except ImportError:
-        return _torchvision_sigmoid_focal_loss
+        return torchvision_sigmoid_focal_loss
     return sigmoid_focal_loss
 
 

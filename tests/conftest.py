@@ -127,3 +127,13 @@ def compiled():
         pytest.skip("compiled kernels not available")
     with fastloss.use_backend("compiled"):
         yield
+
+
+@pytest.fixture(scope="module")
+def torch_single_thread():
+    """Tiny problems: torch's intra-op thread pool only adds latency (10x on 2 cores)."""
+    torch = pytest.importorskip("torch")
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -22,9 +22,11 @@ F = torch.nn.functional
 
 import fastloss  # noqa: E402
 import fastloss.torch as FL  # noqa: E402
+from fastloss._bench import torchvision_sigmoid_focal_loss  # noqa: E402
 
 # torch's own warning for kl_div(reduction="mean") on the reference side
-pytestmark = pytest.mark.filterwarnings("ignore:reduction:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:reduction:UserWarning"),
+              pytest.mark.usefixtures("torch_single_thread")]
 
 REDUCTIONS = ("none", "mean", "sum")
 DTYPES = (torch.float32, torch.float64)
@@ -32,14 +34,6 @@ DTYPES = (torch.float32, torch.float64)
 RTOL = {torch.float32: 2e-4, torch.float64: 1e-9}
 ATOL = {torch.float32: 1e-6, torch.float64: 1e-12}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _torch_single_thread():
-    """Tiny problems: torch's intra-op thread pool only adds latency."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def assert_close(actual, expected, dtype, what=""):
@@ -81,20 +75,6 @@ def torch_focal(input, target, gamma=2.0, weight=None, ignore_index=-100, reduct
     return loss.sum() / wy.sum()
 
 
-def torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
-    """torchvision.ops.sigmoid_focal_loss, verbatim formula."""
-    p = torch.sigmoid(inputs)
-    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce_loss * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-        loss = alpha_t * loss
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
 
 
 REF = {

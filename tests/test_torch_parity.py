@@ -19,13 +19,7 @@ F = torch.nn.functional
 N_COMBOS = 300
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _torch_single_thread():
-    """Tiny problems: torch's intra-op thread pool only adds latency (10x on 2 cores)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 FAMILIES = ["NC", "NC", "NCd", "NCdd", "C", "NC-wide", "NC-fortran", "NCd-strided"]
 
 
