@@ -22,6 +22,9 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #define FL_VX FL_CAT2(fl_vi32, FL_ISA)
 #define FL_XLANE int32_t
 #define FL_LANES (FL_VBYTES / 4)
+#ifdef FL_AVX512_BUILTINS
+#define FL_SCALEF(p, n) ((FL_VR)_mm512_scalef_ps((__m512)(p), (__m512)(n)))
+#endif
 #include "fl_vecmath_impl.h"
 #include "fl_softmax_impl.h"
 #include "fl_elementwise_impl.h"
@@ -33,6 +36,7 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #undef FL_XLANE
 #undef FL_VX
 #undef FL_LANES
+#undef FL_SCALEF
 
 #define FL_REAL double
 #define FL_SUF f64
@@ -43,6 +47,9 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #define FL_VX FL_CAT2(fl_vf64, FL_ISA)
 #define FL_XLANE double
 #define FL_LANES (FL_VBYTES / 8)
+#ifdef FL_AVX512_BUILTINS
+#define FL_SCALEF(p, n) ((FL_VR)_mm512_scalef_pd((__m512d)(p), (__m512d)(n)))
+#endif
 #include "fl_vecmath_impl.h"
 #include "fl_softmax_impl.h"
 #include "fl_elementwise_impl.h"
@@ -54,6 +61,7 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #undef FL_XLANE
 #undef FL_VX
 #undef FL_LANES
+#undef FL_SCALEF
 #undef FL_VU
 
 #undef FN

@@ -46,6 +46,7 @@
 #undef FL_VBYTES
 
 #if FL_X86_DISPATCH
+#include <immintrin.h>
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define FL_ISA avx2
@@ -59,7 +60,9 @@
 #pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
 #define FL_ISA avx512
 #define FL_VBYTES 64
+#define FL_AVX512_BUILTINS 1 /* vscalefps/pd: the 2^n scaling of exp in one instruction */
 #include "fl_isa.h"
+#undef FL_AVX512_BUILTINS
 #undef FL_ISA
 #undef FL_VBYTES
 #pragma GCC pop_options

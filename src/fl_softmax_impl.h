@@ -327,7 +327,7 @@ static inline VR FN(tile_max)(const R *x, int64_t xs, int64_t C, int full, int64
 /* Index targets.  yv: target class per lane, skip: lanes to zero (ignored / padding),
  * xy: x at the target, gs: gradient scale per lane.  Returns the per-lane loss. */
 static inline VR FN(ce_index_tile)(const fl_ce_args *a, const R *x, int64_t xs, R *g, int full,
-                                   int64_t nl, VX yv, VI skip, VR xy, VR wy, VR gs)
+                                   int64_t nl, VX yv, VI skip, VR gs)
 {
     const int64_t C = a->C;
     const R *w = (const R *)a->weight;
@@ -335,12 +335,20 @@ static inline VR FN(ce_index_tile)(const fl_ce_args *a, const R *x, int64_t xs, 
     const VR zero = FN(vsplat)(0);
     const VR vm = FN(tile_max)(x, xs, C, full, nl);
     VR vs = zero, vd = zero, s_other = zero, dsum = zero;
+    /* x and weight at the target, picked up in the class sweep (lanes that match no class,
+     * i.e. ignored and padding lanes, keep 0 and 1): no per-lane gather, and x_y is read
+     * before the gradient (which may alias x) overwrites it */
+    VR xy = zero, wy = FN(vsplat)((R)1);
     int blk = 0;
     for (int64_t c = 0; c < C; c++) {
-        const VR d = vm - FL_TILE_LOAD(x + c * xs);
+        const VR xc = FL_TILE_LOAD(x + c * xs);
+        const VI is_y = yv == (FL_XLANE)c;
+        const VR d = vm - xc;
         const VR e = FN(vexp_nonpos)(-d);
         if (g) FL_TILE_STORE(g + c * xs, e);
-        vs += FN(vselect)(yv == (FL_XLANE)c, zero, e);
+        xy = FN(vselect)(is_y, xc, xy);
+        if (w) wy = FN(vselect)(is_y, FN(vsplat)(w[c]), wy);
+        vs += FN(vselect)(is_y, zero, e);
         if (smooth) vd += w ? d * w[c] : d;
         if (++blk == FL_FLUSH) { FL_FLUSH_SUM(s_other, vs); FL_FLUSH_SUM(dsum, vd); blk = 0; }
     }
@@ -454,29 +462,68 @@ static inline void FN(tile_of)(int64_t u, int64_t S, int64_t *n, int64_t *s0, in
     *nl = S - *s0 < L ? S - *s0 : L;
 }
 
-/* Per-lane scalars of an index-target tile: target, skip mask, x at the target, weight and
- * gradient scale.  `xy_of(l)` is read before the gradient (which may alias x) is written. */
-#define FL_INDEX_LANES(tg, nl, XY)                                                      \
-    VX yv;                                                                              \
-    VI skip;                                                                            \
-    VR xy, wy, gsv;                                                                     \
-    for (int l = 0; l < L; l++) {                                                       \
-        const int use = l < (nl) && (tg)[l] != a->ignore_index;                         \
-        const int64_t yl = use ? (tg)[l] : 0;                                           \
-        yv[l] = use ? (FL_XLANE)yl : (FL_XLANE)-1;                                      \
-        skip[l] = use ? 0 : -1;                                                         \
-        xy[l] = use ? (XY) : (R)0;                                                      \
-        wy[l] = use && w ? w[yl] : (R)1;                                                \
-        gsv[l] = l < (nl) ? (R)FN(row_scale)(a, base + l) : (R)0;                       \
+/* Per-lane values of an index-target tile of nl samples starting at sample `base`: the target
+ * class (-1 for ignored and padding lanes), the mask of lanes whose loss and gradient are 0,
+ * and the gradient scale.  Built in arrays by loops the compiler vectorises (a full tile with
+ * one gradient scale has no per-lane branch), then loaded as vectors. */
+typedef struct {
+    VX yv;
+    VI skip;
+    VR gs;
+} FN(index_lanes_t);
+
+static inline FN(index_lanes_t) FN(index_lanes)(const fl_ce_args *a, const int64_t *tg,
+                                                int64_t base, int64_t nl)
+{
+    typedef __typeof__(((VI){0})[0]) lane_int;
+    FL_XLANE ya[L];
+    lane_int sk[L];
+    R gs[L];
+    const int64_t ign = a->ignore_index;
+    if (nl == L) {
+        for (int l = 0; l < L; l++) {
+            const int64_t t = tg[l];
+            ya[l] = t == ign ? (FL_XLANE)-1 : (FL_XLANE)t;
+            sk[l] = t == ign ? (lane_int)-1 : 0;
+        }
+    } else {
+        for (int l = 0; l < L; l++) {
+            const int use = l < nl && tg[l] != ign;
+            ya[l] = use ? (FL_XLANE)tg[l] : (FL_XLANE)-1;
+            sk[l] = use ? 0 : (lane_int)-1;
+        }
     }
+    if (a->grad_scale_rows) {
+        for (int l = 0; l < L; l++) gs[l] = l < nl ? (R)a->grad_scale_rows[base + l] : (R)0;
+    } else {
+        for (int l = 0; l < L; l++) gs[l] = l < nl ? (R)a->grad_scale : (R)0;
+    }
+    FN(index_lanes_t) r;
+    memcpy(&r.yv, ya, sizeof r.yv);
+    memcpy(&r.skip, sk, sizeof r.skip);
+    memcpy(&r.gs, gs, sizeof r.gs);
+    return r;
+}
+
+/* Per-chunk loss sums kept per lane in double (a vector add per tile instead of a serial
+ * horizontal sum), added in lane order at the end: still a fixed order for a given shape. */
+static inline void FN(acc_lanes)(double *acc, VR v)
+{
+    for (int l = 0; l < L; l++) acc[l] += (double)v[l];
+}
+static inline double FN(acc_total)(const double *acc)
+{
+    double s = 0.0;
+    for (int l = 0; l < L; l++) s += acc[l];
+    return s;
+}
 
 static void FN(ce_index_cols)(const void *args, int64_t u0, int64_t u1, double *partial)
 {
     const fl_ce_args *a = (const fl_ce_args *)args;
     const int64_t C = a->C, S = a->S;
-    const R *w = (const R *)a->weight;
     R *loss_rows = (R *)a->loss_rows;
-    double total = 0.0;
+    double acc[L] = {0};
     for (int64_t u = u0; u < u1; u++) {
         int64_t n, s0, nl;
         FN(tile_of)(u, S, &n, &s0, &nl);
@@ -484,12 +531,12 @@ static void FN(ce_index_cols)(const void *args, int64_t u0, int64_t u1, double *
         R *g = a->grad ? (R *)a->grad + n * C * S + s0 : NULL;
         const int64_t base = n * S + s0;
         const int64_t *tg = a->target + base;
-        FL_INDEX_LANES(tg, nl, x[yl * S + l])
-        const VR loss = FN(ce_index_tile)(a, x, S, g, nl == L, nl, yv, skip, xy, wy, gsv);
+        const FN(index_lanes_t) k = FN(index_lanes)(a, tg, base, nl);
+        const VR loss = FN(ce_index_tile)(a, x, S, g, nl == L, nl, k.yv, k.skip, k.gs);
         if (loss_rows) FN(vstore_part)(loss_rows + base, loss, nl);
-        total += FN(hsum)(loss);
+        FN(acc_lanes)(acc, loss);
     }
-    *partial = total;
+    *partial = FN(acc_total)(acc);
 }
 
 /* Small C, class axis last: L rows at a time through a transposed scratch tile. */
@@ -497,23 +544,22 @@ static void FN(ce_index_small_rows)(const void *args, int64_t u0, int64_t u1, do
 {
     const fl_ce_args *a = (const fl_ce_args *)args;
     const int64_t C = a->C;
-    const R *w = (const R *)a->weight;
     R *loss_rows = (R *)a->loss_rows;
     R xt[FL_SMALL_C * L];
-    double total = 0.0;
+    double acc[L] = {0};
     for (int64_t u = u0; u < u1; u++) {
         const int64_t base = u * L, nl = a->N - base < L ? a->N - base : L;
         const R *x = (const R *)a->x + base * C;
         R *g = a->grad ? (R *)a->grad + base * C : NULL;
         const int64_t *tg = a->target + base;
         FN(tile_transpose_in)(xt, x, C, C, nl);
-        FL_INDEX_LANES(tg, nl, xt[yl * L + l])
-        const VR loss = FN(ce_index_tile)(a, xt, L, g ? xt : NULL, 1, L, yv, skip, xy, wy, gsv);
+        const FN(index_lanes_t) k = FN(index_lanes)(a, tg, base, nl);
+        const VR loss = FN(ce_index_tile)(a, xt, L, g ? xt : NULL, 1, L, k.yv, k.skip, k.gs);
         if (g) FN(tile_transpose_out)(g, C, xt, C, nl);
         if (loss_rows) FN(vstore_part)(loss_rows + base, loss, nl);
-        total += FN(hsum)(loss);
+        FN(acc_lanes)(acc, loss);
     }
-    *partial = total;
+    *partial = FN(acc_total)(acc);
 }
 
 static void FN(ce_prob_cols)(const void *args, int64_t u0, int64_t u1, double *partial)
@@ -521,7 +567,7 @@ static void FN(ce_prob_cols)(const void *args, int64_t u0, int64_t u1, double *p
     const fl_ce_args *a = (const fl_ce_args *)args;
     const int64_t C = a->C, S = a->S;
     R *loss_rows = (R *)a->loss_rows;
-    double total = 0.0;
+    double acc[L] = {0};
     for (int64_t u = u0; u < u1; u++) {
         int64_t n, s0, nl;
         FN(tile_of)(u, S, &n, &s0, &nl);
@@ -532,9 +578,9 @@ static void FN(ce_prob_cols)(const void *args, int64_t u0, int64_t u1, double *p
                                    a->grad ? (R *)a->grad + off : NULL, nl == L, nl, gsv);
         loss = FN(vselect)(FN(viota)() < (FL_XLANE)nl, loss, FN(vsplat)(0));
         if (loss_rows) FN(vstore_part)(loss_rows + base, loss, nl);
-        total += FN(hsum)(loss);
+        FN(acc_lanes)(acc, loss);
     }
-    *partial = total;
+    *partial = FN(acc_total)(acc);
 }
 
 static void FN(ce_prob_small_rows)(const void *args, int64_t u0, int64_t u1, double *partial)
@@ -543,7 +589,7 @@ static void FN(ce_prob_small_rows)(const void *args, int64_t u0, int64_t u1, dou
     const int64_t C = a->C;
     R *loss_rows = (R *)a->loss_rows;
     R xt[FL_SMALL_C * L], tt[FL_SMALL_C * L];
-    double total = 0.0;
+    double acc[L] = {0};
     for (int64_t u = u0; u < u1; u++) {
         const int64_t base = u * L, nl = a->N - base < L ? a->N - base : L;
         const R *x = (const R *)a->x + base * C, *t = (const R *)a->target_prob + base * C;
@@ -556,9 +602,9 @@ static void FN(ce_prob_small_rows)(const void *args, int64_t u0, int64_t u1, dou
         if (g) FN(tile_transpose_out)(g, C, xt, C, nl);
         loss = FN(vselect)(FN(viota)() < (FL_XLANE)nl, loss, FN(vsplat)(0));
         if (loss_rows) FN(vstore_part)(loss_rows + base, loss, nl);
-        total += FN(hsum)(loss);
+        FN(acc_lanes)(acc, loss);
     }
-    *partial = total;
+    *partial = FN(acc_total)(acc);
 }
 
 static void FN(softmax_cols)(const void *args, int64_t u0, int64_t u1, double *partial)

@@ -153,11 +153,16 @@ FL_INLINE VR FN(vexp_nonpos)(VR x)
     VR p = FN(vsplat)(c[0]);
     for (int k = 1; k < 14; k++) p = p * r + c[k];
 #endif
+#ifdef FL_SCALEF
+    (void)ni;
+    return FL_SCALEF(p, n); /* p * 2^n in one instruction, rounded once (subnormals too) */
+#else
     VI n1 = FN_SRA(ni, 1);
     VI n2 = ni - n1;
     VR s1 = (VR)((n1 + FL_EXP_BIAS) << FL_MANT_BITS);
     VR s2 = (VR)((n2 + FL_EXP_BIAS) << FL_MANT_BITS);
     return p * s1 * s2;
+#endif
 }
 
 FL_INLINE VR FN(vexp)(VR x)
