@@ -178,8 +178,11 @@ static inline void FN(ew_kl_div_log_target)(const fl_ew_args *a, VR x, VR t, VR 
 }
 
 static inline __attribute__((always_inline)) void
-FN(ew_loop)(const fl_ew_args *a, int64_t i0, int64_t i1, double *partial, FN(ew_fn) f)
+FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(ew_fn) f)
 {
+    /* a private copy: the loss parameters (alpha, gamma, ...) cannot alias the output
+     * stores, so the compiler keeps them in registers and hoists their tests out of the loop */
+    const fl_ew_args local = *args, *a = &local;
     const R *x = (const R *)a->x, *t = (const R *)a->target;
     const R *w = (const R *)a->weight, *pw = (const R *)a->pos_weight;
     const R *gsr = (const R *)a->grad_scale_rows;
