@@ -98,6 +98,17 @@ static inline double FN(row_scale)(const fl_ce_args *a, int64_t i)
 
 /* ---------------------------------------------------------------- class axis last (S == 1) */
 
+/* The exp sweep of a row is compute-bound and runs from cache; meanwhile the next row is
+ * requested from memory (one prefetch per cache line), so the memory-bound max sweep of the
+ * next row finds it on chip.  (sizeof(R) * L == 64 on AVX-512: one vector is one line.) */
+#ifndef FL_PREFETCH_NEXT_ROW
+#define FL_PREFETCH_NEXT_ROW(p, C, r, r1)                                                   \
+    do {                                                                                \
+        if ((r) + 1 < (r1) && ((uintptr_t)(p) & 63) < sizeof(R) * L)                     \
+            __builtin_prefetch((p) + (C), 0, 3);                                        \
+    } while (0)
+#endif
+
 static inline R FN(row_max)(const R *x, int64_t C)
 {
     /* four independent accumulators: the max is a latency chain otherwise */
@@ -143,6 +154,7 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
         int blk = 0;
         const int64_t yblock = y - y % L; /* the one block where the target is excluded */
         for (; c + L <= C; c += L) {
+            FL_PREFETCH_NEXT_ROW(x + c, C, r, r1);
             const VR d = vm - FN(vload)(x + c); /* >= 0, +inf for masked logits */
             const VR e = FN(vexp_nonpos)(-d);
             if (g) FN(vstore)(g + c, e);
@@ -214,6 +226,8 @@ static void FN(ce_prob_rows)(const void *args, int64_t r0, int64_t r1, double *p
             const int64_t n = C - c < L ? C - c : L;
             const VI valid = iota < (FL_XLANE)n;
             const VR xv = n == L ? FN(vload)(x + c) : FN(vload_part)(x + c, n, m);
+            FL_PREFETCH_NEXT_ROW(x + c, C, r, r1);
+            FL_PREFETCH_NEXT_ROW(t + c, C, r, r1);
             const VR tv = n == L ? FN(vload)(t + c) : FN(vload_part)(t + c, n, 0);
             const VR wv = w ? (n == L ? FN(vload)(w + c) : FN(vload_part)(w + c, n, 0)) : FN(vsplat)(1);
             const VR d = vm - xv;
@@ -269,6 +283,7 @@ static void FN(softmax_rows)(const void *args, int64_t r0, int64_t r1, double *p
         int blk = 0;
         for (; c < C; c += L) {
             const int64_t n = C - c < L ? C - c : L;
+            FL_PREFETCH_NEXT_ROW(x + c, C, r, r1);
             const VR xv = n == L ? FN(vload)(x + c) : FN(vload_part)(x + c, n, m);
             VR e = FN(vexp_nonpos)(xv - vm);
             e = FN(vselect)(iota < (FL_XLANE)n, e, FN(vsplat)(0));
