@@ -178,7 +178,8 @@ static inline void FN(ew_kl_div_log_target)(const fl_ew_args *a, VR x, VR t, VR 
 }
 
 static inline __attribute__((always_inline)) void
-FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(ew_fn) f)
+FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(ew_fn) f,
+            const int with_grad)
 {
     /* a private copy: the loss parameters (alpha, gamma, ...) cannot alias the output
      * stores, so the compiler keeps them in registers and hoists their tests out of the loop */
@@ -186,7 +187,7 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
     const R *x = (const R *)a->x, *t = (const R *)a->target;
     const R *w = (const R *)a->weight, *pw = (const R *)a->pos_weight;
     const R *gsr = (const R *)a->grad_scale_rows;
-    R *g = (R *)a->grad, *lr = (R *)a->loss_rows;
+    R *g = with_grad ? (R *)a->grad : NULL, *lr = (R *)a->loss_rows;
     const R gs = (R)a->grad_scale;
     const VR one = FN(vsplat)((R)1), zero = FN(vsplat)(0);
     const VX iota = FN(viota)();
@@ -240,10 +241,14 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
     *partial = any_bad ? (double)__builtin_nan("") : total;
 }
 
+/* two copies of each loop: with a gradient, and loss only (where the compiler drops the
+ * gradient math altogether) */
 #define FL_EW_UNITS(name)                                                                  \
     static void FN(name##_units)(const void *args, int64_t i0, int64_t i1, double *partial) \
     {                                                                                      \
-        FN(ew_loop)((const fl_ew_args *)args, i0, i1, partial, FN(ew_##name));             \
+        const fl_ew_args *a_ = (const fl_ew_args *)args;                                   \
+        if (a_->grad) FN(ew_loop)(a_, i0, i1, partial, FN(ew_##name), 1);                  \
+        else FN(ew_loop)(a_, i0, i1, partial, FN(ew_##name), 0);                           \
     }
 FL_EW_UNITS(bce_logits)
 FL_EW_UNITS(sigmoid_focal)
