@@ -223,6 +223,19 @@ static void fl_check_targets_units(const void *args, int64_t i0, int64_t i1, dou
     const fl_target_args *a = (const fl_target_args *)args;
     double total = 0.0;
     int bad = 0;
+    if (!a->weight) {
+        /* the common case: an integer count, in a branch-free loop the compiler vectorises */
+        const int64_t *t = a->target, ign = a->ignore_index;
+        const uint64_t C = (uint64_t)a->C;
+        int64_t count = 0, wrong = 0;
+        for (int64_t i = i0; i < i1; i++) {
+            const int64_t use = t[i] != ign;
+            count += use;
+            wrong |= use & ((uint64_t)t[i] >= C);
+        }
+        *partial = wrong ? NAN : (double)count;
+        return;
+    }
     for (int64_t i = i0; i < i1; i++) {
         const int64_t y = a->target[i];
         if (y == a->ignore_index) continue;
