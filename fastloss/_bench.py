@@ -843,6 +843,53 @@ def write_json(doc, path):
         fh.write("\n")
 
 
+def markdown(doc):
+    """The README's benchmark table: one row per loss x shape x dtype, with the fwd+bwd time,
+    its floor ratio and speedups, and the loss-only and grad_out times with their floor
+    ratios (softmax-family rows show their single mode in the first columns)."""
+    m, v, conf = doc["machine"], doc["versions"], doc["fastloss_config"]
+    threads = doc["settings"]["threads"]
+    lines = [f"One run of `{' '.join(doc.get('command') or ['fastloss', 'bench'])}` "
+             f"({threads} threads, best of {doc['settings']['repeat']}): {m['cpu']}, "
+             f"{m['logical_cpus']} logical CPUs, SIMD path {conf['simd']}, "
+             f"{m['memory_gib']} GiB; NumPy {v['numpy']}, torch {v['torch'] or 'not installed'}, "
+             f"scikit-learn {v['sklearn'] or 'not installed'}; other processes used "
+             f"{100 * (doc.get('others_cpu_fraction') or 0):.0f}% of the CPUs during the run.",
+             "",
+             "| loss | shape | dtype | fwd+bwd | x floor | vs NumPy | vs torch | "
+             "loss only (x floor) | grad_out (x floor) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    cases = {}
+    for rec in doc["results"]:
+        key = (rec["loss"], shape_str(rec["shape"]).replace("x", " x "), rec["dtype"])
+        cases.setdefault(key, {})[rec["mode"]] = rec
+
+    def md_time(seconds):
+        text = format_time(seconds)
+        return text[:-3] + " µs" if text.endswith(" us") else text
+
+    def timed(rec):
+        if rec is None or rec.get("error"):
+            return "-"
+        return f"{md_time(rec['fastloss_s'])} ({_fmt_ratio(rec['x_floor'])})"
+
+    for (loss, shape, dtype), modes in cases.items():
+        main = modes.get("fwd+bwd") or modes.get("fwd") or next(iter(modes.values()))
+        if main.get("error"):
+            cells = ["ERROR", "-", "-", "-"]
+        else:
+            cells = [md_time(main["fastloss_s"]), _fmt_ratio(main["x_floor"]),
+                     _fmt_ratio(main["vs_numpy"], 1), _fmt_ratio(main["vs_torch"], 1)]
+        lines.append(f"| `{loss}` | {shape} | {dtype} | " + " | ".join(cells) +
+                     f" | {timed(modes.get('loss'))} | {timed(modes.get('grad_out'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(doc, path):
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(markdown(doc))
+
+
 def plot(doc, path):
     """Horizontal bars of ns per element: fastloss vs its floor vs torch, one group per case.
 

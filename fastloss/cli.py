@@ -99,6 +99,8 @@ def build_parser():
     b.add_argument("--quick", action="store_true",
                    help="shapes about 1/8 of the default sizes, 3 repeats (under a minute)")
     b.add_argument("--json", metavar="FILE", help="write every measurement to FILE as JSON")
+    b.add_argument("--markdown", metavar="FILE.md",
+                   help="write the results as the README's Markdown table")
     b.add_argument("--plot", metavar="FILE.png",
                    help="draw ns per element (fastloss vs floor vs torch); needs matplotlib")
     b.add_argument("--threads", type=_positive_int, metavar="N",
@@ -145,7 +147,8 @@ def _check_bench_args(parser, args):
                     parser.error(f"argument --shape: {_bench.shape_str(shape)} has "
                                  f"{len(shape)} dimension(s) but {name} needs at least "
                                  f"{kind.min_ndim} (NxC); select losses with --loss")
-    for option, path in (("--json", args.json), ("--plot", args.plot)):
+    for option, path in (("--json", args.json), ("--markdown", args.markdown),
+                         ("--plot", args.plot)):
         if path is not None:
             folder = os.path.dirname(os.path.abspath(path))
             if os.path.isdir(path) or not os.path.isdir(folder):
@@ -190,6 +193,13 @@ def _bench(bench_parser, args):
             print(f"fastloss bench: cannot write {args.json}: {exc}", file=sys.stderr)
             return 1
         print(f"wrote {args.json}")
+    if args.markdown:
+        try:
+            _bench.write_markdown(doc, args.markdown)
+        except OSError as exc:
+            print(f"fastloss bench: cannot write {args.markdown}: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.markdown}")
     if args.plot:
         try:
             _bench.plot(doc, args.plot)

@@ -207,6 +207,26 @@ def test_bench_plot(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bench_markdown_table(tmp_path, capsys):
+    md = tmp_path / "bench.md"
+    doc, out = _bench_json(tmp_path, capsys, "--shape", "64x10", "--dtype", "float64",
+                           "--loss", "cross_entropy", "--threads", "1",
+                           "--skip", "torch", "sklearn", "--markdown", str(md))
+    assert f"wrote {md}" in out
+    text = md.read_text(encoding="utf-8")
+    rows = [l for l in text.splitlines() if l.startswith("| `")]
+    assert len(rows) == 1 and rows[0].startswith("| `cross_entropy` | 64 x 10 | float64 | ")
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert len(cells) == 9
+    by_mode = {r["mode"]: r for r in doc["results"]}
+    # the fwd+bwd ratio and the loss-only / grad_out ratios are the ones measured in the JSON
+    assert cells[4] == f"{by_mode['fwd+bwd']['x_floor']:.2f}x"
+    assert cells[7].endswith(f"({by_mode['loss']['x_floor']:.2f}x)")
+    assert cells[8].endswith(f"({by_mode['grad_out']['x_floor']:.2f}x)")
+    assert cells[6] == "-"            # torch skipped
+    assert "µs" in cells[3] and "threads" in text and doc["fastloss_config"]["simd"] in text
+
+
 def test_bench_json_unwritable(tmp_path, capsys):
     rc = cli.main(["bench", "--quick", "--repeat", "1", "--shape", "8x3", "--dtype", "float32",
                    "--loss", "cross_entropy", "--skip", "numpy", "torch", "sklearn",
