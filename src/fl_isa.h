@@ -24,6 +24,10 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #define FL_LANES (FL_VBYTES / 4)
 #ifdef FL_AVX512_BUILTINS
 #define FL_SCALEF(p, n) ((FL_VR)_mm512_scalef_ps((__m512)(p), (__m512)(n)))
+#define FL_PERMUTE2(a, idx, b) \
+    ((FL_VR)_mm512_permutex2var_ps((__m512)(a), (__m512i)(idx), (__m512)(b)))
+#define FL_MASK_LOAD(p, n) ((FL_VR)_mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), (p)))
+#define FL_MASK_STORE(p, n, v) _mm512_mask_storeu_ps((p), (__mmask16)((1u << (n)) - 1), (__m512)(v))
 #endif
 #include "fl_vecmath_impl.h"
 #include "fl_softmax_impl.h"
@@ -37,6 +41,9 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #undef FL_VX
 #undef FL_LANES
 #undef FL_SCALEF
+#undef FL_PERMUTE2
+#undef FL_MASK_LOAD
+#undef FL_MASK_STORE
 
 #define FL_REAL double
 #define FL_SUF f64
@@ -49,6 +56,10 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #define FL_LANES (FL_VBYTES / 8)
 #ifdef FL_AVX512_BUILTINS
 #define FL_SCALEF(p, n) ((FL_VR)_mm512_scalef_pd((__m512d)(p), (__m512d)(n)))
+#define FL_PERMUTE2(a, idx, b) \
+    ((FL_VR)_mm512_permutex2var_pd((__m512d)(a), (__m512i)(idx), (__m512d)(b)))
+#define FL_MASK_LOAD(p, n) ((FL_VR)_mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1), (p)))
+#define FL_MASK_STORE(p, n, v) _mm512_mask_storeu_pd((p), (__mmask8)((1u << (n)) - 1), (__m512d)(v))
 #endif
 #include "fl_vecmath_impl.h"
 #include "fl_softmax_impl.h"
@@ -62,6 +73,9 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #undef FL_VX
 #undef FL_LANES
 #undef FL_SCALEF
+#undef FL_PERMUTE2
+#undef FL_MASK_LOAD
+#undef FL_MASK_STORE
 #undef FL_VU
 
 #undef FN

@@ -447,10 +447,48 @@ static inline void FN(softmax_tile)(int op, const R *x, int64_t xs, R *o, int64_
     }
 }
 
+#ifdef FL_PERMUTE2
+/* v[0..L-1] := its transpose, in registers: log2(L) rounds, round b swapping the off-diagonal
+ * b x b blocks of each 2b x 2b block with two-source permutes (64 permutes for 16 x 16
+ * floats, 24 for 8 x 8 doubles), instead of L * L scalar loads and stores. */
+FL_INLINE void FN(transpose_regs)(VR *v)
+{
+    const VI iota = FN(viota_i)();
+#pragma GCC unroll 4
+    for (int b = 1; b < L; b <<= 1) {
+        const VI lo = iota + (((iota & b) != 0) & (L - b)), hi = lo + b;
+#pragma GCC unroll 16
+        for (int i = 0; i < L; i++) {
+            if (i & b) continue;
+            const VR A = v[i], B = v[i + b];
+            v[i] = FL_PERMUTE2(A, lo, B);
+            v[i + b] = FL_PERMUTE2(A, hi, B);
+        }
+    }
+}
+#endif
+
 /* dst[c * L + l] = src[l * src_stride + c] for l < nl (padding lanes get 0), c < C. */
 static inline void FN(tile_transpose_in)(R *restrict dst, const R *restrict src, int64_t src_stride,
                                          int64_t C, int64_t nl)
 {
+#ifdef FL_PERMUTE2
+    /* full tiles: blocks of L classes, each row read by one masked load (no access past
+     * column C); the whole last block is stored (it fits: FL_SMALL_C is a multiple of L),
+     * its columns >= C are 0 */
+    if (nl == L) {
+        for (int64_t c0 = 0; c0 < C; c0 += L) {
+            const int w = (int)(C - c0 < L ? C - c0 : L);
+            VR v[L];
+#pragma GCC unroll 16
+            for (int l = 0; l < L; l++) v[l] = FL_MASK_LOAD(src + l * src_stride + c0, w);
+            FN(transpose_regs)(v);
+#pragma GCC unroll 16
+            for (int j = 0; j < L; j++) FN(vstore)(dst + (c0 + j) * L, v[j]);
+        }
+        return;
+    }
+#endif
     for (int l = 0; l < nl; l++) {
         const R *row = src + l * src_stride;
         for (int64_t c = 0; c < C; c++) dst[c * L + l] = row[c];
@@ -463,6 +501,21 @@ static inline void FN(tile_transpose_in)(R *restrict dst, const R *restrict src,
 static inline void FN(tile_transpose_out)(R *restrict dst, int64_t dst_stride, const R *restrict src,
                                           int64_t C, int64_t nl)
 {
+#ifdef FL_PERMUTE2
+    if (nl == L) {
+        for (int64_t c0 = 0; c0 < C; c0 += L) {
+            const int w = (int)(C - c0 < L ? C - c0 : L);
+            VR v[L];
+#pragma GCC unroll 16
+            for (int j = 0; j < L; j++)
+                v[j] = c0 + j < C ? FN(vload)(src + (c0 + j) * L) : FN(vsplat)(0);
+            FN(transpose_regs)(v);
+#pragma GCC unroll 16
+            for (int l = 0; l < L; l++) FL_MASK_STORE(dst + l * dst_stride + c0, w, v[l]);
+        }
+        return;
+    }
+#endif
     for (int l = 0; l < nl; l++) {
         R *row = dst + l * dst_stride;
         for (int64_t c = 0; c < C; c++) row[c] = src[c * L + l];

@@ -77,6 +77,12 @@ static inline VR FN(vselect)(VI mask, VR a, VR b)
 }
 /* max that ignores a NaN in `b` (NaN rows are caught by the exp-sum, not by the max). */
 static inline VR FN(vmax)(VR a, VR b) { return FN(vselect)(b > a, b, a); }
+static inline VI FN(viota_i)(void)
+{
+    VI v;
+    for (int i = 0; i < FL_LANES; i++) v[i] = i;
+    return v;
+}
 static inline FL_VX FN(viota)(void)
 {
     FL_VX v;
