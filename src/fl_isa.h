@@ -22,6 +22,13 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #define FL_VX FL_CAT2(fl_vi32, FL_ISA)
 #define FL_XLANE int32_t
 #define FL_LANES (FL_VBYTES / 4)
+#if defined(FL_AVX512_BUILTINS)
+#define FL_MAX_OR_B(a, b) ((FL_VR)_mm512_max_ps((__m512)(a), (__m512)(b)))
+#define FL_MIN_OR_B(a, b) ((FL_VR)_mm512_min_ps((__m512)(a), (__m512)(b)))
+#elif defined(FL_AVX2_BUILTINS)
+#define FL_MAX_OR_B(a, b) ((FL_VR)_mm256_max_ps((__m256)(a), (__m256)(b)))
+#define FL_MIN_OR_B(a, b) ((FL_VR)_mm256_min_ps((__m256)(a), (__m256)(b)))
+#endif
 #ifdef FL_AVX512_BUILTINS
 #define FL_SCALEF(p, n) ((FL_VR)_mm512_scalef_ps((__m512)(p), (__m512)(n)))
 #define FL_PERMUTE2(a, idx, b) \
@@ -41,6 +48,8 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #undef FL_VX
 #undef FL_LANES
 #undef FL_SCALEF
+#undef FL_MAX_OR_B
+#undef FL_MIN_OR_B
 #undef FL_PERMUTE2
 #undef FL_MASK_LOAD
 #undef FL_MASK_STORE
@@ -54,6 +63,13 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #define FL_VX FL_CAT2(fl_vf64, FL_ISA)
 #define FL_XLANE double
 #define FL_LANES (FL_VBYTES / 8)
+#if defined(FL_AVX512_BUILTINS)
+#define FL_MAX_OR_B(a, b) ((FL_VR)_mm512_max_pd((__m512d)(a), (__m512d)(b)))
+#define FL_MIN_OR_B(a, b) ((FL_VR)_mm512_min_pd((__m512d)(a), (__m512d)(b)))
+#elif defined(FL_AVX2_BUILTINS)
+#define FL_MAX_OR_B(a, b) ((FL_VR)_mm256_max_pd((__m256d)(a), (__m256d)(b)))
+#define FL_MIN_OR_B(a, b) ((FL_VR)_mm256_min_pd((__m256d)(a), (__m256d)(b)))
+#endif
 #ifdef FL_AVX512_BUILTINS
 #define FL_SCALEF(p, n) ((FL_VR)_mm512_scalef_pd((__m512d)(p), (__m512d)(n)))
 #define FL_PERMUTE2(a, idx, b) \
@@ -73,6 +89,8 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #undef FL_VX
 #undef FL_LANES
 #undef FL_SCALEF
+#undef FL_MAX_OR_B
+#undef FL_MIN_OR_B
 #undef FL_PERMUTE2
 #undef FL_MASK_LOAD
 #undef FL_MASK_STORE

@@ -51,7 +51,9 @@
 #pragma GCC target("avx2,fma")
 #define FL_ISA avx2
 #define FL_VBYTES 32
+#define FL_AVX2_BUILTINS 1 /* vmaxps/vminps */
 #include "fl_isa.h"
+#undef FL_AVX2_BUILTINS
 #undef FL_ISA
 #undef FL_VBYTES
 #pragma GCC pop_options

@@ -155,8 +155,9 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
         const int64_t yblock = y - y % L; /* the one block where the target is excluded */
         for (; c + L <= C; c += L) {
             FL_PREFETCH_NEXT_ROW(x + c, C, r, r1);
-            const VR d = vm - FN(vload)(x + c); /* >= 0, +inf for masked logits */
-            const VR e = FN(vexp_nonpos)(-d);
+            const VR xv = FN(vload)(x + c);
+            const VR d = vm - xv; /* >= 0, +inf for masked logits */
+            const VR e = FN(vexp_nonpos)(xv - vm);
             if (g) FN(vstore)(g + c, e);
             if (__builtin_expect(c == yblock, 0)) vs += FN(vselect)(iota == (FL_XLANE)(y - c), FN(vsplat)(0), e);
             else vs += e;
@@ -231,7 +232,7 @@ static void FN(ce_prob_rows)(const void *args, int64_t r0, int64_t r1, double *p
             const VR tv = n == L ? FN(vload)(t + c) : FN(vload_part)(t + c, n, 0);
             const VR wv = w ? (n == L ? FN(vload)(w + c) : FN(vload_part)(w + c, n, 0)) : FN(vsplat)(1);
             const VR d = vm - xv;
-            const VR e = FN(vselect)(valid, FN(vexp_nonpos)(-d), zero);
+            const VR e = FN(vselect)(valid, FN(vexp_nonpos)(xv - vm), zero);
             if (g) FN(vstore_part)(g + c, e, n);
             const VR tp = tv * keep + add;   /* smoothed target */
             const VR wt = FN(vselect)(valid, wv * tp, zero);
@@ -359,7 +360,7 @@ static inline VR FN(ce_index_tile)(const fl_ce_args *a, const R *x, int64_t xs, 
         const VR xc = FL_TILE_LOAD(x + c * xs);
         const VI is_y = yv == (FL_XLANE)c;
         const VR d = vm - xc;
-        const VR e = FN(vexp_nonpos)(-d);
+        const VR e = FN(vexp_nonpos)(xc - vm);
         if (g) FL_TILE_STORE(g + c * xs, e);
         xy = FN(vselect)(is_y, xc, xy);
         if (w) wy = FN(vselect)(is_y, FN(vsplat)(w[c]), wy);
@@ -393,8 +394,9 @@ static inline VR FN(ce_prob_tile)(const fl_ce_args *a, const R *x, const R *t, i
     VR vs = zero, vT = zero, vD = zero, S = zero, T = zero, D = zero;
     int blk = 0;
     for (int64_t c = 0; c < C; c++) {
-        const VR d = vm - FL_TILE_LOAD(x + c * xs);
-        const VR e = FN(vexp_nonpos)(-d);
+        const VR xc = FL_TILE_LOAD(x + c * xs);
+        const VR d = vm - xc;
+        const VR e = FN(vexp_nonpos)(xc - vm);
         if (g) FL_TILE_STORE(g + c * xs, e);
         const VR tp = FL_TILE_LOAD(t + c * xs) * keep + add;
         const VR wt = w ? tp * w[c] : tp;

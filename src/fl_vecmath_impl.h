@@ -75,8 +75,17 @@ static inline VR FN(vselect)(VI mask, VR a, VR b)
 {
     return (VR)(((VI)a & mask) | ((VI)b & ~mask));
 }
+/* FN(vmax_or_b)(a, b) = a > b ? a : b and FN(vmin_or_b)(a, b) = a < b ? a : b: b when either
+ * is NaN, which is exactly the x86 maxps/minps rule, so one instruction where available. */
+#ifdef FL_MAX_OR_B
+#define FN_MAX_OR_B(a, b) FL_MAX_OR_B(a, b)
+#define FN_MIN_OR_B(a, b) FL_MIN_OR_B(a, b)
+#else
+#define FN_MAX_OR_B(a, b) FN(vselect)((a) > (b), (a), (b))
+#define FN_MIN_OR_B(a, b) FN(vselect)((a) < (b), (a), (b))
+#endif
 /* max that ignores a NaN in `b` (NaN rows are caught by the exp-sum, not by the max). */
-static inline VR FN(vmax)(VR a, VR b) { return FN(vselect)(b > a, b, a); }
+static inline VR FN(vmax)(VR a, VR b) { return FN_MAX_OR_B(b, a); }
 static inline VI FN(viota_i)(void)
 {
     VI v;
@@ -133,8 +142,7 @@ static inline R FN(hmax)(VR v)
 /* exp(x) for x <= 0 or NaN (the max-shifted exponents of a softmax): no overflow clamp. */
 FL_INLINE VR FN(vexp_nonpos)(VR x)
 {
-    const VR lo = FN(vsplat)(FL_EXP_LO);
-    x = FN(vselect)(x < lo, lo, x);
+    x = FN_MAX_OR_B(FN(vsplat)(FL_EXP_LO), x); /* NaN stays NaN */
     const VR magic = FN(vsplat)(FL_MAGIC);
     VR t = x * (R)FL_LOG2E + magic;
     VR n = t - magic;
@@ -175,8 +183,7 @@ FL_INLINE VR FN(vexp_nonpos)(VR x)
 
 FL_INLINE VR FN(vexp)(VR x)
 {
-    const VR hi = FN(vsplat)(FL_EXP_HI);
-    return FN(vexp_nonpos)(FN(vselect)(x > hi, hi, x));
+    return FN(vexp_nonpos)(FN_MIN_OR_B(FN(vsplat)(FL_EXP_HI), x));
 }
 
 /* 2 atanh(s) = log((1 + s) / (1 - s)) = 2 (s + s^3/3 + s^5/5 + ...) for |s| <= 0.1716:
@@ -275,6 +282,8 @@ FL_INLINE VR FN(vlog1p_unit)(VR e)
 #undef FL_EXP_BIAS
 #undef FL_MANT_BITS
 #undef FN_SRA
+#undef FN_MAX_OR_B
+#undef FN_MIN_OR_B
 #undef VR
 #undef VI
 #undef VX
