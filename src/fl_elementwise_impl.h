@@ -35,6 +35,12 @@ static inline void FN(sigmoids)(VR x, VR e, VR *sig_pos, VR *sig_neg)
     *sig_neg = FN(vselect)(neg, big, small);
 }
 
+/* -|x| by setting the sign bit (NaN stays NaN) */
+static inline VR FN(neg_abs)(VR x)
+{
+    return (VR)((VI)x | FN(vsplat_i)(FL_IS_F32 ? (int64_t)INT32_MIN : INT64_MIN));
+}
+
 /* coef * value, with an exact 0 where coef == 0 (even if value is inf) */
 static inline VR FN(zmul)(VR coef, VR value)
 {
@@ -45,10 +51,10 @@ static inline void FN(ew_bce_logits)(const fl_ew_args *a, VR x, VR t, VR w, VR p
                                      VR *grad, VI *bad)
 {
     const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
-    const VR e = FN(vexp)(FN(vselect)(x < 0, x, -x));
+    const VR e = FN(vexp_nonpos)(FN(neg_abs)(x));
     const VR lg = FN(vlog1p_unit)(e);
-    const VR sp_pos = FN(vselect)(x > 0, x, zero) + lg;   /* softplus(x)  = -log sigma(-x) */
-    const VR sp_neg = FN(vselect)(x < 0, -x, zero) + lg;  /* softplus(-x) = -log sigma(x) */
+    const VR sp_pos = FN_MAX_OR_B(x, zero) + lg;   /* softplus(x)  = -log sigma(-x) */
+    const VR sp_neg = FN_MAX_OR_B(-x, zero) + lg;  /* softplus(-x) = -log sigma(x) */
     VR s_pos, s_neg;
     FN(sigmoids)(x, e, &s_pos, &s_neg);
     const VR cp = pw * t, cn = one - t;
@@ -62,10 +68,10 @@ static inline void FN(ew_sigmoid_focal)(const fl_ew_args *a, VR x, VR t, VR w, V
 {
     const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
     const R alpha = (R)a->p1, gamma = (R)a->p2;
-    const VR e = FN(vexp)(FN(vselect)(x < 0, x, -x));
+    const VR e = FN(vexp_nonpos)(FN(neg_abs)(x));
     const VR lg = FN(vlog1p_unit)(e);
-    const VR sp_pos = FN(vselect)(x > 0, x, zero) + lg;
-    const VR sp_neg = FN(vselect)(x < 0, -x, zero) + lg;
+    const VR sp_pos = FN_MAX_OR_B(x, zero) + lg;
+    const VR sp_neg = FN_MAX_OR_B(-x, zero) + lg;
     VR p, pn;
     FN(sigmoids)(x, e, &p, &pn);
     const VR cn = one - t;
@@ -277,3 +283,5 @@ static void FN(vector_math)(int op, int64_t n, const R *x, R *out)
 #undef VX
 #undef R
 #undef L
+#undef FN_MAX_OR_B /* defined in fl_vecmath_impl.h */
+#undef FN_MIN_OR_B

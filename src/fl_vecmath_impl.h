@@ -282,8 +282,6 @@ FL_INLINE VR FN(vlog1p_unit)(VR e)
 #undef FL_EXP_BIAS
 #undef FL_MANT_BITS
 #undef FN_SRA
-#undef FN_MAX_OR_B
-#undef FN_MIN_OR_B
 #undef VR
 #undef VI
 #undef VX
