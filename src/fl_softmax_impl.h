@@ -44,7 +44,7 @@ typedef struct {
     VR loss, A, Bs, Gy;
 } FN(ce_coef_t);
 
-static inline FN(ce_coef_t) FN(ce_index_coef)(const fl_ce_args *a, VR dy, VR s_other, VR dsum,
+FL_INLINE FN(ce_coef_t) FN(ce_index_coef)(const fl_ce_args *a, VR dy, VR s_other, VR dsum,
                                                 VR wy, VR gs)
 {
     const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
@@ -342,7 +342,7 @@ static inline VR FN(tile_max)(const R *x, int64_t xs, int64_t C, int full, int64
 
 /* Index targets.  yv: target class per lane, skip: lanes to zero (ignored / padding),
  * xy: x at the target, gs: gradient scale per lane.  Returns the per-lane loss. */
-static inline VR FN(ce_index_tile)(const fl_ce_args *a, const R *x, int64_t xs, R *g, int full,
+FL_INLINE VR FN(ce_index_tile)(const fl_ce_args *a, const R *x, int64_t xs, R *g, int full,
                                    int64_t nl, VX yv, VI skip, VR gs)
 {
     const int64_t C = a->C;
@@ -610,9 +610,9 @@ static void FN(ce_index_cols)(const void *args, int64_t u0, int64_t u1, double *
 }
 
 /* Small C, class axis last: L rows at a time through a transposed scratch tile. */
-static void FN(ce_index_small_rows)(const void *args, int64_t u0, int64_t u1, double *partial)
+FL_INLINE void FN(ce_index_small_rows_)(const fl_ce_args *a, int64_t u0, int64_t u1,
+                                         double *partial, const int with_grad)
 {
-    const fl_ce_args *a = (const fl_ce_args *)args;
     const int64_t C = a->C;
     R *loss_rows = (R *)a->loss_rows;
     R xt[FL_SMALL_C * L];
@@ -620,7 +620,7 @@ static void FN(ce_index_small_rows)(const void *args, int64_t u0, int64_t u1, do
     for (int64_t u = u0; u < u1; u++) {
         const int64_t base = u * L, nl = a->N - base < L ? a->N - base : L;
         const R *x = (const R *)a->x + base * C;
-        R *g = a->grad ? (R *)a->grad + base * C : NULL;
+        R *g = with_grad ? (R *)a->grad + base * C : NULL;
         const int64_t *tg = a->target + base;
         FN(tile_transpose_in)(xt, x, C, C, nl);
         const FN(index_lanes_t) k = FN(index_lanes)(a, tg, base, nl);
@@ -630,6 +630,14 @@ static void FN(ce_index_small_rows)(const void *args, int64_t u0, int64_t u1, do
         FN(acc_lanes)(acc, loss);
     }
     *partial = FN(acc_total)(acc);
+}
+
+/* two copies: with a gradient, and loss only (no gradient math at all) */
+static void FN(ce_index_small_rows)(const void *args, int64_t u0, int64_t u1, double *partial)
+{
+    const fl_ce_args *a = (const fl_ce_args *)args;
+    if (a->grad) FN(ce_index_small_rows_)(a, u0, u1, partial, 1);
+    else FN(ce_index_small_rows_)(a, u0, u1, partial, 0);
 }
 
 static void FN(ce_prob_cols)(const void *args, int64_t u0, int64_t u1, double *partial)
