@@ -109,6 +109,14 @@ static inline double FN(row_scale)(const fl_ce_args *a, int64_t i)
     } while (0)
 #endif
 
+/* the max ignores NaN; logsumexp's shortcut for infinite maxima must not */
+static int FN(row_has_nan)(const R *x, int64_t C)
+{
+    for (int64_t c = 0; c < C; c++)
+        if (x[c] != x[c]) return 1;
+    return 0;
+}
+
 static inline R FN(row_max)(const R *x, int64_t C)
 {
     /* four independent accumulators: the max is a latency chain otherwise */
@@ -272,7 +280,8 @@ static void FN(softmax_rows)(const void *args, int64_t r0, int64_t r1, double *p
     for (int64_t r = r0; r < r1; r++) {
         const R *x = (const R *)a->x + r * C;
         const R m = FN(row_max)(x, C);
-        if (a->op == FL_LOGSUMEXP && (m == (R)__builtin_inf() || m == (R)-__builtin_inf())) {
+        if (a->op == FL_LOGSUMEXP && (m == (R)__builtin_inf() || m == (R)-__builtin_inf()) &&
+            !FN(row_has_nan)(x, C)) {
             ((R *)a->out)[r] = m; /* all -inf: -inf; any +inf: +inf (like torch.logsumexp) */
             continue;
         }
@@ -438,8 +447,17 @@ static inline void FN(softmax_tile)(int op, const R *x, int64_t xs, R *o, int64_
     const VR logS = FN(vlog)(S);
     if (op == FL_LOGSUMEXP) {
         const VR inf = FN(vsplat)((R)__builtin_inf());
-        /* all -inf: -inf; any +inf: +inf (like torch.logsumexp) */
-        FL_TILE_STORE(o, FN(vselect)((vm == inf) | (vm == -inf), vm, vm + logS));
+        /* all -inf: -inf; any +inf: +inf (like torch.logsumexp), unless the lane holds a NaN
+         * (the max skips NaN; vm + logS is NaN in these lanes) */
+        VI shortcut = (vm == inf) | (vm == -inf);
+        int any = 0;
+        for (int l = 0; l < L; l++) any |= shortcut[l] != 0;
+        if (any)
+            for (int64_t c = 0; c < C; c++) {
+                const VR xc = FL_TILE_LOAD(x + c * xs);
+                shortcut &= xc == xc;
+            }
+        FL_TILE_STORE(o, FN(vselect)(shortcut, vm, vm + logS));
     } else if (op == FL_SOFTMAX) {
         const VR inv = FN(vsplat)((R)1) / S;
         for (int64_t c = 0; c < C; c++) FL_TILE_STORE(o + c * xs, FL_TILE_LOAD(o + c * xs) * inv);

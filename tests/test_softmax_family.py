@@ -130,6 +130,26 @@ def test_masked_and_non_finite_slices(compiled, shape, axis, dtype):
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
+@pytest.mark.parametrize("shape,axis", [((5, 7), -1), ((5, 300), -1), ((5, 7, 20), 1)])
+def test_logsumexp_nan_beside_infinite_max(simd, shape, axis, dtype):
+    # the max skips NaN, so a NaN next to +inf (or next to only -inf) must still give NaN,
+    # as in torch.logsumexp; rows with +inf or only -inf and no NaN keep +inf / -inf
+    x = np.zeros(shape, dtype=dtype)
+    xm = np.moveaxis(x, axis, -1)
+    xm[0, ..., :2] = [np.nan, np.inf]
+    xm[1, ..., :] = -np.inf
+    xm[1, ..., 1] = np.nan
+    xm[2, ..., 3] = np.inf
+    xm[3, ..., :] = -np.inf
+    xm[4, ..., 2] = np.nan
+    out = fastloss.logsumexp(x, axis=axis)
+    expected = np.array([np.nan, np.nan, np.inf, -np.inf, np.nan])
+    expected = expected.reshape((5,) + (1,) * (out.ndim - 1)) * np.ones(out.shape)
+    np.testing.assert_array_equal(out, expected)
+    assert_close(out, ref_axis("logsumexp", x, axis), dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
 @pytest.mark.parametrize("op", OPS)
 def test_all_minus_inf_1d(compiled, op, dtype):
     x = np.full(5, -np.inf, dtype=dtype)
