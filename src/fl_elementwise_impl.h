@@ -63,11 +63,13 @@ static inline void FN(ew_bce_logits)(const fl_ew_args *a, VR x, VR t, VR w, VR p
     (void)a; (void)bad;
 }
 
-static inline void FN(ew_sigmoid_focal)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR *loss,
-                                        VR *grad, VI *bad)
+/* gamma_fixed >= 0: a compile-time gamma (the loop is specialised for torchvision's default
+ * gamma = 2, so its tests leave the loop); < 0: read gamma from the arguments */
+FL_INLINE void FN(sigmoid_focal_impl)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR *loss,
+                                      VR *grad, VI *bad, const R gamma_fixed)
 {
     const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
-    const R alpha = (R)a->p1, gamma = (R)a->p2;
+    const R alpha = (R)a->p1, gamma = gamma_fixed >= 0 ? gamma_fixed : (R)a->p2;
     const VR e = FN(vexp_nonpos)(FN(neg_abs)(x));
     const VR lg = FN(vlog1p_unit)(e);
     const VR sp_pos = FN_MAX_OR_B(x, zero) + lg;
@@ -91,6 +93,16 @@ static inline void FN(ew_sigmoid_focal)(const fl_ew_args *a, VR x, VR t, VR w, V
     /* p - t written as (1-t) p - t (1-p): no cancellation when p rounds to 1 */
     *grad = at * f * ((cn * p - t * pn) + tilt);
     (void)w; (void)pw; (void)bad;
+}
+static inline void FN(ew_sigmoid_focal_any)(const fl_ew_args *a, VR x, VR t, VR w, VR pw,
+                                            VR *loss, VR *grad, VI *bad)
+{
+    FN(sigmoid_focal_impl)(a, x, t, w, pw, loss, grad, bad, (R)-1);
+}
+static inline void FN(ew_sigmoid_focal_g2)(const fl_ew_args *a, VR x, VR t, VR w, VR pw,
+                                           VR *loss, VR *grad, VI *bad)
+{
+    FN(sigmoid_focal_impl)(a, x, t, w, pw, loss, grad, bad, (R)2);
 }
 
 static inline void FN(ew_bce)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR *loss, VR *grad,
@@ -257,7 +269,8 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
         else FN(ew_loop)(a_, i0, i1, partial, FN(ew_##name), 0);                           \
     }
 FL_EW_UNITS(bce_logits)
-FL_EW_UNITS(sigmoid_focal)
+FL_EW_UNITS(sigmoid_focal_g2)
+FL_EW_UNITS(sigmoid_focal_any)
 FL_EW_UNITS(bce)
 FL_EW_UNITS(mse)
 FL_EW_UNITS(l1)
@@ -266,6 +279,12 @@ FL_EW_UNITS(huber)
 FL_EW_UNITS(kl_div)
 FL_EW_UNITS(kl_div_log_target)
 #undef FL_EW_UNITS
+
+static void FN(sigmoid_focal_units)(const void *args, int64_t i0, int64_t i1, double *partial)
+{
+    if ((R)((const fl_ew_args *)args)->p2 == 2) FN(sigmoid_focal_g2_units)(args, i0, i1, partial);
+    else FN(sigmoid_focal_any_units)(args, i0, i1, partial);
+}
 
 static void FN(vector_math)(int op, int64_t n, const R *x, R *out)
 {
