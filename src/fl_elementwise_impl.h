@@ -200,7 +200,7 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
             const int with_grad)
 {
     /* a private copy: the loss parameters (alpha, gamma, ...) cannot alias the output
-     * stores, so the compiler keeps them in registers and hoists their tests out of the loop */
+     * stores, so the compiler need not reload them after every store */
     const fl_ew_args local = *args, *a = &local;
     const R *x = (const R *)a->x, *t = (const R *)a->target;
     const R *w = (const R *)a->weight, *pw = (const R *)a->pos_weight;

@@ -62,7 +62,10 @@
 #pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
 #define FL_ISA avx512
 #define FL_VBYTES 64
-#define FL_AVX512_BUILTINS 1 /* vscalefps/pd: the 2^n scaling of exp in one instruction */
+/* intrinsics where the vector extensions have no equivalent: vscalef (exp's 2^n scaling in
+ * one instruction), two-source permutes and masked loads/stores (small-C tile transposes),
+ * maxps/minps (clamps) */
+#define FL_AVX512_BUILTINS 1
 #include "fl_isa.h"
 #undef FL_AVX512_BUILTINS
 #undef FL_ISA

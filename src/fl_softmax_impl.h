@@ -349,8 +349,8 @@ static inline VR FN(tile_max)(const R *x, int64_t xs, int64_t C, int full, int64
     return FN(vmax)(m0, m1);
 }
 
-/* Index targets.  yv: target class per lane, skip: lanes to zero (ignored / padding),
- * xy: x at the target, gs: gradient scale per lane.  Returns the per-lane loss. */
+/* Index targets.  yv: target class per lane (-1: none), skip: lanes to zero (ignored /
+ * padding), gs: gradient scale per lane.  Returns the per-lane loss. */
 FL_INLINE VR FN(ce_index_tile)(const fl_ce_args *a, const R *x, int64_t xs, R *g, int full,
                                    int64_t nl, VX yv, VI skip, VR gs)
 {
@@ -468,6 +468,7 @@ static inline void FN(softmax_tile)(int op, const R *x, int64_t xs, R *o, int64_
 }
 
 #ifdef FL_PERMUTE2
+_Static_assert(FL_SMALL_C % L == 0, "tile transposes store whole blocks of L classes");
 /* v[0..L-1] := its transpose, in registers: log2(L) rounds, round b swapping the off-diagonal
  * b x b blocks of each 2b x 2b block with two-source permutes (64 permutes for 16 x 16
  * floats, 24 for 8 x 8 doubles), instead of L * L scalar loads and stores. */
