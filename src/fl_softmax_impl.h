@@ -607,26 +607,65 @@ static inline double FN(acc_total)(const double *acc)
     return s;
 }
 
-static void FN(ce_index_cols)(const void *args, int64_t u0, int64_t u1, double *partial)
+/* The unit function `name` as two copies of the always-inlined name_(a, u0, u1, partial,
+ * with_grad): with a gradient, and loss only, where the compiler drops the gradient math. */
+#define FL_GRAD_SPLIT(name)                                                                \
+    static void FN(name)(const void *args, int64_t u0, int64_t u1, double *partial)        \
+    {                                                                                      \
+        const fl_ce_args *a_ = (const fl_ce_args *)args;                                   \
+        if (a_->grad) FN(name##_)(a_, u0, u1, partial, 1);                                 \
+        else FN(name##_)(a_, u0, u1, partial, 0);                                          \
+    }
+
+/* (N, C, S) tiles: the C class vectors of a tile lie S elements apart, a multiple of 4 KiB for
+ * the usual image sizes, so they all map to the same cache sets and evict each other between
+ * the sweeps.  Up to FL_COLS_SCRATCH_C classes, a full tile is first copied (one vector per
+ * class) into a contiguous L1 scratch, the sweeps run there, and the gradient is copied out
+ * once. */
+#ifndef FL_COLS_SCRATCH_C
+#define FL_COLS_SCRATCH_C 256
+#endif
+static inline void FN(tile_copy_in)(R *restrict dst, const R *restrict src, int64_t stride,
+                                    int64_t C)
 {
-    const fl_ce_args *a = (const fl_ce_args *)args;
+    for (int64_t c = 0; c < C; c++) FN(vstore)(dst + c * L, FN(vload)(src + c * stride));
+}
+static inline void FN(tile_copy_out)(R *restrict dst, int64_t stride, const R *restrict src,
+                                     int64_t C)
+{
+    for (int64_t c = 0; c < C; c++) FN(vstore)(dst + c * stride, FN(vload)(src + c * L));
+}
+
+FL_INLINE void FN(ce_index_cols_)(const fl_ce_args *a, int64_t u0, int64_t u1, double *partial,
+                                  const int with_grad)
+{
     const int64_t C = a->C, S = a->S;
     R *loss_rows = (R *)a->loss_rows;
+    R xt[FL_COLS_SCRATCH_C * L];
     double acc[L] = {0};
     for (int64_t u = u0; u < u1; u++) {
         int64_t n, s0, nl;
         FN(tile_of)(u, S, &n, &s0, &nl);
         const R *x = (const R *)a->x + n * C * S + s0;
-        R *g = a->grad ? (R *)a->grad + n * C * S + s0 : NULL;
+        R *g = with_grad ? (R *)a->grad + n * C * S + s0 : NULL;
         const int64_t base = n * S + s0;
         const int64_t *tg = a->target + base;
         const FN(index_lanes_t) k = FN(index_lanes)(a, tg, base, nl);
-        const VR loss = FN(ce_index_tile)(a, x, S, g, nl == L, nl, k.yv, k.skip, k.gs);
+        VR loss;
+        if (nl == L && C <= FL_COLS_SCRATCH_C) {
+            FN(tile_copy_in)(xt, x, S, C);
+            loss = FN(ce_index_tile)(a, xt, L, g ? xt : NULL, 1, L, k.yv, k.skip, k.gs);
+            if (g) FN(tile_copy_out)(g, S, xt, C);
+        } else {
+            loss = FN(ce_index_tile)(a, x, S, g, nl == L, nl, k.yv, k.skip, k.gs);
+        }
         if (loss_rows) FN(vstore_part)(loss_rows + base, loss, nl);
         FN(acc_lanes)(acc, loss);
     }
     *partial = FN(acc_total)(acc);
 }
+
+FL_GRAD_SPLIT(ce_index_cols)
 
 /* Small C, class axis last: L rows at a time through a transposed scratch tile. */
 FL_INLINE void FN(ce_index_small_rows_)(const fl_ce_args *a, int64_t u0, int64_t u1,
@@ -651,13 +690,7 @@ FL_INLINE void FN(ce_index_small_rows_)(const fl_ce_args *a, int64_t u0, int64_t
     *partial = FN(acc_total)(acc);
 }
 
-/* two copies: with a gradient, and loss only (no gradient math at all) */
-static void FN(ce_index_small_rows)(const void *args, int64_t u0, int64_t u1, double *partial)
-{
-    const fl_ce_args *a = (const fl_ce_args *)args;
-    if (a->grad) FN(ce_index_small_rows_)(a, u0, u1, partial, 1);
-    else FN(ce_index_small_rows_)(a, u0, u1, partial, 0);
-}
+FL_GRAD_SPLIT(ce_index_small_rows)
 
 static void FN(ce_prob_cols)(const void *args, int64_t u0, int64_t u1, double *partial)
 {
@@ -775,6 +808,7 @@ static void FN(nll_units)(const void *args, int64_t n0, int64_t n1, double *part
 
 #undef FL_TILE_LOAD
 #undef FL_TILE_STORE
+#undef FL_GRAD_SPLIT
 #undef VR
 #undef VI
 #undef VX
