@@ -212,7 +212,7 @@ def elementwise(int op, cnp.ndarray x, cnp.ndarray target, object weight, int64_
     return total, bool(bad)
 
 
-VECTOR_MATH_OPS = {"exp": 0, "log": 1, "log1p": 2, "log1p_unit": 3}
+VECTOR_MATH_OPS = {"exp": 0, "log": 1, "log1p": 2, "log1p_unit": 3, "log1p_nonneg": 4}
 
 
 def vector_math(str name, cnp.ndarray x):

@@ -292,7 +292,7 @@ static void FN(vector_math)(int op, int64_t n, const R *x, R *out)
         const int64_t k = n - i < L ? n - i : L;
         const VR v = k == L ? FN(vload)(x + i) : FN(vload_part)(x + i, k, 0);
         const VR r = op == 0 ? FN(vexp)(v) : op == 1 ? FN(vlog)(v) : op == 2 ? FN(vlog1p)(v)
-                   : FN(vlog1p_unit)(v);
+                   : op == 3 ? FN(vlog1p_unit)(v) : FN(vlog1p_nonneg)(v);
         FN(vstore_part)(out + i, r, k);
     }
 }

@@ -31,6 +31,7 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #endif
 #ifdef FL_AVX512_BUILTINS
 #define FL_SCALEF(p, n) ((FL_VR)_mm512_scalef_ps((__m512)(p), (__m512)(n)))
+#define FL_RCP14(v) ((FL_VR)_mm512_rcp14_ps((__m512)(v)))
 #define FL_PERMUTE2(a, idx, b) \
     ((FL_VR)_mm512_permutex2var_ps((__m512)(a), (__m512i)(idx), (__m512)(b)))
 #define FL_MASK_LOAD(p, n) ((FL_VR)_mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), (p)))
@@ -48,6 +49,7 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #undef FL_VX
 #undef FL_LANES
 #undef FL_SCALEF
+#undef FL_RCP14
 #undef FL_MAX_OR_B
 #undef FL_MIN_OR_B
 #undef FL_PERMUTE2
@@ -72,6 +74,7 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #endif
 #ifdef FL_AVX512_BUILTINS
 #define FL_SCALEF(p, n) ((FL_VR)_mm512_scalef_pd((__m512d)(p), (__m512d)(n)))
+#define FL_RCP14(v) ((FL_VR)_mm512_rcp14_pd((__m512d)(v)))
 #define FL_PERMUTE2(a, idx, b) \
     ((FL_VR)_mm512_permutex2var_pd((__m512d)(a), (__m512i)(idx), (__m512d)(b)))
 #define FL_MASK_LOAD(p, n) ((FL_VR)_mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1), (p)))
@@ -89,6 +92,7 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #undef FL_VX
 #undef FL_LANES
 #undef FL_SCALEF
+#undef FL_RCP14
 #undef FL_MAX_OR_B
 #undef FL_MIN_OR_B
 #undef FL_PERMUTE2

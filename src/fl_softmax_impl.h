@@ -54,7 +54,7 @@ FL_INLINE FN(ce_coef_t) FN(ce_index_coef)(const fl_ce_args *a, VR dy, VR s_other
     const VR invS = one / S;
     /* log S = log1p((e_y - 1) + s_other): when y holds the row max, e_y == 1 exactly and this
      * is log1p(s_other), which keeps the tiny loss of a confident, correct prediction */
-    const VR logS = FN(vlog1p)((e_y - one) + s_other);
+    const VR logS = FN(vlog1p_nonneg)((e_y - one) + s_other);
     const VR nll = dy + logS;                 /* -log p_y, bracketed: offset first */
     const VR q = s_other * invS;              /* 1 - p_y, no cancellation */
     const VR p = e_y * invS;

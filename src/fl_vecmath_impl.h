@@ -258,6 +258,35 @@ static inline VR FN(vlog1p)(VR y)
     return FN(vlog_plus)(u, corr);
 }
 
+/* log(1 + y) for y >= 0 (finite) or NaN: cross entropy's log S = log1p(S - 1), one division
+ * and no special cases.  Below sqrt(2) - 1, log1p(y) = 2 atanh(y / (2 + y)) exactly (as in
+ * FN(vlog1p_unit)); above, u = 1 + y = 2^k f as in FN(vlog_plus), and the rounding of u is
+ * put back as (y - (u - 1)) / u, a term below 1.5 ulp of the result (log u >= 0.34), which on
+ * AVX-512 takes the 14-bit reciprocal estimate instead of a second division. */
+FL_INLINE VR FN(vlog1p_nonneg)(VR y)
+{
+    const VR one = FN(vsplat)((R)1), zero = FN(vsplat)(0);
+    const VR u = one + y;
+    const VI big = y > (R)0.41421356237309503;
+#if FL_IS_F32
+    const VI sqrt_half_bits = FN(vsplat_i)(0x3f3504f3);
+#else
+    const VI sqrt_half_bits = FN(vsplat_i)(0x3fe6a09e667f3bcdLL);
+#endif
+    const VI ui = (VI)u;
+    const VI k = FN_SRA(ui - sqrt_half_bits, FL_MANT_BITS) & big;
+    const VR f = (VR)(ui - (k << FL_MANT_BITS));
+    const VR kmagic = FN(vsplat)(FL_MAGIC);
+    const VR kf = (VR)((VI)kmagic + k) - kmagic;
+    const VR s = FN(vselect)(big, f - one, y) / FN(vselect)(big, f + one, y + (R)2);
+#ifdef FL_RCP14
+    const VR corr = FN(vselect)(big, (y - (u - one)) * FL_RCP14(u), zero);
+#else
+    const VR corr = FN(vselect)(big, (y - (u - one)) / u, zero);
+#endif
+    return kf * (R)FL_LN2_HI + (FN(atanh2)(s) + corr + kf * (R)FL_LN2_LO);
+}
+
 /* log(1 + e) for e in [0, 1] or NaN (softplus's log1p(exp(-|x|))): one division, no special
  * cases.  log1p(y) = 2 atanh(y / (2 + y)) exactly; for e > sqrt(2) - 1 the argument is first
  * halved: log1p(e) = log 2 + log1p((e - 1) / 2), so |s| <= 0.1716 in both branches. */

@@ -9,7 +9,7 @@ import pytest
 from fastloss import _config
 
 K = _config._kernels
-BOUNDS = {"exp": 2.0, "log": 2.0, "log1p": 3.0, "log1p_unit": 3.0}
+BOUNDS = {"exp": 2.0, "log": 2.0, "log1p": 3.0, "log1p_unit": 3.0, "log1p_nonneg": 3.0}
 
 
 def available_paths():
@@ -84,6 +84,19 @@ def test_log1p_unit_accuracy(simd, dtype):
                         [0.0, 1.0, 0.41421356, 0.41421357]]).astype(dtype)
     err = max_ulp_error(K.vector_math("log1p_unit", x), x, np.log1p, dtype)
     assert err <= BOUNDS["log1p_unit"], err
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log1p_nonneg_accuracy(simd, dtype):
+    # cross entropy's log S = log1p(S - 1), S in [1, C]: one shared division
+    rng = np.random.default_rng(6)
+    x = np.concatenate([rng.uniform(0, 1, 200_000), rng.uniform(0, 1e6, 200_000),
+                        np.logspace(-45 if dtype == np.float32 else -320, 9, 20000),
+                        [0.0, 1.0, np.sqrt(2) - 1, 0.41421357, 3.0]]).astype(dtype)
+    err = max_ulp_error(K.vector_math("log1p_nonneg", x), x, np.log1p, dtype)
+    assert err <= BOUNDS["log1p_nonneg"], err
+    assert K.vector_math("log1p_nonneg", np.array([0.0], dtype))[0] == 0.0
+    assert np.isnan(K.vector_math("log1p_nonneg", np.array([np.nan], dtype))[0])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
