@@ -697,6 +697,7 @@ static void FN(ce_prob_cols)(const void *args, int64_t u0, int64_t u1, double *p
     const fl_ce_args *a = (const fl_ce_args *)args;
     const int64_t C = a->C, S = a->S;
     R *loss_rows = (R *)a->loss_rows;
+    R xt[FL_COLS_SCRATCH_C * L], tt[FL_COLS_SCRATCH_C * L];
     double acc[L] = {0};
     for (int64_t u = u0; u < u1; u++) {
         int64_t n, s0, nl;
@@ -704,8 +705,17 @@ static void FN(ce_prob_cols)(const void *args, int64_t u0, int64_t u1, double *p
         const int64_t off = n * C * S + s0, base = n * S + s0;
         VR gsv = FN(vsplat)(0);
         for (int l = 0; l < nl; l++) gsv[l] = (R)FN(row_scale)(a, base + l);
-        VR loss = FN(ce_prob_tile)(a, (const R *)a->x + off, (const R *)a->target_prob + off, S,
-                                   a->grad ? (R *)a->grad + off : NULL, nl == L, nl, gsv);
+        const R *x = (const R *)a->x + off, *t = (const R *)a->target_prob + off;
+        R *g = a->grad ? (R *)a->grad + off : NULL;
+        VR loss;
+        if (nl == L && C <= FL_COLS_SCRATCH_C) {
+            FN(tile_copy_in)(xt, x, S, C);
+            FN(tile_copy_in)(tt, t, S, C);
+            loss = FN(ce_prob_tile)(a, xt, tt, L, g ? xt : NULL, 1, L, gsv);
+            if (g) FN(tile_copy_out)(g, S, xt, C);
+        } else {
+            loss = FN(ce_prob_tile)(a, x, t, S, g, nl == L, nl, gsv);
+        }
         loss = FN(vselect)(FN(viota)() < (FL_XLANE)nl, loss, FN(vsplat)(0));
         if (loss_rows) FN(vstore_part)(loss_rows + base, loss, nl);
         FN(acc_lanes)(acc, loss);
@@ -741,11 +751,24 @@ static void FN(softmax_cols)(const void *args, int64_t u0, int64_t u1, double *p
 {
     const fl_softmax_args *a = (const fl_softmax_args *)args;
     const int64_t C = a->C, S = a->S;
+    R xt[FL_COLS_SCRATCH_C * L];
     for (int64_t u = u0; u < u1; u++) {
         int64_t n, s0, nl;
         FN(tile_of)(u, S, &n, &s0, &nl);
+        const R *x = (const R *)a->x + n * C * S + s0;
         R *o = (R *)a->out + (a->op == FL_LOGSUMEXP ? n * S : n * C * S) + s0;
-        FN(softmax_tile)(a->op, (const R *)a->x + n * C * S + s0, S, o, C, nl == L, nl);
+        if (nl == L && C <= FL_COLS_SCRATCH_C) {
+            /* in place in the scratch: each class is read before it is overwritten */
+            FN(tile_copy_in)(xt, x, S, C);
+            if (a->op == FL_LOGSUMEXP) {
+                FN(softmax_tile)(a->op, xt, L, o, C, 1, L);
+            } else {
+                FN(softmax_tile)(a->op, xt, L, xt, C, 1, L);
+                FN(tile_copy_out)(o, S, xt, C);
+            }
+        } else {
+            FN(softmax_tile)(a->op, x, S, o, C, nl == L, nl);
+        }
     }
     (void)partial;
 }
