@@ -625,15 +625,24 @@ static inline double FN(acc_total)(const double *acc)
 #ifndef FL_COLS_SCRATCH_C
 #define FL_COLS_SCRATCH_C 256
 #endif
+/* C streams S apart are more than the hardware prefetchers follow: each class vector's line a
+ * few tiles ahead is requested explicitly (prefetches past the end of the array are harmless) */
+#define FL_COLS_PREFETCH (16 * 64 / (int64_t)sizeof(R))
 static inline void FN(tile_copy_in)(R *restrict dst, const R *restrict src, int64_t stride,
                                     int64_t C)
 {
-    for (int64_t c = 0; c < C; c++) FN(vstore)(dst + c * L, FN(vload)(src + c * stride));
+    for (int64_t c = 0; c < C; c++) {
+        __builtin_prefetch(src + c * stride + FL_COLS_PREFETCH, 0, 3);
+        FN(vstore)(dst + c * L, FN(vload)(src + c * stride));
+    }
 }
 static inline void FN(tile_copy_out)(R *restrict dst, int64_t stride, const R *restrict src,
                                      int64_t C)
 {
-    for (int64_t c = 0; c < C; c++) FN(vstore)(dst + c * stride, FN(vload)(src + c * L));
+    for (int64_t c = 0; c < C; c++) {
+        __builtin_prefetch(dst + c * stride + FL_COLS_PREFETCH, 1, 3);
+        FN(vstore)(dst + c * stride, FN(vload)(src + c * L));
+    }
 }
 
 FL_INLINE void FN(ce_index_cols_)(const fl_ce_args *a, int64_t u0, int64_t u1, double *partial,
