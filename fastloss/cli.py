@@ -186,20 +186,14 @@ def _bench(bench_parser, args):
                             "dtypes": list(cfg.dtypes)},
                "machine": _bench.machine_facts(), "versions": _bench.versions(),
                "fastloss_config": fastloss.config(), "results": records, "checks": []}
-    if args.json:
-        try:
-            _bench.write_json(doc, args.json)
-        except OSError as exc:
-            print(f"fastloss bench: cannot write {args.json}: {exc}", file=sys.stderr)
-            return 1
-        print(f"wrote {args.json}")
-    if args.markdown:
-        try:
-            _bench.write_markdown(doc, args.markdown)
-        except OSError as exc:
-            print(f"fastloss bench: cannot write {args.markdown}: {exc}", file=sys.stderr)
-            return 1
-        print(f"wrote {args.markdown}")
+    for path, write in ((args.json, _bench.write_json), (args.markdown, _bench.write_markdown)):
+        if path:
+            try:
+                write(doc, path)
+            except OSError as exc:
+                print(f"fastloss bench: cannot write {path}: {exc}", file=sys.stderr)
+                return 1
+            print(f"wrote {path}")
     if args.plot:
         try:
             _bench.plot(doc, args.plot)
