@@ -22,39 +22,10 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #define FL_VX FL_CAT2(fl_vi32, FL_ISA)
 #define FL_XLANE int32_t
 #define FL_LANES (FL_VBYTES / 4)
-#if defined(FL_AVX512_BUILTINS)
-#define FL_MAX_OR_B(a, b) ((FL_VR)_mm512_max_ps((__m512)(a), (__m512)(b)))
-#define FL_MIN_OR_B(a, b) ((FL_VR)_mm512_min_ps((__m512)(a), (__m512)(b)))
-#elif defined(FL_AVX2_BUILTINS)
-#define FL_MAX_OR_B(a, b) ((FL_VR)_mm256_max_ps((__m256)(a), (__m256)(b)))
-#define FL_MIN_OR_B(a, b) ((FL_VR)_mm256_min_ps((__m256)(a), (__m256)(b)))
-#endif
-#ifdef FL_AVX512_BUILTINS
-#define FL_SCALEF(p, n) ((FL_VR)_mm512_scalef_ps((__m512)(p), (__m512)(n)))
-#define FL_RCP14(v) ((FL_VR)_mm512_rcp14_ps((__m512)(v)))
-#define FL_PERMUTE2(a, idx, b) \
-    ((FL_VR)_mm512_permutex2var_ps((__m512)(a), (__m512i)(idx), (__m512)(b)))
-#define FL_MASK_LOAD(p, n) ((FL_VR)_mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), (p)))
-#define FL_MASK_STORE(p, n, v) _mm512_mask_storeu_ps((p), (__mmask16)((1u << (n)) - 1), (__m512)(v))
-#endif
-#include "fl_vecmath_impl.h"
-#include "fl_softmax_impl.h"
-#include "fl_elementwise_impl.h"
-#undef FL_REAL
-#undef FL_SUF
-#undef FL_IS_F32
-#undef FL_VR
-#undef FL_VI
-#undef FL_XLANE
-#undef FL_VX
-#undef FL_LANES
-#undef FL_SCALEF
-#undef FL_RCP14
-#undef FL_MAX_OR_B
-#undef FL_MIN_OR_B
-#undef FL_PERMUTE2
-#undef FL_MASK_LOAD
-#undef FL_MASK_STORE
+#define FL_PSD ps
+#define FL_M256 __m256
+#define FL_M512 __m512
+#include "fl_isa_dtype.h"
 
 #define FL_REAL double
 #define FL_SUF f64
@@ -65,39 +36,10 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #define FL_VX FL_CAT2(fl_vf64, FL_ISA)
 #define FL_XLANE double
 #define FL_LANES (FL_VBYTES / 8)
-#if defined(FL_AVX512_BUILTINS)
-#define FL_MAX_OR_B(a, b) ((FL_VR)_mm512_max_pd((__m512d)(a), (__m512d)(b)))
-#define FL_MIN_OR_B(a, b) ((FL_VR)_mm512_min_pd((__m512d)(a), (__m512d)(b)))
-#elif defined(FL_AVX2_BUILTINS)
-#define FL_MAX_OR_B(a, b) ((FL_VR)_mm256_max_pd((__m256d)(a), (__m256d)(b)))
-#define FL_MIN_OR_B(a, b) ((FL_VR)_mm256_min_pd((__m256d)(a), (__m256d)(b)))
-#endif
-#ifdef FL_AVX512_BUILTINS
-#define FL_SCALEF(p, n) ((FL_VR)_mm512_scalef_pd((__m512d)(p), (__m512d)(n)))
-#define FL_RCP14(v) ((FL_VR)_mm512_rcp14_pd((__m512d)(v)))
-#define FL_PERMUTE2(a, idx, b) \
-    ((FL_VR)_mm512_permutex2var_pd((__m512d)(a), (__m512i)(idx), (__m512d)(b)))
-#define FL_MASK_LOAD(p, n) ((FL_VR)_mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1), (p)))
-#define FL_MASK_STORE(p, n, v) _mm512_mask_storeu_pd((p), (__mmask8)((1u << (n)) - 1), (__m512d)(v))
-#endif
-#include "fl_vecmath_impl.h"
-#include "fl_softmax_impl.h"
-#include "fl_elementwise_impl.h"
-#undef FL_REAL
-#undef FL_SUF
-#undef FL_IS_F32
-#undef FL_VR
-#undef FL_VI
-#undef FL_XLANE
-#undef FL_VX
-#undef FL_LANES
-#undef FL_SCALEF
-#undef FL_RCP14
-#undef FL_MAX_OR_B
-#undef FL_MIN_OR_B
-#undef FL_PERMUTE2
-#undef FL_MASK_LOAD
-#undef FL_MASK_STORE
+#define FL_PSD pd
+#define FL_M256 __m256d
+#define FL_M512 __m512d
+#include "fl_isa_dtype.h"
 #undef FL_VU
 
 #undef FN

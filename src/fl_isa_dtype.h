@@ -1,0 +1,49 @@
+/*
+ * One dtype of one ISA: included twice by fl_isa.h (float32, float64) after it defines
+ * FL_REAL, FL_SUF, FL_IS_F32, FL_VR, FL_VI, FL_VX, FL_XLANE, FL_LANES and, for the x86
+ * intrinsics, FL_PSD (ps | pd) with the matching FL_M256 / FL_M512 types.  Maps the few
+ * intrinsics the kernels use (where GCC's vector extensions have no equivalent) onto this
+ * dtype, includes the kernels, then undefines every per-dtype macro.  No include guard on
+ * purpose.
+ */
+#define FL_MM256(op) FL_CAT2(FL_CAT2(_mm256, op), FL_PSD)
+#define FL_MM512(op) FL_CAT2(FL_CAT2(_mm512, op), FL_PSD)
+#if defined(FL_AVX512_BUILTINS)
+/* a > b ? a : b and a < b ? a : b, b when either is NaN (the x86 rule) */
+#define FL_MAX_OR_B(a, b) ((FL_VR)FL_MM512(max)((FL_M512)(a), (FL_M512)(b)))
+#define FL_MIN_OR_B(a, b) ((FL_VR)FL_MM512(min)((FL_M512)(a), (FL_M512)(b)))
+#define FL_SCALEF(p, n) ((FL_VR)FL_MM512(scalef)((FL_M512)(p), (FL_M512)(n)))
+#define FL_RCP14(v) ((FL_VR)FL_MM512(rcp14)((FL_M512)(v)))
+#define FL_PERMUTE2(a, idx, b) \
+    ((FL_VR)FL_MM512(permutex2var)((FL_M512)(a), (__m512i)(idx), (FL_M512)(b)))
+#define FL_MASK_LOAD(p, n) ((FL_VR)FL_MM512(maskz_loadu)((1u << (n)) - 1, (p)))
+#define FL_MASK_STORE(p, n, v) FL_MM512(mask_storeu)((p), (1u << (n)) - 1, (FL_M512)(v))
+#elif defined(FL_AVX2_BUILTINS)
+#define FL_MAX_OR_B(a, b) ((FL_VR)FL_MM256(max)((FL_M256)(a), (FL_M256)(b)))
+#define FL_MIN_OR_B(a, b) ((FL_VR)FL_MM256(min)((FL_M256)(a), (FL_M256)(b)))
+#endif
+
+#include "fl_vecmath_impl.h"
+#include "fl_softmax_impl.h"
+#include "fl_elementwise_impl.h"
+
+#undef FL_REAL
+#undef FL_SUF
+#undef FL_IS_F32
+#undef FL_VR
+#undef FL_VI
+#undef FL_VX
+#undef FL_XLANE
+#undef FL_LANES
+#undef FL_PSD
+#undef FL_M256
+#undef FL_M512
+#undef FL_MM256
+#undef FL_MM512
+#undef FL_MAX_OR_B
+#undef FL_MIN_OR_B
+#undef FL_SCALEF
+#undef FL_RCP14
+#undef FL_PERMUTE2
+#undef FL_MASK_LOAD
+#undef FL_MASK_STORE
