@@ -82,6 +82,7 @@ typedef struct {
     fl_unit_fn ce_index_rows[2], ce_index_cols[2], ce_prob_rows[2], ce_prob_cols[2];
     fl_unit_fn softmax_rows[2], softmax_cols[2], nll_units[2];
     fl_unit_fn ce_index_small_rows[2], ce_prob_small_rows[2], softmax_small_rows[2];
+    fl_unit_fn check_targets[2]; /* [1]: with float64 class weights */
     fl_unit_fn elementwise[FL_N_ELEMENTWISE][2]; /* indexed by the FL_BCE_LOGITS... enum */
     void (*vector_math_f32)(int, int64_t, const float *, float *);
     void (*vector_math_f64)(int, int64_t, const double *, double *);
@@ -94,7 +95,7 @@ typedef struct {
      FL_PAIR(ce_prob_cols, isa),  FL_PAIR(softmax_rows, isa),  FL_PAIR(softmax_cols, isa), \
      FL_PAIR(nll_units, isa),                                                             \
      FL_PAIR(ce_index_small_rows, isa), FL_PAIR(ce_prob_small_rows, isa),                 \
-     FL_PAIR(softmax_small_rows, isa),                                                    \
+     FL_PAIR(softmax_small_rows, isa),  FL_PAIR(check_targets_units, isa),               \
      {FL_PAIR(bce_logits_units, isa), FL_PAIR(sigmoid_focal_units, isa),                 \
       FL_PAIR(bce_units, isa), FL_PAIR(mse_units, isa), FL_PAIR(l1_units, isa),           \
       FL_PAIR(smooth_l1_units, isa), FL_PAIR(huber_units, isa), FL_PAIR(kl_div_units, isa), \
@@ -215,48 +216,11 @@ static double fl_run(fl_unit_fn fn, const void *args, int64_t n_units, int64_t u
 
 /* ------------------------------------------------------------------ target checking */
 
-typedef struct {
-    const int64_t *target;
-    int64_t C, ignore_index;
-    const void *weight;
-    int is_f64;
-} fl_target_args;
-
-/* Partial = sum of w[y] over non-ignored samples, or NaN if a bad target was seen. */
-static void fl_check_targets_units(const void *args, int64_t i0, int64_t i1, double *partial)
-{
-    const fl_target_args *a = (const fl_target_args *)args;
-    double total = 0.0;
-    int bad = 0;
-    if (!a->weight) {
-        /* the common case: an integer count, in a branch-free loop the compiler vectorises */
-        const int64_t *t = a->target, ign = a->ignore_index;
-        const uint64_t C = (uint64_t)a->C;
-        int64_t count = 0, wrong = 0;
-        for (int64_t i = i0; i < i1; i++) {
-            const int64_t use = t[i] != ign;
-            count += use;
-            wrong |= use & ((uint64_t)t[i] >= C);
-        }
-        *partial = wrong ? NAN : (double)count;
-        return;
-    }
-    for (int64_t i = i0; i < i1; i++) {
-        const int64_t y = a->target[i];
-        if (y == a->ignore_index) continue;
-        if (y < 0 || y >= a->C) { bad = 1; continue; }
-        total += !a->weight ? 1.0
-                 : a->is_f64 ? ((const double *)a->weight)[y]
-                             : (double)((const float *)a->weight)[y];
-    }
-    *partial = bad ? NAN : total;
-}
-
 int64_t fl_check_targets(const int64_t *target, int64_t n, int64_t C, int64_t ignore_index,
                          const void *weight, int is_f64, double *weight_total, int nthreads)
 {
-    const fl_target_args a = {target, C, ignore_index, weight, is_f64};
-    const double total = fl_run(fl_check_targets_units, &a, n, 1, nthreads);
+    const fl_target_args a = {target, C, ignore_index, weight};
+    const double total = fl_run(fl_active->check_targets[is_f64 ? 1 : 0], &a, n, 1, nthreads);
     *weight_total = total;
     if (!isnan(total)) return -1;
     for (int64_t i = 0; i < n; i++) /* slow path: locate the first bad target */

@@ -88,6 +88,13 @@ int fl_max_threads(void);
 int64_t fl_check_targets(const int64_t *target, int64_t n, int64_t C, int64_t ignore_index,
                          const void *weight, int is_f64, double *weight_total, int nthreads);
 
+/* Internal: the argument block of the per-ISA target check behind fl_check_targets. */
+typedef struct {
+    const int64_t *target;
+    int64_t C, ignore_index;
+    const void *weight; /* (C,) in the working dtype, or NULL */
+} fl_target_args;
+
 /* Cross entropy / softmax focal loss.  Returns the (unnormalised) sum of per-sample losses. */
 double fl_cross_entropy(const fl_ce_args *a, int nthreads);
 

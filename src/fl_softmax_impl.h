@@ -551,6 +551,36 @@ static inline void FN(tile_of)(int64_t u, int64_t S, int64_t *n, int64_t *s0, in
     *nl = S - *s0 < L ? S - *s0 : L;
 }
 
+/* Target check (fl_check_targets): partial = sum of w[y] (or the count) over non-ignored
+ * samples, NaN if a target is outside [0, C).  Compiled per ISA so that the unweighted count,
+ * a branch-free loop, vectorises with 64-bit compares (SSE2 has none). */
+static void FN(check_targets_units)(const void *args, int64_t i0, int64_t i1, double *partial)
+{
+    const fl_target_args *a = (const fl_target_args *)args;
+    const int64_t *t = a->target, ign = a->ignore_index;
+    const uint64_t C = (uint64_t)a->C;
+    if (!a->weight) {
+        int64_t count = 0, wrong = 0;
+        for (int64_t i = i0; i < i1; i++) {
+            const int64_t use = t[i] != ign;
+            count += use;
+            wrong |= use & ((uint64_t)t[i] >= C);
+        }
+        *partial = wrong ? NAN : (double)count;
+        return;
+    }
+    const R *w = (const R *)a->weight;
+    double total = 0.0;
+    int bad = 0;
+    for (int64_t i = i0; i < i1; i++) {
+        const int64_t y = t[i];
+        if (y == ign) continue;
+        if ((uint64_t)y >= C) { bad = 1; continue; }
+        total += (double)w[y];
+    }
+    *partial = bad ? NAN : total;
+}
+
 /* Per-lane values of an index-target tile of nl samples starting at sample `base`: the target
  * class (-1 for ignored and padding lanes), the mask of lanes whose loss and gradient are 0,
  * and the gradient scale.  Built in arrays by loops the compiler vectorises (a full tile with
@@ -561,13 +591,12 @@ typedef struct {
     VR gs;
 } FN(index_lanes_t);
 
-static inline FN(index_lanes_t) FN(index_lanes)(const fl_ce_args *a, const int64_t *tg,
-                                                int64_t base, int64_t nl)
+FL_INLINE FN(index_lanes_t) FN(index_lanes)(const fl_ce_args *a, const int64_t *tg,
+                                            int64_t base, int64_t nl)
 {
     typedef __typeof__(((VI){0})[0]) lane_int;
     FL_XLANE ya[L];
     lane_int sk[L];
-    R gs[L];
     const int64_t ign = a->ignore_index;
     if (nl == L) {
         for (int l = 0; l < L; l++) {
@@ -582,15 +611,14 @@ static inline FN(index_lanes_t) FN(index_lanes)(const fl_ce_args *a, const int64
             sk[l] = use ? 0 : (lane_int)-1;
         }
     }
-    if (a->grad_scale_rows) {
-        for (int l = 0; l < L; l++) gs[l] = l < nl ? (R)a->grad_scale_rows[base + l] : (R)0;
-    } else {
-        for (int l = 0; l < L; l++) gs[l] = l < nl ? (R)a->grad_scale : (R)0;
-    }
     FN(index_lanes_t) r;
     memcpy(&r.yv, ya, sizeof r.yv);
     memcpy(&r.skip, sk, sizeof r.skip);
-    memcpy(&r.gs, gs, sizeof r.gs);
+    /* the common uniform scale as one vector select: lane-by-lane stores read back as a
+     * vector would stall store forwarding */
+    r.gs = FN(vselect)(FN(viota)() < (FL_XLANE)nl, FN(vsplat)((R)a->grad_scale), FN(vsplat)(0));
+    if (a->grad_scale_rows)
+        for (int l = 0; l < L; l++) r.gs[l] = l < nl ? (R)a->grad_scale_rows[base + l] : (R)0;
     return r;
 }
 
