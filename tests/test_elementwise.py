@@ -9,7 +9,9 @@ import fastloss
 import fastloss.reference as ref
 
 DTYPES = [np.float32, np.float64]
-SHAPES = [(), (0,), (1,), (33,), (4, 17), (3, 5, 7)]
+# (300,) and (9, 131): several of the kernels' blocks (8 vectors of up to 16 lanes), ending in
+# a partial block; with "last" weights (period 131) every segment starts a fresh block
+SHAPES = [(), (0,), (1,), (33,), (4, 17), (3, 5, 7), (300,), (9, 131)]
 
 
 def tol(dtype):
