@@ -18,6 +18,8 @@
     ((FL_VR)FL_MM512(permutex2var)((FL_M512)(a), (__m512i)(idx), (FL_M512)(b)))
 #define FL_MASK_LOAD(p, n) ((FL_VR)FL_MM512(maskz_loadu)((1u << (n)) - 1, (p)))
 #define FL_MASK_STORE(p, n, v) FL_MM512(mask_storeu)((p), (1u << (n)) - 1, (FL_M512)(v))
+/* nonzero if a < b in any lane (ordered: NaN lanes do not count) */
+#define FL_ANY_LT(a, b) FL_CAT2(FL_MM512(cmp), mask)((FL_M512)(a), (FL_M512)(b), _CMP_LT_OQ)
 #elif defined(FL_AVX2_BUILTINS)
 #define FL_MAX_OR_B(a, b) ((FL_VR)FL_MM256(max)((FL_M256)(a), (FL_M256)(b)))
 #define FL_MIN_OR_B(a, b) ((FL_VR)FL_MM256(min)((FL_M256)(a), (FL_M256)(b)))
@@ -47,3 +49,4 @@
 #undef FL_PERMUTE2
 #undef FL_MASK_LOAD
 #undef FL_MASK_STORE
+#undef FL_ANY_LT

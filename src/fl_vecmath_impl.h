@@ -139,8 +139,74 @@ static inline R FN(hmax)(VR v)
 #define FL_MANT_BITS 52
 #endif
 
-/* exp(x) for x <= 0 or NaN (the max-shifted exponents of a softmax): no overflow clamp. */
-FL_INLINE VR FN(vexp_nonpos)(VR x)
+#if defined(FL_PERMUTE2) && defined(FL_ANY_LT)
+/* AVX-512: exp with a table of 2^(j/N) (N = 32 float, 16 double) held in two registers and
+ * looked up by one two-source permute, so the polynomial only covers |r| <= ln2 / (2N):
+ * degree 3 (float) / 7 (double) instead of 6 / 11, and the scale is built by integer adds
+ * instead of vscalef.  x = (k/N) ln2 + r with k = N q + j; the table entry for j is stored
+ * as bits(2^(j/N)) - (j << (mantissa bits - log2 N)), so that adding k << (mantissa bits -
+ * log2 N) gives bits(2^q * 2^(j/N)) directly (k's low bits cancel).  Valid while the result
+ * is a normal number: FL_EXP_TAB_LO <= x <= FL_EXP_TAB_HI (the callers check; NaN is fine:
+ * it reaches the polynomial).  Entries are 2^(j/N) correctly rounded (mpmath); the error
+ * is about 1 ulp (tests/test_simd_math.py). */
+#if FL_IS_F32
+#define FL_EXP_TAB_BITS 5
+#define FL_EXP_TAB_LO (-87.0f)
+#define FL_EXP_TAB_HI (88.0f)
+#define FL_EXP_TAB_INVN 46.1662407f   /* 32 / ln2 */
+#define FL_EXP_TAB_LN2N_HI 0.0216674805f /* ln2 / 32, 9 bits: k * hi is exact */
+#define FL_EXP_TAB_LN2N_LO (-6.6310763e-06f)
+static const int32_t FN(exp_tab)[32] __attribute__((aligned(64))) = {
+    0x3f800000, 0x3f7ecd87, 0x3f7daac3, 0x3f7c980f, 0x3f7b95c2, 0x3f7aa43a, 0x3f79c3d3,
+    0x3f78f4f0, 0x3f7837f0, 0x3f778d3a, 0x3f76f532, 0x3f767043, 0x3f75fed7, 0x3f75a15b,
+    0x3f75583f, 0x3f7523f6, 0x3f7504f3, 0x3f74fbaf, 0x3f7508a4, 0x3f752c4d, 0x3f75672a,
+    0x3f75b9be, 0x3f76248c, 0x3f76a81e, 0x3f7744fd, 0x3f77fbb8, 0x3f78ccdf, 0x3f79b907,
+    0x3f7ac0c7, 0x3f7be4ba, 0x3f7d257d, 0x3f7e83b3};
+#else
+#define FL_EXP_TAB_BITS 4
+#define FL_EXP_TAB_LO (-708.0)
+#define FL_EXP_TAB_HI (709.0)
+#define FL_EXP_TAB_INVN 23.083120654223414     /* 16 / ln2 */
+#define FL_EXP_TAB_LN2N_HI 0.04332169878489367  /* ln2 / 16, 36 bits: k * hi is exact */
+#define FL_EXP_TAB_LN2N_LO 1.0291218489310676e-13
+static const int64_t FN(exp_tab)[16] __attribute__((aligned(64))) = {
+    0x3ff0000000000000LL, 0x3fefb5586cf9890fLL, 0x3fef72b83c7d517bLL, 0x3fef387a6e756238LL,
+    0x3fef06fe0a31b715LL, 0x3feedea64c123422LL, 0x3feebfdad5362a27LL, 0x3feeab07dd485429LL,
+    0x3feea09e667f3bcdLL, 0x3feea11473eb0187LL, 0x3feeace5422aa0dbLL, 0x3feec49182a3f090LL,
+    0x3feee89f995ad3adLL, 0x3fef199bdd85529cLL, 0x3fef5818dcfba487LL, 0x3fefa4afa2a490daLL};
+#endif
+FL_INLINE VR FN(vexp_table)(VR x)
+{
+    const VR magic = FN(vsplat)(FL_MAGIC);
+    const VR kb = x * (R)FL_EXP_TAB_INVN + magic; /* k in the low mantissa bits */
+    const VR kf = kb - magic;
+    VR r = x - kf * (R)FL_EXP_TAB_LN2N_HI;
+    r = r - kf * (R)FL_EXP_TAB_LN2N_LO;
+    VR t0, t1;
+    memcpy(&t0, FN(exp_tab), sizeof t0);
+    memcpy(&t1, (const char *)FN(exp_tab) + sizeof t0, sizeof t1);
+    const VR scale = (VR)((VI)FL_PERMUTE2(t0, (VI)kb, t1) +
+                          ((VI)kb << (FL_MANT_BITS - FL_EXP_TAB_BITS)));
+    /* e^r - 1, Taylor: the first omitted term is below 2^-30 (float) / 2^-59 (double) */
+    const VR r2 = r * r;
+#if FL_IS_F32
+    const VR p = r + r2 * (0.5f + r * (1.0f / 6));
+#else
+    VR q = FN(vsplat)(1.0 / 5040);
+    q = q * r + 1.0 / 720;
+    q = q * r + 1.0 / 120;
+    q = q * r + 1.0 / 24;
+    q = q * r + 1.0 / 6;
+    q = q * r + 0.5;
+    const VR p = r + r2 * q;
+#endif
+    return scale + scale * p;
+}
+#endif
+
+/* exp(x) for x <= FL_EXP_HI or NaN: the reduction to |r| <= ln2/2 and a polynomial of
+ * degree 6 / 11, for every input (used alone where there is no table) */
+FL_INLINE VR FN(vexp_poly)(VR x)
 {
     x = FN_MAX_OR_B(FN(vsplat)(FL_EXP_LO), x); /* NaN stays NaN */
     const VR magic = FN(vsplat)(FL_MAGIC);
@@ -181,9 +247,24 @@ FL_INLINE VR FN(vexp_nonpos)(VR x)
 #endif
 }
 
+/* exp(x) for x <= 0 or NaN (the max-shifted exponents of a softmax): no overflow clamp. */
+FL_INLINE VR FN(vexp_nonpos)(VR x)
+{
+#if defined(FL_PERMUTE2) && defined(FL_ANY_LT)
+    /* results that are normal numbers: all but extreme inputs such as -inf masks */
+    if (__builtin_expect(!FL_ANY_LT(x, FN(vsplat)(FL_EXP_TAB_LO)), 1)) return FN(vexp_table)(x);
+#endif
+    return FN(vexp_poly)(x);
+}
+
 FL_INLINE VR FN(vexp)(VR x)
 {
-    return FN(vexp_nonpos)(FN_MIN_OR_B(FN(vsplat)(FL_EXP_HI), x));
+#if defined(FL_PERMUTE2) && defined(FL_ANY_LT)
+    if (__builtin_expect(!FL_ANY_LT(x, FN(vsplat)(FL_EXP_TAB_LO)) &&
+                         !FL_ANY_LT(FN(vsplat)(FL_EXP_TAB_HI), x), 1))
+        return FN(vexp_table)(x);
+#endif
+    return FN(vexp_poly)(FN_MIN_OR_B(FN(vsplat)(FL_EXP_HI), x));
 }
 
 /* 2 atanh(s) = log((1 + s) / (1 - s)) = 2 (s + s^3/3 + s^5/5 + ...) for |s| <= 0.1716:
@@ -303,6 +384,12 @@ FL_INLINE VR FN(vlog1p_unit)(VR e)
 #undef FL_SUBN_SHIFT
 #undef FL_NORM_MIN
 #undef FL_EXP_LO
+#undef FL_EXP_TAB_BITS
+#undef FL_EXP_TAB_LO
+#undef FL_EXP_TAB_HI
+#undef FL_EXP_TAB_INVN
+#undef FL_EXP_TAB_LN2N_HI
+#undef FL_EXP_TAB_LN2N_LO
 #undef FL_EXP_HI
 #undef FL_MAGIC
 #undef FL_LOG2E
