@@ -102,10 +102,9 @@ static inline double FN(row_scale)(const fl_ce_args *a, int64_t i)
  * requested from memory (one prefetch per cache line), so the memory-bound max sweep of the
  * next row finds it on chip.  (sizeof(R) * L == 64 on AVX-512: one vector is one line.) */
 #ifndef FL_PREFETCH_NEXT_ROW
-#define FL_PREFETCH_NEXT_ROW(p, C, r, r1)                                                   \
+#define FL_PREFETCH_NEXT_ROW(p, C)                                                      \
     do {                                                                                \
-        if ((r) + 1 < (r1) && ((uintptr_t)(p) & 63) < sizeof(R) * L)                     \
-            __builtin_prefetch((p) + (C), 0, 3);                                        \
+        if (((uintptr_t)(p) & 63) < sizeof(R) * L) __builtin_prefetch((p) + (C), 0, 3);  \
     } while (0)
 #endif
 
@@ -143,10 +142,16 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
     const int smooth = !a->focal && a->smoothing > 0;
     const VX iota = FN(viota)();
     double total = 0.0;
+    /* the max of row r + 1 is taken during the exp sweep of row r (its loads overlap that
+     * compute-bound sweep; the next exp sweep then reads the row from L2) */
+    int have_next = 0;
+    R m_next = 0;
     for (int64_t r = r0; r < r1; r++) {
         const R *x = (const R *)a->x + r * C;
         R *g = a->grad ? (R *)a->grad + r * C : NULL;
         const int64_t y = a->target[r];
+        const int had_max = have_next;
+        have_next = 0;
         if (y == a->ignore_index) {
             if (g) memset(g, 0, (size_t)C * sizeof(R));
             if (loss_rows) loss_rows[r] = 0;
@@ -154,16 +159,23 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
         }
         const R xy = x[y]; /* read before g (which may alias x) is written */
         const double wy = w ? (double)w[y] : 1.0;
-        const R m = FN(row_max)(x, C);
+        const R m = had_max ? m_next : FN(row_max)(x, C);
         const VR vm = FN(vsplat)(m);
+        const int fuse = r + 1 < r1;
+        /* a chunk's last row requests the next chunk's first row (usually next on this
+         * thread: static schedule) */
+        const int fetch = !fuse && r + 1 < a->N;
+        const R *xn = fuse ? x + C : x; /* the next row (re-reads this one when there is none) */
+        VR mn = FN(vsplat)((R)-__builtin_inf());
         VR vs = {0}, vd = {0};
         double s_other = 0.0, dsum = 0.0;
         int64_t c = 0;
         int blk = 0;
         const int64_t yblock = y - y % L; /* the one block where the target is excluded */
         for (; c + L <= C; c += L) {
-            FL_PREFETCH_NEXT_ROW(x + c, C, r, r1);
             const VR xv = FN(vload)(x + c);
+            if (fetch) FL_PREFETCH_NEXT_ROW(x + c, C);
+            else mn = FN(vmax)(mn, FN(vload)(xn + c));
             const VR d = vm - xv; /* >= 0, +inf for masked logits */
             const VR e = FN(vexp_nonpos)(xv - vm);
             if (g) FN(vstore)(g + c, e);
@@ -183,9 +195,14 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
             const VI valid = iota < (FL_XLANE)n;
             const VR d = FN(vselect)(valid, vm - FN(vload_part)(x + c, n, 0), FN(vsplat)(0));
             const VR e = FN(vexp_nonpos)(-d);
+            mn = FN(vmax)(mn, FN(vload_part)(xn + c, n, (R)-__builtin_inf()));
             if (g) FN(vstore_part)(g + c, e, n);
             vs += FN(vselect)(valid & (iota != (FL_XLANE)(y - c)), e, FN(vsplat)(0));
             if (smooth) vd += w ? FN(vload_part)(w + c, n, 0) * d : d;
+        }
+        if (fuse) {
+            have_next = 1;
+            m_next = FN(hmax)(mn);
         }
         s_other += FN(hsum)(vs);
         dsum += FN(hsum)(vd);
@@ -235,8 +252,10 @@ static void FN(ce_prob_rows)(const void *args, int64_t r0, int64_t r1, double *p
             const int64_t n = C - c < L ? C - c : L;
             const VI valid = iota < (FL_XLANE)n;
             const VR xv = n == L ? FN(vload)(x + c) : FN(vload_part)(x + c, n, m);
-            FL_PREFETCH_NEXT_ROW(x + c, C, r, r1);
-            FL_PREFETCH_NEXT_ROW(t + c, C, r, r1);
+            if (r + 1 < a->N) {
+                FL_PREFETCH_NEXT_ROW(x + c, C);
+                FL_PREFETCH_NEXT_ROW(t + c, C);
+            }
             const VR tv = n == L ? FN(vload)(t + c) : FN(vload_part)(t + c, n, 0);
             const VR wv = w ? (n == L ? FN(vload)(w + c) : FN(vload_part)(w + c, n, 0)) : FN(vsplat)(1);
             const VR d = vm - xv;
@@ -293,7 +312,7 @@ static void FN(softmax_rows)(const void *args, int64_t r0, int64_t r1, double *p
         int blk = 0;
         for (; c < C; c += L) {
             const int64_t n = C - c < L ? C - c : L;
-            FL_PREFETCH_NEXT_ROW(x + c, C, r, r1);
+            if (r + 1 < a->N) FL_PREFETCH_NEXT_ROW(x + c, C);
             const VR xv = n == L ? FN(vload)(x + c) : FN(vload_part)(x + c, n, m);
             VR e = FN(vexp_nonpos)(xv - vm);
             e = FN(vselect)(iota < (FL_XLANE)n, e, FN(vsplat)(0));
