@@ -2,11 +2,11 @@
  * Elementwise losses for one (dtype, ISA) instantiation.  No include guard on purpose.
  *
  * Each loss states its math once, as an inline vector function
- *     FN(ew_<loss>)(a, x, t, w, pw, e, lg, &loss, &grad, &bad)
- * returning the per-element loss and d loss / d x (before the reduction scale); the logistic
- * losses get e = exp(-|x|) and lg = log1p(e) precomputed by the loop.  One generic loop
- * (FN(ew_loop), always inlined with the loss function as a constant) handles weights, tails,
- * gradient scaling, per-element outputs and the float64 partial sums.
+ *     FN(ew_<loss>)(a, x, t, w, pw, p0, p1, &loss, &grad, &bad)
+ * returning the per-element loss and d loss / d x (before the reduction scale); p0, p1 are
+ * its logs / exps, computed ahead over a block by FN(pre0_<loss>) / FN(pre1_<loss>).  One
+ * generic loop (FN(ew_loop), always inlined with the loss function as a constant) handles
+ * weights, tails, gradient scaling, per-element outputs and the float64 partial sums.
  *
  * Numerics:
  *  - softplus(z) = max(z, 0) + log1p(exp(-|z|)) and the sigmoids are built from the single
@@ -24,10 +24,12 @@
 #define R FL_REAL
 #define L FL_LANES
 
-/* e = exp(-|x|) and lg = log1p(e) are passed in precomputed (see FN(ew_loop)) to the logistic
- * losses; the others get zeros and ignore them */
-typedef void (*FN(ew_fn))(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e, VR lg, VR *loss,
+/* (p0, p1): the transcendental parts of the loss, computed ahead over a block of vectors by
+ * its pre functions, p0 = pre0(x, t) and then p1 = pre1(x, t, p0) (see FN(ew_loop)); zeros
+ * for losses without them */
+typedef void (*FN(ew_fn))(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0, VR p1, VR *loss,
                           VR *grad, VI *bad);
+typedef VR (*FN(ew_pre_fn))(VR x, VR t, VR p0);
 
 /* e = exp(-|x|); returns sigma(x) and sigma(-x) */
 static inline void FN(sigmoids)(VR x, VR e, VR *sig_pos, VR *sig_neg)
@@ -50,6 +52,18 @@ static inline VR FN(zmul)(VR coef, VR value)
     return FN(vselect)(coef == 0, FN(vsplat)(0), coef * value);
 }
 
+/* e = exp(-|x|), then log1p(e): shared by the logistic losses */
+static inline VR FN(pre0_logistic)(VR x, VR t, VR unused)
+{
+    (void)t; (void)unused;
+    return FN(vexp_nonpos)(FN(neg_abs)(x));
+}
+static inline VR FN(pre1_logistic)(VR x, VR t, VR e)
+{
+    (void)x; (void)t;
+    return FN(vlog1p_unit)(e);
+}
+
 static inline void FN(ew_bce_logits)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e, VR lg,
                                      VR *loss, VR *grad, VI *bad)
 {
@@ -59,8 +73,10 @@ static inline void FN(ew_bce_logits)(const fl_ew_args *a, VR x, VR t, VR w, VR p
     VR s_pos, s_neg;
     FN(sigmoids)(x, e, &s_pos, &s_neg);
     const VR cp = pw * t, cn = one - t;
-    *loss = w * (FN(zmul)(cp, sp_neg) + FN(zmul)(cn, sp_pos));
-    *grad = w * (FN(zmul)(cn, s_pos) - FN(zmul)(cp, s_neg));
+    /* x = NaN stays NaN even where both coefficients are 0 (pos_weight = 0, t = 1) */
+    const VI xnan = x != x;
+    *loss = FN(vselect)(xnan, x, w * (FN(zmul)(cp, sp_neg) + FN(zmul)(cn, sp_pos)));
+    *grad = FN(vselect)(xnan, x, w * (FN(zmul)(cn, s_pos) - FN(zmul)(cp, s_neg)));
     (void)a; (void)bad;
 }
 
@@ -105,13 +121,23 @@ static inline void FN(ew_sigmoid_focal_g2)(const fl_ew_args *a, VR x, VR t, VR w
     (void)w; (void)pw; (void)bad;
 }
 
-static inline void FN(ew_bce)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e, VR lg,
+/* log x, log1p(-x) */
+static inline VR FN(pre0_bce)(VR x, VR t, VR unused)
+{
+    (void)t; (void)unused;
+    return FN(vlog)(x);
+}
+static inline VR FN(pre1_bce)(VR x, VR t, VR lx)
+{
+    (void)t; (void)lx;
+    return FN(vlog1p)(-x);
+}
+static inline void FN(ew_bce)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR lx, VR l1x,
                               VR *loss, VR *grad, VI *bad)
 {
     /* torch: loss = (t - 1) max(log1p(-x), -100) - t max(log x, -100),
      *        grad = (x - t) / max((1 - x) x, 1e-12f) */
     const VR one = FN(vsplat)((R)1), clamp = FN(vsplat)((R)-100);
-    const VR lx = FN(vlog)(x), l1x = FN(vlog1p)(-x);
     const VR lxc = FN(vselect)(lx < clamp, clamp, lx);
     const VR l1xc = FN(vselect)(l1x < clamp, clamp, l1x);
     *loss = w * ((t - one) * l1xc - t * lxc);
@@ -120,16 +146,16 @@ static inline void FN(ew_bce)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e
     den = FN(vselect)(den < eps, eps, den);
     *grad = w * (x - t) / den;
     *bad |= ~((x >= 0) & (x <= one)); /* outside [0, 1], or NaN */
-    (void)a; (void)pw; (void)e; (void)lg;
+    (void)a; (void)pw;
 }
 
-static inline void FN(ew_mse)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e, VR lg,
+static inline void FN(ew_mse)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0, VR p1,
                               VR *loss, VR *grad, VI *bad)
 {
     const VR d = x - t;
     *loss = d * d;
     *grad = 2 * d;
-    (void)a; (void)w; (void)pw; (void)bad; (void)e; (void)lg;
+    (void)a; (void)w; (void)pw; (void)bad; (void)p0; (void)p1;
 }
 
 static inline VR FN(vsign)(VR d)
@@ -139,16 +165,16 @@ static inline VR FN(vsign)(VR d)
     return FN(vselect)(d != d, d, s); /* NaN stays NaN */
 }
 
-static inline void FN(ew_l1)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e, VR lg,
+static inline void FN(ew_l1)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0, VR p1,
                              VR *loss, VR *grad, VI *bad)
 {
     const VR d = x - t;
     *loss = FN(vselect)(d < 0, -d, d);
     *grad = FN(vsign)(d);
-    (void)a; (void)w; (void)pw; (void)bad; (void)e; (void)lg;
+    (void)a; (void)w; (void)pw; (void)bad; (void)p0; (void)p1;
 }
 
-static inline void FN(ew_smooth_l1)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e, VR lg,
+static inline void FN(ew_smooth_l1)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0, VR p1,
                                     VR *loss, VR *grad, VI *bad)
 {
     const R beta = (R)a->p1;
@@ -161,10 +187,10 @@ static inline void FN(ew_smooth_l1)(const fl_ew_args *a, VR x, VR t, VR w, VR pw
         *loss = FN(vselect)(quad, (R)0.5 * d * d / beta, z - (R)0.5 * beta);
         *grad = FN(vselect)(quad, d / beta, FN(vsign)(d));
     }
-    (void)w; (void)pw; (void)bad; (void)e; (void)lg;
+    (void)w; (void)pw; (void)bad; (void)p0; (void)p1;
 }
 
-static inline void FN(ew_huber)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e, VR lg,
+static inline void FN(ew_huber)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0, VR p1,
                                 VR *loss, VR *grad, VI *bad)
 {
     const R delta = (R)a->p1;
@@ -172,40 +198,48 @@ static inline void FN(ew_huber)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR
     const VI quad = z < delta;
     *loss = FN(vselect)(quad, (R)0.5 * d * d, delta * (z - (R)0.5 * delta));
     *grad = FN(vselect)(quad, d, delta * FN(vsign)(d));
-    (void)w; (void)pw; (void)bad; (void)e; (void)lg;
+    (void)w; (void)pw; (void)bad; (void)p0; (void)p1;
 }
 
-static inline void FN(ew_kl_div)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e, VR lg,
+static inline VR FN(pre0_kl_div)(VR x, VR t, VR unused)
+{
+    (void)x; (void)unused;
+    return FN(vlog)(t);
+}
+static inline void FN(ew_kl_div)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR lt, VR unused,
                                  VR *loss, VR *grad, VI *bad)
 {
     /* t (log t - x), 0 where t == 0 (unless x is NaN); NaN for t < 0 */
-    const VR v = t * (FN(vlog)(t) - x);
+    const VR v = t * (lt - x);
     *loss = FN(vselect)((t == 0) & (x == x), FN(vsplat)(0), v);
     *grad = -t;
-    (void)a; (void)w; (void)pw; (void)bad; (void)e; (void)lg;
+    (void)a; (void)w; (void)pw; (void)bad; (void)unused;
 }
 
-static inline void FN(ew_kl_div_log_target)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e,
-                                            VR lg, VR *loss, VR *grad, VI *bad)
+static inline VR FN(pre0_kl_div_log_target)(VR x, VR t, VR unused)
+{
+    (void)x; (void)unused;
+    return FN(vexp)(t);
+}
+static inline void FN(ew_kl_div_log_target)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR et,
+                                            VR unused, VR *loss, VR *grad, VI *bad)
 {
     /* exp(t) (t - x), 0 where exp(t) == 0 (unless x is NaN) */
-    const VR et = FN(vexp)(t);
     *loss = FN(vselect)((et == 0) & (x == x), FN(vsplat)(0), et * (t - x));
     *grad = -et;
-    (void)a; (void)w; (void)pw; (void)bad; (void)e; (void)lg;
+    (void)a; (void)w; (void)pw; (void)bad; (void)unused;
 }
 
-/* Vectors per block of FN(ew_loop).  For the logistic losses the loop first runs
- * e = exp(-|x|) and log1p(e) over the whole block, then the rest of the formula per vector:
- * one vector's complete formula is a dependency chain of ~80 operations, longer than the
- * out-of-order window can overlap, whereas short independent chains back to back keep the
- * FP pipes busy (sigmoid focal float64, loss only: 34 -> 27 ms per 8.4M elements on one
- * Zen 4 core). */
+/* Vectors per block of FN(ew_loop).  A loss with a "pre" function (logs, exps) gets it run
+ * over the whole block first, then the rest of its formula per vector: one vector's complete
+ * formula is a dependency chain of ~80 operations, longer than the out-of-order window can
+ * overlap, whereas short independent chains back to back keep the FP pipes busy (sigmoid
+ * focal float64, loss only: 34 -> 27 ms per 8.4M elements on one Zen 4 core). */
 #define FL_EW_BLOCK 8
 
 static inline __attribute__((always_inline)) void
 FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(ew_fn) f,
-            const int with_grad, const int logistic)
+            const int with_grad, FN(ew_pre_fn) pre0, FN(ew_pre_fn) pre1)
 {
     /* a private copy: the loss parameters (alpha, gamma, ...) cannot alias the output
      * stores, so the compiler need not reload them after every store */
@@ -236,21 +270,24 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
             const int64_t b1 = s1 - b0 < FL_EW_BLOCK * L ? s1 : b0 + FL_EW_BLOCK * L;
 #define FL_N(i) (b1 - (i) < L ? b1 - (i) : L)
 #define FL_LD(p, n, fill) ((n) == L ? FN(vload)(p) : FN(vload_part)((p), (n), (fill)))
-            VR ev[FL_EW_BLOCK], lgv[FL_EW_BLOCK];
-            if (logistic) {
-                for (int64_t i = b0, k = 0; i < b1; i += L, k++)
-                    ev[k] = FN(vexp_nonpos)(FN(neg_abs)(FL_LD(x + i, FL_N(i), (R)0.5)));
-                for (int64_t i = b0, k = 0; i < b1; i += L, k++) lgv[k] = FN(vlog1p_unit)(ev[k]);
-            }
+            /* each pre function as its own loop over the block: chains of one kind back to
+             * back (all exps, then all logs) */
+            VR p0[FL_EW_BLOCK], p1[FL_EW_BLOCK];
+#define FL_PRE_LOOP(out, fn, prev)                                                         \
+    for (int64_t i = b0, k = 0; i < b1; i += L, k++)                                       \
+        out[k] = fn(FL_LD(x + i, FL_N(i), (R)0.5), FL_LD(t + i, FL_N(i), (R)0.5), prev)
+            if (pre0) FL_PRE_LOOP(p0, pre0, zero);
+            if (pre1) FL_PRE_LOOP(p1, pre1, p0[k]);
+#undef FL_PRE_LOOP
             for (int64_t i = b0, k = 0; i < b1; i += L, k++) {
                 const int64_t n = FL_N(i), o = i - s0;
                 const int full = n == L;
                 const VR xv = FL_LD(x + i, n, (R)0.5), tv = FL_LD(t + i, n, (R)0.5);
-                const VR wv = ws ? FL_LD(ws + o, n, 0) : one, pwv = pws ? FL_LD(pws + o, n, 0) : one;
+                const VR wv = ws ? FL_LD(ws + o, n, 0) : one;
+                const VR pwv = pws ? FL_LD(pws + o, n, 0) : one;
                 VR lv, gv;
                 VI bv = (VI)zero;
-                f(a, xv, tv, wv, pwv, logistic ? ev[k] : zero, logistic ? lgv[k] : zero, &lv, &gv,
-                  &bv);
+                f(a, xv, tv, wv, pwv, pre0 ? p0[k] : zero, pre1 ? p1[k] : zero, &lv, &gv, &bv);
                 if (!full) {
                     const VI valid = iota < (FL_XLANE)n;
                     lv = FN(vselect)(valid, lv, zero);
@@ -280,23 +317,23 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
 
 /* two copies of each loop: with a gradient, and loss only (where the compiler drops the
  * gradient math altogether) */
-#define FL_EW_UNITS(name, logistic)                                                        \
+#define FL_EW_UNITS(name, pre0, pre1)                                                      \
     static void FN(name##_units)(const void *args, int64_t i0, int64_t i1, double *partial) \
     {                                                                                      \
         const fl_ew_args *a_ = (const fl_ew_args *)args;                                   \
-        if (a_->grad) FN(ew_loop)(a_, i0, i1, partial, FN(ew_##name), 1, logistic);        \
-        else FN(ew_loop)(a_, i0, i1, partial, FN(ew_##name), 0, logistic);                 \
+        if (a_->grad) FN(ew_loop)(a_, i0, i1, partial, FN(ew_##name), 1, pre0, pre1);      \
+        else FN(ew_loop)(a_, i0, i1, partial, FN(ew_##name), 0, pre0, pre1);               \
     }
-FL_EW_UNITS(bce_logits, 1)
-FL_EW_UNITS(sigmoid_focal_g2, 1)
-FL_EW_UNITS(sigmoid_focal_any, 1)
-FL_EW_UNITS(bce, 0)
-FL_EW_UNITS(mse, 0)
-FL_EW_UNITS(l1, 0)
-FL_EW_UNITS(smooth_l1, 0)
-FL_EW_UNITS(huber, 0)
-FL_EW_UNITS(kl_div, 0)
-FL_EW_UNITS(kl_div_log_target, 0)
+FL_EW_UNITS(bce_logits, FN(pre0_logistic), FN(pre1_logistic))
+FL_EW_UNITS(sigmoid_focal_g2, FN(pre0_logistic), FN(pre1_logistic))
+FL_EW_UNITS(sigmoid_focal_any, FN(pre0_logistic), FN(pre1_logistic))
+FL_EW_UNITS(bce, FN(pre0_bce), FN(pre1_bce))
+FL_EW_UNITS(mse, NULL, NULL)
+FL_EW_UNITS(l1, NULL, NULL)
+FL_EW_UNITS(smooth_l1, NULL, NULL)
+FL_EW_UNITS(huber, NULL, NULL)
+FL_EW_UNITS(kl_div, FN(pre0_kl_div), NULL)
+FL_EW_UNITS(kl_div_log_target, FN(pre0_kl_div_log_target), NULL)
 #undef FL_EW_UNITS
 
 static void FN(sigmoid_focal_units)(const void *args, int64_t i0, int64_t i1, double *partial)

@@ -257,3 +257,22 @@ def test_torch_parity(name, opts):
         rt = 2e-4 if dtype == np.float32 else 1e-9
         np.testing.assert_allclose(la, out.detach().numpy(), rtol=rt, atol=rt)
         np.testing.assert_allclose(ga, xt.grad.numpy(), rtol=rt, atol=rt)
+
+
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bce_logits_nan_input_with_zero_pos_weight(backend, dtype, simd):
+    """NaN logits give NaN loss and gradient (as in torch), also where pos_weight = 0 and
+    t = 1 zero both terms' coefficients (found by hypothesis: the kernels returned 0)."""
+    n = 300  # several blocks; the NaN lanes sit in full and partial vectors
+    x = np.linspace(-5, 5, n).astype(dtype)
+    nan_at = [0, 17, 128, n - 1]
+    x[nan_at] = np.nan
+    t = np.ones(n, dtype)
+    pw = np.zeros(n, dtype)
+    with fastloss.use_backend(backend):
+        loss, g = fastloss.binary_cross_entropy_with_logits(x, t, pos_weight=pw, reduction="none",
+                                                            return_grad=True)
+    assert np.isnan(loss[nan_at]).all() and np.isnan(g[nan_at]).all()
+    rest = np.setdiff1d(np.arange(n), nan_at)
+    assert (loss[rest] == 0).all() and (g[rest] == 0).all()

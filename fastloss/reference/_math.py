@@ -416,7 +416,8 @@ def binary_cross_entropy(x, target, weight, reduction, grad_output, need_grad):
 def binary_cross_entropy_with_logits(x, target, weight, pos_weight, reduction, grad_output,
                                      need_grad):
     """l = w [ pos_weight t softplus(-x) + (1 - t) softplus(x) ]; a term whose coefficient is 0
-    contributes 0, so x = +-inf with an agreeing target gives loss 0 (torch: NaN).
+    contributes 0, so x = +-inf with an agreeing target gives loss 0 (torch: NaN).  x = NaN
+    gives NaN (like torch) even when both coefficients are 0 (pos_weight = 0, t = 1).
     grad = w [ (1 - t) sigmoid(x) - pos_weight t sigmoid(-x) ].
     """
     with np.errstate(all="ignore"):
@@ -426,6 +427,7 @@ def binary_cross_entropy_with_logits(x, target, weight, pos_weight, reduction, g
         neg_coef = 1.0 - t
         per = (np.where(pos_coef == 0.0, 0.0, pos_coef * _softplus(-x))
                + np.where(neg_coef == 0.0, 0.0, neg_coef * _softplus(x)))
+        per = np.where(np.isnan(x), x, per)
         if weight is not None:
             per = _f64(weight) * per
         d_per = None
