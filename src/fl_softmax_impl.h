@@ -610,31 +610,35 @@ typedef struct {
     VR gs;
 } FN(index_lanes_t);
 
+/* L int64 targets of a full tile as one (possibly double-width) vector */
+typedef int64_t FN(tile_i64_t) __attribute__((vector_size(L * sizeof(int64_t))));
+
 FL_INLINE FN(index_lanes_t) FN(index_lanes)(const fl_ce_args *a, const int64_t *tg,
                                             int64_t base, int64_t nl)
 {
     typedef __typeof__(((VI){0})[0]) lane_int;
-    FL_XLANE ya[L];
-    lane_int sk[L];
+    typedef lane_int FN(tile_lane_int_t) __attribute__((vector_size(sizeof(VI))));
     const int64_t ign = a->ignore_index;
+    FN(index_lanes_t) r;
     if (nl == L) {
-        for (int l = 0; l < L; l++) {
-            const int64_t t = tg[l];
-            ya[l] = t == ign ? (FL_XLANE)-1 : (FL_XLANE)t;
-            sk[l] = t == ign ? (lane_int)-1 : 0;
-        }
+        /* vector compares and narrowing conversions: a lane-by-lane fill of arrays read back
+         * as vectors would stall store forwarding */
+        FN(tile_i64_t) t;
+        memcpy(&t, tg, sizeof t);
+        const FN(tile_i64_t) use = t != ign; /* -1 / 0 */
+        r.yv = __builtin_convertvector((t & use) | ~use, VX); /* ignored: -1 */
+        r.skip = (VI)__builtin_convertvector(~use, FN(tile_lane_int_t));
     } else {
+        FL_XLANE ya[L];
+        lane_int sk[L];
         for (int l = 0; l < L; l++) {
             const int use = l < nl && tg[l] != ign;
             ya[l] = use ? (FL_XLANE)tg[l] : (FL_XLANE)-1;
             sk[l] = use ? 0 : (lane_int)-1;
         }
+        memcpy(&r.yv, ya, sizeof r.yv);
+        memcpy(&r.skip, sk, sizeof r.skip);
     }
-    FN(index_lanes_t) r;
-    memcpy(&r.yv, ya, sizeof r.yv);
-    memcpy(&r.skip, sk, sizeof r.skip);
-    /* the common uniform scale as one vector select: lane-by-lane stores read back as a
-     * vector would stall store forwarding */
     r.gs = FN(vselect)(FN(viota)() < (FL_XLANE)nl, FN(vsplat)((R)a->grad_scale), FN(vsplat)(0));
     if (a->grad_scale_rows)
         for (int l = 0; l < L; l++) r.gs[l] = l < nl ? (R)a->grad_scale_rows[base + l] : (R)0;

@@ -45,6 +45,10 @@ CASES = {
     "ce-w": ("cross_entropy", {"w": True, "ls": 0.0}),  # explicit label_smoothing=0
     "ce-ign": ("cross_entropy", {"ign": -100}),
     "ce-ign-in": ("cross_entropy", {"ign": 1}),
+    # an ignore_index beyond int32 and a negative one: the tile paths narrow targets to
+    # 32-bit lanes only after masking the ignored ones
+    "ce-ign-big": ("cross_entropy", {"ign": 2**40 + 3}),
+    "focal-ign-neg": ("focal_loss", {"gamma": 2.0, "ign": -1}),
     "ce-w-ign-in": ("cross_entropy", {"w": True, "ign": 2}),
     "ce-ls0.1": ("cross_entropy", {"ls": 0.1}),
     "ce-ls1": ("cross_entropy", {"ls": 1.0, "ign": -100}),
