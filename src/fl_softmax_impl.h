@@ -610,6 +610,21 @@ typedef struct {
     VR gs;
 } FN(index_lanes_t);
 
+/* The gradient scale of the nl samples from `base` (0 in padding lanes): the common uniform
+ * scale as one vector select (lanes filled one by one and read back as a vector would stall
+ * store forwarding) */
+static inline VR FN(lane_scales)(const fl_ce_args *a, int64_t base, int64_t nl)
+{
+    if (a->grad_scale_rows) { /* per-sample scales (grad_output of reduction "none") */
+        R tmp[L];
+        for (int l = 0; l < L; l++) tmp[l] = l < nl ? (R)a->grad_scale_rows[base + l] : (R)0;
+        VR gs;
+        memcpy(&gs, tmp, sizeof gs);
+        return gs;
+    }
+    return FN(vselect)(FN(viota)() < (FL_XLANE)nl, FN(vsplat)((R)a->grad_scale), FN(vsplat)(0));
+}
+
 /* L int64 targets of a full tile as one (possibly double-width) vector */
 typedef int64_t FN(tile_i64_t) __attribute__((vector_size(L * sizeof(int64_t))));
 
@@ -639,9 +654,7 @@ FL_INLINE FN(index_lanes_t) FN(index_lanes)(const fl_ce_args *a, const int64_t *
         memcpy(&r.yv, ya, sizeof r.yv);
         memcpy(&r.skip, sk, sizeof r.skip);
     }
-    r.gs = FN(vselect)(FN(viota)() < (FL_XLANE)nl, FN(vsplat)((R)a->grad_scale), FN(vsplat)(0));
-    if (a->grad_scale_rows)
-        for (int l = 0; l < L; l++) r.gs[l] = l < nl ? (R)a->grad_scale_rows[base + l] : (R)0;
+    r.gs = FN(lane_scales)(a, base, nl);
     return r;
 }
 
@@ -763,8 +776,7 @@ static void FN(ce_prob_cols)(const void *args, int64_t u0, int64_t u1, double *p
         int64_t n, s0, nl;
         FN(tile_of)(u, S, &n, &s0, &nl);
         const int64_t off = n * C * S + s0, base = n * S + s0;
-        VR gsv = FN(vsplat)(0);
-        for (int l = 0; l < nl; l++) gsv[l] = (R)FN(row_scale)(a, base + l);
+        const VR gsv = FN(lane_scales)(a, base, nl);
         const R *x = (const R *)a->x + off, *t = (const R *)a->target_prob + off;
         R *g = a->grad ? (R *)a->grad + off : NULL;
         VR loss;
@@ -796,8 +808,7 @@ static void FN(ce_prob_small_rows)(const void *args, int64_t u0, int64_t u1, dou
         R *g = a->grad ? (R *)a->grad + base * C : NULL;
         FN(tile_transpose_in)(xt, x, C, C, nl);
         FN(tile_transpose_in)(tt, t, C, C, nl);
-        VR gsv = FN(vsplat)(0);
-        for (int l = 0; l < nl; l++) gsv[l] = (R)FN(row_scale)(a, base + l);
+        const VR gsv = FN(lane_scales)(a, base, nl);
         VR loss = FN(ce_prob_tile)(a, xt, tt, L, g ? xt : NULL, 1, L, gsv);
         if (g) FN(tile_transpose_out)(g, C, xt, C, nl);
         loss = FN(vselect)(FN(viota)() < (FL_XLANE)nl, loss, FN(vsplat)(0));
