@@ -161,11 +161,10 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
         const double wy = w ? (double)w[y] : 1.0;
         const R m = had_max ? m_next : FN(row_max)(x, C);
         const VR vm = FN(vsplat)(m);
-        const int fuse = r + 1 < r1;
-        /* a chunk's last row requests the next chunk's first row (usually next on this
-         * thread: static schedule) */
-        const int fetch = !fuse && r + 1 < a->N;
-        const R *xn = fuse ? x + C : x; /* the next row (re-reads this one when there is none) */
+        /* fuse: the next row is in this chunk.  Otherwise a chunk's last row requests the next
+         * chunk's first row (usually next on this thread: static schedule) */
+        const int fuse = r + 1 < r1, fetch = !fuse && r + 1 < a->N;
+        const R *xn = x + C; /* read only when fuse */
         VR mn = FN(vsplat)((R)-__builtin_inf());
         VR vs = {0}, vd = {0};
         double s_other = 0.0, dsum = 0.0;
@@ -174,8 +173,8 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
         const int64_t yblock = y - y % L; /* the one block where the target is excluded */
         for (; c + L <= C; c += L) {
             const VR xv = FN(vload)(x + c);
-            if (fetch) FL_PREFETCH_NEXT_ROW(x + c, C);
-            else mn = FN(vmax)(mn, FN(vload)(xn + c));
+            if (fuse) mn = FN(vmax)(mn, FN(vload)(xn + c));
+            else if (fetch) FL_PREFETCH_NEXT_ROW(x + c, C);
             const VR d = vm - xv; /* >= 0, +inf for masked logits */
             const VR e = FN(vexp_nonpos)(xv - vm);
             if (g) FN(vstore)(g + c, e);
@@ -195,7 +194,7 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
             const VI valid = iota < (FL_XLANE)n;
             const VR d = FN(vselect)(valid, vm - FN(vload_part)(x + c, n, 0), FN(vsplat)(0));
             const VR e = FN(vexp_nonpos)(-d);
-            mn = FN(vmax)(mn, FN(vload_part)(xn + c, n, (R)-__builtin_inf()));
+            if (fuse) mn = FN(vmax)(mn, FN(vload_part)(xn + c, n, (R)-__builtin_inf()));
             if (g) FN(vstore_part)(g + c, e, n);
             vs += FN(vselect)(valid & (iota != (FL_XLANE)(y - c)), e, FN(vsplat)(0));
             if (smooth) vd += w ? FN(vload_part)(w + c, n, 0) * d : d;
@@ -602,8 +601,7 @@ static void FN(check_targets_units)(const void *args, int64_t i0, int64_t i1, do
 
 /* Per-lane values of an index-target tile of nl samples starting at sample `base`: the target
  * class (-1 for ignored and padding lanes), the mask of lanes whose loss and gradient are 0,
- * and the gradient scale.  Built in arrays by loops the compiler vectorises (a full tile with
- * one gradient scale has no per-lane branch), then loaded as vectors. */
+ * and the gradient scale. */
 typedef struct {
     VX yv;
     VI skip;
