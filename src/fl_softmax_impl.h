@@ -367,46 +367,79 @@ static inline VR FN(tile_max)(const R *x, int64_t xs, int64_t C, int full, int64
     return FN(vmax)(m0, m1);
 }
 
-/* Index targets.  yv: target class per lane (-1: none), skip: lanes to zero (ignored /
- * padding), gs: gradient scale per lane.  Returns the per-lane loss. */
-FL_INLINE VR FN(ce_index_tile)(const fl_ce_args *a, const R *x, int64_t xs, R *g, int full,
-                                   int64_t nl, VX yv, VI skip, VR gs)
+/* Index targets, NT tiles (a compile-time 1 or 2) in one class sweep: one tile's chain of
+ * max -> exp -> sums -> per-lane formula is longer than the out-of-order window overlaps, and
+ * two independent chains side by side keep the pipes busy (1048576 x 10 float32 loss only,
+ * one core: 6.9 -> 6.0 ms).  Per tile j: x[j] (class c of lane l at x[j][c * xs + l]), g[j]
+ * (or NULL), yv[j] target class per lane (-1: none), skip[j] lanes to zero (ignored /
+ * padding), gs[j] gradient scale per lane; writes the per-lane losses to loss[j]. */
+FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_t xs,
+                                  R *const *g, int full, int64_t nl, const VX *yv,
+                                  const VI *skip, const VR *gs, VR *loss, const int NT)
 {
     const int64_t C = a->C;
     const R *w = (const R *)a->weight;
     const int smooth = !a->focal && a->smoothing > 0;
     const VR zero = FN(vsplat)(0);
-    const VR vm = FN(tile_max)(x, xs, C, full, nl);
-    VR vs = zero, vd = zero, s_other = zero, dsum = zero;
-    /* x and weight at the target, picked up in the class sweep (lanes that match no class,
-     * i.e. ignored and padding lanes, keep 0 and 1): no per-lane gather, and x_y is read
-     * before the gradient (which may alias x) overwrites it */
-    VR xy = zero, wy = FN(vsplat)((R)1);
+    const int with_g = g[0] != NULL; /* all tiles or none */
+    const R *xp[2] = {x[0], x[NT - 1]};
+    R *gp[2] = {g[0], g[NT - 1]};
+    VR vm[2], vs[2], vd[2], s_other[2], dsum[2], xy[2], wy[2];
+#pragma GCC unroll 2
+    for (int j = 0; j < NT; j++) {
+        vm[j] = FN(tile_max)(xp[j], xs, C, full, nl);
+        vs[j] = vd[j] = s_other[j] = dsum[j] = xy[j] = zero;
+        /* x and weight at the target, picked up in the class sweep (lanes that match no
+         * class, i.e. ignored and padding lanes, keep 0 and 1): no per-lane gather, and x_y
+         * is read before the gradient (which may alias x) overwrites it */
+        wy[j] = FN(vsplat)((R)1);
+    }
     int blk = 0;
     for (int64_t c = 0; c < C; c++) {
-        const VR xc = FL_TILE_LOAD(x + c * xs);
-        const VI is_y = yv == (FL_XLANE)c;
-        const VR d = vm - xc;
-        const VR e = FN(vexp_nonpos)(xc - vm);
-        if (g) FL_TILE_STORE(g + c * xs, e);
-        xy = FN(vselect)(is_y, xc, xy);
-        if (w) wy = FN(vselect)(is_y, FN(vsplat)(w[c]), wy);
-        vs += FN(vselect)(is_y, zero, e);
-        if (smooth) vd += w ? d * w[c] : d;
-        if (++blk == FL_FLUSH) { FL_FLUSH_SUM(s_other, vs); FL_FLUSH_SUM(dsum, vd); blk = 0; }
-    }
-    s_other += vs;
-    dsum += vd;
-    const FN(ce_coef_t) k = FN(ce_index_coef)(a, vm - xy, s_other, dsum, wy, gs);
-    if (g) {
-        for (int64_t c = 0; c < C; c++) {
-            VR gv = FL_TILE_LOAD(g + c * xs) * k.A;
-            if (smooth) gv -= k.Bs * (w ? w[c] : (R)1);
-            gv = FN(vselect)(yv == (FL_XLANE)c, k.Gy, gv);
-            FL_TILE_STORE(g + c * xs, FN(vselect)(skip, zero, gv));
+#pragma GCC unroll 2
+        for (int j = 0; j < NT; j++) {
+            const VR xc = FL_TILE_LOAD(xp[j] + c * xs);
+            const VI is_y = yv[j] == (FL_XLANE)c;
+            const VR e = FN(vexp_nonpos)(xc - vm[j]);
+            if (with_g) FL_TILE_STORE(gp[j] + c * xs, e);
+            xy[j] = FN(vselect)(is_y, xc, xy[j]);
+            if (w) wy[j] = FN(vselect)(is_y, FN(vsplat)(w[c]), wy[j]);
+            vs[j] += FN(vselect)(is_y, zero, e);
+            if (smooth) vd[j] += w ? (vm[j] - xc) * w[c] : vm[j] - xc;
+        }
+        if (++blk == FL_FLUSH) {
+            for (int j = 0; j < NT; j++) {
+                FL_FLUSH_SUM(s_other[j], vs[j]);
+                FL_FLUSH_SUM(dsum[j], vd[j]);
+            }
+            blk = 0;
         }
     }
-    return FN(vselect)(skip, zero, k.loss);
+    FN(ce_coef_t) k[2];
+#pragma GCC unroll 2
+    for (int j = 0; j < NT; j++)
+        k[j] = FN(ce_index_coef)(a, vm[j] - xy[j], s_other[j] + vs[j], dsum[j] + vd[j], wy[j],
+                                 gs[j]);
+    for (int64_t c = 0; with_g && c < C; c++) {
+#pragma GCC unroll 2
+        for (int j = 0; j < NT; j++) {
+            VR gv = FL_TILE_LOAD(gp[j] + c * xs) * k[j].A;
+            if (smooth) gv -= k[j].Bs * (w ? w[c] : (R)1);
+            gv = FN(vselect)(yv[j] == (FL_XLANE)c, k[j].Gy, gv);
+            FL_TILE_STORE(gp[j] + c * xs, FN(vselect)(skip[j], zero, gv));
+        }
+    }
+#pragma GCC unroll 2
+    for (int j = 0; j < NT; j++) loss[j] = FN(vselect)(skip[j], zero, k[j].loss);
+}
+
+/* One tile of FN(ce_index_tiles); returns the per-lane loss. */
+FL_INLINE VR FN(ce_index_tile)(const fl_ce_args *a, const R *x, int64_t xs, R *g, int full,
+                               int64_t nl, VX yv, VI skip, VR gs)
+{
+    VR loss;
+    FN(ce_index_tiles)(a, &x, xs, &g, full, nl, &yv, &skip, &gs, &loss, 1);
+    return loss;
 }
 
 /* Probability targets t (same tile layout as x).  Returns the per-lane loss. */
@@ -738,23 +771,48 @@ FL_INLINE void FN(ce_index_cols_)(const fl_ce_args *a, int64_t u0, int64_t u1, d
 
 FL_GRAD_SPLIT(ce_index_cols)
 
-/* Small C, class axis last: L rows at a time through a transposed scratch tile. */
+/* Small C, class axis last: L rows at a time through a transposed scratch tile, two full
+ * tiles per sweep (FN(ce_index_tiles)), then the rest one by one. */
 FL_INLINE void FN(ce_index_small_rows_)(const fl_ce_args *a, int64_t u0, int64_t u1,
                                          double *partial, const int with_grad)
 {
     const int64_t C = a->C;
     R *loss_rows = (R *)a->loss_rows;
-    R xt[FL_SMALL_C * L];
+    R xt[2][FL_SMALL_C * L];
     double acc[L] = {0};
-    for (int64_t u = u0; u < u1; u++) {
+    int64_t u = u0;
+    for (; u + 1 < u1 && (u + 2) * L <= a->N; u += 2) {
+        const int64_t base = u * L;
+        const R *x[2] = {xt[0], xt[1]};
+        R *g[2] = {with_grad ? xt[0] : NULL, with_grad ? xt[1] : NULL};
+        VX yv[2];
+        VI skip[2];
+        VR gs[2], loss[2];
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; j++) {
+            const int64_t b = base + j * L;
+            FN(tile_transpose_in)(xt[j], (const R *)a->x + b * C, C, C, L);
+            const FN(index_lanes_t) k = FN(index_lanes)(a, a->target + b, b, L);
+            yv[j] = k.yv;
+            skip[j] = k.skip;
+            gs[j] = k.gs;
+        }
+        FN(ce_index_tiles)(a, x, L, g, 1, L, yv, skip, gs, loss, 2);
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; j++) {
+            const int64_t b = base + j * L;
+            if (with_grad) FN(tile_transpose_out)((R *)a->grad + b * C, C, xt[j], C, L);
+            if (loss_rows) FN(vstore)(loss_rows + b, loss[j]);
+            FN(acc_lanes)(acc, loss[j]);
+        }
+    }
+    for (; u < u1; u++) {
         const int64_t base = u * L, nl = a->N - base < L ? a->N - base : L;
-        const R *x = (const R *)a->x + base * C;
-        R *g = with_grad ? (R *)a->grad + base * C : NULL;
-        const int64_t *tg = a->target + base;
-        FN(tile_transpose_in)(xt, x, C, C, nl);
-        const FN(index_lanes_t) k = FN(index_lanes)(a, tg, base, nl);
-        const VR loss = FN(ce_index_tile)(a, xt, L, g ? xt : NULL, 1, L, k.yv, k.skip, k.gs);
-        if (g) FN(tile_transpose_out)(g, C, xt, C, nl);
+        FN(tile_transpose_in)(xt[0], (const R *)a->x + base * C, C, C, nl);
+        const FN(index_lanes_t) k = FN(index_lanes)(a, a->target + base, base, nl);
+        const VR loss = FN(ce_index_tile)(a, xt[0], L, with_grad ? xt[0] : NULL, 1, L, k.yv,
+                                          k.skip, k.gs);
+        if (with_grad) FN(tile_transpose_out)((R *)a->grad + base * C, C, xt[0], C, nl);
         if (loss_rows) FN(vstore_part)(loss_rows + base, loss, nl);
         FN(acc_lanes)(acc, loss);
     }

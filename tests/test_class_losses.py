@@ -24,6 +24,7 @@ DT_IDS = {np.float32: "f32", np.float64: "f64"}
 LAYOUTS = {
     "NC": ((13, 37), None),
     "NC-small": ((10, 3), None),
+    "NC-tiles": ((77, 10), None),             # several small-C tiles, swept two at a time
     "NC-wide": ((3, 1100), None),             # > FL_FLUSH vectors per row
     "NC1": ((9, 5, 1), None),                 # (N, C, 1): spatial layout with S == 1
     "NCd": ((3, 6, 21), None),
