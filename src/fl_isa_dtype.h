@@ -16,6 +16,18 @@
 #define FL_RCP14(v) ((FL_VR)FL_MM512(rcp14)((FL_M512)(v)))
 #define FL_PERMUTE2(a, idx, b) \
     ((FL_VR)FL_MM512(permutex2var)((FL_M512)(a), (__m512i)(idx), (FL_M512)(b)))
+/* the transpose network's shuffles: interleave within 128-bit lanes (of elements, and of
+ * 64-bit pairs), and pick whole 128-bit lanes (imm: 2 bits per result lane, two from a and
+ * two from b) */
+#define FL_UNPACKLO(a, b) ((FL_VR)FL_MM512(unpacklo)((FL_M512)(a), (FL_M512)(b)))
+#define FL_UNPACKHI(a, b) ((FL_VR)FL_MM512(unpackhi)((FL_M512)(a), (FL_M512)(b)))
+#define FL_UNPACKLO64(a, b) ((FL_VR)_mm512_unpacklo_pd((__m512d)(a), (__m512d)(b)))
+#define FL_UNPACKHI64(a, b) ((FL_VR)_mm512_unpackhi_pd((__m512d)(a), (__m512d)(b)))
+#if FL_IS_F32
+#define FL_SHUF128(a, b, imm) ((FL_VR)_mm512_shuffle_f32x4((__m512)(a), (__m512)(b), (imm)))
+#else
+#define FL_SHUF128(a, b, imm) ((FL_VR)_mm512_shuffle_f64x2((__m512d)(a), (__m512d)(b), (imm)))
+#endif
 #define FL_MASK_LOAD(p, n) ((FL_VR)FL_MM512(maskz_loadu)((1u << (n)) - 1, (p)))
 #define FL_MASK_STORE(p, n, v) FL_MM512(mask_storeu)((p), (1u << (n)) - 1, (FL_M512)(v))
 /* nonzero if a < b in any lane (ordered: NaN lanes do not count) */
@@ -47,6 +59,11 @@
 #undef FL_SCALEF
 #undef FL_RCP14
 #undef FL_PERMUTE2
+#undef FL_UNPACKLO
+#undef FL_UNPACKHI
+#undef FL_UNPACKLO64
+#undef FL_UNPACKHI64
+#undef FL_SHUF128
 #undef FL_MASK_LOAD
 #undef FL_MASK_STORE
 #undef FL_ANY_LT

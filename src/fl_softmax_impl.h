@@ -518,23 +518,53 @@ static inline void FN(softmax_tile)(int op, const R *x, int64_t xs, R *o, int64_
     }
 }
 
-#ifdef FL_PERMUTE2
-_Static_assert(FL_SMALL_C % L == 0, "tile transposes store whole blocks of L classes");
-/* v[0..L-1] := its transpose, in registers: log2(L) rounds, round b swapping the off-diagonal
- * b x b blocks of each 2b x 2b block with two-source permutes (64 permutes for 16 x 16
- * floats, 24 for 8 x 8 doubles), instead of L * L scalar loads and stores. */
-FL_INLINE void FN(transpose_regs)(VR *v)
+#ifdef FL_SHUF128
+/* v[0..L-1] := its transpose, in registers; only v[0..need-1] are formed (the rest are left
+ * unspecified).  Interleaves inside 128-bit lanes first (elements, then 64-bit pairs for
+ * float), after which u[G q + m] holds in its 128-bit lane k the column G k + m of rows
+ * G q .. G q + G - 1 (G = 128-bit lane width in elements); then a 4 x 4 transpose of whole
+ * 128-bit lanes per m.  Zen 4 runs the in-lane shuffles beside the FMAs, whereas a
+ * two-source lane-crossing permute takes an FMA slot: 64 of those for 16 x 16 floats were
+ * a fifth of the small-C loss time; this network has 32 lane-crossing shuffles (16 for
+ * 8 x 8 doubles) and skips the ones whose outputs are not needed. */
+FL_INLINE void FN(transpose_regs)(VR *v, int need)
 {
-    const VI iota = FN(viota_i)();
+#if FL_IS_F32
+    enum { G = 4 };
+    VR t[16], u[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = FL_UNPACKLO(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = FL_UNPACKHI(v[2 * i], v[2 * i + 1]);
+    }
 #pragma GCC unroll 4
-    for (int b = 1; b < L; b <<= 1) {
-        const VI lo = iota + (((iota & b) != 0) & (L - b)), hi = lo + b;
-#pragma GCC unroll 16
-        for (int i = 0; i < L; i++) {
-            if (i & b) continue;
-            const VR A = v[i], B = v[i + b];
-            v[i] = FL_PERMUTE2(A, lo, B);
-            v[i + b] = FL_PERMUTE2(A, hi, B);
+    for (int q = 0; q < 4; q++) {
+        u[4 * q] = FL_UNPACKLO64(t[4 * q], t[4 * q + 2]);
+        u[4 * q + 1] = FL_UNPACKHI64(t[4 * q], t[4 * q + 2]);
+        u[4 * q + 2] = FL_UNPACKLO64(t[4 * q + 1], t[4 * q + 3]);
+        u[4 * q + 3] = FL_UNPACKHI64(t[4 * q + 1], t[4 * q + 3]);
+    }
+#else
+    enum { G = 2 };
+    VR u[8];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        u[2 * i] = FL_UNPACKLO(v[2 * i], v[2 * i + 1]);
+        u[2 * i + 1] = FL_UNPACKHI(v[2 * i], v[2 * i + 1]);
+    }
+#endif
+    /* 0x88 picks 128-bit lanes (0, 2) of a and of b, 0xdd lanes (1, 3) */
+#pragma GCC unroll 4
+    for (int m = 0; m < G; m++) {
+        if (m >= need) break;
+        const VR a = u[m], b = u[G + m], c = u[2 * G + m], d = u[3 * G + m];
+        const VR e0 = FL_SHUF128(a, b, 0x88), f0 = FL_SHUF128(c, d, 0x88);
+        v[m] = FL_SHUF128(e0, f0, 0x88);
+        if (2 * G + m < need) v[2 * G + m] = FL_SHUF128(e0, f0, 0xdd);
+        if (G + m < need) {
+            const VR e1 = FL_SHUF128(a, b, 0xdd), f1 = FL_SHUF128(c, d, 0xdd);
+            v[G + m] = FL_SHUF128(e1, f1, 0x88);
+            if (3 * G + m < need) v[3 * G + m] = FL_SHUF128(e1, f1, 0xdd);
         }
     }
 }
@@ -544,19 +574,19 @@ FL_INLINE void FN(transpose_regs)(VR *v)
 static inline void FN(tile_transpose_in)(R *restrict dst, const R *restrict src, int64_t src_stride,
                                          int64_t C, int64_t nl)
 {
-#ifdef FL_PERMUTE2
+#ifdef FL_SHUF128
     /* full tiles: blocks of L classes, each row read by one masked load (no access past
-     * column C); the whole last block is stored (it fits: FL_SMALL_C is a multiple of L),
-     * its columns >= C are 0 */
+     * column C) */
     if (nl == L) {
         for (int64_t c0 = 0; c0 < C; c0 += L) {
             const int w = (int)(C - c0 < L ? C - c0 : L);
             VR v[L];
 #pragma GCC unroll 16
             for (int l = 0; l < L; l++) v[l] = FL_MASK_LOAD(src + l * src_stride + c0, w);
-            FN(transpose_regs)(v);
+            FN(transpose_regs)(v, w);
 #pragma GCC unroll 16
-            for (int j = 0; j < L; j++) FN(vstore)(dst + (c0 + j) * L, v[j]);
+            for (int j = 0; j < L; j++)
+                if (j < w) FN(vstore)(dst + (c0 + j) * L, v[j]);
         }
         return;
     }
@@ -573,15 +603,15 @@ static inline void FN(tile_transpose_in)(R *restrict dst, const R *restrict src,
 static inline void FN(tile_transpose_out)(R *restrict dst, int64_t dst_stride, const R *restrict src,
                                           int64_t C, int64_t nl)
 {
-#ifdef FL_PERMUTE2
+#ifdef FL_SHUF128
     if (nl == L) {
         for (int64_t c0 = 0; c0 < C; c0 += L) {
             const int w = (int)(C - c0 < L ? C - c0 : L);
             VR v[L];
+            /* columns >= w of the rows are not stored: any values do for their classes */
 #pragma GCC unroll 16
-            for (int j = 0; j < L; j++)
-                v[j] = c0 + j < C ? FN(vload)(src + (c0 + j) * L) : FN(vsplat)(0);
-            FN(transpose_regs)(v);
+            for (int j = 0; j < L; j++) v[j] = FN(vload)(src + (c0 + (j < w ? j : 0)) * L);
+            FN(transpose_regs)(v, L);
 #pragma GCC unroll 16
             for (int l = 0; l < L; l++) FL_MASK_STORE(dst + l * dst_stride + c0, w, v[l]);
         }

@@ -13,7 +13,7 @@ import fastloss
 import fastloss.reference as REF
 from fastloss.reference import _math as M
 
-from conftest import FLOATS, REDUCTIONS, assert_close, readonly, ref
+from conftest import FLOATS, REDUCTIONS, assert_close, readonly, ref, ref_axis
 
 DT_IDS = {np.float32: "f32", np.float64: "f64"}
 
@@ -385,6 +385,26 @@ def test_identical_bits_with_1_and_2_threads(compiled, restore_threads, case, dt
         assert g1.tobytes() == g2.tobytes()
     exp_loss = ref(name, x, t, reduction="mean", **kw)
     assert_close(results[2][1][0], exp_loss, dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
+@pytest.mark.parametrize("case", ["ce-ls0.1-w-ign", "ce-prob-w-ls", "focal2-ign"])
+def test_every_class_count_of_the_tile_path(simd, case, dtype):
+    """Rows of up to 48 classes go through transposed tiles, in blocks of 16 (float32) or 8
+    (float64) classes, and the transposes form only the columns a block has: every block
+    width, several full tiles of both dtypes and a partial one, every SIMD path."""
+    for C in range(1, 50):
+        rng = seeded("tile-width", case, C, DT_IDS[dtype])
+        x = rng.normal(0, 2, (67, C)).astype(dtype)
+        name, x, t, kw = build(case, "NC", dtype, rng=rng, x=x)
+        loss, grad = call(name, x, t, reduction="none", return_grad=True, **kw)
+        exp_loss, exp_grad = ref(name, x, t, reduction="none", return_grad=True, **kw)
+        assert_close(loss, exp_loss, dtype, err_msg=f"{simd} C={C}")
+        assert_close(grad, exp_grad, dtype, err_msg=f"{simd} C={C}")
+    for C in (3, 10, 17, 48):
+        x = seeded("tile-width-sm", C, DT_IDS[dtype]).normal(0, 2, (67, C)).astype(dtype)
+        for fn in ("softmax", "log_softmax"):
+            assert_close(call(fn, x), ref_axis(fn, x), dtype, err_msg=f"{simd} {fn} C={C}")
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
