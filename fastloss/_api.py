@@ -71,7 +71,7 @@ def _class_loss(kind, input, target, weight, ignore_index, reduction, return_gra
         return _finish(reduction, p.x.dtype, p.loss_shape, loss, grad, return_grad)
 
     K = _config._kernels
-    loss_rows = np.empty(p.loss_shape, dtype=p.x.dtype) if reduction == "none" else None
+    loss_rows = V.empty(p.loss_shape, p.x.dtype) if reduction == "none" else None
     loss, bad = K.class_loss(K.CLASS_LOSS_KINDS[kind], p.x, N, C, S, p.target, p.target_prob,
                              p.weight, p.ignore_index, smoothing, gamma,
                              K.REDUCTIONS[reduction], go, grad, loss_rows,
@@ -122,7 +122,7 @@ def _softmax_family(op, x, axis):
     if _config.get_backend() == "reference":
         out = getattr(M, op)(x.reshape(outer, C, inner))
         return np.asarray(out, dtype=x.dtype).reshape(out_shape)
-    out = np.empty(out_shape, dtype=x.dtype)
+    out = V.empty(out_shape, x.dtype)
     if C == 0:
         out.fill(-np.inf)  # only reachable for logsumexp: the log of an empty sum
         return out
@@ -198,7 +198,7 @@ def _elementwise(name, input, target, reduction, return_grad, grad_output, grad_
             rows, scale = go, 1.0
         else:
             scale = go
-        loss_rows = np.empty(x.shape, dtype=x.dtype) if reduction == "none" else None
+        loss_rows = V.empty(x.shape, x.dtype) if reduction == "none" else None
         total, bad = 0.0, False
         if n:
             total, bad = K.elementwise(K.ELEMENTWISE_OPS[op], x, t, w, wp, pw, pwp, p1, p2, grad,

@@ -28,6 +28,18 @@
 #else
 #define FL_SHUF128(a, b, imm) ((FL_VR)_mm512_shuffle_f64x2((__m512d)(a), (__m512d)(b), (imm)))
 #endif
+/* lane masks in mask registers: one compare, then merge-masked moves and adds (the vector
+ * extensions' selects compile to compare, mask-to-vector and two logic operations) */
+#if FL_IS_F32
+#define FL_KMASK __mmask16
+#define FL_LANE_EQ(x, c) _mm512_cmpeq_epi32_mask((__m512i)(x), _mm512_set1_epi32((int)(c)))
+#else
+#define FL_KMASK __mmask8
+#define FL_LANE_EQ(x, c) _mm512_cmp_pd_mask((__m512d)(x), _mm512_set1_pd((double)(c)), _CMP_EQ_OQ)
+#endif
+#define FL_KMOV(src, k, a) ((FL_VR)FL_MM512(mask_mov)((FL_M512)(src), (k), (FL_M512)(a)))
+#define FL_KADD(src, k, a, b) \
+    ((FL_VR)FL_MM512(mask_add)((FL_M512)(src), (k), (FL_M512)(a), (FL_M512)(b)))
 #define FL_MASK_LOAD(p, n) ((FL_VR)FL_MM512(maskz_loadu)((1u << (n)) - 1, (p)))
 #define FL_MASK_STORE(p, n, v) FL_MM512(mask_storeu)((p), (1u << (n)) - 1, (FL_M512)(v))
 /* nonzero if a < b in any lane (ordered: NaN lanes do not count) */
@@ -64,6 +76,10 @@
 #undef FL_UNPACKLO64
 #undef FL_UNPACKHI64
 #undef FL_SHUF128
+#undef FL_KMASK
+#undef FL_LANE_EQ
+#undef FL_KMOV
+#undef FL_KADD
 #undef FL_MASK_LOAD
 #undef FL_MASK_STORE
 #undef FL_ANY_LT

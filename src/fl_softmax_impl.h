@@ -399,12 +399,19 @@ FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_
 #pragma GCC unroll 2
         for (int j = 0; j < NT; j++) {
             const VR xc = FL_TILE_LOAD(xp[j] + c * xs);
-            const VI is_y = yv[j] == (FL_XLANE)c;
             const VR e = FN(vexp_nonpos)(xc - vm[j]);
             if (with_g) FL_TILE_STORE(gp[j] + c * xs, e);
+#ifdef FL_LANE_EQ
+            const FL_KMASK is_y = FL_LANE_EQ(yv[j], c);
+            xy[j] = FL_KMOV(xy[j], is_y, xc);
+            if (w) wy[j] = FL_KMOV(wy[j], is_y, FN(vsplat)(w[c]));
+            vs[j] = FL_KADD(vs[j], (FL_KMASK)~is_y, vs[j], e);
+#else
+            const VI is_y = yv[j] == (FL_XLANE)c;
             xy[j] = FN(vselect)(is_y, xc, xy[j]);
             if (w) wy[j] = FN(vselect)(is_y, FN(vsplat)(w[c]), wy[j]);
             vs[j] += FN(vselect)(is_y, zero, e);
+#endif
             if (smooth) vd[j] += w ? (vm[j] - xc) * w[c] : vm[j] - xc;
         }
         if (++blk == FL_FLUSH) {
@@ -425,7 +432,11 @@ FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_
         for (int j = 0; j < NT; j++) {
             VR gv = FL_TILE_LOAD(gp[j] + c * xs) * k[j].A;
             if (smooth) gv -= k[j].Bs * (w ? w[c] : (R)1);
+#ifdef FL_LANE_EQ
+            gv = FL_KMOV(gv, FL_LANE_EQ(yv[j], c), k[j].Gy);
+#else
             gv = FN(vselect)(yv[j] == (FL_XLANE)c, k[j].Gy, gv);
+#endif
             FL_TILE_STORE(gp[j] + c * xs, FN(vselect)(skip[j], zero, gv));
         }
     }

@@ -274,3 +274,35 @@ def test_hostile_scalars_raise_clear_errors():
     for backend in ("compiled", "reference"):
         with fastloss.use_backend(backend), pytest.raises(IndexError, match="1099511627776"):
             fastloss.cross_entropy(x, np.array([0, 1, 2**40, 1]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_outputs_start_on_a_huge_page_boundary(dtype):
+    """Gradients, per-element losses and softmax outputs of 4 MiB and more are allocated
+    2 MiB-aligned (whole transparent huge pages); they are ordinary writeable C arrays that
+    own no memory shared with the inputs, and hold the right values."""
+    from fastloss import _validate as V
+    small = V.empty((3, 5), dtype)
+    assert small.shape == (3, 5) and small.dtype == dtype and small.flags.c_contiguous
+    rng = np.random.default_rng(7)
+    n = (4 << 20) // np.dtype(dtype).itemsize // 10 + 3     # just over 4 MiB of (n, 10)
+    x = rng.normal(0, 2, (n, 10)).astype(dtype)
+    y = rng.integers(0, 10, n)
+    loss, g = fastloss.cross_entropy(x, y, reduction="none", return_grad=True)
+    sm = fastloss.softmax(x)
+    lrows = fastloss.mse_loss(x, x * 0.5, reduction="none")
+    for a in (g, sm, lrows):
+        assert a.shape == x.shape and a.dtype == dtype
+        assert a.flags.c_contiguous and a.flags.writeable
+        assert a.ctypes.data % (2 << 20) == 0
+        assert not np.shares_memory(a, x)
+    assert not np.shares_memory(g, sm)
+    exp_loss, exp_grad = ref.cross_entropy(x.astype(np.float64), y, reduction="none",
+                                           return_grad=True)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(g, exp_grad, rtol=tol, atol=tol)
+    np.testing.assert_allclose(sm, ref.softmax(x.astype(np.float64)), rtol=tol, atol=tol)
+    np.testing.assert_allclose(lrows, (0.5 * x.astype(np.float64)) ** 2, rtol=tol, atol=tol)
+    g[:] = 0  # writeable, and freeing it later is ordinary
+    del g, sm, lrows
+    gc.collect()
