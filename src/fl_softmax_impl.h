@@ -35,7 +35,8 @@
 #endif
 
 /* The per-sample math of the index-target losses, for L samples at once (one per lane):
- * given dy = m - x_y, s_other = sum_{c != y} exp(x_c - m), dsum = sum_c w_c (m - x_c) (only
+ * given dy = m - x_y, e_y = exp(-dy) (exactly as the sweep computed it), s_other =
+ * sum_{c != y} exp(x_c - m), dsum = sum_c w_c (m - x_c) (only
  * with label smoothing), the target weight wy and the gradient scale gs, return the loss and
  * the coefficients of the gradient   g_c = A e_c - Bs w_c  (c != y),   g_y = Gy,
  * where e_c = exp(x_c - m).  This is the only place the cross-entropy / focal formulas live;
@@ -44,12 +45,11 @@ typedef struct {
     VR loss, A, Bs, Gy;
 } FN(ce_coef_t);
 
-FL_INLINE FN(ce_coef_t) FN(ce_index_coef)(const fl_ce_args *a, VR dy, VR s_other, VR dsum,
-                                                VR wy, VR gs)
+FL_INLINE FN(ce_coef_t) FN(ce_index_coef)(const fl_ce_args *a, VR dy, VR e_y, VR s_other,
+                                                VR dsum, VR wy, VR gs)
 {
     const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
     FN(ce_coef_t) r;
-    const VR e_y = FN(vexp_nonpos)(-dy);
     const VR S = s_other + e_y;
     const VR invS = one / S;
     /* log S = log1p((e_y - 1) + s_other): when y holds the row max, e_y == 1 exactly and this
@@ -205,8 +205,9 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
         }
         s_other += FN(hsum)(vs);
         dsum += FN(hsum)(vd);
+        const VR dyv = FN(vsplat)(m - xy);
         const FN(ce_coef_t) k = FN(ce_index_coef)(
-            a, FN(vsplat)(m - xy), FN(vsplat)((R)s_other), FN(vsplat)((R)dsum),
+            a, dyv, FN(vexp_nonpos)(-dyv), FN(vsplat)((R)s_other), FN(vsplat)((R)dsum),
             FN(vsplat)((R)wy), FN(vsplat)((R)FN(row_scale)(a, r)));
         total += (double)k.loss[0];
         if (loss_rows) loss_rows[r] = k.loss[0];
@@ -384,7 +385,7 @@ FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_
     const int with_g = g[0] != NULL; /* all tiles or none */
     const R *xp[2] = {x[0], x[NT - 1]};
     R *gp[2] = {g[0], g[NT - 1]};
-    VR vm[2], vs[2], vd[2], s_other[2], dsum[2], xy[2], wy[2];
+    VR vm[2], vs[2], vd[2], s_other[2], dsum[2], xy[2], wy[2], ey[2];
 #pragma GCC unroll 2
     for (int j = 0; j < NT; j++) {
         vm[j] = FN(tile_max)(xp[j], xs, C, full, nl);
@@ -392,7 +393,7 @@ FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_
         /* x and weight at the target, picked up in the class sweep (lanes that match no
          * class, i.e. ignored and padding lanes, keep 0 and 1): no per-lane gather, and x_y
          * is read before the gradient (which may alias x) overwrites it */
-        wy[j] = FN(vsplat)((R)1);
+        wy[j] = ey[j] = FN(vsplat)((R)1);
     }
     int blk = 0;
     for (int64_t c = 0; c < C; c++) {
@@ -404,11 +405,13 @@ FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_
 #ifdef FL_LANE_EQ
             const FL_KMASK is_y = FL_LANE_EQ(yv[j], c);
             xy[j] = FL_KMOV(xy[j], is_y, xc);
+            ey[j] = FL_KMOV(ey[j], is_y, e); /* exp(x_y - m): no second exp per tile */
             if (w) wy[j] = FL_KMOV(wy[j], is_y, FN(vsplat)(w[c]));
             vs[j] = FL_KADD(vs[j], (FL_KMASK)~is_y, vs[j], e);
 #else
             const VI is_y = yv[j] == (FL_XLANE)c;
             xy[j] = FN(vselect)(is_y, xc, xy[j]);
+            ey[j] = FN(vselect)(is_y, e, ey[j]);
             if (w) wy[j] = FN(vselect)(is_y, FN(vsplat)(w[c]), wy[j]);
             vs[j] += FN(vselect)(is_y, zero, e);
 #endif
@@ -425,8 +428,8 @@ FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_
     FN(ce_coef_t) k[2];
 #pragma GCC unroll 2
     for (int j = 0; j < NT; j++)
-        k[j] = FN(ce_index_coef)(a, vm[j] - xy[j], s_other[j] + vs[j], dsum[j] + vd[j], wy[j],
-                                 gs[j]);
+        k[j] = FN(ce_index_coef)(a, vm[j] - xy[j], ey[j], s_other[j] + vs[j], dsum[j] + vd[j],
+                                 wy[j], gs[j]);
     for (int64_t c = 0; with_g && c < C; c++) {
 #pragma GCC unroll 2
         for (int j = 0; j < NT; j++) {
