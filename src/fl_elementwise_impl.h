@@ -49,7 +49,11 @@ static inline VR FN(neg_abs)(VR x)
 /* coef * value, with an exact 0 where coef == 0 (even if value is inf) */
 static inline VR FN(zmul)(VR coef, VR value)
 {
+#ifdef FL_ZMUL
+    return FL_ZMUL(coef, value);
+#else
     return FN(vselect)(coef == 0, FN(vsplat)(0), coef * value);
+#endif
 }
 
 /* e = exp(-|x|), then log1p(e): shared by the logistic losses */
@@ -104,7 +108,9 @@ FL_INLINE void FN(sigmoid_focal_impl)(const fl_ew_args *a, VR x, VR t, VR e, VR 
     const VR tilt = FN(zmul)(r, gamma * ce * (one - 2 * t));
     VR at = one;
     if (alpha >= 0) at = alpha * t + (1 - alpha) * cn;
-    *loss = at * FN(zmul)(f, ce);
+    /* f == 0 only where q == 0 (then ce is finite: the infinite softplus has coefficient 0)
+     * or q^gamma underflows (ce is then tiny): no 0 * inf to guard against */
+    *loss = at * (f * ce);
     /* p - t written as (1-t) p - t (1-p): no cancellation when p rounds to 1 */
     *grad = at * f * ((cn * p - t * pn) + tilt);
 }

@@ -28,6 +28,11 @@
 #else
 #define FL_SHUF128(a, b, imm) ((FL_VR)_mm512_shuffle_f64x2((__m512d)(a), (__m512d)(b), (imm)))
 #endif
+/* c * v, exactly 0 where c == 0 (NaN c stays NaN): one compare and a zero-masked multiply */
+#define FL_ZMUL(c, v)                                                                           \
+    ((FL_VR)FL_MM512(maskz_mul)(                                                              \
+        FL_CAT2(FL_MM512(cmp), mask)((FL_M512)(c), FL_MM512(setzero)(), _CMP_NEQ_UQ),         \
+        (FL_M512)(c), (FL_M512)(v)))
 /* lane masks in mask registers: one compare, then merge-masked moves and adds (the vector
  * extensions' selects compile to compare, mask-to-vector and two logic operations) */
 #if FL_IS_F32
@@ -77,6 +82,7 @@
 #undef FL_UNPACKHI64
 #undef FL_SHUF128
 #undef FL_KMASK
+#undef FL_ZMUL
 #undef FL_LANE_EQ
 #undef FL_KMOV
 #undef FL_KADD
