@@ -47,6 +47,10 @@
     ((FL_VR)FL_MM512(mask_add)((FL_M512)(src), (k), (FL_M512)(a), (FL_M512)(b)))
 #define FL_MASK_LOAD(p, n) ((FL_VR)FL_MM512(maskz_loadu)((1u << (n)) - 1, (p)))
 #define FL_MASK_STORE(p, n, v) FL_MM512(mask_storeu)((p), (1u << (n)) - 1, (FL_M512)(v))
+#if FL_IS_F32
+/* nonzero if the unsigned 32-bit lanes of v reach lim in any lane */
+#define FL_ANY_GE_U32(v, lim) _mm512_cmpge_epu32_mask((__m512i)(v), _mm512_set1_epi32((int)(lim)))
+#endif
 /* nonzero if a < b in any lane (ordered: NaN lanes do not count) */
 #define FL_ANY_LT(a, b) FL_CAT2(FL_MM512(cmp), mask)((FL_M512)(a), (FL_M512)(b), _CMP_LT_OQ)
 #elif defined(FL_AVX2_BUILTINS)
@@ -89,3 +93,4 @@
 #undef FL_MASK_LOAD
 #undef FL_MASK_STORE
 #undef FL_ANY_LT
+#undef FL_ANY_GE_U32

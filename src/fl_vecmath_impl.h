@@ -328,13 +328,85 @@ static inline VR FN(vlog_plus)(VR u, VR corr)
     return res;
 }
 
-static inline VR FN(vlog)(VR u) { return FN(vlog_plus)(u, FN(vsplat)(0)); }
+#if FL_IS_F32 && defined(FL_PERMUTE2) && defined(FL_ANY_GE_U32)
+/* AVX-512 float log of a normal positive finite u, plus corr (small, relative to u): table
+ * driven, no division.  u = 2^k z with z in [0.7083, 1.4167) (the octave starting at the bit
+ * pattern FL_LOG_OFF); the top 5 bits of z's offset pick one of 32 intervals, whose entry
+ * holds invc ~ 1/centre and -log(invc) as hi + lo (mpmath); r = z invc - 1 (one FMA, |r| <=
+ * 0.0153) and log z = -log(invc) + log1p(r), log1p by its Taylor polynomial to r^4 (error
+ * below 2e-10, relative 3e-9 in the interval holding 1, whose entry is exactly 1 and 0 so
+ * that logs of values near 1 keep their relative accuracy). */
+#define FL_LOG_OFF 0x3f355556
+static const int32_t FN(log_tab)[3][32] __attribute__((aligned(64))) = {
+    {
+    0x3fb2bc0b, 0x3faeeb0b, 0x3fab42e6, 0x3fa7c117, 0x3fa46351, 0x3fa12772, 0x3f9e0b86,
+    0x3f9b0dba, 0x3f982c62, 0x3f9565ee, 0x3f92b8ee, 0x3f902409, 0x3f8da5fe, 0x3f8b3da4,
+    0x3f88e9e5, 0x3f86a9bb, 0x3f847c34, 0x3f82606c, 0x3f800000, 0x3f7980a5, 0x3f7220c9,
+    0x3f6b2d51, 0x3f649d2b, 0x3f5e6840, 0x3f588754, 0x3f52f3e9, 0x3f4da82a, 0x3f489ed2,
+    0x3f43d31f, 0x3f3f40bf, 0x3f3ae3c5, 0x3f36b89f},
+    {
+    0xbeaaf133, 0xbe9fe430, 0xbe9512f7, 0xbe8a7b08, 0xbe801a14, 0xbe6bdbce, 0xbe57e8f7,
+    0xbe4457ae, 0xbe312458, 0xbe1e4b74, 0xbe0bc9cc, 0xbdf3387b, 0xbdcf7faa, 0xbdac63a4,
+    0xbd89df29, 0xbd4fda2b, 0xbd0d116b, 0xbc96b5ea, 0x00000000, 0x3cd29a81, 0x3d6430db,
+    0x3dadc00b, 0x3de7b760, 0x3e100b1d, 0x3e2b793e, 0x3e46302d, 0x3e603936, 0x3e799cfd,
+    0x3e8931be, 0x3e954a12, 0x3ea11af2, 0x3eaca796},
+    {
+    0x326ad976, 0xb11834da, 0xb2279c0d, 0x3271eb3d, 0x32561758, 0xb1db72d5, 0x319093cb,
+    0xb15def58, 0x30cb2efd, 0xb1ccf3a7, 0x31a52cb9, 0xb1380885, 0x312abab6, 0xb14a8e3f,
+    0x300a8cec, 0x30e5a8a8, 0x2f0b08d7, 0x306e71c8, 0x00000000, 0xb001dc6a, 0x308ff62f,
+    0x2dbcbc1e, 0xb119a0cd, 0xb1a1cc9d, 0xb1636a2a, 0x31a1e9ae, 0x2f626ec6, 0xb1ba0cc9,
+    0xb2579fa8, 0xb176c5ea, 0x320052a1, 0x31037e10}};
+FL_INLINE VR FN(vlog_table)(VR u, VR corr)
+{
+    const VI bits = (VI)u;
+    const VI tmp = bits - FL_LOG_OFF;
+    const VI k = tmp >> 23;                             /* exponent relative to the octave */
+    const VR z = (VR)(bits - (tmp & (int32_t)0xff800000));
+    const VI j = tmp >> 18;                             /* the permutes read its low 5 bits */
+    VR t[6];
+    memcpy(t, FN(log_tab), sizeof t);
+    const VR invc = FL_PERMUTE2(t[0], j, t[1]);
+    const VR lc_hi = FL_PERMUTE2(t[2], j, t[3]), lc_lo = FL_PERMUTE2(t[4], j, t[5]);
+    const VR kf = __builtin_convertvector(k, VR);
+    const VR r = z * invc - 1.0f;
+    const VR r2 = r * r;
+    const VR q = (-0.5f + r * (1.0f / 3)) + r2 * -0.25f;
+    const VR hi = kf * (R)FL_LN2_HI + lc_hi;
+    const VR lo = kf * (R)FL_LN2_LO + lc_lo + corr;
+    return hi + (r + (r2 * q + lo));
+}
+/* nonzero when a lane of u is not a normal positive finite number (0, subnormal, negative,
+ * inf, NaN): those vectors take FN(vlog_plus) */
+FL_INLINE int FN(log_table_misses)(VR u)
+{
+    typedef uint32_t FN(u32v) __attribute__((vector_size(sizeof(VR))));
+    return FL_ANY_GE_U32((FN(u32v))u - 0x00800000u, 0x7f000000u);
+}
+#undef FL_LOG_OFF
+#endif
+
+static inline VR FN(vlog)(VR u)
+{
+#if FL_IS_F32 && defined(FL_PERMUTE2) && defined(FL_ANY_GE_U32)
+    if (__builtin_expect(!FN(log_table_misses)(u), 1)) return FN(vlog_table)(u, FN(vsplat)(0));
+#endif
+    return FN(vlog_plus)(u, FN(vsplat)(0));
+}
 
 /* log(1 + y): the rounding error of u = 1 + y is put back as (y - (u - 1)) / u. */
 static inline VR FN(vlog1p)(VR y)
 {
     const VR one = FN(vsplat)((R)1);
     const VR u = one + y;
+#if FL_IS_F32 && defined(FL_PERMUTE2) && defined(FL_ANY_GE_U32) && defined(FL_RCP14)
+    /* the correction is below half an ulp of u, but for tiny y about as large as the result:
+     * the 14-bit reciprocal with one Newton step (28 bits) instead of a division */
+    if (__builtin_expect(!FN(log_table_misses)(u), 1)) {
+        VR rc = FL_RCP14(u);
+        rc = rc + rc * (one - u * rc);
+        return FN(vlog_table)(u, (y - (u - one)) * rc);
+    }
+#endif
     VR corr = (y - (u - one)) / u;
     corr = FN(vselect)(corr != corr, FN(vsplat)(0), corr); /* u = inf: handled in vlog_plus */
     return FN(vlog_plus)(u, corr);
