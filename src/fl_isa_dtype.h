@@ -47,9 +47,16 @@
     ((FL_VR)FL_MM512(mask_add)((FL_M512)(src), (k), (FL_M512)(a), (FL_M512)(b)))
 #define FL_MASK_LOAD(p, n) ((FL_VR)FL_MM512(maskz_loadu)((1u << (n)) - 1, (p)))
 #define FL_MASK_STORE(p, n, v) FL_MM512(mask_storeu)((p), (1u << (n)) - 1, (FL_M512)(v))
+/* nonzero if a lane of u is not a normal positive finite number (0, subnormal, negative,
+ * inf, NaN): its bits minus those of the least normal, as unsigned, reach the span */
 #if FL_IS_F32
-/* nonzero if the unsigned 32-bit lanes of v reach lim in any lane */
-#define FL_ANY_GE_U32(v, lim) _mm512_cmpge_epu32_mask((__m512i)(v), _mm512_set1_epi32((int)(lim)))
+#define FL_ANY_NOT_NORMAL_POS(u)                                                          \
+    _mm512_cmpge_epu32_mask(_mm512_sub_epi32((__m512i)(u), _mm512_set1_epi32(0x00800000)), \
+                            _mm512_set1_epi32(0x7f000000))
+#else
+#define FL_ANY_NOT_NORMAL_POS(u)                                                             \
+    _mm512_cmpge_epu64_mask(_mm512_sub_epi64((__m512i)(u), _mm512_set1_epi64(1LL << 52)),  \
+                            _mm512_set1_epi64(0x7fe0000000000000LL))
 #endif
 /* nonzero if a < b in any lane (ordered: NaN lanes do not count) */
 #define FL_ANY_LT(a, b) FL_CAT2(FL_MM512(cmp), mask)((FL_M512)(a), (FL_M512)(b), _CMP_LT_OQ)
@@ -93,4 +100,4 @@
 #undef FL_MASK_LOAD
 #undef FL_MASK_STORE
 #undef FL_ANY_LT
-#undef FL_ANY_GE_U32
+#undef FL_ANY_NOT_NORMAL_POS

@@ -298,11 +298,13 @@ FL_INLINE VR FN(atanh2)(VR s)
 #define FL_SUBN_SHIFT 54
 #define FL_NORM_MIN 2.2250738585072014e-308
 #endif
-static inline VR FN(vlog_plus)(VR u, VR corr)
+/* `special` (a compile-time constant) 0: u is known to be a normal positive finite number,
+ * and the subnormal scaling and special-value selects are left out */
+FL_INLINE VR FN(vlog_impl)(VR u, VR corr, const int special)
 {
     const VR one = FN(vsplat)((R)1);
-    const VI subn = (u < FL_NORM_MIN) & (u > 0);
-    const VR us = FN(vselect)(subn, u * (R)(1ULL << FL_SUBN_SHIFT), u);
+    const VI subn = special ? (u < FL_NORM_MIN) & (u > 0) : (VI)FN(vsplat)(0);
+    const VR us = special ? FN(vselect)(subn, u * (R)(1ULL << FL_SUBN_SHIFT), u) : u;
 #if FL_IS_F32
     const VI sqrt_half_bits = FN(vsplat_i)(0x3f3504f3); /* 0.70710677f */
 #else
@@ -316,10 +318,11 @@ static inline VR FN(vlog_plus)(VR u, VR corr)
     /* exact int -> float conversion of small |k| by the magic-number trick (no cvt needed) */
     const VR kmagic = FN(vsplat)(FL_MAGIC);
     VR kf = (VR)((VI)kmagic + k) - kmagic;
-    kf = FN(vselect)(subn, kf - (R)FL_SUBN_SHIFT, kf);
+    if (special) kf = FN(vselect)(subn, kf - (R)FL_SUBN_SHIFT, kf);
     VR s = (f - one) / (f + one);
     VR logf_ = FN(atanh2)(s);
     VR res = kf * (R)FL_LN2_HI + (logf_ + corr + kf * (R)FL_LN2_LO);
+    if (!special) return res;
     const VR inf = FN(vsplat)((R)__builtin_inf());
     res = FN(vselect)(u == inf, inf, res);
     res = FN(vselect)(u == 0, -inf, res);
@@ -327,8 +330,9 @@ static inline VR FN(vlog_plus)(VR u, VR corr)
     res = FN(vselect)(u != u, u, res);
     return res;
 }
+static inline VR FN(vlog_plus)(VR u, VR corr) { return FN(vlog_impl)(u, corr, 1); }
 
-#if FL_IS_F32 && defined(FL_PERMUTE2) && defined(FL_ANY_GE_U32)
+#if FL_IS_F32 && defined(FL_PERMUTE2) && defined(FL_ANY_NOT_NORMAL_POS)
 /* AVX-512 float log of a normal positive finite u, plus corr (small, relative to u): table
  * driven, no division.  u = 2^k z with z in [0.7083, 1.4167) (the octave starting at the bit
  * pattern FL_LOG_OFF); the top 5 bits of z's offset pick one of 32 intervals, whose entry
@@ -375,20 +379,21 @@ FL_INLINE VR FN(vlog_table)(VR u, VR corr)
     const VR lo = kf * (R)FL_LN2_LO + lc_lo + corr;
     return hi + (r + (r2 * q + lo));
 }
-/* nonzero when a lane of u is not a normal positive finite number (0, subnormal, negative,
- * inf, NaN): those vectors take FN(vlog_plus) */
-FL_INLINE int FN(log_table_misses)(VR u)
-{
-    typedef uint32_t FN(u32v) __attribute__((vector_size(sizeof(VR))));
-    return FL_ANY_GE_U32((FN(u32v))u - 0x00800000u, 0x7f000000u);
-}
 #undef FL_LOG_OFF
 #endif
 
+/* Vectors of normal positive finite numbers (tested with one compare where AVX-512 has it)
+ * take the table (float) or skip the special cases (double). */
 static inline VR FN(vlog)(VR u)
 {
-#if FL_IS_F32 && defined(FL_PERMUTE2) && defined(FL_ANY_GE_U32)
-    if (__builtin_expect(!FN(log_table_misses)(u), 1)) return FN(vlog_table)(u, FN(vsplat)(0));
+#ifdef FL_ANY_NOT_NORMAL_POS
+    if (__builtin_expect(!FL_ANY_NOT_NORMAL_POS(u), 1)) {
+#if FL_IS_F32
+        return FN(vlog_table)(u, FN(vsplat)(0));
+#else
+        return FN(vlog_impl)(u, FN(vsplat)(0), 0);
+#endif
+    }
 #endif
     return FN(vlog_plus)(u, FN(vsplat)(0));
 }
@@ -398,14 +403,17 @@ static inline VR FN(vlog1p)(VR y)
 {
     const VR one = FN(vsplat)((R)1);
     const VR u = one + y;
-#if FL_IS_F32 && defined(FL_PERMUTE2) && defined(FL_ANY_GE_U32) && defined(FL_RCP14)
+#if FL_IS_F32 && defined(FL_ANY_NOT_NORMAL_POS) && defined(FL_RCP14)
     /* the correction is below half an ulp of u, but for tiny y about as large as the result:
      * the 14-bit reciprocal with one Newton step (28 bits) instead of a division */
-    if (__builtin_expect(!FN(log_table_misses)(u), 1)) {
+    if (__builtin_expect(!FL_ANY_NOT_NORMAL_POS(u), 1)) {
         VR rc = FL_RCP14(u);
         rc = rc + rc * (one - u * rc);
         return FN(vlog_table)(u, (y - (u - one)) * rc);
     }
+#elif defined(FL_ANY_NOT_NORMAL_POS)
+    if (__builtin_expect(!FL_ANY_NOT_NORMAL_POS(u), 1))
+        return FN(vlog_impl)(u, (y - (u - one)) / u, 0);
 #endif
     VR corr = (y - (u - one)) / u;
     corr = FN(vselect)(corr != corr, FN(vsplat)(0), corr); /* u = inf: handled in vlog_plus */
