@@ -35,7 +35,7 @@ def empty(shape, dtype):
     for transparent huge pages on large allocations, but malloc's block starts just past a
     page boundary, so the first and last partial 2 MiB of a plain np.empty stay 4 KiB pages,
     faulted one by one when the kernel writes them (on the benchmark VM, 42 MB of fresh
-    gradient: 3.2 ms of faults plainly, 1.8 ms aligned).  Costs at most 2 MiB of extra
+    gradient: 3.1 ms of faults plainly, 1.8 ms aligned).  Costs at most 2 MiB of extra
     memory (the last huge page); elsewhere it is just an aligned np.empty."""
     dtype = np.dtype(dtype)
     nbytes = dtype.itemsize

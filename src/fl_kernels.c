@@ -63,8 +63,9 @@
 #define FL_ISA avx512
 #define FL_VBYTES 64
 /* intrinsics where the vector extensions have no equivalent: vscalef (exp's 2^n scaling in
- * one instruction), two-source permutes and masked loads/stores (small-C tile transposes),
- * maxps/minps (clamps) */
+ * one instruction), two-source permutes (exp and log tables), in-lane and 128-bit-lane
+ * shuffles and masked loads/stores (small-C tile transposes), mask-register compares with
+ * merge- or zero-masked moves, adds and multiplies, maxps/minps (clamps) */
 #define FL_AVX512_BUILTINS 1
 #include "fl_isa.h"
 #undef FL_AVX512_BUILTINS
