@@ -14,6 +14,9 @@
 #define FL_MIN_OR_B(a, b) ((FL_VR)FL_MM512(min)((FL_M512)(a), (FL_M512)(b)))
 #define FL_SCALEF(p, n) ((FL_VR)FL_MM512(scalef)((FL_M512)(p), (FL_M512)(n)))
 #define FL_RCP14(v) ((FL_VR)FL_MM512(rcp14)((FL_M512)(v)))
+/* a * b + c rounded once, whatever the optimisation level (GCC only contracts a * b + c
+ * into an FMA from -O2 on, and the log table's reduction must be exact) */
+#define FL_FMA(a, b, c) ((FL_VR)FL_MM512(fmadd)((FL_M512)(a), (FL_M512)(b), (FL_M512)(c)))
 #define FL_PERMUTE2(a, idx, b) \
     ((FL_VR)FL_MM512(permutex2var)((FL_M512)(a), (__m512i)(idx), (FL_M512)(b)))
 /* the transpose network's shuffles: interleave within 128-bit lanes (of elements, and of
@@ -86,6 +89,7 @@
 #undef FL_MIN_OR_B
 #undef FL_SCALEF
 #undef FL_RCP14
+#undef FL_FMA
 #undef FL_PERMUTE2
 #undef FL_UNPACKLO
 #undef FL_UNPACKHI

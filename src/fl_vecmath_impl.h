@@ -372,7 +372,7 @@ FL_INLINE VR FN(vlog_table)(VR u, VR corr)
     const VR invc = FL_PERMUTE2(t[0], j, t[1]);
     const VR lc_hi = FL_PERMUTE2(t[2], j, t[3]), lc_lo = FL_PERMUTE2(t[4], j, t[5]);
     const VR kf = __builtin_convertvector(k, VR);
-    const VR r = z * invc - 1.0f;
+    const VR r = FL_FMA(z, invc, FN(vsplat)(-1.0f)); /* exact */
     const VR r2 = r * r;
     const VR q = (-0.5f + r * (1.0f / 3)) + r2 * -0.25f;
     const VR hi = kf * (R)FL_LN2_HI + lc_hi;
@@ -408,7 +408,7 @@ static inline VR FN(vlog1p)(VR y)
      * the 14-bit reciprocal with one Newton step (28 bits) instead of a division */
     if (__builtin_expect(!FL_ANY_NOT_NORMAL_POS(u), 1)) {
         VR rc = FL_RCP14(u);
-        rc = rc + rc * (one - u * rc);
+        rc = FL_FMA(rc, FL_FMA(-u, rc, one), rc);
         return FN(vlog_table)(u, (y - (u - one)) * rc);
     }
 #elif defined(FL_ANY_NOT_NORMAL_POS)
