@@ -258,6 +258,19 @@ FL_INLINE VR FN(vexp_nonpos)(VR x)
     return FN(vexp_poly)(x);
 }
 
+/* exp(x) for x <= 0 or NaN, as a term of a sum that also holds an exact 1 (a softmax
+ * denominator whose terms are not kept): inputs below FL_EXP_TAB_LO give exp(FL_EXP_TAB_LO)
+ * (1e-38 float, 3e-308 double) instead of a subnormal or 0, a difference far below the
+ * sum's last bit.  No range test and branch per vector: a max clamps instead. */
+FL_INLINE VR FN(vexp_nonpos_term)(VR x)
+{
+#if defined(FL_PERMUTE2) && defined(FL_ANY_LT)
+    return FN(vexp_table)(FN_MAX_OR_B(FN(vsplat)(FL_EXP_TAB_LO), x)); /* NaN stays NaN */
+#else
+    return FN(vexp_nonpos)(x);
+#endif
+}
+
 FL_INLINE VR FN(vexp)(VR x)
 {
 #if defined(FL_PERMUTE2) && defined(FL_ANY_LT)

@@ -407,6 +407,61 @@ def test_every_class_count_of_the_tile_path(simd, case, dtype):
             assert_close(call(fn, x), ref_axis(fn, x), dtype, err_msg=f"{simd} {fn} C={C}")
 
 
+def exact_sum(values):
+    import math
+    return math.fsum(np.asarray(values, dtype=np.float64).ravel().tolist())
+
+
+# shape, logits kind; "uniform": every S equals C exactly (the largest product of S the
+# deferred log can meet), "confident": losses near 1e-13 (float32) / 1e-17 (float64)
+LOGSUM_CASES = [((999, 10), "normal"), ((1000, 48), "uniform"), ((1000, 3), "confident"),
+                ((3, 21, 333), "normal"), ((2, 300, 160), "uniform"), ((1, 5000, 300), "uniform"),
+                ((2, 7, 300), "confident")]
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
+@pytest.mark.parametrize("opts", [{}, {"ignore_index": 1}, {"label_smoothing": 0.2},
+                                  {"label_smoothing": 0.1, "ignore_index": 0}], ids=repr)
+@pytest.mark.parametrize("shape,kind", LOGSUM_CASES, ids=lambda v: str(v))
+def test_summed_loss_of_many_tiles_is_accurate(simd, shape, kind, opts, dtype):
+    """Without class weights, focal term or per-sample losses, the tile kernels add the log S
+    of many samples as one log of their product: the sum and mean must still agree with the
+    exactly summed per-sample reference losses to a few ulp per sample, when every S is C
+    (the product's largest value), when the losses are tiny, and with ignored rows that hold
+    NaN and inf."""
+    rng = seeded("logsum", shape, kind, repr(opts), DT_IDS[dtype])
+    C = shape[1]
+    t = rng.integers(0, C, size=(shape[0],) + shape[2:])
+    if kind == "uniform":
+        x = np.zeros(shape, dtype)
+    elif kind == "confident":
+        x = rng.normal(0, 1, shape)
+        np.put_along_axis(x, np.expand_dims(t, 1), 30.0 if dtype == np.float32 else 40.0, 1)
+        x = x.astype(dtype)
+    else:
+        x = rng.normal(0, 3, shape).astype(dtype)
+    if "ignore_index" in opts:
+        ign = opts["ignore_index"]
+        t[..., ::7] = ign
+        rows = np.argwhere(t == ign)          # (sample index) per ignored sample
+        xs = np.moveaxis(x, 1, -1)            # a view: (..., C)
+        xs[tuple(rows[::2].T)] = np.nan
+        xs[tuple(rows[1::2].T) + (0,)] = np.inf
+    per_sample = ref("cross_entropy", x, t, reduction="none", **opts)
+    exp_sum = exact_sum(per_sample)
+    assert np.isfinite(exp_sum)
+    if kind == "confident" and "label_smoothing" not in opts:
+        assert 0 < exp_sum / per_sample.size < (1e-11 if dtype == np.float32 else 1e-15)
+    rtol = 2e-6 if dtype == np.float32 else 1e-13
+    got_sum = call("cross_entropy", x, t, reduction="sum", **opts)
+    np.testing.assert_allclose(float(got_sum), exp_sum, rtol=rtol, err_msg=simd)
+    got_mean, grad = call("cross_entropy", x, t, reduction="mean", return_grad=True, **opts)
+    exp_mean = float(ref("cross_entropy", x, t, reduction="mean", **opts))
+    np.testing.assert_allclose(float(got_mean), exp_mean, rtol=rtol, err_msg=simd)
+    assert_close(grad, ref("cross_entropy", x, t, reduction="mean", return_grad=True, **opts)[1],
+                 dtype, err_msg=simd)
+
+
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
 @pytest.mark.parametrize("case", list(CASES))
 def test_every_simd_path_matches_reference(simd, case, dtype):

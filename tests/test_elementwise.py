@@ -276,3 +276,47 @@ def test_bce_logits_nan_input_with_zero_pos_weight(backend, dtype, simd):
     assert np.isnan(loss[nan_at]).all() and np.isnan(g[nan_at]).all()
     rest = np.setdiff1d(np.arange(n), nan_at)
     assert (loss[rest] == 0).all() and (g[rest] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["normal", "soft", "confident", "outside01", "inf", "nan"])
+def test_bce_logits_summed_loss_is_accurate(dtype, kind, simd):
+    """Without weights and pos_weight, when only the sum (or mean) is wanted, the kernel adds
+    the log1p(exp(-|x|)) terms of many elements as the log of their product.  The sum must
+    still agree with the exactly summed per-element reference losses: for ordinary logits,
+    for soft targets and targets outside [0, 1] (the term's coefficient t + (1 - t) is still
+    1), for confident logits (losses near 1e-13 / 1e-17, so no term may be lost next to 1),
+    with +-inf logits whose targets agree (loss 0) and with one NaN."""
+    import math
+    import zlib
+    rng = np.random.default_rng(zlib.crc32(f"{kind} {np.dtype(dtype).name}".encode()))
+    n = 100_003  # many flushes of the product, ending in a partial vector
+    x = rng.standard_normal(n) * 3
+    t = rng.uniform(0, 1, n)
+    if kind in ("normal", "confident", "inf", "nan"):
+        t = np.round(t)
+    if kind == "outside01":
+        t = rng.uniform(-0.5, 1.5, n)
+    if kind == "confident":
+        x = np.where(t > 0, 1.0, -1.0) * (30.0 if dtype == np.float32 else 40.0)
+        x += rng.uniform(-1, 1, n)
+    if kind == "inf":
+        pick = rng.random(n) < 0.2
+        x[pick] = np.where(t[pick] > 0, np.inf, -np.inf)
+    if kind == "nan":
+        x[n // 2] = np.nan
+    x, t = x.astype(dtype), t.astype(dtype)
+    per = ref.binary_cross_entropy_with_logits(x, t, reduction="none")
+    exp_sum = math.fsum(np.asarray(per, np.float64).tolist())
+    if kind == "confident":
+        assert 0 < exp_sum / n < (1e-11 if dtype == np.float32 else 1e-15)
+    got = fastloss.binary_cross_entropy_with_logits(x, t, reduction="sum")
+    rtol = 1e-5 if dtype == np.float32 else 1e-13
+    if kind == "nan":
+        assert np.isnan(got)
+    else:
+        np.testing.assert_allclose(float(got), exp_sum, rtol=rtol, err_msg=simd)
+    mean, g = fastloss.binary_cross_entropy_with_logits(x, t, return_grad=True)
+    exp_mean, exp_g = ref.binary_cross_entropy_with_logits(x, t, return_grad=True)
+    np.testing.assert_allclose(float(mean), float(exp_mean), rtol=rtol, err_msg=simd)
+    close(g, exp_g, dtype)
