@@ -156,6 +156,7 @@ static inline R FN(hmax)(VR v)
 #define FL_EXP_TAB_INVN 46.1662407f   /* 32 / ln2 */
 #define FL_EXP_TAB_LN2N_HI 0.0216674805f /* ln2 / 32, 9 bits: k * hi is exact */
 #define FL_EXP_TAB_LN2N_LO (-6.6310763e-06f)
+#define FL_EXP_TAB_LN2N 0.0216608495f    /* ln2 / 32 rounded: relative error 2.7e-9 */
 static const int32_t FN(exp_tab)[32] __attribute__((aligned(64))) = {
     0x3f800000, 0x3f7ecd87, 0x3f7daac3, 0x3f7c980f, 0x3f7b95c2, 0x3f7aa43a, 0x3f79c3d3,
     0x3f78f4f0, 0x3f7837f0, 0x3f778d3a, 0x3f76f532, 0x3f767043, 0x3f75fed7, 0x3f75a15b,
@@ -169,19 +170,28 @@ static const int32_t FN(exp_tab)[32] __attribute__((aligned(64))) = {
 #define FL_EXP_TAB_INVN 23.083120654223414     /* 16 / ln2 */
 #define FL_EXP_TAB_LN2N_HI 0.04332169878489367  /* ln2 / 16, 36 bits: k * hi is exact */
 #define FL_EXP_TAB_LN2N_LO 1.0291218489310676e-13
+#define FL_EXP_TAB_LN2N 0.04332169878499658     /* ln2 / 16 rounded: relative error 3.3e-17 */
 static const int64_t FN(exp_tab)[16] __attribute__((aligned(64))) = {
     0x3ff0000000000000LL, 0x3fefb5586cf9890fLL, 0x3fef72b83c7d517bLL, 0x3fef387a6e756238LL,
     0x3fef06fe0a31b715LL, 0x3feedea64c123422LL, 0x3feebfdad5362a27LL, 0x3feeab07dd485429LL,
     0x3feea09e667f3bcdLL, 0x3feea11473eb0187LL, 0x3feeace5422aa0dbLL, 0x3feec49182a3f090LL,
     0x3feee89f995ad3adLL, 0x3fef199bdd85529cLL, 0x3fef5818dcfba487LL, 0x3fefa4afa2a490daLL};
 #endif
-FL_INLINE VR FN(vexp_table)(VR x)
+/* one_step (a compile-time 0 or 1): r = x - k ln2/N by one FMA with ln2/N rounded, whose
+ * error adds |x| times its relative error (above) to the result's relative error: 1.2e-17
+ * absolute at most (at x = -1) for a term of a sum that holds an exact 1 */
+FL_INLINE VR FN(vexp_table_impl)(VR x, const int one_step)
 {
     const VR magic = FN(vsplat)(FL_MAGIC);
     const VR kb = x * (R)FL_EXP_TAB_INVN + magic; /* k in the low mantissa bits */
     const VR kf = kb - magic;
-    VR r = x - kf * (R)FL_EXP_TAB_LN2N_HI;
-    r = r - kf * (R)FL_EXP_TAB_LN2N_LO;
+    VR r;
+    if (one_step) {
+        r = x - kf * (R)FL_EXP_TAB_LN2N;
+    } else {
+        r = x - kf * (R)FL_EXP_TAB_LN2N_HI;
+        r = r - kf * (R)FL_EXP_TAB_LN2N_LO;
+    }
     VR t0, t1;
     memcpy(&t0, FN(exp_tab), sizeof t0);
     memcpy(&t1, (const char *)FN(exp_tab) + sizeof t0, sizeof t1);
@@ -203,6 +213,7 @@ FL_INLINE VR FN(vexp_table)(VR x)
 #endif
     return scale + scale * p;
 }
+FL_INLINE VR FN(vexp_table)(VR x) { return FN(vexp_table_impl)(x, 0); }
 #endif
 
 /* exp(x) for x <= FL_EXP_HI or NaN: the reduction to |r| <= ln2/2 and a polynomial of
@@ -261,11 +272,12 @@ FL_INLINE VR FN(vexp_nonpos)(VR x)
 /* exp(x) for x <= 0 or NaN, as a term of a sum that also holds an exact 1 (a softmax
  * denominator whose terms are not kept): inputs below FL_EXP_TAB_LO give exp(FL_EXP_TAB_LO)
  * (1e-38 float, 3e-308 double) instead of a subnormal or 0, a difference far below the
- * sum's last bit.  No range test and branch per vector: a max clamps instead. */
+ * sum's last bit.  No range test and branch per vector: a max clamps instead; and a one-FMA
+ * reduction. */
 FL_INLINE VR FN(vexp_nonpos_term)(VR x)
 {
 #if defined(FL_PERMUTE2) && defined(FL_ANY_LT)
-    return FN(vexp_table)(FN_MAX_OR_B(FN(vsplat)(FL_EXP_TAB_LO), x)); /* NaN stays NaN */
+    return FN(vexp_table_impl)(FN_MAX_OR_B(FN(vsplat)(FL_EXP_TAB_LO), x), 1); /* NaN stays NaN */
 #else
     return FN(vexp_nonpos)(x);
 #endif
@@ -484,6 +496,7 @@ FL_INLINE VR FN(vlog1p_unit)(VR e)
 #undef FL_EXP_TAB_INVN
 #undef FL_EXP_TAB_LN2N_HI
 #undef FL_EXP_TAB_LN2N_LO
+#undef FL_EXP_TAB_LN2N
 #undef FL_EXP_HI
 #undef FL_MAGIC
 #undef FL_LOG2E
