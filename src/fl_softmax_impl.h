@@ -772,9 +772,11 @@ static inline FN(logprod_t) FN(logprod_init)(int64_t C)
     FN(logprod_t) p;
     p.T = FN(vsplat)(0);
     p.n = 0;
-    /* log of a bound below the largest finite number */
+    /* log of a bound below the largest finite number; at most 16 (float) / 64 (double)
+     * factors keep T's rounding error near 2G ulp */
+    const int cap = FL_IS_F32 ? 16 : 64;
     const double g = (FL_IS_F32 ? 80.0 : 700.0) / log((double)(C > 2 ? C : 2));
-    p.G = g >= 16 ? 16 : (int)g;
+    p.G = g >= cap ? cap : (int)g;
     return p;
 }
 static inline void FN(logprod_flush)(FN(logprod_t) *p, double *acc)
