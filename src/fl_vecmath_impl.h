@@ -187,7 +187,7 @@ FL_INLINE VR FN(vexp_table_impl)(VR x, const int one_step)
     const VR kf = kb - magic;
     VR r;
     if (one_step) {
-        r = x - kf * (R)FL_EXP_TAB_LN2N;
+        r = FL_FMA(-kf, FN(vsplat)((R)FL_EXP_TAB_LN2N), x); /* rounded once, also at -O1 */
     } else {
         r = x - kf * (R)FL_EXP_TAB_LN2N_HI;
         r = r - kf * (R)FL_EXP_TAB_LN2N_LO;
