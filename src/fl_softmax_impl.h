@@ -792,10 +792,9 @@ static inline void FN(logprod_add)(FN(logprod_t) *p, double *acc, VR t)
     if (++p->n == p->G) FN(logprod_flush)(p, acc);
 }
 
-/* The unit function `name` as two copies of the always-inlined name_(a, u0, u1, partial,
- * with_grad): with a gradient, and loss only, where the compiler drops the gradient math. */
-/* name##_ compiled four times: with / without the gradient, with / without the deferred
- * log S (FN(logprod_t)) */
+/* The unit function `name` as four copies of the always-inlined name_(a, u0, u1, partial,
+ * with_grad, defer): with a gradient or loss only (where the compiler drops the gradient
+ * math), each with or without the deferred log S of FN(logprod_t). */
 #define FL_GRAD_SPLIT(name)                                                                \
     static void FN(name)(const void *args, int64_t u0, int64_t u1, double *partial)        \
     {                                                                                      \
