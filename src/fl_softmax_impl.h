@@ -137,9 +137,9 @@ static inline R FN(row_max)(const R *x, int64_t C)
     return FN(hmax)(FN(vmax)(FN(vmax)(m0, m1), FN(vmax)(m2, m3)));
 }
 
-static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *partial)
+FL_INLINE void FN(ce_index_rows_)(const fl_ce_args *a, int64_t r0, int64_t r1, double *partial,
+                                  const int with_grad)
 {
-    const fl_ce_args *a = (const fl_ce_args *)args;
     const int64_t C = a->C;
     const R *w = (const R *)a->weight;
     R *loss_rows = (R *)a->loss_rows;
@@ -152,7 +152,7 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
     R m_next = 0;
     for (int64_t r = r0; r < r1; r++) {
         const R *x = (const R *)a->x + r * C;
-        R *g = a->grad ? (R *)a->grad + r * C : NULL;
+        R *g = with_grad ? (R *)a->grad + r * C : NULL;
         const int64_t y = a->target[r];
         const int had_max = have_next;
         have_next = 0;
@@ -180,7 +180,8 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
             if (fuse) mn = FN(vmax)(mn, FN(vload)(xn + c));
             else if (fetch) FL_PREFETCH_NEXT_ROW(x + c, C);
             const VR d = vm - xv; /* >= 0, +inf for masked logits */
-            const VR e = FN(vexp_nonpos)(xv - vm);
+            /* loss only: the exps just feed S, which holds an exact 1 */
+            const VR e = g ? FN(vexp_nonpos)(xv - vm) : FN(vexp_nonpos_term)(xv - vm);
             if (g) FN(vstore)(g + c, e);
             if (__builtin_expect(c == yblock, 0)) vs += FN(vselect)(iota == (FL_XLANE)(y - c), FN(vsplat)(0), e);
             else vs += e;
@@ -197,7 +198,7 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
             const int64_t n = C - c;
             const VI valid = iota < (FL_XLANE)n;
             const VR d = FN(vselect)(valid, vm - FN(vload_part)(x + c, n, 0), FN(vsplat)(0));
-            const VR e = FN(vexp_nonpos)(-d);
+            const VR e = g ? FN(vexp_nonpos)(-d) : FN(vexp_nonpos_term)(-d);
             if (fuse) mn = FN(vmax)(mn, FN(vload_part)(xn + c, n, (R)-__builtin_inf()));
             if (g) FN(vstore_part)(g + c, e, n);
             vs += FN(vselect)(valid & (iota != (FL_XLANE)(y - c)), e, FN(vsplat)(0));
@@ -230,6 +231,13 @@ static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *
         g[y] = k.Gy[0];
     }
     *partial = total;
+}
+
+static void FN(ce_index_rows)(const void *args, int64_t r0, int64_t r1, double *partial)
+{
+    const fl_ce_args *a = (const fl_ce_args *)args;
+    if (a->grad) FN(ce_index_rows_)(a, r0, r1, partial, 1);
+    else FN(ce_index_rows_)(a, r0, r1, partial, 0);
 }
 
 static void FN(ce_prob_rows)(const void *args, int64_t r0, int64_t r1, double *partial)
