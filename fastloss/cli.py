@@ -116,6 +116,10 @@ def build_parser():
                         "(e.g. 65536x1000; a flat N for elementwise losses)")
     b.add_argument("--repeat", type=_positive_int, metavar="K",
                    help="best of K (default 5, --quick 3; slow peers use at most 3)")
+    b.add_argument("--passes", type=_positive_int, metavar="P",
+                   help="time fastloss and the floors in P passes over all cases, keeping "
+                        "each row's best (default 2, --quick 1): a slow spell of a shared "
+                        "machine rarely covers the same case twice")
     b.add_argument("--skip", nargs="+", action="extend", choices=_PEERS, metavar="PEER",
                    help=f"peers not to time: {', '.join(_PEERS)}")
     b.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -168,7 +172,7 @@ def _bench(bench_parser, args):
     losses = _check_bench_args(bench_parser, args)
     cfg = _bench.BenchConfig(
         losses=losses or None, shapes=args.shape, dtypes=_DTYPES[args.dtype],
-        quick=args.quick, threads=args.threads, repeat=args.repeat,
+        quick=args.quick, threads=args.threads, repeat=args.repeat, passes=args.passes,
         skip=tuple(args.skip or ()), seed=args.seed, command=args.command_line)
     records = []
     status = 0

@@ -279,3 +279,27 @@ def test_bench_failing_call_is_reported(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert rc == 1
     assert "ERROR" in out and "RuntimeError: kernel exploded" in out
+
+
+def test_bench_passes_keep_the_best_times(tmp_path, capsys):
+    """--passes 3: fastloss and the floors are timed in three passes over all cases; every
+    row records each pass's times and keeps the minima, with ratios recomputed from them (the
+    peers are timed once).  --quick makes one pass unless told otherwise."""
+    doc, out = _bench_json(tmp_path, capsys, "--passes", "3", "--shape", "64x5",
+                           "--dtype", "float32", "--loss", "cross_entropy", "mse_loss",
+                           "--skip", "torch", "sklearn")
+    assert doc["settings"]["passes"] == 3
+    assert "pass 3 of 3" in out
+    assert len(doc["results"]) == 6
+    for rec in doc["results"]:
+        assert len(rec["fastloss_pass_s"]) == 3 and len(rec["floor_pass_s"]) == 3
+        assert rec["fastloss_s"] == min(rec["fastloss_pass_s"])
+        assert rec["floor_raw_s"] == min(rec["floor_pass_s"])
+        assert rec["floor_s"] == pytest.approx(rec["floor_raw_s"] * rec["floor_factor"])
+        assert rec["x_floor"] == pytest.approx(rec["fastloss_s"] / rec["floor_s"])
+        if rec["numpy_s"] is not None:
+            assert rec["vs_numpy"] == pytest.approx(rec["numpy_s"] / rec["fastloss_s"])
+    doc, out = _bench_json(tmp_path, capsys, "--shape", "64x5", "--dtype", "float32",
+                           "--loss", "cross_entropy", "--skip", "torch", "sklearn")
+    assert doc["settings"]["passes"] == 1 and "pass 2" not in out
+    assert all(len(r["fastloss_pass_s"]) == 1 for r in doc["results"])
