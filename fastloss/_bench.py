@@ -725,13 +725,9 @@ def _time_fastloss(cfg, name, x, target):
     return floors, fl_time, fl_result, errors
 
 
-def _keep_best(rec, floors, fl_time):
-    """Fold one more pass's fastloss and floor times into a record (best of the passes), and
-    recompute the ratios from them."""
-    floor = dict(KINDS[rec["kind"]].modes)[rec["mode"]]
-    t = fl_time.get(rec["mode"])
-    rec["fastloss_pass_s"].append(t)
-    rec["floor_pass_s"].append(floors[floor])
+def _derive(rec):
+    """A record's fastloss and floor times (best of its passes) and the figures derived from
+    them and the peers' times."""
     times = [v for v in rec["fastloss_pass_s"] if v is not None]
     rec["fastloss_s"] = t = min(times) if times else None
     rec["floor_raw_s"] = min(rec["floor_pass_s"])
@@ -741,6 +737,15 @@ def _keep_best(rec, floors, fl_time):
     rec["x_floor"] = _ratio(t, rec["floor_s"])
     for peer in ("numpy", "torch", "sklearn"):
         rec["vs_" + peer] = _ratio(rec[peer + "_s"], t)
+    return rec
+
+
+def _keep_best(rec, floors, fl_time):
+    """Fold one more pass's fastloss and floor times into a record (best of the passes)."""
+    floor = dict(KINDS[rec["kind"]].modes)[rec["mode"]]
+    rec["fastloss_pass_s"].append(fl_time.get(rec["mode"]))
+    rec["floor_pass_s"].append(floors[floor])
+    _derive(rec)
 
 
 def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, HalfMultinomialLoss,
@@ -837,22 +842,16 @@ def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, HalfMultino
     for mode, floor in kind.modes:
         label, writes = FLOORS[floor]
         factor = (xbytes * (1 + writes) + tbytes) / (xbytes * (1 + writes)) if xbytes else 1.0
-        floor_s = floors[floor] * factor
-        t = fl_time.get(mode)
-        numpy_s = peer_time.get("numpy") if mode == kind.peer_mode else None
-        torch_s = peer_time.get("torch:" + mode)
-        sklearn_s = peer_time.get("sklearn") if mode == "grad_out" else None
-        rec = {"loss": name, "kind": row.kind, "shape": list(shape), "dtype": dtype,
-               "mode": mode, "elements": n, "bytes": xbytes, "threads": threads,
-               "fastloss_s": t, "ns_per_element": None if t is None or not n else t / n * 1e9,
-               "fastloss_pass_s": [t], "floor_pass_s": [floors[floor]],
-               "floor_op": label, "floor_raw_s": floors[floor], "floor_factor": factor,
-               "floor_s": floor_s, "x_floor": _ratio(t, floor_s),
-               "numpy_s": numpy_s, "vs_numpy": _ratio(numpy_s, t),
-               "torch_s": torch_s, "vs_torch": _ratio(torch_s, t),
-               "sklearn_s": sklearn_s, "vs_sklearn": _ratio(sklearn_s, t),
-               "others_cpu": others,
-               "error": errors.get(mode), "notes": list(notes) if mode == kind.peer_mode else []}
+        rec = _derive({
+            "loss": name, "kind": row.kind, "shape": list(shape), "dtype": dtype,
+            "mode": mode, "elements": n, "bytes": xbytes, "threads": threads,
+            "fastloss_pass_s": [fl_time.get(mode)], "floor_pass_s": [floors[floor]],
+            "floor_op": label, "floor_factor": factor,
+            "numpy_s": peer_time.get("numpy") if mode == kind.peer_mode else None,
+            "torch_s": peer_time.get("torch:" + mode),
+            "sklearn_s": peer_time.get("sklearn") if mode == "grad_out" else None,
+            "others_cpu": others,
+            "error": errors.get(mode), "notes": list(notes) if mode == kind.peer_mode else []})
         records.append(rec)
         table.row(rec)
 

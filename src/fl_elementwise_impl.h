@@ -261,10 +261,9 @@ static inline void FN(ew_kl_div_log_target)(const fl_ew_args *a, VR x, VR t, VR 
 #define FL_EW_BLOCK 8
 
 /* logprod (a compile-time 0 or 1): the losses f returns leave out a term log1p(p0) with
- * coefficient 1, and the loop adds those terms as the log of their product: per lane
- * T <- (1 + T)(1 + p0) - 1 = T p0 + (T + p0), all terms >= 0 (no cancellation; tiny p0 keep
- * their relative accuracy), and one log1p(T) per FL_FLUSH vectors (1 + T <= 2^64) instead of
- * one log per vector */
+ * coefficient 1, and the loop adds those terms as the log of their product
+ * (FN(log1p_prod_step)): one log1p(T) per FL_FLUSH vectors (1 + T <= 2^64) instead of one
+ * log per vector */
 static inline __attribute__((always_inline)) void
 FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(ew_fn) f,
             const int with_grad, FN(ew_pre_fn) pre0, FN(ew_pre_fn) pre1, const int logprod)
@@ -323,7 +322,7 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
                     if (logprod) lp = FN(vselect)(valid, lp, zero);
                     bv &= valid;
                 }
-                if (logprod) T = T * lp + (T + lp);
+                if (logprod) T = FN(log1p_prod_step)(T, lp);
                 bad |= bv;
                 acc += lv;
                 if (lr) {

@@ -764,13 +764,11 @@ static inline double FN(acc_total)(const double *acc)
     return s;
 }
 
-/* The sum of log S over samples as the log of a product, when only that sum is wanted and
- * log S enters each loss with coefficient 1 (no class weights, no focal term, no per-sample
- * losses): per tile T <- (1 + T)(1 + t) - 1 = T t + (T + t), t = S - 1 >= 0 per lane, and one
- * log1p per G tiles instead of one per tile (the log was a sixth of the float64 C = 10 loss
- * time).  All terms are >= 0, so T keeps a relative error of about 2G ulp and a run of
- * confident predictions (tiny t) keeps its relative accuracy, as log1p per sample did.
- * 1 + T <= C^G stays finite. */
+/* The sum of log S over samples as the log of a product (FN(log1p_prod_step)), when only
+ * that sum is wanted and log S enters each loss with coefficient 1 (no class weights, no focal
+ * term, no per-sample losses): t = S - 1 per lane and tile, and one log1p per G tiles instead
+ * of one per tile (the log was a sixth of the float64 C = 10 loss time); 1 + T <= C^G stays
+ * finite. */
 typedef struct {
     VR T;
     int n, G;
@@ -796,7 +794,7 @@ static inline void FN(logprod_flush)(FN(logprod_t) *p, double *acc)
 }
 static inline void FN(logprod_add)(FN(logprod_t) *p, double *acc, VR t)
 {
-    p->T = p->T * t + (p->T + t);
+    p->T = FN(log1p_prod_step)(p->T, t);
     if (++p->n == p->G) FN(logprod_flush)(p, acc);
 }
 

@@ -474,6 +474,13 @@ FL_INLINE VR FN(vlog1p_nonneg)(VR y)
     return kf * (R)FL_LN2_HI + (FN(atanh2)(s) + corr + kf * (R)FL_LN2_LO);
 }
 
+/* Sums of log1p(t_i), t_i >= 0, as one log1p of a product: T <- (1 + T)(1 + t) - 1 =
+ * T t + (T + t) per term, and log1p(T) once for many terms.  Every term of the update is >= 0
+ * (no cancellation), so T keeps a relative error of about two ulp per factor and tiny t keep
+ * their relative accuracy, as separate log1p calls would; the caller bounds the number of
+ * factors so that 1 + T stays finite. */
+FL_INLINE VR FN(log1p_prod_step)(VR T, VR t) { return T * t + (T + t); }
+
 /* log(1 + e) for e in [0, 1] or NaN (softplus's log1p(exp(-|x|))): one division, no special
  * cases.  log1p(y) = 2 atanh(y / (2 + y)) exactly; for e > sqrt(2) - 1 the argument is first
  * halved: log1p(e) = log 2 + log1p((e - 1) / 2), so |s| <= 0.1716 in both branches. */
