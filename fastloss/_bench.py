@@ -623,10 +623,7 @@ def run(cfg, out=None, records=None):
         for name, shape in plan:
             if shape not in base:
                 base.clear()
-                z = rng.standard_normal(shape, dtype=np.float32)
-                idx = (rng.integers(0, shape[1], size=(shape[0],) + shape[2:], dtype=np.int64)
-                       if len(shape) >= 2 else None)
-                base[shape] = (z, idx)
+                base[shape] = _shape_base(rng, shape)
             for dtype in cfg.dtypes:
                 _run_case(cfg, name, shape, dtype, base[shape], rng, threads, torch, F,
                           HalfMultinomialLoss, slow_budget, slow_repeat, table, records,
@@ -639,18 +636,16 @@ def run(cfg, out=None, records=None):
                   "each row keeps its best times of all passes", file=out)
             prng = np.random.default_rng(cfg.seed + k)
             for name, shape in plan:
-                z = prng.standard_normal(shape, dtype=np.float32)
-                idx = (prng.integers(0, shape[1], size=(shape[0],) + shape[2:], dtype=np.int64)
-                       if len(shape) >= 2 else None)
+                shared = _shape_base(prng, shape)
                 for dtype in cfg.dtypes:
                     recs = [r for r in records if r["loss"] == name and r["dtype"] == dtype
                             and tuple(r["shape"]) == shape]
                     if recs:
-                        x, target = _case_inputs(name, shape, dtype, (z, idx), prng)
+                        x, target = _case_inputs(name, shape, dtype, shared, prng)
                         floors, fl_time, _, _ = _time_fastloss(cfg, name, x, target)
                         for rec in recs:
                             _keep_best(rec, floors, fl_time)
-                del z, idx
+                del shared
             table.header()
             for rec in records:
                 table.row(rec)
@@ -675,6 +670,15 @@ def run(cfg, out=None, records=None):
         print(f"WARNING: {len(bad)} case(s) disagree with the reference/torch (see notes)",
               file=out)
     return doc
+
+
+def _shape_base(rng, shape):
+    """The draws every case of one shape is made from: z ~ N(0, 1) (float32) and, for shapes
+    with a class axis, class indices."""
+    z = rng.standard_normal(shape, dtype=np.float32)
+    idx = (rng.integers(0, shape[1], size=(shape[0],) + shape[2:], dtype=np.int64)
+           if len(shape) >= 2 else None)
+    return z, idx
 
 
 def _case_inputs(name, shape, dtype, base, rng):
