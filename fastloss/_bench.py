@@ -39,7 +39,8 @@ JSON document written by ``fastloss bench --json FILE`` (``schema`` = "fastloss-
   (of the input), ``threads``, ``fastloss_s``, ``ns_per_element``, ``floor_op``,
   ``floor_raw_s``, ``floor_factor``, ``floor_s`` (= raw x factor), ``x_floor``
   (= fastloss_s / floor_s), ``fastloss_pass_s`` and ``floor_pass_s`` (each pass's time;
-  fastloss_s and floor_raw_s are their minima), ``numpy_s``, ``vs_numpy``, ``torch_s``, ``vs_torch``,
+  fastloss_s and floor_raw_s are their minima),
+  ``numpy_s``, ``vs_numpy``, ``torch_s``, ``vs_torch``,
   ``sklearn_s``, ``vs_sklearn`` (``vs_X`` = X time / fastloss time; null when not measured),
   ``others_cpu`` (fraction of the CPUs other processes used during the case: above ~0.1 the
   timings are inflated), ``error`` (null, or the message of a failed fastloss call) and
@@ -763,14 +764,12 @@ def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, HalfMultino
     n = x.size
     xbytes = x.nbytes
     tbytes = 0 if target is None else target.nbytes
-    fn = getattr(fastloss, name)
     ref_fn = getattr(fastloss.reference, name, None)
     kw = dict(row.kwargs)
     notes = []
 
     # ---- floors, measured right before the case, then fastloss
     floors, fl_time, fl_result, errors = _time_fastloss(cfg, name, x, target)
-    buf = np.empty_like(x)   # sklearn's gradient_out
 
     # ---- NumPy reference (same call), in the peer mode only
     peer_time = {}
@@ -834,6 +833,7 @@ def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, HalfMultino
             sk = HalfMultinomialLoss(n_classes=shape[1])
             y = target.astype(dt)
             loss_out = np.empty(shape[0], dtype=dt)
+            buf = np.empty_like(x)
             peer_time["sklearn"] = measure(
                 lambda: sk.loss_gradient(y_true=y, raw_prediction=x, loss_out=loss_out,
                                          gradient_out=buf, n_threads=threads),

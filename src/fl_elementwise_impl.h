@@ -379,7 +379,8 @@ FL_EW_UNITS(kl_div_log_target, FN(pre0_kl_div_log_target), NULL)
 static void FN(bce_logits_units)(const void *args, int64_t i0, int64_t i1, double *partial)
 {
     const fl_ew_args *a = (const fl_ew_args *)args;
-    if (a->weight || a->pos_weight || a->loss_rows) FN(bce_logits_full_units)(args, i0, i1, partial);
+    if (a->weight || a->pos_weight || a->loss_rows)
+        FN(bce_logits_full_units)(args, i0, i1, partial);
     else if (a->grad)
         FN(ew_loop)(a, i0, i1, partial, FN(ew_bce_logits_lin), 1, FN(pre0_logistic), NULL, 1);
     else FN(ew_loop)(a, i0, i1, partial, FN(ew_bce_logits_lin), 0, FN(pre0_logistic), NULL, 1);

@@ -4,6 +4,7 @@ Every compiled result is compared with fastloss.reference evaluated in float64 o
 inputs (float32 inputs upcast exactly), with finite differences of both backends, and with
 identities against independent formulas.
 """
+import math
 import zlib
 
 import numpy as np
@@ -408,7 +409,6 @@ def test_every_class_count_of_the_tile_path(simd, case, dtype):
 
 
 def exact_sum(values):
-    import math
     return math.fsum(np.asarray(values, dtype=np.float64).ravel().tolist())
 
 

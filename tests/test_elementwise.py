@@ -1,6 +1,8 @@
 """Elementwise losses: against the NumPy reference over dtypes x shapes x options, finite
 differences, identities with the class losses, saturation, torch parity."""
 import itertools
+import math
+import zlib
 
 import numpy as np
 import pytest
@@ -287,8 +289,6 @@ def test_bce_logits_summed_loss_is_accurate(dtype, kind, simd):
     for soft targets and targets outside [0, 1] (the term's coefficient t + (1 - t) is still
     1), for confident logits (losses near 1e-13 / 1e-17, so no term may be lost next to 1),
     with +-inf logits whose targets agree (loss 0) and with one NaN."""
-    import math
-    import zlib
     rng = np.random.default_rng(zlib.crc32(f"{kind} {np.dtype(dtype).name}".encode()))
     n = 100_003  # many flushes of the product, ending in a partial vector
     x = rng.standard_normal(n) * 3
