@@ -293,8 +293,12 @@ FL_INLINE VR FN(vexp)(VR x)
     return FN(vexp_poly)(FN_MIN_OR_B(FN(vsplat)(FL_EXP_HI), x));
 }
 
-/* 2 atanh(s) = log((1 + s) / (1 - s)) = 2 (s + s^3/3 + s^5/5 + ...) for |s| <= 0.1716:
- * terms to s^9 in float (next term < 3e-9 relative), to s^19 in double (< 1e-17). */
+/* 2 atanh(s) = log((1 + s) / (1 - s)) = 2 (s + s^3/3 + s^5/5 + ...) for |s| <= 0.1716, as
+ * 2 s + s^3 q(s^2).  Float: the series to s^9 (next term < 3e-9 relative).  Double: q of
+ * degree 6 interpolating (2 atanh(s) - 2 s) / s^3 at the 7 Chebyshev nodes of
+ * z = s^2 in [0, 0.1716^2] (made for this file with mpmath): relative error of the result
+ * 4.6e-18 with these double coefficients, where the series needs terms to s^19 (two more
+ * FMAs) for 1e-17. */
 FL_INLINE VR FN(atanh2)(VR s)
 {
     const VR s2 = s * s;
@@ -304,10 +308,12 @@ FL_INLINE VR FN(atanh2)(VR s)
     q = q * s2 + (R)(2.0 / 5);
     q = q * s2 + (R)(2.0 / 3);
 #else
-    static const double c[9] = {2.0 / 19, 2.0 / 17, 2.0 / 15, 2.0 / 13, 2.0 / 11,
-                                2.0 / 9,  2.0 / 7,  2.0 / 5,  2.0 / 3};
+    static const double c[7] = {0.14616449685043406, 0.15331721600556042,
+                                0.18182889125261723, 0.2222221113479508,
+                                0.28571428625975487, 0.39999999999899505,
+                                0.666666666666667};
     VR q = FN(vsplat)(c[0]);
-    for (int i = 1; i < 9; i++) q = q * s2 + c[i];
+    for (int i = 1; i < 7; i++) q = q * s2 + c[i];
 #endif
     return 2 * s + s * s2 * q;
 }
@@ -483,15 +489,18 @@ FL_INLINE VR FN(log1p_prod_step)(VR T, VR t) { return T * t + (T + t); }
 
 /* log(1 + e) for e in [0, 1] or NaN (softplus's log1p(exp(-|x|))): one division, no special
  * cases.  log1p(y) = 2 atanh(y / (2 + y)) exactly; for e > sqrt(2) - 1 the argument is first
- * halved: log1p(e) = log 2 + log1p((e - 1) / 2), so |s| <= 0.1716 in both branches. */
+ * halved, log1p(e) = log 2 + log1p((e - 1) / 2) = log 2 + 2 atanh((e - 1) / (e + 3)), so
+ * |s| <= 0.1716 in both branches.  The branches differ only in selected constants (no
+ * multiplications by 0.5 or by a 0/1 factor). */
 FL_INLINE VR FN(vlog1p_unit)(VR e)
 {
     const VR one = FN(vsplat)((R)1), zero = FN(vsplat)(0);
     const VI big = e > (R)0.41421356237309503;
-    const VR y = FN(vselect)(big, (e - one) * (R)0.5, e);
-    const VR s = y / (y + (R)2);
-    const VR k = FN(vselect)(big, one, zero);
-    return k * (R)FL_LN2_HI + (FN(atanh2)(s) + k * (R)FL_LN2_LO);
+    const VR s = FN(vselect)(big, e - one, e) /
+                 (e + FN(vselect)(big, FN(vsplat)((R)3), FN(vsplat)((R)2)));
+    const VR ln2_hi = FN(vselect)(big, FN(vsplat)((R)FL_LN2_HI), zero);
+    const VR ln2_lo = FN(vselect)(big, FN(vsplat)((R)FL_LN2_LO), zero);
+    return ln2_hi + (FN(atanh2)(s) + ln2_lo);
 }
 
 #undef FL_SUBN_SHIFT
