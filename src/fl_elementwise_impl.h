@@ -56,6 +56,15 @@ static inline VR FN(zmul)(VR coef, VR value)
 #endif
 }
 
+/* cp max(-x, 0) + cn max(x, 0) as one product: only one of the two is nonzero, so it is
+ * |x| times cp (x < 0) or cn (x >= 0), with an exact 0 where that coefficient is 0 (x = +-inf
+ * with an agreeing target) */
+static inline VR FN(relu_terms)(VR x, VR cp, VR cn)
+{
+    const VR ax = (VR)((VI)x & FN(vsplat_i)(FL_IS_F32 ? (int64_t)INT32_MAX : INT64_MAX));
+    return FN(zmul)(FN(vselect)(x < 0, cp, cn), ax);
+}
+
 /* e = exp(-|x|), then log1p(e): shared by the logistic losses */
 static inline VR FN(pre0_logistic)(VR x, VR t, VR unused)
 {
@@ -90,14 +99,14 @@ static inline void FN(ew_bce_logits_full)(const fl_ew_args *a, VR x, VR t, VR w,
 static inline void FN(ew_bce_logits_lin)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e,
                                          VR unused, VR *loss, VR *grad, VI *bad)
 {
-    const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
+    const VR one = FN(vsplat)((R)1);
     VR s_pos, s_neg;
     FN(sigmoids)(x, e, &s_pos, &s_neg);
     const VR cn = one - t;
     const VI xnan = x != x;
-    *loss = FN(vselect)(xnan, x, FN(zmul)(t, FN_MAX_OR_B(-x, zero)) +
-                                     FN(zmul)(cn, FN_MAX_OR_B(x, zero)));
-    *grad = FN(vselect)(xnan, x, FN(zmul)(cn, s_pos) - FN(zmul)(t, s_neg));
+    *loss = FN(vselect)(xnan, x, FN(relu_terms)(x, t, cn));
+    /* the sigmoids are finite: plain products */
+    *grad = FN(vselect)(xnan, x, cn * s_pos - t * s_neg);
     (void)a; (void)w; (void)pw; (void)bad; (void)unused;
 }
 
@@ -108,12 +117,11 @@ FL_INLINE void FN(sigmoid_focal_impl)(const fl_ew_args *a, VR x, VR t, VR e, VR 
 {
     const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
     const R alpha = (R)a->p1, gamma = gamma_fixed >= 0 ? gamma_fixed : (R)a->p2;
-    const VR sp_pos = FN_MAX_OR_B(x, zero) + lg;
-    const VR sp_neg = FN_MAX_OR_B(-x, zero) + lg;
     VR p, pn;
     FN(sigmoids)(x, e, &p, &pn);
     const VR cn = one - t;
-    const VR ce = FN(zmul)(t, sp_neg) + FN(zmul)(cn, sp_pos);
+    /* t softplus(-x) + (1 - t) softplus(x), whose log1p(e) terms have coefficient 1 */
+    const VR ce = lg + FN(relu_terms)(x, t, cn);
     const VR q = t * pn + cn * p;                        /* 1 - p_t */
     VR f;                                                /* q^gamma, 0^0 = 1 */
     if (gamma == 0) f = one;
@@ -124,7 +132,7 @@ FL_INLINE void FN(sigmoid_focal_impl)(const fl_ew_args *a, VR x, VR t, VR e, VR 
     r = FN(vselect)(q == 0, one, r);
     const VR tilt = FN(zmul)(r, gamma * ce * (one - 2 * t));
     VR at = one;
-    if (alpha >= 0) at = alpha * t + (1 - alpha) * cn;
+    if (alpha >= 0) at = (1 - alpha) + (2 * alpha - 1) * t; /* alpha t + (1 - alpha)(1 - t) */
     /* f == 0 only where q == 0 (then ce is finite: the infinite softplus has coefficient 0)
      * or q^gamma underflows (ce is then tiny): no 0 * inf to guard against */
     *loss = at * (f * ce);
