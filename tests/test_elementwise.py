@@ -186,6 +186,12 @@ def test_bce_with_logits_at_infinity(dtype):
     loss, g = fastloss.binary_cross_entropy_with_logits(x, t, reduction="none", return_grad=True)
     assert loss[0] == 0 and loss[1] == 0 and loss[2] == np.inf and loss[3] == np.inf
     np.testing.assert_array_equal(g, np.array([0, 0, 1, -1], dtype))
+    # the summed path (no per-element output) forms the loss differently: same exact values
+    total, g_sum = fastloss.binary_cross_entropy_with_logits(x[:2], t[:2], reduction="sum",
+                                                             return_grad=True)
+    assert total == 0
+    np.testing.assert_array_equal(g_sum, np.zeros(2, dtype))
+    assert fastloss.binary_cross_entropy_with_logits(x, t, reduction="sum") == np.inf
 
 
 def test_bce_clamps_log_like_torch():
