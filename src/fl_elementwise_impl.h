@@ -131,8 +131,9 @@ FL_INLINE void FN(sigmoid_focal_impl)(const fl_ew_args *a, VR x, VR t, VR e, VR 
     VR r = p * pn / q;                                   /* p (1-p) / q in [0, 1] */
     r = FN(vselect)(q == 0, one, r);
     const VR tilt = FN(zmul)(r, gamma * ce * (one - 2 * t));
-    VR at = one;
-    if (alpha >= 0) at = (1 - alpha) + (2 * alpha - 1) * t; /* alpha t + (1 - alpha)(1 - t) */
+    /* alpha t + (1 - alpha)(1 - t), or 1 for alpha < 0 (no weighting): one FMA, no branch */
+    const R a0 = alpha >= 0 ? 1 - alpha : 1, a1 = alpha >= 0 ? 2 * alpha - 1 : 0;
+    const VR at = a0 + a1 * t;
     /* f == 0 only where q == 0 (then ce is finite: the infinite softplus has coefficient 0)
      * or q^gamma underflows (ce is then tiny): no 0 * inf to guard against */
     *loss = at * (f * ce);
