@@ -46,6 +46,12 @@ static inline VR FN(neg_abs)(VR x)
     return (VR)((VI)x | FN(vsplat_i)(FL_IS_F32 ? (int64_t)INT32_MIN : INT64_MIN));
 }
 
+/* |x| by clearing the sign bit */
+static inline VR FN(vabs)(VR x)
+{
+    return (VR)((VI)x & FN(vsplat_i)(FL_IS_F32 ? (int64_t)INT32_MAX : INT64_MAX));
+}
+
 /* coef * value, with an exact 0 where coef == 0 (even if value is inf) */
 static inline VR FN(zmul)(VR coef, VR value)
 {
@@ -61,8 +67,7 @@ static inline VR FN(zmul)(VR coef, VR value)
  * with an agreeing target) */
 static inline VR FN(relu_terms)(VR x, VR cp, VR cn)
 {
-    const VR ax = (VR)((VI)x & FN(vsplat_i)(FL_IS_F32 ? (int64_t)INT32_MAX : INT64_MAX));
-    return FN(zmul)(FN(vselect)(x < 0, cp, cn), ax);
+    return FN(zmul)(FN(vselect)(x < 0, cp, cn), FN(vabs)(x));
 }
 
 /* e = exp(-|x|), then log1p(e): shared by the logistic losses */
@@ -80,16 +85,17 @@ static inline VR FN(pre1_logistic)(VR x, VR t, VR e)
 static inline void FN(ew_bce_logits_full)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e,
                                           VR lg, VR *loss, VR *grad, VI *bad)
 {
-    const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
-    const VR sp_pos = FN_MAX_OR_B(x, zero) + lg;   /* softplus(x)  = -log sigma(-x) */
-    const VR sp_neg = FN_MAX_OR_B(-x, zero) + lg;  /* softplus(-x) = -log sigma(x) */
+    const VR one = FN(vsplat)((R)1);
     VR s_pos, s_neg;
     FN(sigmoids)(x, e, &s_pos, &s_neg);
     const VR cp = pw * t, cn = one - t;
     /* x = NaN stays NaN even where both coefficients are 0 (pos_weight = 0, t = 1) */
     const VI xnan = x != x;
-    *loss = FN(vselect)(xnan, x, w * (FN(zmul)(cp, sp_neg) + FN(zmul)(cn, sp_pos)));
-    *grad = FN(vselect)(xnan, x, w * (FN(zmul)(cn, s_pos) - FN(zmul)(cp, s_neg)));
+    /* cp softplus(-x) + cn softplus(x), softplus(+-x) = max(+-x, 0) + log1p(e); lg is finite,
+     * so only the max terms need the exact 0 of a zero coefficient */
+    *loss = FN(vselect)(xnan, x, w * (lg * (cp + cn) + FN(relu_terms)(x, cp, cn)));
+    /* the sigmoids are finite: plain products */
+    *grad = FN(vselect)(xnan, x, w * (cn * s_pos - cp * s_neg));
     (void)a; (void)bad;
 }
 
