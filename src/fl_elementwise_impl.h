@@ -207,7 +207,7 @@ static inline void FN(ew_l1)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0
                              VR *loss, VR *grad, VI *bad)
 {
     const VR d = x - t;
-    *loss = FN(vselect)(d < 0, -d, d);
+    *loss = FN(vabs)(d);
     *grad = FN(vsign)(d);
     (void)a; (void)w; (void)pw; (void)bad; (void)p0; (void)p1;
 }
@@ -216,7 +216,7 @@ static inline void FN(ew_smooth_l1)(const fl_ew_args *a, VR x, VR t, VR w, VR pw
                                     VR *loss, VR *grad, VI *bad)
 {
     const R beta = (R)a->p1;
-    const VR d = x - t, z = FN(vselect)(d < 0, -d, d);
+    const VR d = x - t, z = FN(vabs)(d);
     if (beta == 0) {
         *loss = z;
         *grad = FN(vsign)(d);
@@ -232,7 +232,7 @@ static inline void FN(ew_huber)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR
                                 VR *loss, VR *grad, VI *bad)
 {
     const R delta = (R)a->p1;
-    const VR d = x - t, z = FN(vselect)(d < 0, -d, d);
+    const VR d = x - t, z = FN(vabs)(d);
     const VI quad = z < delta;
     *loss = FN(vselect)(quad, (R)0.5 * d * d, delta * (z - (R)0.5 * delta));
     *grad = FN(vselect)(quad, d, delta * FN(vsign)(d));
