@@ -75,6 +75,26 @@ static inline VR FN(vselect)(VI mask, VR a, VR b)
 {
     return (VR)(((VI)a & mask) | ((VI)b & ~mask));
 }
+/* v where mask is set, +0 elsewhere */
+static inline VR FN(vand)(VI mask, VR v) { return (VR)((VI)v & mask); }
+/* all-ones lanes where v > c, for v >= +0 or NaN (NaN: set) and c > 0: such v order as
+ * their bit patterns, so this is the sign of bits(c) - bits(v), taken by integer operations
+ * that run beside the FMAs (on Zen 4 a compare into a mask register takes an FMA-pipe slot).
+ * The subtraction wraps (unsigned), so it cannot be turned back into a compare. */
+#if FL_IS_F32
+typedef uint32_t FN(vu_t) __attribute__((vector_size(sizeof(VI))));
+#else
+typedef uint64_t FN(vu_t) __attribute__((vector_size(sizeof(VI))));
+#endif
+static inline VI FN(gt_nonneg)(VR v, R c)
+{
+    const VI d = (VI)((FN(vu_t))FN(vsplat)(c) - (FN(vu_t))v);
+#if FL_IS_F32 || defined(FL_AVX512_BUILTINS)
+    return d >> (8 * (int)sizeof(d[0]) - 1); /* arithmetic shift: vpsrad / vpsraq */
+#else
+    return d < 0; /* 64-bit lanes without AVX-512: a compare is the sign mask */
+#endif
+}
 /* FN(vmax_or_b)(a, b) = a > b ? a : b and FN(vmin_or_b)(a, b) = a < b ? a : b: b when either
  * is NaN, which is exactly the x86 maxps/minps rule, so one instruction where available. */
 #ifdef FL_MAX_OR_B
@@ -315,7 +335,9 @@ FL_INLINE VR FN(atanh2)(VR s)
     VR q = FN(vsplat)(c[0]);
     for (int i = 1; i < 7; i++) q = q * s2 + c[i];
 #endif
-    return 2 * s + s * s2 * q;
+    /* one multiply and one FMA after q (2 s is exact) */
+    const VR s3 = s * s2;
+    return s3 * q + (s + s);
 }
 
 /* log(u) + corr, where corr is a small correction already relative to u (0 for a plain log).
@@ -458,9 +480,9 @@ static inline VR FN(vlog1p)(VR y)
  * AVX-512 takes the 14-bit reciprocal estimate instead of a second division. */
 FL_INLINE VR FN(vlog1p_nonneg)(VR y)
 {
-    const VR one = FN(vsplat)((R)1), zero = FN(vsplat)(0);
+    const VR one = FN(vsplat)((R)1);
     const VR u = one + y;
-    const VI big = y > (R)0.41421356237309503;
+    const VI big = FN(gt_nonneg)(y, (R)0.41421356237309503);
 #if FL_IS_F32
     const VI sqrt_half_bits = FN(vsplat_i)(0x3f3504f3);
 #else
@@ -473,9 +495,9 @@ FL_INLINE VR FN(vlog1p_nonneg)(VR y)
     const VR kf = (VR)((VI)kmagic + k) - kmagic;
     const VR s = FN(vselect)(big, f - one, y) / FN(vselect)(big, f + one, y + (R)2);
 #ifdef FL_RCP14
-    const VR corr = FN(vselect)(big, (y - (u - one)) * FL_RCP14(u), zero);
+    const VR corr = FN(vand)(big, (y - (u - one)) * FL_RCP14(u));
 #else
-    const VR corr = FN(vselect)(big, (y - (u - one)) / u, zero);
+    const VR corr = FN(vand)(big, (y - (u - one)) / u);
 #endif
     return kf * (R)FL_LN2_HI + (FN(atanh2)(s) + corr + kf * (R)FL_LN2_LO);
 }
@@ -494,13 +516,13 @@ FL_INLINE VR FN(log1p_prod_step)(VR T, VR t) { return T * t + (T + t); }
  * multiplications by 0.5 or by a 0/1 factor). */
 FL_INLINE VR FN(vlog1p_unit)(VR e)
 {
-    const VR one = FN(vsplat)((R)1), zero = FN(vsplat)(0);
-    const VI big = e > (R)0.41421356237309503;
-    const VR s = FN(vselect)(big, e - one, e) /
-                 (e + FN(vselect)(big, FN(vsplat)((R)3), FN(vsplat)((R)2)));
-    const VR ln2_hi = FN(vselect)(big, FN(vsplat)((R)FL_LN2_HI), zero);
-    const VR ln2_lo = FN(vselect)(big, FN(vsplat)((R)FL_LN2_LO), zero);
-    return ln2_hi + (FN(atanh2)(s) + ln2_lo);
+    const VI big = FN(gt_nonneg)(e, (R)0.41421356237309503);
+    /* the constants of the big branch where big is set, 0 elsewhere (e - 0 and e + 2 + 0 are
+     * exact; e + 2 + 1 is e + 3 rounded once: both lie in [2, 4)) */
+    const VR one_b = FN(vand)(big, FN(vsplat)((R)1));
+    const VR s = (e - one_b) / ((e + (R)2) + one_b);
+    return FN(vand)(big, FN(vsplat)((R)FL_LN2_HI)) +
+           (FN(atanh2)(s) + FN(vand)(big, FN(vsplat)((R)FL_LN2_LO)));
 }
 
 #undef FL_SUBN_SHIFT
