@@ -119,16 +119,23 @@ static inline void FN(ew_bce_logits_lin)(const fl_ew_args *a, VR x, VR t, VR w, 
 /* gamma_fixed >= 0: a compile-time gamma (the loop is specialised for torchvision's default
  * gamma = 2, so its tests leave the loop); < 0: read gamma from the arguments */
 FL_INLINE void FN(sigmoid_focal_impl)(const fl_ew_args *a, VR x, VR t, VR e, VR lg, VR *loss,
-                                      VR *grad, const R gamma_fixed)
+                                      VR *grad, const R gamma_fixed, const int loss_only)
 {
     const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
     const R alpha = (R)a->p1, gamma = gamma_fixed >= 0 ? gamma_fixed : (R)a->p2;
     VR p, pn;
     FN(sigmoids)(x, e, &p, &pn);
     const VR cn = one - t;
+    /* ca, cb: the coefficients of sigma(|x|) = 1 / (1 + e) and of sigma(-|x|) = e / (1 + e)
+     * in 1 - p_t = t sigma(-x) + (1 - t) sigma(x); ca is also the coefficient of |x| in
+     * t max(-x, 0) + (1 - t) max(x, 0) */
+    const VI neg = x < 0;
+    const VR ca = FN(vselect)(neg, t, cn), cb = FN(vselect)(neg, cn, t);
     /* t softplus(-x) + (1 - t) softplus(x), whose log1p(e) terms have coefficient 1 */
-    const VR ce = lg + FN(relu_terms)(x, t, cn);
-    const VR q = t * pn + cn * p;                        /* 1 - p_t */
+    const VR ce = lg + FN(zmul)(ca, FN(vabs)(x));
+    /* loss only: sigma(|x|) (ca + cb e), without sigma(-|x|) itself (one multiply fewer);
+     * the gradient needs both sigmoids anyway */
+    const VR q = loss_only ? FN(vselect)(neg, pn, p) * (ca + cb * e) : t * pn + cn * p;
     VR f;                                                /* q^gamma, 0^0 = 1 */
     if (gamma == 0) f = one;
     else if (gamma == 1) f = q;
@@ -146,18 +153,18 @@ FL_INLINE void FN(sigmoid_focal_impl)(const fl_ew_args *a, VR x, VR t, VR e, VR 
     /* p - t written as (1-t) p - t (1-p): no cancellation when p rounds to 1 */
     *grad = at * f * ((cn * p - t * pn) + tilt);
 }
-static inline void FN(ew_sigmoid_focal_any)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e,
-                                            VR lg, VR *loss, VR *grad, VI *bad)
-{
-    FN(sigmoid_focal_impl)(a, x, t, e, lg, loss, grad, (R)-1);
-    (void)w; (void)pw; (void)bad;
-}
-static inline void FN(ew_sigmoid_focal_g2)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e,
-                                           VR lg, VR *loss, VR *grad, VI *bad)
-{
-    FN(sigmoid_focal_impl)(a, x, t, e, lg, loss, grad, (R)2);
-    (void)w; (void)pw; (void)bad;
-}
+#define FL_SIGMOID_FOCAL_FN(name, gamma_fixed, loss_only)                                  \
+    static inline void FN(name)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e, VR lg,   \
+                                VR *loss, VR *grad, VI *bad)                                 \
+    {                                                                                        \
+        FN(sigmoid_focal_impl)(a, x, t, e, lg, loss, grad, (R)(gamma_fixed), loss_only);     \
+        (void)w; (void)pw; (void)bad;                                                        \
+    }
+FL_SIGMOID_FOCAL_FN(ew_sigmoid_focal_any, -1, 0)
+FL_SIGMOID_FOCAL_FN(ew_sigmoid_focal_any_loss, -1, 1)
+FL_SIGMOID_FOCAL_FN(ew_sigmoid_focal_g2, 2, 0)
+FL_SIGMOID_FOCAL_FN(ew_sigmoid_focal_g2_loss, 2, 1)
+#undef FL_SIGMOID_FOCAL_FN
 
 /* log x, log1p(-x) */
 static inline VR FN(pre0_bce)(VR x, VR t, VR unused)
@@ -370,17 +377,20 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
 }
 
 /* two copies of each loop: with a gradient, and loss only (where the compiler drops the
- * gradient math altogether) */
-#define FL_EW_UNITS(name, pre0, pre1)                                                      \
+ * gradient math altogether; f_loss may also compute the loss another way) */
+#define FL_EW_UNITS2(name, f_grad, f_loss, pre0, pre1)                                     \
     static void FN(name##_units)(const void *args, int64_t i0, int64_t i1, double *partial) \
     {                                                                                      \
         const fl_ew_args *a_ = (const fl_ew_args *)args;                                   \
-        if (a_->grad) FN(ew_loop)(a_, i0, i1, partial, FN(ew_##name), 1, pre0, pre1, 0);   \
-        else FN(ew_loop)(a_, i0, i1, partial, FN(ew_##name), 0, pre0, pre1, 0);            \
+        if (a_->grad) FN(ew_loop)(a_, i0, i1, partial, f_grad, 1, pre0, pre1, 0);          \
+        else FN(ew_loop)(a_, i0, i1, partial, f_loss, 0, pre0, pre1, 0);                   \
     }
+#define FL_EW_UNITS(name, pre0, pre1) FL_EW_UNITS2(name, FN(ew_##name), FN(ew_##name), pre0, pre1)
 FL_EW_UNITS(bce_logits_full, FN(pre0_logistic), FN(pre1_logistic))
-FL_EW_UNITS(sigmoid_focal_g2, FN(pre0_logistic), FN(pre1_logistic))
-FL_EW_UNITS(sigmoid_focal_any, FN(pre0_logistic), FN(pre1_logistic))
+FL_EW_UNITS2(sigmoid_focal_g2, FN(ew_sigmoid_focal_g2), FN(ew_sigmoid_focal_g2_loss),
+             FN(pre0_logistic), FN(pre1_logistic))
+FL_EW_UNITS2(sigmoid_focal_any, FN(ew_sigmoid_focal_any), FN(ew_sigmoid_focal_any_loss),
+             FN(pre0_logistic), FN(pre1_logistic))
 FL_EW_UNITS(bce, FN(pre0_bce), FN(pre1_bce))
 FL_EW_UNITS(mse, NULL, NULL)
 FL_EW_UNITS(l1, NULL, NULL)
@@ -389,6 +399,7 @@ FL_EW_UNITS(huber, NULL, NULL)
 FL_EW_UNITS(kl_div, FN(pre0_kl_div), NULL)
 FL_EW_UNITS(kl_div_log_target, FN(pre0_kl_div_log_target), NULL)
 #undef FL_EW_UNITS
+#undef FL_EW_UNITS2
 
 /* only the sum wanted and no weights: the log1p(exp(-|x|)) terms as one log of a product */
 static void FN(bce_logits_units)(const void *args, int64_t i0, int64_t i1, double *partial)
