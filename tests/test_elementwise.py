@@ -177,6 +177,12 @@ def test_sigmoid_focal_saturation_is_finite_and_exact(dtype, gamma):
             assert np.isfinite(loss[finite]).all() and np.isfinite(g).all()
             close(loss, le, dtype)
             close(g, ge, dtype)
+            # loss only runs its own formula for 1 - p_t (and the zero-guarded |x| term)
+            close(fastloss.sigmoid_focal_loss(x, t, gamma=gamma, alpha=alpha), le, dtype)
+            total = fastloss.sigmoid_focal_loss(x[finite], t[finite], gamma=gamma, alpha=alpha,
+                                                reduction="sum")
+            assert np.isfinite(total)
+            close(total, le[finite].astype(np.float64).sum(), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
