@@ -65,9 +65,10 @@ static inline VR FN(zmul)(VR coef, VR value)
 /* cp max(-x, 0) + cn max(x, 0) as one product: only one of the two is nonzero, so it is
  * |x| times cp (x < 0) or cn (x >= 0), with an exact 0 where that coefficient is 0 (x = +-inf
  * with an agreeing target) */
+static inline VR FN(relu_coef)(VR x, VR cp, VR cn) { return FN(vselect)(x < 0, cp, cn); }
 static inline VR FN(relu_terms)(VR x, VR cp, VR cn)
 {
-    return FN(zmul)(FN(vselect)(x < 0, cp, cn), FN(vabs)(x));
+    return FN(zmul)(FN(relu_coef)(x, cp, cn), FN(vabs)(x));
 }
 
 /* e = exp(-|x|), then log1p(e): shared by the logistic losses */
@@ -129,13 +130,13 @@ FL_INLINE void FN(sigmoid_focal_impl)(const fl_ew_args *a, VR x, VR t, VR e, VR 
     /* ca, cb: the coefficients of sigma(|x|) = 1 / (1 + e) and of sigma(-|x|) = e / (1 + e)
      * in 1 - p_t = t sigma(-x) + (1 - t) sigma(x); ca is also the coefficient of |x| in
      * t max(-x, 0) + (1 - t) max(x, 0) */
-    const VI neg = x < 0;
-    const VR ca = FN(vselect)(neg, t, cn), cb = FN(vselect)(neg, cn, t);
+    const VR ca = FN(relu_coef)(x, t, cn), cb = FN(relu_coef)(x, cn, t);
     /* t softplus(-x) + (1 - t) softplus(x), whose log1p(e) terms have coefficient 1 */
     const VR ce = lg + FN(zmul)(ca, FN(vabs)(x));
     /* loss only: sigma(|x|) (ca + cb e), without sigma(-|x|) itself (one multiply fewer);
      * the gradient needs both sigmoids anyway */
-    const VR q = loss_only ? FN(vselect)(neg, pn, p) * (ca + cb * e) : t * pn + cn * p;
+    const VR sig_abs = FN(relu_coef)(x, pn, p); /* 1 / (1 + e) */
+    const VR q = loss_only ? sig_abs * (ca + cb * e) : t * pn + cn * p;
     VR f;                                                /* q^gamma, 0^0 = 1 */
     if (gamma == 0) f = one;
     else if (gamma == 1) f = q;
