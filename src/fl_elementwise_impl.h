@@ -131,8 +131,9 @@ FL_INLINE void FN(sigmoid_focal_impl)(const fl_ew_args *a, VR x, VR t, VR e, VR 
      * in 1 - p_t = t sigma(-x) + (1 - t) sigma(x); ca is also the coefficient of |x| in
      * t max(-x, 0) + (1 - t) max(x, 0) */
     const VR ca = FN(relu_coef)(x, t, cn), cb = FN(relu_coef)(x, cn, t);
-    /* t softplus(-x) + (1 - t) softplus(x), whose log1p(e) terms have coefficient 1 */
-    const VR ce = lg + FN(zmul)(ca, FN(vabs)(x));
+    /* t softplus(-x) + (1 - t) softplus(x), whose log1p(e) terms have coefficient 1 (the
+     * max terms select ca again: the compiler shares the select) */
+    const VR ce = lg + FN(relu_terms)(x, t, cn);
     /* loss only: sigma(|x|) (ca + cb e), without sigma(-|x|) itself (one multiply fewer);
      * the gradient needs both sigmoids anyway */
     const VR sig_abs = FN(relu_coef)(x, pn, p); /* 1 / (1 + e) */
