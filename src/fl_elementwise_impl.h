@@ -373,9 +373,7 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
     }
     if (logprod && blk) acc += FN(vlog1p_nonneg)(T);
     total += FN(hsum)(acc);
-    int any_bad = 0;
-    for (int l = 0; l < L; l++) any_bad |= bad[l] != 0;
-    *partial = any_bad ? (double)__builtin_nan("") : total;
+    *partial = FN(vany)(bad) ? (double)__builtin_nan("") : total;
 }
 
 /* two copies of each loop: with a gradient, and loss only (where the compiler drops the
@@ -393,7 +391,7 @@ FL_EW_UNITS2(sigmoid_focal_g2, FN(ew_sigmoid_focal_g2), FN(ew_sigmoid_focal_g2_l
              FN(pre0_logistic), FN(pre1_logistic))
 FL_EW_UNITS2(sigmoid_focal_any, FN(ew_sigmoid_focal_any), FN(ew_sigmoid_focal_any_loss),
              FN(pre0_logistic), FN(pre1_logistic))
-FL_EW_UNITS(bce, FN(pre0_bce), FN(pre1_bce))
+FL_EW_UNITS2(bce_plain, FN(ew_bce), FN(ew_bce), FN(pre0_bce), FN(pre1_bce))
 FL_EW_UNITS(mse, NULL, NULL)
 FL_EW_UNITS(l1, NULL, NULL)
 FL_EW_UNITS(smooth_l1, NULL, NULL)
@@ -402,6 +400,109 @@ FL_EW_UNITS(kl_div, FN(pre0_kl_div), NULL)
 FL_EW_UNITS(kl_div_log_target, FN(pre0_kl_div_log_target), NULL)
 #undef FL_EW_UNITS
 #undef FL_EW_UNITS2
+
+/* BCE on probabilities, only the sum wanted (no weights, no per-element losses or gradient
+ * scales): in a window of FL_BCE_WIN elements whose targets are all exactly 0 or 1, every
+ * term is -max(log q, -100) with q = x (t = 1) or 1 - x (t = 0), and the terms of
+ * FL_BCE_GROUP vectors are taken, per lane, as one log of their product
+ * P = prod max(q, e^-100) instead of two logs per element.  Where P > 1/2 its log is
+ * log1p(-D) with D = 1 - P summed as D += d P_before (d = 1 - q: 1 - x for t = 1, x for t = 0;
+ * every term >= 0), so confident predictions keep their relative accuracy; elsewhere
+ * |log P| >= log 2 and P's few roundings stay a few ulp of it.  Double: P >= e^-400 is always
+ * normal; float: a group whose P is not (an x below about 1e-38 somewhere) takes the
+ * per-element formula, as do windows with other targets and the tail.  Windows start at
+ * multiples of FL_BCE_WIN (fl_run's chunks do), so results do not depend on threads. */
+#define FL_BCE_WIN 2048
+#define FL_BCE_GROUP 4
+
+/* are all of t[0 .. FL_BCE_WIN) exactly 0 or 1? (stops at the first block that is not) */
+static inline int FN(bce_hard_window)(const R *t)
+{
+    const VR one = FN(vsplat)((R)1), zero = FN(vsplat)(0);
+    for (int64_t i = 0; i < FL_BCE_WIN; i += 8 * L) {
+        VI ok = ~(VI)zero;
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            const VR tv = FN(vload)(t + i + k * L);
+            ok &= (tv == zero) | (tv == one);
+        }
+        if (FN(vany)(~ok)) return 0;
+    }
+    return 1;
+}
+
+static inline __attribute__((always_inline)) void
+FN(bce_sum_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial,
+                 const int with_grad)
+{
+    const fl_ew_args local = *args, *a = &local;
+    const R *x = (const R *)a->x, *t = (const R *)a->target;
+    R *g = with_grad ? (R *)a->grad : NULL;
+    const VR one = FN(vsplat)((R)1), zero = FN(vsplat)(0), gs = FN(vsplat)((R)a->grad_scale);
+    const VR q_min = FN(vsplat)((R)3.7200759760208361e-44); /* e^-100: log clamped at -100 */
+    const VR half = FN(vsplat)((R)0.5);
+    const R norm_min = FL_IS_F32 ? (R)1.17549435e-38f : (R)2.2250738585072014e-308;
+    double total = 0.0;
+    int any_bad = 0;
+    for (int64_t w0 = i0; w0 < i1; w0 += FL_BCE_WIN) {
+        const int64_t w1 = i1 - w0 < FL_BCE_WIN ? i1 : w0 + FL_BCE_WIN;
+        if (w1 - w0 < FL_BCE_WIN || !FN(bce_hard_window)(t + w0)) {
+            double p;
+            FN(ew_loop)(a, w0, w1, &p, FN(ew_bce), with_grad, FN(pre0_bce), FN(pre1_bce), 0);
+            total += p;
+            continue;
+        }
+        VR acc = zero;
+        VI bad = (VI)zero;
+        for (int64_t i = w0; i < w1; i += FL_BCE_GROUP * L) {
+            VR P = one, D = zero;
+#pragma GCC unroll 4
+            for (int k = 0; k < FL_BCE_GROUP; k++) {
+                const VR xv = FN(vload)(x + i + k * L), tv = FN(vload)(t + i + k * L);
+                const VI is1 = tv == one;
+                const VR omx = one - xv;
+                D += FN(vselect)(is1, omx, xv) * P;
+                P *= FN_MAX_OR_B(q_min, FN(vselect)(is1, xv, omx)); /* NaN stays NaN */
+                /* the gradient and the domain check, from the per-element formula (its loss
+                 * is not used here) */
+                VR lv, gv;
+                FN(ew_bce)(a, xv, tv, one, one, zero, zero, &lv, &gv, &bad);
+                if (with_grad) FN(vstore)(g + i + k * L, gv * gs);
+                (void)lv;
+            }
+            if (FL_IS_F32 && FN(vany)(P < norm_min)) {
+#pragma GCC unroll 4
+                for (int k = 0; k < FL_BCE_GROUP; k++) {
+                    const VR xv = FN(vload)(x + i + k * L), tv = FN(vload)(t + i + k * L);
+                    const VR lx = FN(pre0_bce)(xv, tv, zero);
+                    VR lv, gv;
+                    VI unused = (VI)zero;
+                    FN(ew_bce)(a, xv, tv, one, one, lx, FN(pre1_bce)(xv, tv, lx), &lv, &gv,
+                               &unused);
+                    acc += lv;
+                }
+                continue;
+            }
+            /* log P, or log1p(-D) = log u + (-D - (u - 1)) / u with u = 1 - D in [1/2, 1]
+             * (u - 1 exact) where P > 1/2 */
+            const VI big = P > half;
+            const VR u = FN(vselect)(big, one - D, P);
+            acc -= FN(vlog_normal)(u, FN(vand)(big, ((zero - D) - (u - one)) / u));
+        }
+        total += FN(hsum)(acc);
+        any_bad |= FN(vany)(bad);
+    }
+    *partial = any_bad ? (double)__builtin_nan("") : total;
+}
+
+static void FN(bce_units)(const void *args, int64_t i0, int64_t i1, double *partial)
+{
+    const fl_ew_args *a = (const fl_ew_args *)args;
+    if (a->weight || a->loss_rows || a->grad_scale_rows)
+        FN(bce_plain_units)(args, i0, i1, partial);
+    else if (a->grad) FN(bce_sum_loop)(a, i0, i1, partial, 1);
+    else FN(bce_sum_loop)(a, i0, i1, partial, 0);
+}
 
 /* only the sum wanted and no weights: the log1p(exp(-|x|)) terms as one log of a product */
 static void FN(bce_logits_units)(const void *args, int64_t i0, int64_t i1, double *partial)

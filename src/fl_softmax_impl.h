@@ -533,9 +533,7 @@ static inline void FN(softmax_tile)(int op, const R *x, int64_t xs, R *o, int64_
         /* all -inf: -inf; any +inf: +inf (like torch.logsumexp), unless the lane holds a NaN
          * (the max skips NaN; vm + logS is NaN in these lanes) */
         VI shortcut = (vm == inf) | (vm == -inf);
-        int any = 0;
-        for (int l = 0; l < L; l++) any |= shortcut[l] != 0;
-        if (any)
+        if (FN(vany)(shortcut))
             for (int64_t c = 0; c < C; c++) {
                 const VR xc = FL_TILE_LOAD(x + c * xs);
                 shortcut &= xc == xc;

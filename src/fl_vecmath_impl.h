@@ -77,6 +77,13 @@ static inline VR FN(vselect)(VI mask, VR a, VR b)
 }
 /* v where mask is set, +0 elsewhere */
 static inline VR FN(vand)(VI mask, VR v) { return (VR)((VI)v & mask); }
+/* is any lane of the mask set? */
+static inline int FN(vany)(VI m)
+{
+    int r = 0;
+    for (int l = 0; l < FL_LANES; l++) r |= m[l] != 0;
+    return r;
+}
 /* all-ones lanes where v > c, for v >= +0 or NaN (NaN: set) and c > 0: such v order as
  * their bit patterns, so this is the sign of bits(c) - bits(v), an integer subtraction and
  * shift (on Zen 4 a compare into a mask register takes an FMA-pipe slot; with FN(vand) in
@@ -438,16 +445,20 @@ FL_INLINE VR FN(vlog_table)(VR u, VR corr)
 
 /* Vectors of normal positive finite numbers (tested with one compare where AVX-512 has it)
  * take the table (float) or skip the special cases (double). */
+/* log(u) + corr for u a normal positive finite number (no special cases) */
+FL_INLINE VR FN(vlog_normal)(VR u, VR corr)
+{
+#if FL_IS_F32 && defined(FL_PERMUTE2) && defined(FL_ANY_NOT_NORMAL_POS)
+    return FN(vlog_table)(u, corr);
+#else
+    return FN(vlog_impl)(u, corr, 0);
+#endif
+}
+
 static inline VR FN(vlog)(VR u)
 {
 #ifdef FL_ANY_NOT_NORMAL_POS
-    if (__builtin_expect(!FL_ANY_NOT_NORMAL_POS(u), 1)) {
-#if FL_IS_F32
-        return FN(vlog_table)(u, FN(vsplat)(0));
-#else
-        return FN(vlog_impl)(u, FN(vsplat)(0), 0);
-#endif
-    }
+    if (__builtin_expect(!FL_ANY_NOT_NORMAL_POS(u), 1)) return FN(vlog_normal)(u, FN(vsplat)(0));
 #endif
     return FN(vlog_plus)(u, FN(vsplat)(0));
 }

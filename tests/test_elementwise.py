@@ -209,11 +209,13 @@ def test_bce_clamps_log_like_torch():
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, np.nan])
 @pytest.mark.parametrize("backend", ["compiled", "reference"])
-def test_bce_rejects_non_probabilities(bad, backend):
+@pytest.mark.parametrize("at", [5, 20_000, -3])  # hard-label windows, and the tail
+@pytest.mark.parametrize("grad", [False, True])
+def test_bce_rejects_non_probabilities(bad, backend, at, grad):
     x = np.full(40000, 0.5)  # large enough to be split into several chunks
-    x[-3] = bad
+    x[at] = bad
     with fastloss.use_backend(backend), pytest.raises(ValueError, match="input"):
-        fastloss.binary_cross_entropy(x, np.zeros_like(x))
+        fastloss.binary_cross_entropy(x, np.zeros_like(x), return_grad=grad)
 
 
 def test_empty_and_batchmean():
@@ -229,16 +231,21 @@ def test_empty_and_batchmean():
                       fastloss.kl_div(lp, t, reduction="sum") / 4)
 
 
-def test_deterministic_across_threads():
+@pytest.mark.parametrize("name", ["sigmoid_focal_loss", "binary_cross_entropy"])
+def test_deterministic_across_threads(name):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(300_001).astype(np.float32)
+    if name == "binary_cross_entropy":
+        x = rng.random(300_001).astype(np.float32)
     t = (rng.random(300_001) > 0.5).astype(np.float32)
+    t[77_777] = 0.25  # one window of soft targets among the hard-label ones
+    fn = getattr(fastloss, name)
     old = fastloss.get_num_threads()
     try:
         fastloss.set_num_threads(1)
-        a = fastloss.sigmoid_focal_loss(x, t, reduction="sum", return_grad=True)
+        a = fn(x, t, reduction="sum", return_grad=True)
         fastloss.set_num_threads(2)
-        b = fastloss.sigmoid_focal_loss(x, t, reduction="sum", return_grad=True)
+        b = fn(x, t, reduction="sum", return_grad=True)
     finally:
         fastloss.set_num_threads(old)
     assert a[0].tobytes() == b[0].tobytes()
@@ -330,5 +337,49 @@ def test_bce_logits_summed_loss_is_accurate(dtype, kind, simd):
         np.testing.assert_allclose(float(got), exp_sum, rtol=rtol, err_msg=simd)
     mean, g = fastloss.binary_cross_entropy_with_logits(x, t, return_grad=True)
     exp_mean, exp_g = ref.binary_cross_entropy_with_logits(x, t, return_grad=True)
+    np.testing.assert_allclose(float(mean), float(exp_mean), rtol=rtol, err_msg=simd)
+    close(g, exp_g, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["hard", "soft", "mixed", "confident", "clamped", "tiny"])
+def test_bce_summed_loss_is_accurate(dtype, kind, simd):
+    """Without weights, when only the sum (or mean) is wanted, the kernel takes the terms of
+    hard-label windows (all targets exactly 0 or 1) per lane as one log of a product of four
+    vectors' probabilities.  The sum must agree with the exactly summed per-element reference
+    losses: for hard and soft targets and windows of both; for confident predictions (losses
+    near 1e-12, which the log of the rounded product would get wrong in the fifth digit); for
+    x = 0 or 1 against the target (terms clamped at 100 like torch); and for x near the
+    smallest normal numbers and below (float products that leave the normal range take the
+    per-element formula)."""
+    rng = np.random.default_rng(zlib.crc32(f"bce {kind} {np.dtype(dtype).name}".encode()))
+    n = 100_003  # several windows of 2048 and chunks of 32768, ending in a partial vector
+    x = rng.uniform(0, 1, n)
+    t = np.round(rng.uniform(0, 1, n))
+    if kind == "soft":
+        t = rng.uniform(0, 1, n)
+    if kind == "mixed":
+        t[rng.choice(n, 20, replace=False)] = 0.5
+    if kind == "confident":
+        eps = 1e-5 if dtype == np.float32 else 1e-12
+        x = np.where(t > 0, 1 - rng.uniform(0, eps, n), rng.uniform(0, eps, n))
+    if kind == "clamped":
+        pick = rng.random(n) < 0.1
+        x[pick] = 1 - t[pick]
+    if kind == "tiny":
+        tiny = float(np.finfo(dtype).tiny)
+        pick = rng.random(n) < 0.05
+        x[pick] = np.where(t[pick] > 0, tiny * rng.uniform(1e-3, 4, pick.sum()),
+                           1 - tiny * rng.uniform(1e-3, 4, pick.sum()))
+    x, t = x.astype(dtype), t.astype(dtype)
+    per = ref.binary_cross_entropy(x, t, reduction="none")
+    exp_sum = math.fsum(np.asarray(per, np.float64).tolist())
+    if kind == "confident":
+        assert 0 < exp_sum / n < (1e-4 if dtype == np.float32 else 1e-11)
+    got = fastloss.binary_cross_entropy(x, t, reduction="sum")
+    rtol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(float(got), exp_sum, rtol=rtol, err_msg=simd)
+    mean, g = fastloss.binary_cross_entropy(x, t, return_grad=True)
+    exp_mean, exp_g = ref.binary_cross_entropy(x, t, return_grad=True)
     np.testing.assert_allclose(float(mean), float(exp_mean), rtol=rtol, err_msg=simd)
     close(g, exp_g, dtype)
