@@ -455,10 +455,13 @@ FN(bce_sum_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial
         VR acc = zero;
         VI bad = (VI)zero;
         for (int64_t i = w0; i < w1; i += FL_BCE_GROUP * L) {
+            /* kept for the fallback: the gradient may overwrite x (grad_out=input) */
+            VR xs[FL_BCE_GROUP], ts[FL_BCE_GROUP];
             VR P = one, D = zero;
 #pragma GCC unroll 4
             for (int k = 0; k < FL_BCE_GROUP; k++) {
-                const VR xv = FN(vload)(x + i + k * L), tv = FN(vload)(t + i + k * L);
+                const VR xv = xs[k] = FN(vload)(x + i + k * L);
+                const VR tv = ts[k] = FN(vload)(t + i + k * L);
                 const VI is1 = tv == one;
                 const VR omx = one - xv;
                 D += FN(vselect)(is1, omx, xv) * P;
@@ -473,12 +476,11 @@ FN(bce_sum_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial
             if (FL_IS_F32 && FN(vany)(P < norm_min)) {
 #pragma GCC unroll 4
                 for (int k = 0; k < FL_BCE_GROUP; k++) {
-                    const VR xv = FN(vload)(x + i + k * L), tv = FN(vload)(t + i + k * L);
-                    const VR lx = FN(pre0_bce)(xv, tv, zero);
+                    const VR lx = FN(pre0_bce)(xs[k], ts[k], zero);
                     VR lv, gv;
                     VI unused = (VI)zero;
-                    FN(ew_bce)(a, xv, tv, one, one, lx, FN(pre1_bce)(xv, tv, lx), &lv, &gv,
-                               &unused);
+                    FN(ew_bce)(a, xs[k], ts[k], one, one, lx, FN(pre1_bce)(xs[k], ts[k], lx),
+                               &lv, &gv, &unused);
                     acc += lv;
                 }
                 continue;
