@@ -795,3 +795,29 @@ def test_focal_saturated_logits_are_finite(compiled, weighted, layout, gamma, dt
             for i in np.ndindex(loss.shape):
                 assert_close(loss[i], exp_loss[i], dtype, err_msg=f"sample {i}")
                 assert_close(g[i], eg[i], dtype, err_msg=f"grad of sample {i}")
+
+
+@pytest.mark.parametrize("shape", [(600, 7), (700, 3, 1), (5, 4, 100), (2, 3, 300)], ids=str)
+@pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
+def test_nll_gradient_blocks(compiled, shape, dtype):
+    """nll_loss zeroes its gradient per block of at most 256 targets (whole samples where they
+    fit, in one memset; else S positions of one sample) after gathering the block's x_y:
+    shapes across those block edges, with class weights, ignored targets, per-element losses,
+    and the gradient written over the input (grad_out=input)."""
+    rng = seeded("nll-blocks", shape, DT_IDS[dtype])
+    x = rng.standard_normal(shape).astype(dtype)
+    tshape = shape[:1] + shape[2:]
+    t = rng.integers(0, shape[1], tshape)
+    t[rng.random(tshape) < 0.1] = -100
+    w = rng.uniform(0.5, 2.0, shape[1]).astype(dtype)
+    for reduction in REDUCTIONS:
+        la, ga = fastloss.nll_loss(x, t, weight=w, reduction=reduction, return_grad=True)
+        le, ge = ref("nll_loss", x, t, weight=w, reduction=reduction, return_grad=True)
+        assert_close(la, le, dtype)
+        assert_close(ga, ge, dtype)
+        xin = x.copy()
+        li, gi = fastloss.nll_loss(xin, t, weight=w, reduction=reduction, return_grad=True,
+                                   grad_out=xin)
+        assert gi is xin
+        np.testing.assert_array_equal(li, la)
+        np.testing.assert_array_equal(gi, ga)
