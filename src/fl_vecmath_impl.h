@@ -443,9 +443,8 @@ FL_INLINE VR FN(vlog_table)(VR u, VR corr)
 #undef FL_LOG_OFF
 #endif
 
-/* Vectors of normal positive finite numbers (tested with one compare where AVX-512 has it)
- * take the table (float) or skip the special cases (double). */
-/* log(u) + corr for u a normal positive finite number (no special cases) */
+/* log(u) + corr for u a normal positive finite number: the table (AVX-512 float), else the
+ * atanh form without its special cases */
 FL_INLINE VR FN(vlog_normal)(VR u, VR corr)
 {
 #if FL_IS_F32 && defined(FL_PERMUTE2) && defined(FL_ANY_NOT_NORMAL_POS)
@@ -455,6 +454,8 @@ FL_INLINE VR FN(vlog_normal)(VR u, VR corr)
 #endif
 }
 
+/* Vectors of normal positive finite numbers (tested with one compare where AVX-512 has it)
+ * skip the special cases. */
 static inline VR FN(vlog)(VR u)
 {
 #ifdef FL_ANY_NOT_NORMAL_POS

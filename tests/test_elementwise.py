@@ -280,6 +280,21 @@ def test_torch_parity(name, opts):
         np.testing.assert_allclose(ga, xt.grad.numpy(), rtol=rt, atol=rt)
 
 
+def summed_reference(name, x, t):
+    """The per-element reference losses, summed exactly (math.fsum)."""
+    per = getattr(ref, name)(x, t, reduction="none")
+    return math.fsum(np.asarray(per, np.float64).tolist())
+
+
+def check_mean_and_gradient(name, x, t, rtol, simd):
+    """The mean loss (rtol) and gradient of fastloss.<name> against the reference."""
+    mean, g = getattr(fastloss, name)(x, t, return_grad=True)
+    exp_mean, exp_g = getattr(ref, name)(x, t, return_grad=True)
+    np.testing.assert_allclose(float(mean), float(exp_mean), rtol=rtol, err_msg=simd)
+    close(g, exp_g, x.dtype.type)
+    return mean, g
+
+
 @pytest.mark.parametrize("backend", ["compiled", "reference"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bce_logits_nan_input_with_zero_pos_weight(backend, dtype, simd):
@@ -325,8 +340,7 @@ def test_bce_logits_summed_loss_is_accurate(dtype, kind, simd):
     if kind == "nan":
         x[n // 2] = np.nan
     x, t = x.astype(dtype), t.astype(dtype)
-    per = ref.binary_cross_entropy_with_logits(x, t, reduction="none")
-    exp_sum = math.fsum(np.asarray(per, np.float64).tolist())
+    exp_sum = summed_reference("binary_cross_entropy_with_logits", x, t)
     if kind == "confident":
         assert 0 < exp_sum / n < (1e-11 if dtype == np.float32 else 1e-15)
     got = fastloss.binary_cross_entropy_with_logits(x, t, reduction="sum")
@@ -335,10 +349,7 @@ def test_bce_logits_summed_loss_is_accurate(dtype, kind, simd):
         assert np.isnan(got)
     else:
         np.testing.assert_allclose(float(got), exp_sum, rtol=rtol, err_msg=simd)
-    mean, g = fastloss.binary_cross_entropy_with_logits(x, t, return_grad=True)
-    exp_mean, exp_g = ref.binary_cross_entropy_with_logits(x, t, return_grad=True)
-    np.testing.assert_allclose(float(mean), float(exp_mean), rtol=rtol, err_msg=simd)
-    close(g, exp_g, dtype)
+    check_mean_and_gradient("binary_cross_entropy_with_logits", x, t, rtol, simd)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -372,17 +383,13 @@ def test_bce_summed_loss_is_accurate(dtype, kind, simd):
         x[pick] = np.where(t[pick] > 0, tiny * rng.uniform(1e-3, 4, pick.sum()),
                            1 - tiny * rng.uniform(1e-3, 4, pick.sum()))
     x, t = x.astype(dtype), t.astype(dtype)
-    per = ref.binary_cross_entropy(x, t, reduction="none")
-    exp_sum = math.fsum(np.asarray(per, np.float64).tolist())
+    exp_sum = summed_reference("binary_cross_entropy", x, t)
     if kind == "confident":
         assert 0 < exp_sum / n < (1e-4 if dtype == np.float32 else 1e-11)
     got = fastloss.binary_cross_entropy(x, t, reduction="sum")
     rtol = 1e-5 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(float(got), exp_sum, rtol=rtol, err_msg=simd)
-    mean, g = fastloss.binary_cross_entropy(x, t, return_grad=True)
-    exp_mean, exp_g = ref.binary_cross_entropy(x, t, return_grad=True)
-    np.testing.assert_allclose(float(mean), float(exp_mean), rtol=rtol, err_msg=simd)
-    close(g, exp_g, dtype)
+    mean, g = check_mean_and_gradient("binary_cross_entropy", x, t, rtol, simd)
     # the gradient written over the input (opt-in) must not change the loss
     xin = x.copy()
     mean2, g2 = fastloss.binary_cross_entropy(xin, t, return_grad=True, grad_out=xin)
