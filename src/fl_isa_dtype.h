@@ -63,6 +63,8 @@
 #endif
 /* nonzero if a < b in any lane (ordered: NaN lanes do not count) */
 #define FL_ANY_LT(a, b) FL_CAT2(FL_MM512(cmp), mask)((FL_M512)(a), (FL_M512)(b), _CMP_LT_OQ)
+/* max(|a|, |b|) per lane in one instruction (vrange; a NaN operand yields the other one) */
+#define FL_ABSMAX(a, b) ((FL_VR)FL_MM512(range)((FL_M512)(a), (FL_M512)(b), 0x0B))
 #elif defined(FL_AVX2_BUILTINS)
 #define FL_MAX_OR_B(a, b) ((FL_VR)FL_MM256(max)((FL_M256)(a), (FL_M256)(b)))
 #define FL_MIN_OR_B(a, b) ((FL_VR)FL_MM256(min)((FL_M256)(a), (FL_M256)(b)))
@@ -104,4 +106,5 @@
 #undef FL_MASK_LOAD
 #undef FL_MASK_STORE
 #undef FL_ANY_LT
+#undef FL_ABSMAX
 #undef FL_ANY_NOT_NORMAL_POS

@@ -465,6 +465,70 @@ def test_summed_loss_of_many_tiles_is_accurate(simd, shape, kind, opts, dtype):
                  dtype, err_msg=simd)
 
 
+# The AVX-512 loss-only tile sweeps skip the max shift while every |logit| of the tiles is
+# below 32 (float32) / 256 (float64); a tile beyond that takes the shifted sweep, and so do
+# the next 63 tile groups of its chunk.  Logits on both sides of the bound:
+#  "spread": uniform within the bound, so 1 + R = sum_c exp(x_c - x_y) reaches e^500 (float64)
+#            and the summed loss's product of those factors must be flushed before it overflows;
+#  "far-target": the target near -bound and the other classes near +bound (the largest R);
+#  "confident": the target near +bound, the rest near 0: losses of 1e-98 (float64) that must
+#            keep their relative accuracy;
+#  "blocks": blocks of 150 rows alternately within and beyond the bound.
+UNSHIFTED_KINDS = ["spread", "far-target", "confident", "blocks"]
+
+
+def unshifted_logits(rng, kind, shape, t, dtype):
+    bound = 32.0 if dtype == np.float32 else 256.0
+    onehot = np.moveaxis(np.eye(shape[1], dtype=bool)[t], -1, 1)
+    if kind == "spread":
+        x = rng.uniform(-0.99 * bound, 0.99 * bound, shape)
+    elif kind == "far-target":
+        x = np.where(onehot, -0.97 * bound, 0.97 * bound) + rng.uniform(-0.02, 0.02, shape)
+    elif kind == "confident":
+        x = np.where(onehot, 0.9 * bound, rng.normal(0, 1, shape))
+    else:
+        x = rng.normal(0, 0.3 * bound, shape)
+        block = (np.arange(shape[0]) // 150) % 2 == 1
+        x[block] *= 4.0                      # about a third of these rows exceed the bound
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
+@pytest.mark.parametrize("fn,opts", [("cross_entropy", {}), ("cross_entropy", {"w": True}),
+                                     ("focal_loss", {"gamma": 2.0, "ignore_index": 3}),
+                                     ("focal_loss", {"gamma": 0.5, "w": True})], ids=repr)
+@pytest.mark.parametrize("shape", [(3000, 10), (3, 10, 1000)], ids=["rows", "cols"])
+@pytest.mark.parametrize("kind", UNSHIFTED_KINDS)
+def test_loss_only_tiles_near_the_unshifted_bound(simd, restore_threads, kind, shape, fn, opts,
+                                                  dtype):
+    rng = seeded("unshifted", kind, shape, fn, repr(opts), DT_IDS[dtype])
+    C = shape[1]
+    t = rng.integers(0, C, size=(shape[0],) + shape[2:])
+    x = unshifted_logits(rng, kind, shape, t, dtype)
+    kw = {k: v for k, v in opts.items() if k != "w"}
+    if opts.get("w"):
+        kw["weight"] = rng.uniform(0.5, 2.0, C).astype(dtype)
+    per_sample = ref(fn, x, t, reduction="none", **kw)
+    assert np.all(np.isfinite(per_sample))
+    if kind == "confident" and fn == "cross_entropy":
+        assert np.max(per_sample) < (1e-9 if dtype == np.float32 else 1e-95)
+    # relative, however tiny: a few ulp plus the rounding of the logits' differences (up to
+    # 2 bound), which the inputs carry in any method; absolute only for the shifted sweep's
+    # documented floor (exp below the normal range counts as about the least normal number,
+    # times a class weight <= 2)
+    rtol = 2 * 64 * 2.0**-24 if dtype == np.float32 else 1e-13
+    got = call(fn, x, t, reduction="none", **kw)
+    np.testing.assert_allclose(got, per_sample, rtol=rtol, atol=4 * C * np.finfo(dtype).tiny,
+                               err_msg=simd)
+    rtol = 2e-6 if dtype == np.float32 else 1e-13
+    sums = {}
+    for n in (1, 2):
+        fastloss.set_num_threads(n)
+        sums[n] = call(fn, x, t, reduction="sum", **kw)
+    np.testing.assert_allclose(float(sums[2]), exact_sum(per_sample), rtol=rtol, err_msg=simd)
+    assert np.asarray(sums[1]).tobytes() == np.asarray(sums[2]).tobytes()
+
+
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
 @pytest.mark.parametrize("case", list(CASES))
 def test_every_simd_path_matches_reference(simd, case, dtype):
