@@ -5,9 +5,9 @@
  * Numerics shared by every kernel here:
  *  - Max shift: with m = max_c x_c every exponent is exp(x_c - m) <= 1, so 1e30-scale logits
  *    cannot overflow and the sum S = sum_c exp(x_c - m) is >= 1 (the max contributes 1).
- *    Exception: index-target losses without a gradient or label smoothing, on AVX-512, shift
- *    tiles whose logits are all small (|x| < 32 float, 256 double) by x_y instead, with no
- *    max pass (FN(ce_index_tiles_raw)).
+ *    Exception: small-C tiles of index-target losses without label smoothing, on AVX-512,
+ *    whose logits are all small (|x| < 32 float, 256 double), are shifted by x_y instead,
+ *    with no max pass (FN(ce_index_tiles_raw)).
  *  - -log p_c is formed as (m - x_c) + log S, in that bracketing: m - x_c is exact for nearby
  *    values and is the part that carries the information when logits share a huge offset.
  *  - For class-index targets the exp-sum is split into S = e_y + s_other, s_other summed over
@@ -383,19 +383,51 @@ static inline VR FN(tile_max)(const R *x, int64_t xs, int64_t C, int full, int64
     return FN(vmax)(m0, m1);
 }
 
+/* The end of FN(ce_index_tiles) for the per-lane coefficients k[j]: the gradient pass over
+ * the exps that the sweep stored in g (if any), g_c = A e_c - Bs w_c (c != y), Gy at y, 0 in
+ * skipped lanes; and the losses (and t) of the non-skipped lanes. */
+FL_INLINE void FN(ce_tiles_finish)(const fl_ce_args *a, R *const *gp, int64_t xs, int full,
+                                   int64_t nl, const VX *yv, const VI *skip,
+                                   const FN(ce_coef_t) *k, VR *loss, VR *t, const int NT)
+{
+    const R *w = (const R *)a->weight;
+    const int smooth = !a->focal && a->smoothing > 0;
+    const VR zero = FN(vsplat)(0);
+    for (int64_t c = 0; gp[0] && c < a->C; c++) {
+#pragma GCC unroll 2
+        for (int j = 0; j < NT; j++) {
+            VR gv = FL_TILE_LOAD(gp[j] + c * xs) * k[j].A;
+            if (smooth) gv -= k[j].Bs * (w ? w[c] : (R)1);
+#ifdef FL_LANE_EQ
+            gv = FL_KMOV(gv, FL_LANE_EQ(yv[j], c), k[j].Gy);
+#else
+            gv = FN(vselect)(yv[j] == (FL_XLANE)c, k[j].Gy, gv);
+#endif
+            FL_TILE_STORE(gp[j] + c * xs, FN(vselect)(skip[j], zero, gv));
+        }
+    }
+#pragma GCC unroll 2
+    for (int j = 0; j < NT; j++) {
+        loss[j] = FN(vselect)(skip[j], zero, k[j].loss);
+        if (t) t[j] = FN(vselect)(skip[j], zero, k[j].t);
+    }
+}
+
 #if defined(FL_ABSMAX) && defined(FL_PERMUTE2)
-/* Loss only, without label smoothing (AVX-512): while every |x| of the tiles is below
+/* Index targets without label smoothing (AVX-512): while every |x| of the tiles is below
  * FL_RAW_BOUND the exponentials need no shift.  e_c = exp(x_c) is then a normal number, and
  * R = sum_{c != y} e_c / e_y = sum_{c != y} exp(x_c - x_y) is finite: the tile math shifted by
  * x_y instead of the max, i.e. dy = 0, e_y = 1, s_other = R, and log1p(R) keeps a confident
- * prediction's tiny loss as the shifted math does.  This saves the max pass and, per
- * element, the subtraction and the clamp (float64 1048576 x 10 loss only, 2 threads: 3.96 ->
- * 3.67 ms).  The table exp reduces x in one step with ln2/N rounded, so it returns
+ * prediction's tiny loss as the shifted math does; the gradient's A takes a 1 / e_y.  This
+ * saves the max pass and, per element, the subtraction and the range test or clamp (float64
+ * 1048576 x 10, 2 threads: loss only 3.96 -> 3.67 ms, with the gradient 10.70 -> 10.21 ms).
+ * The table exp reduces x in one step with ln2/N rounded, so it returns
  * exp(x (1 - d)) (d = that rounding's relative error, 3.3e-17 double, 2.7e-9 float, below
  * half an ulp) to about an ulp: e_c / e_y is exp((x_c - x_y)(1 - d)), the error of a
  * difference's rounding (half an ulp of x_c - x_y) that the shifted math has in x_c - m.
- * The bound is checked in the same sweep (vrange, NaN ignored: NaN lanes make NaN losses
- * here as in the shifted math); returns 0, having written nothing, when a tile fails it. */
+ * The bound is checked by vrange (NaN ignored: NaN lanes make NaN losses here as in the
+ * shifted math), in the sweep for the loss only and before it with a gradient; returns 0,
+ * having written nothing, when a tile fails it. */
 #if FL_IS_F32
 #define FL_RAW_BOUND 32.0f /* e^-32 is normal; R <= C e^64 is finite for C < 5e10 */
 #else
@@ -404,26 +436,35 @@ static inline VR FN(tile_max)(const R *x, int64_t xs, int64_t C, int full, int64
 /* after a failed attempt the next FL_RAW_WAIT tile groups of the chunk go straight to the
  * shifted math, so inputs whose logits exceed the bound redo one group in 64 */
 #define FL_RAW_WAIT 63
-FL_INLINE int FN(ce_index_tiles_raw)(const fl_ce_args *a, const R *const *xp, int64_t xs,
-                                     int full, int64_t nl, const VX *yv, const VI *skip,
-                                     const VR *gs, VR *loss, VR *t, const int NT)
+FL_INLINE int FN(ce_index_tiles_raw)(const fl_ce_args *a, const R *const *xp, R *const *gp,
+                                     int64_t xs, int full, int64_t nl, const VX *yv,
+                                     const VI *skip, const VR *gs, VR *loss, VR *t, const int NT)
 {
     const int64_t C = a->C;
     const R *w = (const R *)a->weight;
-    const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
+    const int with_g = gp[0] != NULL;
+    const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1), bound = FN(vsplat)(FL_RAW_BOUND);
+    const FL_KMASK all = (FL_KMASK)((1ull << L) - 1);
     VR big[2], vs[2], s_other[2], wy[2], ey[2];
 #pragma GCC unroll 2
     for (int j = 0; j < NT; j++) {
         big[j] = vs[j] = s_other[j] = zero;
         wy[j] = ey[j] = one; /* lanes of no class: ignored and padding */
     }
+    if (with_g) { /* the bound first: the sweep stores into g, which may be x */
+        for (int64_t c = 0; c < C; c++)
+#pragma GCC unroll 2
+            for (int j = 0; j < NT; j++) big[j] = FL_ABSMAX(big[j], FL_TILE_LOAD(xp[j] + c * xs));
+        if (FL_ANY_LT(FL_ABSMAX(big[0], big[NT - 1]), bound) != all) return 0;
+    }
     int blk = 0;
     for (int64_t c = 0; c < C; c++) {
 #pragma GCC unroll 2
         for (int j = 0; j < NT; j++) {
             const VR xc = FL_TILE_LOAD(xp[j] + c * xs);
-            big[j] = FL_ABSMAX(big[j], xc);
+            if (!with_g) big[j] = FL_ABSMAX(big[j], xc);
             const VR e = FN(vexp_table_impl)(xc, 1);
+            if (with_g) FL_TILE_STORE(gp[j] + c * xs, e);
             const FL_KMASK is_y = FL_LANE_EQ(yv[j], c);
             ey[j] = FL_KMOV(ey[j], is_y, e);
             if (w) wy[j] = FL_KMOV(wy[j], is_y, FN(vsplat)(w[c]));
@@ -434,16 +475,22 @@ FL_INLINE int FN(ce_index_tiles_raw)(const fl_ce_args *a, const R *const *xp, in
             blk = 0;
         }
     }
-    if (FL_ANY_LT(FL_ABSMAX(big[0], big[NT - 1]), FN(vsplat)(FL_RAW_BOUND)) !=
-        (FL_KMASK)((1ull << L) - 1))
-        return 0;
+    if (!with_g && FL_ANY_LT(FL_ABSMAX(big[0], big[NT - 1]), bound) != all) return 0;
+    FN(ce_coef_t) k[2];
 #pragma GCC unroll 2
     for (int j = 0; j < NT; j++) {
-        const FN(ce_coef_t) k = FN(ce_index_coef)(a, zero, one, (s_other[j] + vs[j]) / ey[j],
-                                                  zero, wy[j], gs[j], t != NULL);
-        loss[j] = FN(vselect)(skip[j], zero, k.loss);
-        if (t) t[j] = FN(vselect)(skip[j], zero, k.t);
+        if (with_g) {
+            /* the stored e_c are exp(x_c), not exp(x_c - x_y): A takes the 1 / e_y */
+            const VR inv_ey = one / ey[j];
+            k[j] = FN(ce_index_coef)(a, zero, one, (s_other[j] + vs[j]) * inv_ey, zero, wy[j],
+                                     gs[j], t != NULL);
+            k[j].A *= inv_ey;
+        } else {
+            k[j] = FN(ce_index_coef)(a, zero, one, (s_other[j] + vs[j]) / ey[j], zero, wy[j],
+                                     gs[j], t != NULL);
+        }
     }
+    FN(ce_tiles_finish)(a, gp, xs, full, nl, yv, skip, k, loss, t, NT);
     return 1;
 }
 #endif
@@ -470,9 +517,9 @@ FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_
     const R *xp[2] = {x[0], x[NT - 1]};
     R *gp[2] = {g[0], g[NT - 1]};
 #if defined(FL_ABSMAX) && defined(FL_PERMUTE2)
-    if (!with_g && !smooth) {
+    if (!smooth) {
         if (*raw_wait > 0) --*raw_wait;
-        else if (FN(ce_index_tiles_raw)(a, xp, xs, full, nl, yv, skip, gs, loss, t, NT)) return;
+        else if (FN(ce_index_tiles_raw)(a, xp, gp, xs, full, nl, yv, skip, gs, loss, t, NT)) return;
         else *raw_wait = FL_RAW_WAIT;
     }
 #else
@@ -524,24 +571,7 @@ FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_
     for (int j = 0; j < NT; j++)
         k[j] = FN(ce_index_coef)(a, vm[j] - xy[j], ey[j], s_other[j] + vs[j], dsum[j] + vd[j],
                                  wy[j], gs[j], t != NULL);
-    for (int64_t c = 0; with_g && c < C; c++) {
-#pragma GCC unroll 2
-        for (int j = 0; j < NT; j++) {
-            VR gv = FL_TILE_LOAD(gp[j] + c * xs) * k[j].A;
-            if (smooth) gv -= k[j].Bs * (w ? w[c] : (R)1);
-#ifdef FL_LANE_EQ
-            gv = FL_KMOV(gv, FL_LANE_EQ(yv[j], c), k[j].Gy);
-#else
-            gv = FN(vselect)(yv[j] == (FL_XLANE)c, k[j].Gy, gv);
-#endif
-            FL_TILE_STORE(gp[j] + c * xs, FN(vselect)(skip[j], zero, gv));
-        }
-    }
-#pragma GCC unroll 2
-    for (int j = 0; j < NT; j++) {
-        loss[j] = FN(vselect)(skip[j], zero, k[j].loss);
-        if (t) t[j] = FN(vselect)(skip[j], zero, k[j].t);
-    }
+    FN(ce_tiles_finish)(a, gp, xs, full, nl, yv, skip, k, loss, t, NT);
 }
 
 /* One tile of FN(ce_index_tiles); returns the per-lane loss. */

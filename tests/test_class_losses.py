@@ -465,9 +465,9 @@ def test_summed_loss_of_many_tiles_is_accurate(simd, shape, kind, opts, dtype):
                  dtype, err_msg=simd)
 
 
-# The AVX-512 loss-only tile sweeps skip the max shift while every |logit| of the tiles is
-# below 32 (float32) / 256 (float64); a tile beyond that takes the shifted sweep, and so do
-# the next 63 tile groups of its chunk.  Logits on both sides of the bound:
+# The AVX-512 tile sweeps without label smoothing skip the max shift while every |logit| of
+# the tiles is below 32 (float32) / 256 (float64); a tile beyond that takes the shifted
+# sweep, and so do the next 63 tile groups of its chunk.  Logits on both sides of the bound:
 #  "spread": uniform within the bound, so 1 + R = sum_c exp(x_c - x_y) reaches e^500 (float64)
 #            and the summed loss's product of those factors must be flushed before it overflows;
 #  "far-target": the target near -bound and the other classes near +bound (the largest R);
@@ -499,8 +499,7 @@ def unshifted_logits(rng, kind, shape, t, dtype):
                                      ("focal_loss", {"gamma": 0.5, "w": True})], ids=repr)
 @pytest.mark.parametrize("shape", [(3000, 10), (3, 10, 1000)], ids=["rows", "cols"])
 @pytest.mark.parametrize("kind", UNSHIFTED_KINDS)
-def test_loss_only_tiles_near_the_unshifted_bound(simd, restore_threads, kind, shape, fn, opts,
-                                                  dtype):
+def test_tiles_near_the_unshifted_bound(simd, restore_threads, kind, shape, fn, opts, dtype):
     rng = seeded("unshifted", kind, shape, fn, repr(opts), DT_IDS[dtype])
     C = shape[1]
     t = rng.integers(0, C, size=(shape[0],) + shape[2:])
@@ -527,6 +526,15 @@ def test_loss_only_tiles_near_the_unshifted_bound(simd, restore_threads, kind, s
         sums[n] = call(fn, x, t, reduction="sum", **kw)
     np.testing.assert_allclose(float(sums[2]), exact_sum(per_sample), rtol=rtol, err_msg=simd)
     assert np.asarray(sums[1]).tobytes() == np.asarray(sums[2]).tobytes()
+    # the gradient sweep (which checks the bound before it stores, since grad_out may be x)
+    loss, grad = call(fn, x, t, reduction="mean", return_grad=True, **kw)
+    exp_loss, exp_grad = ref(fn, x, t, reduction="mean", return_grad=True, **kw)
+    np.testing.assert_allclose(float(loss), float(exp_loss), rtol=rtol, err_msg=simd)
+    assert_close(grad, exp_grad, dtype, err_msg=simd)
+    buf = x.copy()
+    loss_in, grad_in = call(fn, buf, t, reduction="mean", return_grad=True, grad_out=buf, **kw)
+    assert grad_in is buf
+    assert float(loss_in) == float(loss) and grad_in.tobytes() == grad.tobytes()
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
