@@ -5,9 +5,10 @@
  * Numerics shared by every kernel here:
  *  - Max shift: with m = max_c x_c every exponent is exp(x_c - m) <= 1, so 1e30-scale logits
  *    cannot overflow and the sum S = sum_c exp(x_c - m) is >= 1 (the max contributes 1).
- *    Exception: small-C tiles of index-target losses without label smoothing, on AVX-512,
- *    whose logits are all small (|x| < 32 float, 256 double), are shifted by x_y instead,
- *    with no max pass (FN(ce_index_tiles_raw)).
+ *    Exception: on AVX-512, the tiles of index-target losses without label smoothing (rows
+ *    of up to FL_SMALL_C classes, and (N, C, d1..dk) inputs) whose logits are all small
+ *    (|x| < 32 float, 256 double) are shifted by x_y instead, with no max pass
+ *    (FN(ce_index_tiles_raw)).
  *  - -log p_c is formed as (m - x_c) + log S, in that bracketing: m - x_c is exact for nearby
  *    values and is the part that carries the information when logits share a huge offset.
  *  - For class-index targets the exp-sum is split into S = e_y + s_other, s_other summed over
@@ -443,9 +444,12 @@ FL_INLINE int FN(ce_index_tiles_raw)(const fl_ce_args *a, const R *const *xp, R 
     const int64_t C = a->C;
     const R *w = (const R *)a->weight;
     const int with_g = gp[0] != NULL;
-    const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1), bound = FN(vsplat)(FL_RAW_BOUND);
-    const FL_KMASK all = (FL_KMASK)((1ull << L) - 1);
+    const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
     VR big[2], vs[2], s_other[2], wy[2], ey[2];
+    /* every lane of both tiles' max |x| below the bound */
+#define FL_RAW_IN_BOUND()                                                                  \
+    (FL_ANY_LT(FL_ABSMAX(big[0], big[NT - 1]), FN(vsplat)(FL_RAW_BOUND)) ==                \
+     (FL_KMASK)((1ull << L) - 1))
 #pragma GCC unroll 2
     for (int j = 0; j < NT; j++) {
         big[j] = vs[j] = s_other[j] = zero;
@@ -455,7 +459,7 @@ FL_INLINE int FN(ce_index_tiles_raw)(const fl_ce_args *a, const R *const *xp, R 
         for (int64_t c = 0; c < C; c++)
 #pragma GCC unroll 2
             for (int j = 0; j < NT; j++) big[j] = FL_ABSMAX(big[j], FL_TILE_LOAD(xp[j] + c * xs));
-        if (FL_ANY_LT(FL_ABSMAX(big[0], big[NT - 1]), bound) != all) return 0;
+        if (!FL_RAW_IN_BOUND()) return 0;
     }
     int blk = 0;
     for (int64_t c = 0; c < C; c++) {
@@ -475,20 +479,15 @@ FL_INLINE int FN(ce_index_tiles_raw)(const fl_ce_args *a, const R *const *xp, R 
             blk = 0;
         }
     }
-    if (!with_g && FL_ANY_LT(FL_ABSMAX(big[0], big[NT - 1]), bound) != all) return 0;
+    if (!with_g && !FL_RAW_IN_BOUND()) return 0;
+#undef FL_RAW_IN_BOUND
     FN(ce_coef_t) k[2];
 #pragma GCC unroll 2
     for (int j = 0; j < NT; j++) {
-        if (with_g) {
-            /* the stored e_c are exp(x_c), not exp(x_c - x_y): A takes the 1 / e_y */
-            const VR inv_ey = one / ey[j];
-            k[j] = FN(ce_index_coef)(a, zero, one, (s_other[j] + vs[j]) * inv_ey, zero, wy[j],
-                                     gs[j], t != NULL);
-            k[j].A *= inv_ey;
-        } else {
-            k[j] = FN(ce_index_coef)(a, zero, one, (s_other[j] + vs[j]) / ey[j], zero, wy[j],
-                                     gs[j], t != NULL);
-        }
+        const VR inv_ey = one / ey[j];
+        k[j] = FN(ce_index_coef)(a, zero, one, (s_other[j] + vs[j]) * inv_ey, zero, wy[j], gs[j],
+                                 t != NULL);
+        k[j].A *= inv_ey; /* the stored e_c are exp(x_c), not exp(x_c - x_y) */
     }
     FN(ce_tiles_finish)(a, gp, xs, full, nl, yv, skip, k, loss, t, NT);
     return 1;
