@@ -491,8 +491,9 @@ def unshifted_logits(rng, kind, shape, t, dtype):
         x = np.where(onehot, 0.9 * bound, rng.normal(0, 1, shape))
     else:
         x = rng.normal(0, 0.3 * bound, shape)
-        block = (np.arange(shape[0]) // 150) % 2 == 1
-        x[block] *= 4.0                      # about a third of these rows exceed the bound
+        lshape = (shape[0],) + shape[2:]
+        block = ((np.arange(np.prod(lshape)) // 150) % 2 == 1).reshape(lshape)
+        x *= np.where(np.expand_dims(block, 1), 4.0, 1.0)  # a third of these samples exceed it
     return x.astype(dtype)
 
 
@@ -502,7 +503,7 @@ def unshifted_logits(rng, kind, shape, t, dtype):
                                      ("focal_loss", {"gamma": 0.5, "w": True})], ids=repr)
 @pytest.mark.parametrize("shape", [(3000, 10), (3, 10, 1000)], ids=["rows", "cols"])
 @pytest.mark.parametrize("kind", UNSHIFTED_KINDS)
-def test_tiles_near_the_unshifted_bound(simd, restore_threads, kind, shape, fn, opts, dtype):
+def test_tiles_near_the_unshifted_bound(simd, kind, shape, fn, opts, dtype):
     rng = seeded("unshifted", kind, shape, fn, repr(opts), DT_IDS[dtype])
     C = shape[1]
     t = rng.integers(0, C, size=(shape[0],) + shape[2:])
@@ -523,12 +524,8 @@ def test_tiles_near_the_unshifted_bound(simd, restore_threads, kind, shape, fn, 
     np.testing.assert_allclose(got, per_sample, rtol=rtol, atol=4 * C * np.finfo(dtype).tiny,
                                err_msg=simd)
     rtol = 2e-6 if dtype == np.float32 else 1e-13
-    sums = {}
-    for n in (1, 2):
-        fastloss.set_num_threads(n)
-        sums[n] = call(fn, x, t, reduction="sum", **kw)
-    np.testing.assert_allclose(float(sums[2]), exact_sum(per_sample), rtol=rtol, err_msg=simd)
-    assert np.asarray(sums[1]).tobytes() == np.asarray(sums[2]).tobytes()
+    got_sum = call(fn, x, t, reduction="sum", **kw)
+    np.testing.assert_allclose(float(got_sum), exact_sum(per_sample), rtol=rtol, err_msg=simd)
     # the gradient sweep (which checks the bound before it stores, since grad_out may be x)
     loss, grad = call(fn, x, t, reduction="mean", return_grad=True, **kw)
     exp_loss, exp_grad = ref(fn, x, t, reduction="mean", return_grad=True, **kw)
@@ -538,6 +535,26 @@ def test_tiles_near_the_unshifted_bound(simd, restore_threads, kind, shape, fn, 
     loss_in, grad_in = call(fn, buf, t, reduction="mean", return_grad=True, grad_out=buf, **kw)
     assert grad_in is buf
     assert float(loss_in) == float(loss) and grad_in.tobytes() == grad.tobytes()
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
+@pytest.mark.parametrize("shape", [(20000, 10), (4, 10, 5000)], ids=["rows", "cols"])
+def test_unshifted_tiles_identical_with_1_and_2_threads(compiled, restore_threads, shape, dtype):
+    """Which tiles take the unshifted sweep depends on the tiles before them in a chunk (a
+    failed one sends the next 63 groups to the shifted sweep); chunks depend on the shape only,
+    so the bits must not depend on the thread count.  Several chunks, blocks across the bound."""
+    rng = seeded("unshifted-threads", shape, DT_IDS[dtype])
+    t = rng.integers(0, shape[1], size=(shape[0],) + shape[2:])
+    x = unshifted_logits(rng, "blocks", shape, t, dtype)
+    results = {}
+    for n in (1, 2):
+        fastloss.set_num_threads(n)
+        results[n] = [fastloss.cross_entropy(x, t, reduction=r) for r in ("none", "sum")]
+        results[n] += list(fastloss.focal_loss(x, t, reduction="mean", return_grad=True))
+    for a, b in zip(results[1], results[2]):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    np.testing.assert_allclose(float(results[2][1]), exact_sum(results[2][0]), rtol=1e-5)
+    assert_close(results[2][0], ref("cross_entropy", x, t, reduction="none"), dtype)
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
