@@ -51,14 +51,18 @@ typedef struct {
 
 /* defer_log (a compile-time 0 or 1, only without class weights and focal term, where log S
  * enters the loss with coefficient 1): the loss is returned without its log S term, and t =
- * S - 1 for FN(logprod_add) */
+ * S - 1 for FN(logprod_add).  a_scale multiplies A: 1 (folded away) except in the unshifted
+ * tiles, whose e_c are exp(x_c) and need a 1 / e_y.  It meets 1 / S before the gradient scale
+ * and the loss factors do: there 1 / S can be as small as e^-64 / C (float32), and a tiny
+ * gradient scale applied first would take A out of the normal range. */
 FL_INLINE FN(ce_coef_t) FN(ce_index_coef)(const fl_ce_args *a, VR dy, VR e_y, VR s_other,
-                                                VR dsum, VR wy, VR gs, const int defer_log)
+                                                VR dsum, VR wy, VR gs, VR a_scale,
+                                                const int defer_log)
 {
     const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
     FN(ce_coef_t) r;
     const VR S = s_other + e_y;
-    const VR invS = one / S;
+    const VR invS = one / S, invS_a = invS * a_scale;
     /* log S = log1p((e_y - 1) + s_other): when y holds the row max, e_y == 1 exactly and this
      * is log1p(s_other), which keeps the tiny loss of a confident, correct prediction */
     r.t = (e_y - one) + s_other;
@@ -80,14 +84,14 @@ FL_INLINE FN(ce_coef_t) FN(ce_index_coef)(const fl_ce_args *a, VR dy, VR e_y, VR
         const VR p_ratio = FN(vselect)(p == 0, zero, p * ratio);
         const VR K = wy * f * (one + gamma * p_ratio);
         r.loss = FN(vselect)(f == 0, zero, wy * f * nll);
-        r.A = gs * K * invS;
+        r.A = gs * K * invS_a;
         r.Bs = zero;
         r.Gy = -gs * K * q;
     } else {
         const R eps = (R)a->smoothing, epsC = (R)(a->smoothing / (double)a->C);
         const R W = (R)a->weight_sum;
         r.loss = (1 - eps) * wy * nll;
-        r.A = gs * ((1 - eps) * wy + epsC * W) * invS;
+        r.A = gs * ((1 - eps) * wy + epsC * W) * invS_a;
         r.Bs = gs * epsC;
         r.Gy = -gs * (1 - eps) * wy * q;
         if (eps > 0) {
@@ -217,7 +221,7 @@ FL_INLINE void FN(ce_index_rows_)(const fl_ce_args *a, int64_t r0, int64_t r1, d
         const VR dyv = FN(vsplat)(m - xy);
         const FN(ce_coef_t) k = FN(ce_index_coef)(
             a, dyv, FN(vexp_nonpos)(-dyv), FN(vsplat)((R)s_other), FN(vsplat)((R)dsum),
-            FN(vsplat)((R)wy), FN(vsplat)((R)FN(row_scale)(a, r)), 0);
+            FN(vsplat)((R)wy), FN(vsplat)((R)FN(row_scale)(a, r)), FN(vsplat)((R)1), 0);
         total += (double)k.loss[0];
         if (loss_rows) loss_rows[r] = k.loss[0];
         if (!g) continue;
@@ -485,9 +489,9 @@ FL_INLINE int FN(ce_index_tiles_raw)(const fl_ce_args *a, const R *const *xp, R 
 #pragma GCC unroll 2
     for (int j = 0; j < NT; j++) {
         const VR inv_ey = one / ey[j];
+        /* the stored e_c are exp(x_c), not exp(x_c - x_y): A takes the 1 / e_y */
         k[j] = FN(ce_index_coef)(a, zero, one, (s_other[j] + vs[j]) * inv_ey, zero, wy[j], gs[j],
-                                 t != NULL);
-        k[j].A *= inv_ey; /* the stored e_c are exp(x_c), not exp(x_c - x_y) */
+                                 inv_ey, t != NULL);
     }
     FN(ce_tiles_finish)(a, gp, xs, full, nl, yv, skip, k, loss, t, NT);
     return 1;
@@ -569,7 +573,7 @@ FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_
 #pragma GCC unroll 2
     for (int j = 0; j < NT; j++)
         k[j] = FN(ce_index_coef)(a, vm[j] - xy[j], ey[j], s_other[j] + vs[j], dsum[j] + vd[j],
-                                 wy[j], gs[j], t != NULL);
+                                 wy[j], gs[j], FN(vsplat)((R)1), t != NULL);
     FN(ce_tiles_finish)(a, gp, xs, full, nl, yv, skip, k, loss, t, NT);
 }
 
