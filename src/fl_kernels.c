@@ -14,6 +14,8 @@
  * partials are added in chunk order, so results are bit-identical for any thread count.
  * Inputs smaller than one chunk never start a thread.
  */
+#include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -498,6 +498,38 @@ FL_INLINE int FN(ce_index_tiles_raw)(const fl_ce_args *a, const R *const *xp, R 
 }
 #endif
 
+/* With the gradient, A = gs K / (e_y S) = gs K / V with V = e_y + s_other in [e^-bound,
+ * C e^bound]: where the shifted math's 1 / S lies in [1 / C, 1], this one spans e^(2 bound)
+ * more, so a gradient scale gs (times K <= w (1 + gamma)) near either end of the range could
+ * take A out of it.  Those calls (and per-sample scales, not scanned) keep the shifted math:
+ * the initial FL_RAW_WAIT countdown of a chunk, INT_MAX for them (never reaches 0). */
+static inline int FN(raw_wait_start)(const fl_ce_args *a, int with_grad)
+{
+#ifndef FL_RAW_BOUND
+    (void)a; (void)with_grad;
+    return 0;
+#else
+    if (!with_grad) return 0;
+    if (a->grad_scale_rows) return INT_MAX;
+    if (a->grad_scale == 0) return 0; /* every gradient entry is an exact 0 */
+    double wmax = 1, wmin = 1;
+    if (a->weight) {
+        wmax = 0;
+        wmin = HUGE_VAL;
+        for (int64_t c = 0; c < a->C; c++) {
+            const double w = fabs((double)((const R *)a->weight)[c]);
+            if (w > wmax) wmax = w;
+            if (w > 0 && w < wmin) wmin = w;
+        }
+    }
+    const double g = fabs(a->grad_scale), e = exp((double)FL_RAW_BOUND);
+    const double hi = g * wmax * (1 + (a->focal ? a->gamma : 0)) * e;
+    const double lo = g * wmin / (e * (double)a->C);
+    const double big = FL_IS_F32 ? FLT_MAX : DBL_MAX, small = FL_IS_F32 ? FLT_MIN : DBL_MIN;
+    return hi < big / 16 && lo > small ? 0 : INT_MAX;
+#endif
+}
+
 /* Index targets, NT tiles (a compile-time 1 or 2) in one class sweep: one tile's chain of
  * max -> exp -> sums -> per-lane formula is longer than the out-of-order window overlaps, and
  * two independent chains side by side keep the pipes busy (1048576 x 10 float32 loss only,
@@ -975,7 +1007,7 @@ FL_INLINE void FN(ce_index_cols_)(const fl_ce_args *a, int64_t u0, int64_t u1, d
     double acc[L] = {0};
     FN(logprod_t) lp = FN(logprod_init)(C);
     VR t;
-    int raw_wait = 0;
+    int raw_wait = FN(raw_wait_start)(a, with_grad);
     for (int64_t u = u0; u < u1; u++) {
         int64_t n, s0, nl;
         FN(tile_of)(u, S, &n, &s0, &nl);
@@ -1015,7 +1047,7 @@ FL_INLINE void FN(ce_index_small_rows_)(const fl_ce_args *a, int64_t u0, int64_t
     double acc[L] = {0};
     FN(logprod_t) lp = FN(logprod_init)(C);
     VR t[2];
-    int raw_wait = 0;
+    int raw_wait = FN(raw_wait_start)(a, with_grad);
     int64_t u = u0;
     for (; u + 1 < u1 && (u + 2) * L <= a->N; u += 2) {
         const int64_t base = u * L;

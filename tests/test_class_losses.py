@@ -537,10 +537,16 @@ def test_tiles_near_the_unshifted_bound(simd, kind, shape, fn, opts, dtype):
     assert float(loss_in) == float(loss) and grad_in.tobytes() == grad.tobytes()
     # a tiny gradient scale: 1 / (1 + R) reaches e^-64 (float32), so the 1 / e_y must meet it
     # before the scale does, or the product leaves the normal range
-    tiny = 1e-16 if dtype == np.float32 else 1e-100
-    _, grad = call(fn, x, t, reduction="sum", return_grad=True, grad_output=tiny, **kw)
-    _, exp_grad = ref(fn, x, t, reduction="sum", return_grad=True, grad_output=tiny, **kw)
-    assert_close(grad, exp_grad, dtype, err_msg=simd)
+    # before the scale does, or the product leaves the normal range; scales so tiny or so large
+    # that 1 / (e_y S) could not meet them within the range take the shifted sweep
+    scales = [1e-16, 1e-30, 1e25, 1e35] if dtype == np.float32 else [1e-100, 1e-250, 1e250]
+    lshape = (shape[0],) + shape[2:]
+    for go in scales + [np.full(lshape, scales[0])]:
+        _, grad = call(fn, x, t, reduction="sum" if np.ndim(go) == 0 else "none",
+                       return_grad=True, grad_output=go, **kw)
+        _, exp_grad = ref(fn, x, t, reduction="sum" if np.ndim(go) == 0 else "none",
+                          return_grad=True, grad_output=go, **kw)
+        assert_close(grad, exp_grad, dtype, err_msg=f"{simd} grad_output {np.max(go)}")
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
