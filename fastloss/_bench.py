@@ -13,8 +13,12 @@ number is compared with others taken in the SAME run:
 * the NumPy reference twin ``fastloss.reference.<name>`` (same call);
 * ``torch.nn.functional`` (forward under ``no_grad``; forward+backward with autograd) on
   ``torch.from_numpy`` views with ``torch.set_num_threads`` at the same thread count;
-* scikit-learn's ``HalfMultinomialLoss.loss_gradient`` (preallocated outputs, same thread count)
-  for ``cross_entropy``.
+* scikit-learn's ``_loss`` module, ``loss_gradient`` with preallocated outputs at the same thread
+  count, where it has the loss: ``HalfMultinomialLoss`` for ``cross_entropy``,
+  ``HalfBinomialLoss`` for ``binary_cross_entropy_with_logits``, ``HalfSquaredError`` for
+  ``mse_loss``, ``AbsoluteError`` for ``l1_loss`` and ``HuberLoss(delta=...)`` for
+  ``huber_loss`` (per-element losses and gradients, no reduction: timed against the
+  ``grad_out`` call).
 
 Times are best-of-K ``time.perf_counter`` wall times after one warm-up call; tiny calls are
 repeated in an inner loop so that one measurement lasts at least a few milliseconds.  A full
@@ -171,13 +175,13 @@ class Loss:
     make: object = _logits          # (rng, z, shape, dtype) -> x, or (x, target)
     kwargs: dict = field(default_factory=dict)
     torch: object = None            # (torch, F, x, t) -> tensor
-    sklearn: bool = False
+    sklearn: object = None          # (sklearn._loss.loss module, shape) -> loss object
     default: bool = False           # benchmarked when no --loss is given
 
 
 LOSSES = {row.name: row for row in (
     Loss("cross_entropy", "class", torch=lambda torch, F, x, t: F.cross_entropy(x, t),
-         sklearn=True, default=True),
+         sklearn=lambda sk, shape: sk.HalfMultinomialLoss(n_classes=shape[1]), default=True),
     Loss("focal_loss", "class", kwargs={"gamma": 2.0}, torch=_torch_focal, default=True),
     Loss("nll_loss", "class", make=_make_logprobs,
          torch=lambda torch, F, x, t: F.nll_loss(x, t)),
@@ -187,17 +191,21 @@ LOSSES = {row.name: row for row in (
     Loss("sigmoid_focal_loss", "elementwise", _make_logits_binary,
          {"alpha": 0.25, "gamma": 2.0, "reduction": "mean"}, _torch_sigmoid_focal, default=True),
     Loss("binary_cross_entropy_with_logits", "elementwise", _make_logits_binary,
-         torch=lambda torch, F, x, t: F.binary_cross_entropy_with_logits(x, t), default=True),
+         torch=lambda torch, F, x, t: F.binary_cross_entropy_with_logits(x, t),
+         sklearn=lambda sk, shape: sk.HalfBinomialLoss(), default=True),
     Loss("binary_cross_entropy", "elementwise", _make_probs_binary,
          torch=lambda torch, F, x, t: F.binary_cross_entropy(x, t), default=True),
     Loss("mse_loss", "elementwise", _make_regression,
-         torch=lambda torch, F, x, t: F.mse_loss(x, t), default=True),
+         torch=lambda torch, F, x, t: F.mse_loss(x, t),
+         sklearn=lambda sk, shape: sk.HalfSquaredError(), default=True),
     Loss("l1_loss", "elementwise", _make_regression,
-         torch=lambda torch, F, x, t: F.l1_loss(x, t), default=True),
+         torch=lambda torch, F, x, t: F.l1_loss(x, t),
+         sklearn=lambda sk, shape: sk.AbsoluteError(), default=True),
     Loss("smooth_l1_loss", "elementwise", _make_regression, {"beta": 1.0},
          lambda torch, F, x, t: F.smooth_l1_loss(x, t, beta=1.0), default=True),
     Loss("huber_loss", "elementwise", _make_regression, {"delta": 1.0},
-         lambda torch, F, x, t: F.huber_loss(x, t, delta=1.0), default=True),
+         lambda torch, F, x, t: F.huber_loss(x, t, delta=1.0),
+         lambda sk, shape: sk.HuberLoss(delta=1.0), default=True),
     Loss("kl_div", "elementwise", _make_kl, {"reduction": "batchmean"},
          lambda torch, F, x, t: F.kl_div(x, t, reduction="batchmean"), default=True),
 )}
@@ -339,11 +347,12 @@ def _import_torch():
 
 
 def _import_sklearn_loss():
+    """scikit-learn's private loss module (sklearn._loss.loss), or None."""
     try:
-        from sklearn._loss.loss import HalfMultinomialLoss
+        from sklearn._loss import loss as sk_loss
     except Exception:  # noqa: BLE001
         return None
-    return HalfMultinomialLoss
+    return sk_loss
 
 
 def versions(torch=None):
@@ -570,7 +579,7 @@ def run(cfg, out=None, records=None):
         cfg.passes = 1 if cfg.quick else 2
 
     torch, F = (None, None) if "torch" in cfg.skip else _import_torch()
-    HalfMultinomialLoss = None if "sklearn" in cfg.skip else _import_sklearn_loss()
+    sk_loss = None if "sklearn" in cfg.skip else _import_sklearn_loss()
     machine = machine_facts()
     machine["load_average_start"] = load_average()
     vers = versions(torch)
@@ -627,7 +636,7 @@ def run(cfg, out=None, records=None):
                 base[shape] = _shape_base(rng, shape)
             for dtype in cfg.dtypes:
                 _run_case(cfg, name, shape, dtype, base[shape], rng, threads, torch, F,
-                          HalfMultinomialLoss, slow_budget, slow_repeat, table, records,
+                          sk_loss, slow_budget, slow_repeat, table, records,
                           checks)
         # a slow spell of the machine lasting a whole case (seconds, on shared VMs) inflates
         # every best-of-K time of that case: later passes time fastloss and the floors again
@@ -753,7 +762,7 @@ def _keep_best(rec, floors, fl_time):
     _derive(rec)
 
 
-def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, HalfMultinomialLoss,
+def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, sk_loss,
               slow_budget, slow_repeat, table, records, checks):
     row = LOSSES[name]
     kind = KINDS[row.kind]
@@ -826,16 +835,18 @@ def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, HalfMultino
         except Exception as exc:  # noqa: BLE001
             notes.append(f"torch failed: {type(exc).__name__}: {exc}")
 
-    # ---- scikit-learn (cross_entropy only, preallocated outputs)
-    if (HalfMultinomialLoss is not None and row.sklearn and x.ndim == 2
-            and "grad_out" in dict(kind.modes)):
+    # ---- scikit-learn's loss_gradient (preallocated outputs), where it has the loss: its
+    # class losses take (n_samples, n_classes) predictions, the others one per sample
+    if (sk_loss is not None and row.sklearn is not None and "grad_out" in dict(kind.modes)
+            and (x.ndim == 2 or row.kind != "class")):
         try:
-            sk = HalfMultinomialLoss(n_classes=shape[1])
-            y = target.astype(dt)
-            loss_out = np.empty(shape[0], dtype=dt)
-            buf = np.empty_like(x)
+            sk = row.sklearn(sk_loss, shape)
+            raw = x if row.kind == "class" else x.reshape(-1)
+            y = np.ascontiguousarray(target, dtype=dt).reshape(-1)
+            loss_out = np.empty(raw.shape[0], dtype=dt)
+            buf = np.empty_like(raw)
             peer_time["sklearn"] = measure(
-                lambda: sk.loss_gradient(y_true=y, raw_prediction=x, loss_out=loss_out,
+                lambda: sk.loss_gradient(y_true=y, raw_prediction=raw, loss_out=loss_out,
                                          gradient_out=buf, n_threads=threads),
                 slow_repeat, budget=slow_budget, min_total=cfg.min_total)[0]
         except Exception as exc:  # noqa: BLE001
@@ -919,8 +930,9 @@ def write_json(doc, path):
 
 def markdown(doc):
     """The README's benchmark table: one row per loss x shape x dtype, with the fwd+bwd time,
-    its floor ratio and speedups, and the loss-only and grad_out times with their floor
-    ratios (softmax-family rows show their single mode in the first columns)."""
+    its floor ratio and speedups, the loss-only and grad_out times with their floor ratios,
+    and scikit-learn's time over the grad_out call's (softmax-family rows show their single
+    mode in the first columns)."""
     m, v, conf = doc["machine"], doc["versions"], doc["fastloss_config"]
     threads = doc["settings"]["threads"]
     lines = [f"One run of `{' '.join(doc.get('command') or ['fastloss', 'bench'])}` "
@@ -931,8 +943,8 @@ def markdown(doc):
              f"{100 * (doc.get('others_cpu_fraction') or 0):.0f}% of the CPUs during the run.",
              "",
              "| loss | shape | dtype | fwd+bwd | x floor | vs NumPy | vs torch | "
-             "loss only (x floor) | grad_out (x floor) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "loss only (x floor) | grad_out (x floor) | grad_out vs sklearn |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     cases = {}
     for rec in doc["results"]:
         key = (rec["loss"], shape_str(rec["shape"]).replace("x", " x "), rec["dtype"])
@@ -947,6 +959,11 @@ def markdown(doc):
             return "-"
         return f"{md_time(rec['fastloss_s'])} ({_fmt_ratio(rec['x_floor'])})"
 
+    def vs_sklearn(rec):
+        if rec is None or rec.get("error") or rec.get("vs_sklearn") is None:
+            return "-"
+        return _fmt_ratio(rec["vs_sklearn"], 1)
+
     for (loss, shape, dtype), modes in cases.items():
         main = modes.get("fwd+bwd") or modes.get("fwd") or next(iter(modes.values()))
         if main.get("error"):
@@ -955,7 +972,8 @@ def markdown(doc):
             cells = [md_time(main["fastloss_s"]), _fmt_ratio(main["x_floor"]),
                      _fmt_ratio(main["vs_numpy"], 1), _fmt_ratio(main["vs_torch"], 1)]
         lines.append(f"| `{loss}` | {shape} | {dtype} | " + " | ".join(cells) +
-                     f" | {timed(modes.get('loss'))} | {timed(modes.get('grad_out'))} |")
+                     f" | {timed(modes.get('loss'))} | {timed(modes.get('grad_out'))}"
+                     f" | {vs_sklearn(modes.get('grad_out'))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -68,7 +68,8 @@ Floors are scaled by the extra bytes a loss reads (targets): x1.5 on the copy fl
 on the read floor for elementwise losses.  x floor = fastloss / floor (1.00x = at the memory
 limit); vs numpy / torch / sklearn = their time / fastloss time (speedup).  Peers: the NumPy
 reference fastloss.reference.<name>, torch.nn.functional with autograd (if importable), and
-sklearn's HalfMultinomialLoss.loss_gradient for cross_entropy (grad_out row, if importable).
+sklearn._loss loss_gradient (grad_out row, if importable) for cross_entropy,
+binary_cross_entropy_with_logits, mse_loss, l1_loss and huber_loss.
 
 --json FILE writes every measurement: settings, machine, versions, fastloss_config and
 results[] with loss, kind, shape, dtype, mode, elements, bytes, threads, fastloss_s,

@@ -178,6 +178,23 @@ def test_bench_with_torch_and_sklearn(tmp_path, capsys):
         assert by_mode["grad_out"]["sklearn_s"] > 0
 
 
+@pytest.mark.parametrize("loss", ["binary_cross_entropy_with_logits", "mse_loss", "l1_loss",
+                                  "huber_loss"])
+def test_bench_sklearn_elementwise_peers(tmp_path, capsys, loss):
+    pytest.importorskip("sklearn._loss.loss")
+    md = tmp_path / "bench.md"
+    doc, _ = _bench_json(tmp_path, capsys, "--shape", "4096", "--dtype", "float64",
+                         "--loss", loss, "--skip", "torch", "numpy", "--markdown", str(md))
+    by_mode = {r["mode"]: r for r in doc["results"]}
+    rec = by_mode["grad_out"]
+    assert rec["sklearn_s"] > 0, rec["notes"]
+    assert math.isclose(rec["vs_sklearn"], rec["sklearn_s"] / rec["fastloss_s"])
+    assert all(by_mode[m]["sklearn_s"] is None for m in ("loss", "fwd+bwd"))
+    row = [l for l in md.read_text(encoding="utf-8").splitlines() if l.startswith("| `")][0]
+    cell = [c.strip() for c in row.strip("|").split("|")][9]
+    assert cell != "-" and float(cell.rstrip("x")) == pytest.approx(rec["vs_sklearn"], rel=0.06)
+
+
 def test_bench_elementwise_floor_factor(tmp_path, capsys):
     elementwise = [n for n in _bench.available_losses() if _bench.LOSSES[n].kind == "elementwise"]
     if not elementwise:
@@ -217,7 +234,7 @@ def test_bench_markdown_table(tmp_path, capsys):
     rows = [l for l in text.splitlines() if l.startswith("| `")]
     assert len(rows) == 1 and rows[0].startswith("| `cross_entropy` | 64 x 10 | float64 | ")
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
-    assert len(cells) == 9
+    assert len(cells) == 10
     by_mode = {r["mode"]: r for r in doc["results"]}
     # the fwd+bwd ratio and the loss-only / grad_out ratios are the ones measured in the JSON
     def ratio(text):
@@ -227,6 +244,7 @@ def test_bench_markdown_table(tmp_path, capsys):
     assert ratio(cells[7]) == pytest.approx(by_mode["loss"]["x_floor"], rel=0.01, abs=0.006)
     assert ratio(cells[8]) == pytest.approx(by_mode["grad_out"]["x_floor"], rel=0.01, abs=0.006)
     assert cells[6] == "-"            # torch skipped
+    assert cells[9] == "-"            # sklearn skipped
     assert "µs" in cells[3] and "threads" in text and doc["fastloss_config"]["simd"] in text
 
 
