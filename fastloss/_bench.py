@@ -20,6 +20,11 @@ number is compared with others taken in the SAME run:
   ``huber_loss`` (per-element losses and gradients, no reduction: timed against the
   ``grad_out`` call).
 
+With more than one thread, a last section measures the thread scaling of the compute-bound
+cases (``scaling_cases``: the small-C class losses and the sigmoid focal loss): each call on
+one thread and on N threads, and N Python threads each making the call on one thread at once
+against the same N calls one after another (which proves the GIL is released).
+
 Times are best-of-K ``time.perf_counter`` wall times after one warm-up call; tiny calls are
 repeated in an inner loop so that one measurement lasts at least a few milliseconds.  A full
 run makes two passes (``--passes``): after all cases, fastloss and the floors are timed again
@@ -49,6 +54,14 @@ JSON document written by ``fastloss bench --json FILE`` (``schema`` = "fastloss-
   ``others_cpu`` (fraction of the CPUs other processes used during the case: above ~0.1 the
   timings are inflated), ``error`` (null, or the message of a failed fastloss call) and
   ``notes``;
+* ``scaling``: thread scaling of the compute-bound cases of the run (``Loss.scaling``, see
+  ``scaling_cases``) when it uses more than one thread, per case and mode ("loss",
+  "grad_out"): ``loss``, ``kind``, ``shape``, ``dtype``, ``mode``, ``elements``, ``threads``,
+  ``one_thread_s`` and ``threads_s`` (fastloss on 1 and on ``threads`` threads),
+  ``speedup`` (= one_thread_s / threads_s), ``python_threads_s`` (``threads`` Python threads
+  each making the call on one thread at once, from their release to the last one's end),
+  ``python_serial_s`` (= threads x one_thread_s: the same calls one after another),
+  ``python_speedup`` (= python_serial_s / python_threads_s), ``others_cpu``, ``error``;
 * ``checks``: per case, the relative difference of fastloss's loss and gradient (or output)
   from the reference (or torch): ``loss_rel_err``, ``grad_rel_err``, ``against``, ``ok``.
 """
@@ -58,6 +71,7 @@ import math
 import os
 import platform
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -177,19 +191,23 @@ class Loss:
     torch: object = None            # (torch, F, x, t) -> tensor
     sklearn: object = None          # (sklearn._loss.loss module, shape) -> loss object
     default: bool = False           # benchmarked when no --loss is given
+    scaling: bool = False           # compute-bound: its 1 -> N thread scaling is measured
 
 
 LOSSES = {row.name: row for row in (
     Loss("cross_entropy", "class", torch=lambda torch, F, x, t: F.cross_entropy(x, t),
-         sklearn=lambda sk, shape: sk.HalfMultinomialLoss(n_classes=shape[1]), default=True),
-    Loss("focal_loss", "class", kwargs={"gamma": 2.0}, torch=_torch_focal, default=True),
+         sklearn=lambda sk, shape: sk.HalfMultinomialLoss(n_classes=shape[1]), default=True,
+         scaling=True),
+    Loss("focal_loss", "class", kwargs={"gamma": 2.0}, torch=_torch_focal, default=True,
+         scaling=True),
     Loss("nll_loss", "class", make=_make_logprobs,
          torch=lambda torch, F, x, t: F.nll_loss(x, t)),
     Loss("log_softmax", "softmax", torch=lambda torch, F, x, t: F.log_softmax(x, dim=-1)),
     Loss("softmax", "softmax", torch=lambda torch, F, x, t: F.softmax(x, dim=-1)),
     Loss("logsumexp", "rowreduce", torch=lambda torch, F, x, t: torch.logsumexp(x, dim=-1)),
     Loss("sigmoid_focal_loss", "elementwise", _make_logits_binary,
-         {"alpha": 0.25, "gamma": 2.0, "reduction": "mean"}, _torch_sigmoid_focal, default=True),
+         {"alpha": 0.25, "gamma": 2.0, "reduction": "mean"}, _torch_sigmoid_focal, default=True,
+         scaling=True),
     Loss("binary_cross_entropy_with_logits", "elementwise", _make_logits_binary,
          torch=lambda torch, F, x, t: F.binary_cross_entropy_with_logits(x, t),
          sklearn=lambda sk, shape: sk.HalfBinomialLoss(), default=True),
@@ -592,12 +610,13 @@ def run(cfg, out=None, records=None):
         torch.set_num_threads(threads)
 
     records = [] if records is None else records
-    checks = []
+    checks, scaling = [], []
     doc = {"schema": "fastloss-bench/1",
            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
            "command": list(cfg.command if cfg.command is not None else sys.argv),
            "settings": None, "machine": machine, "versions": vers,
            "fastloss_config": fastloss.config(), "results": records, "checks": checks,
+           "scaling": scaling,
            "elapsed_s": None, "others_cpu_fraction": None}
     plan = []
     for name in losses:
@@ -659,6 +678,22 @@ def run(cfg, out=None, records=None):
             table.header()
             for rec in records:
                 table.row(rec)
+        # thread scaling of the compute-bound cases: 1 -> N OpenMP threads, and N Python
+        # threads making calls at once (the GIL is released)
+        cases = scaling_cases(plan) if threads > 1 and "scaling" not in cfg.skip else []
+        if cases:
+            print(f"\nthread scaling of the compute-bound cases, 1 -> {threads} threads, and "
+                  f"{threads} Python threads each making the call on one thread at once "
+                  "(speedup over the calls one after another):", file=out)
+            srng = np.random.default_rng(cfg.seed + cfg.passes)
+            for name, shape in cases:
+                shared = _shape_base(srng, shape)
+                for dtype in cfg.dtypes:
+                    scaling.extend(_time_scaling(cfg, name, shape, dtype, shared, srng,
+                                                 threads))
+                del shared
+            for line in _scaling_lines(scaling, threads):
+                print(line, file=out)
     finally:
         fastloss.set_num_threads(old_threads)
         if torch is not None:
@@ -668,11 +703,12 @@ def run(cfg, out=None, records=None):
     others = doc["others_cpu_fraction"]
     busy = "" if others is None else (f"; other processes used {100 * others:.0f}% of the "
                                       f"CPUs meanwhile")
-    print(f"\n{len(records)} measurements in {doc['elapsed_s']:.1f} s{busy}", file=out)
+    extra = f" (and {len(scaling)} thread-scaling rows)" if scaling else ""
+    print(f"\n{len(records)} measurements{extra} in {doc['elapsed_s']:.1f} s{busy}", file=out)
     if others is not None and others > 0.1:
         print("WARNING: the machine was busy: compare ratios from a run on an idle machine",
               file=out)
-    failed = [r for r in records if r["error"]]
+    failed = [r for r in records + scaling if r["error"]]
     if failed:
         print(f"WARNING: {len(failed)} fastloss call(s) failed (see ERROR rows)", file=out)
     bad = [c for c in checks if not c["ok"]]
@@ -901,6 +937,151 @@ def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, sk_loss,
 
 
 # --------------------------------------------------------------------------------------------
+# thread scaling
+# --------------------------------------------------------------------------------------------
+SCALING_MODES = ("loss", "grad_out")
+SCALING_MAX_C = 64            # class losses: only the small-C (compute-bound) tile path
+SCALING_MIN_ELEMENTS = 1 << 16  # smaller inputs run on one thread (the kernels' grain size)
+
+
+def scaling_cases(plan):
+    """The (loss, shape) cases of a plan whose thread scaling a run measures: the losses
+    marked compute-bound (``Loss.scaling``), class losses only with at most SCALING_MAX_C
+    classes, and only inputs of at least SCALING_MIN_ELEMENTS elements."""
+    cases = []
+    for name, shape in plan:
+        row = LOSSES[name]
+        if not row.scaling or math.prod(shape) < SCALING_MIN_ELEMENTS:
+            continue
+        if row.kind == "class" and shape[1] > SCALING_MAX_C:
+            continue
+        cases.append((name, shape))
+    return cases
+
+
+def python_threads_time(calls, repeat):
+    """Best wall time (seconds) of len(calls) Python threads each making its call at the same
+    moment, best of `repeat` rounds after one warm-up round.  A barrier releases the threads;
+    each reads the clock itself right before and after its call, and a round lasts from the
+    first start to the last end (a timing thread of its own could be descheduled while the
+    callers run).  Calls that release the GIL overlap; calls that hold it take as long as
+    the calls one after another."""
+    n = len(calls)
+    rounds = repeat + 1
+    start, end = threading.Barrier(n), threading.Barrier(n)
+    stamps = [[None] * n for _ in range(rounds)]
+    errors = []
+
+    def worker(k, call):
+        for r in range(rounds):
+            start.wait()
+            t0 = time.perf_counter()
+            try:
+                call()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                errors.append(exc)
+            stamps[r][k] = (t0, time.perf_counter())
+            end.wait()
+
+    workers = [threading.Thread(target=worker, args=(k, call), daemon=True)
+               for k, call in enumerate(calls)]
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    if errors:
+        raise errors[0]
+    return min(max(t1 for _, t1 in st) - min(t0 for t0, _ in st) for st in stamps[1:])
+
+
+def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
+    """Records of one case's thread scaling: per mode, fastloss on one thread and on
+    `threads` threads, and `threads` Python threads each making the call on one thread at
+    once (own gradient buffers), against the same calls one after another.  The 1- and
+    N-thread times are taken alternately, cfg.passes times, each keeping its best."""
+    row = LOSSES[name]
+    kind = KINDS[row.kind]
+    x, target = _case_inputs(name, shape, dtype, base, rng)
+    args = (x,) if target is None else (x, target)
+    fn = getattr(fastloss, name)
+    kw = dict(row.kwargs)
+    bufs = [np.empty_like(x) for _ in range(threads)]
+    for b in bufs:
+        np.copyto(b, x)   # fault the pages in
+
+    def call(mode, k=0):
+        if mode == "loss":
+            return lambda: fn(*args, **kw)
+        return lambda: fn(*args, return_grad=True, grad_out=bufs[k], **kw)
+
+    records = []
+    watch = CpuWatch()
+    for mode in SCALING_MODES:
+        if mode not in dict(kind.modes):
+            continue
+        one = many = py = math.inf
+        error = None
+        try:
+            for _ in range(max(1, cfg.passes)):
+                fastloss.set_num_threads(1)
+                one = min(one, measure(call(mode), cfg.repeat, min_total=cfg.min_total)[0])
+                py = min(py, python_threads_time([call(mode, k) for k in range(threads)],
+                                                 cfg.repeat))
+                fastloss.set_num_threads(threads)
+                many = min(many, measure(call(mode), cfg.repeat, min_total=cfg.min_total)[0])
+        except Exception as exc:  # noqa: BLE001 - report and go on
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            fastloss.set_num_threads(threads)
+        ok = error is None
+        records.append({
+            "loss": name, "kind": row.kind, "shape": list(shape), "dtype": dtype,
+            "mode": mode, "elements": x.size, "threads": threads,
+            "one_thread_s": one if ok else None, "threads_s": many if ok else None,
+            "speedup": _ratio(one, many) if ok else None,
+            "python_threads_s": py if ok else None,
+            "python_serial_s": threads * one if ok else None,
+            "python_speedup": _ratio(threads * one, py) if ok else None,
+            "others_cpu": None, "error": error})
+    others = watch.others_fraction()
+    for rec in records:
+        rec["others_cpu"] = others
+    return records
+
+
+def _scaling_lines(records, threads):
+    """The printed thread-scaling table."""
+    head = ("loss", "shape", "dtype", "mode", "1 thread", f"{threads} threads", "speedup",
+            f"{threads} Py threads", "speedup")
+    rows = []
+    for r in records:
+        if r["error"]:
+            rows.append((r["loss"], shape_str(r["shape"]), r["dtype"], r["mode"], "ERROR",
+                         "", "", "", r["error"][:100]))
+            continue
+        rows.append((r["loss"], shape_str(r["shape"]), r["dtype"], r["mode"],
+                     format_time(r["one_thread_s"]), format_time(r["threads_s"]),
+                     _fmt_ratio(r["speedup"]), format_time(r["python_threads_s"]),
+                     _fmt_ratio(r["python_speedup"])))
+    widths = [max(len(str(row[i])) for row in rows + [head]) for i in range(len(head))]
+    align = "<<<<>>>>>"
+
+    def line(cells):
+        return " | ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, align, widths)).rstrip()
+
+    out = [line(head)]
+    out.append("-" * len(out[0]))
+    out.extend(line(row) for row in rows)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # JSON and plot
 # --------------------------------------------------------------------------------------------
 def _json_default(value):
@@ -932,7 +1113,7 @@ def markdown(doc):
     """The README's benchmark table: one row per loss x shape x dtype, with the fwd+bwd time,
     its floor ratio and speedups, the loss-only and grad_out times with their floor ratios,
     and scikit-learn's time over the grad_out call's (softmax-family rows show their single
-    mode in the first columns)."""
+    mode in the first columns); then the thread-scaling table, if the run measured one."""
     m, v, conf = doc["machine"], doc["versions"], doc["fastloss_config"]
     threads = doc["settings"]["threads"]
     lines = [f"One run of `{' '.join(doc.get('command') or ['fastloss', 'bench'])}` "
@@ -974,6 +1155,22 @@ def markdown(doc):
         lines.append(f"| `{loss}` | {shape} | {dtype} | " + " | ".join(cells) +
                      f" | {timed(modes.get('loss'))} | {timed(modes.get('grad_out'))}"
                      f" | {vs_sklearn(modes.get('grad_out'))} |")
+    scaling = [r for r in doc.get("scaling") or [] if not r.get("error")]
+    if scaling:
+        n = scaling[0]["threads"]
+        lines += ["", f"Thread scaling of the compute-bound cases in the same run: fastloss on "
+                  f"1 and on {n} threads, and {n} Python threads each making the call (on one "
+                  f"thread) at once, with the speedup over the same {n} calls one after "
+                  "another.", "",
+                  f"| loss | shape | dtype | mode | 1 thread | {n} threads | speedup | "
+                  f"{n} Python threads | speedup |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in scaling:
+            lines.append(f"| `{r['loss']}` | {shape_str(r['shape']).replace('x', ' x ')} | "
+                         f"{r['dtype']} | {r['mode']} | {md_time(r['one_thread_s'])} | "
+                         f"{md_time(r['threads_s'])} | {_fmt_ratio(r['speedup'])} | "
+                         f"{md_time(r['python_threads_s'])} | "
+                         f"{_fmt_ratio(r['python_speedup'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -71,11 +71,17 @@ reference fastloss.reference.<name>, torch.nn.functional with autograd (if impor
 sklearn._loss loss_gradient (grad_out row, if importable) for cross_entropy,
 binary_cross_entropy_with_logits, mse_loss, l1_loss and huber_loss.
 
+With N > 1 threads, a last section times the compute-bound cases (cross_entropy and
+focal_loss with at most 64 classes, sigmoid_focal_loss; 65536 elements or more), loss only
+and grad_out, on 1 and on N threads, and as N Python threads each making the call on one
+thread at once (speedup over the same N calls one after another: the GIL is released).
+
 --json FILE writes every measurement: settings, machine, versions, fastloss_config and
 results[] with loss, kind, shape, dtype, mode, elements, bytes, threads, fastloss_s,
 ns_per_element, floor_op, floor_raw_s, floor_factor, floor_s, x_floor, numpy_s, vs_numpy,
-torch_s, vs_torch, sklearn_s, vs_sklearn, error, notes; and checks[] (accuracy vs the
-reference or torch).  --plot FILE.png needs matplotlib: pip install 'fastloss[plot]'.
+torch_s, vs_torch, sklearn_s, vs_sklearn, error, notes; checks[] (accuracy vs the
+reference or torch); and scaling[] (one_thread_s, threads_s, speedup, python_threads_s,
+python_serial_s, python_speedup per compute-bound case and mode).  --plot FILE.png needs matplotlib: pip install 'fastloss[plot]'.
 """
 
 
@@ -121,8 +127,11 @@ def build_parser():
                    help="time fastloss and the floors in P passes over all cases, keeping "
                         "each row's best (default 2, --quick 1): a slow spell of a shared "
                         "machine rarely covers the same case twice")
-    b.add_argument("--skip", nargs="+", action="extend", choices=_PEERS, metavar="PEER",
-                   help=f"peers not to time: {', '.join(_PEERS)}")
+    b.add_argument("--skip", nargs="+", action="extend", choices=_PEERS + ("scaling",),
+                   metavar="PEER",
+                   help=f"peers not to time: {', '.join(_PEERS)}; 'scaling': no thread-"
+                        "scaling section (1 -> N threads and N Python threads on the "
+                        "compute-bound cases, timed when N > 1)")
     b.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     b.set_defaults(subparser=b)
     from . import _evaluate
@@ -180,7 +189,7 @@ def _bench(bench_parser, args):
     try:
         doc = _bench.run(cfg, records=records)
         # a failing fastloss call or a result that disagrees with the reference: exit 1
-        if (any(r["error"] for r in doc["results"])
+        if (any(r["error"] for r in doc["results"] + doc["scaling"])
                 or not all(c["ok"] for c in doc["checks"])):
             status = 1
     except KeyboardInterrupt:

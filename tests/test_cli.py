@@ -22,7 +22,13 @@ RECORD_FIELDS = {
     "error", "notes",
 }
 DOC_FIELDS = {"schema", "created", "command", "settings", "machine", "versions",
-              "fastloss_config", "results", "checks", "elapsed_s", "others_cpu_fraction"}
+              "fastloss_config", "results", "checks", "scaling", "elapsed_s",
+              "others_cpu_fraction"}
+SCALING_FIELDS = {
+    "loss", "kind", "shape", "dtype", "mode", "elements", "threads", "one_thread_s",
+    "threads_s", "speedup", "python_threads_s", "python_serial_s", "python_speedup",
+    "others_cpu", "error",
+}
 
 
 def _run_module(*args):
@@ -157,6 +163,7 @@ def test_bench_quick_tiny_shape_json(tmp_path, capsys):
     assert {r["floor_op"] for r in doc["results"]} == {"x.sum()", "np.copy(x)",
                                                        "np.copyto(buf, x)"}
     assert len(doc["checks"]) == 2 and all(c["ok"] for c in doc["checks"]), doc["checks"]
+    assert doc["scaling"] == [] and "thread scaling" not in out     # one thread: no section
 
 
 def test_bench_with_torch_and_sklearn(tmp_path, capsys):
@@ -287,6 +294,109 @@ def test_measure_best_of():
     assert best >= 0 and result == len(calls) and len(calls) >= 4   # warm-up + 3
     best, _ = _bench.measure(lambda: None, 2, min_time=1e-3)           # tiny: inner loop
     assert 0 <= best < 1e-3
+
+
+def test_scaling_cases():
+    """The thread-scaling section takes the compute-bound cases only: the losses marked so,
+    class losses with few classes (the tile path), and inputs big enough to use threads."""
+    plan = [("cross_entropy", (1048576, 10)), ("cross_entropy", (65536, 1000)),
+            ("cross_entropy", (32, 10)), ("focal_loss", (65536, 64)),
+            ("focal_loss", (65536, 65)), ("sigmoid_focal_loss", (16777216,)),
+            ("sigmoid_focal_loss", (65535,)), ("mse_loss", (16777216,)),
+            ("log_softmax", (1048576, 10))]
+    assert _bench.scaling_cases(plan) == [
+        ("cross_entropy", (1048576, 10)), ("focal_loss", (65536, 64)),
+        ("sigmoid_focal_loss", (16777216,))]
+
+
+def test_python_threads_time_runs_the_calls_at_once():
+    """Each call waits at a barrier of all of them (and fails after 10 s alone): the helper
+    returns only if the calls really ran at the same time, and the time of the last of its
+    rounds covers at least the slowest call.  A failing call's exception reaches the caller."""
+    import threading
+    import time
+
+    meet = threading.Barrier(3)
+
+    def call():
+        meet.wait(timeout=10)
+        time.sleep(0.002)
+
+    wall = _bench.python_threads_time([call, call, call], 2)
+    assert 0.002 <= wall < 10
+
+    def bad():
+        raise ZeroDivisionError("boom")
+    with pytest.raises(ZeroDivisionError, match="boom"):
+        _bench.python_threads_time([bad, lambda: None], 1)
+
+
+def test_bench_thread_scaling(tmp_path, capsys):
+    """With 2 threads the run ends with the scaling section of its compute-bound cases (loss
+    only and grad_out): 1 and 2 OpenMP threads, and 2 Python threads calling at once; the
+    printed table, the JSON records and the Markdown table agree.  --skip scaling drops it."""
+    md = tmp_path / "bench.md"
+    threads_before = fastloss.get_num_threads()
+    doc, out = _bench_json(tmp_path, capsys, "--shape", "65536x10", "--dtype", "float64",
+                           "--loss", "cross_entropy", "sigmoid_focal_loss", "--threads", "2",
+                           "--skip", "numpy", "torch", "sklearn", "--markdown", str(md))
+    assert "thread scaling of the compute-bound cases, 1 -> 2 threads" in out
+    recs = doc["scaling"]
+    assert [(r["loss"], r["mode"]) for r in recs] == [
+        ("cross_entropy", "loss"), ("cross_entropy", "grad_out"),
+        ("sigmoid_focal_loss", "loss"), ("sigmoid_focal_loss", "grad_out")]
+    for r in recs:
+        assert set(r) == SCALING_FIELDS, set(r) ^ SCALING_FIELDS
+        assert r["error"] is None and r["threads"] == 2 and r["dtype"] == "float64"
+        assert r["shape"] == [65536, 10] and r["elements"] == 655360
+        assert r["one_thread_s"] > 0 and r["threads_s"] > 0 and r["python_threads_s"] > 0
+        assert r["speedup"] == pytest.approx(r["one_thread_s"] / r["threads_s"])
+        assert r["python_serial_s"] == pytest.approx(2 * r["one_thread_s"])
+        assert r["python_speedup"] == pytest.approx(r["python_serial_s"] / r["python_threads_s"])
+        line = [l for l in out.splitlines() if l.startswith(r["loss"] + " ")
+                and f"| {r['mode']} " in l and l.count("|") == 8]
+        assert len(line) == 1, out
+        assert line[0].split("|")[6].strip() == _bench._fmt_ratio(r["speedup"])
+    assert fastloss.get_num_threads() == threads_before      # restored
+    text = md.read_text(encoding="utf-8")
+    assert "| loss | shape | dtype | mode | 1 thread | 2 threads | speedup |" in text
+    rows = [l for l in text.splitlines() if l.startswith("| `") and l.count("|") == 10]
+    assert len(rows) == 4
+    for row, r in zip(rows, recs):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[:4] == [f"`{r['loss']}`", "65536 x 10", "float64", r["mode"]]
+        assert float(cells[6].rstrip("x")) == pytest.approx(r["speedup"], abs=0.006)
+        assert float(cells[8].rstrip("x")) == pytest.approx(r["python_speedup"], abs=0.006)
+    # the main table keeps its 10-cell rows
+    assert len([l for l in text.splitlines() if l.startswith("| `") and l.count("|") == 11]) == 2
+
+    doc, out = _bench_json(tmp_path, capsys, "--shape", "65536x10", "--dtype", "float32",
+                           "--loss", "cross_entropy", "--threads", "2",
+                           "--skip", "numpy", "torch", "sklearn", "scaling")
+    assert doc["scaling"] == [] and "thread scaling" not in out
+
+
+def test_bench_failing_scaling_call_is_reported(monkeypatch, capsys):
+    """A call that fails only on one thread: the main rows pass, the scaling rows say ERROR
+    with the message, and the exit status is 1."""
+    real = fastloss.cross_entropy
+
+    def one_thread_fails(*args, **kwargs):
+        if fastloss.get_num_threads() == 1:
+            raise RuntimeError("one thread exploded")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(fastloss, "cross_entropy", one_thread_fails)
+    rc = cli.main(["bench", "--quick", "--repeat", "1", "--shape", "65536x10", "--dtype",
+                   "float32", "--loss", "cross_entropy", "--threads", "2",
+                   "--skip", "numpy", "torch", "sklearn"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    scaling = out.split("thread scaling of the compute-bound cases", 1)[1]
+    rows = [l for l in scaling.splitlines() if l.startswith("cross_entropy ")]
+    assert len(rows) == 2 and all("ERROR" in l for l in rows)
+    assert "RuntimeError: one thread exploded" in scaling
+    assert "WARNING: 2 fastloss call(s) failed" in scaling
+    assert "ERROR" not in out.split("thread scaling", 1)[0]
 
 
 def test_bench_failing_call_is_reported(monkeypatch, capsys):
