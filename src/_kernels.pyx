@@ -62,6 +62,7 @@ cdef extern from "fl_kernels.h" nogil:
     int fl_set_simd(const char *name)
     int fl_openmp_enabled()
     int fl_max_threads()
+    void fl_set_steal_test(int on)
     int64_t fl_check_targets(const int64_t *target, int64_t n, int64_t C, int64_t ignore_index,
                              const void *weight, int is_f64, double *weight_total, int nthreads)
     double fl_cross_entropy(const fl_ce_args *a, int nthreads)
@@ -98,6 +99,13 @@ def openmp_enabled():
 
 def max_threads():
     return fl_max_threads()
+
+
+def set_steal_test(bint on):
+    """Test hook: with on, the first thread of every multi-threaded call takes the other
+    threads' chunks (from the ends of their blocks) before its own, so that the work-taking
+    paths of the thread driver run in every call (results must not change)."""
+    fl_set_steal_test(on)
 
 
 cdef inline const void *_ptr(object a):

@@ -11,12 +11,17 @@
  *
  * Threads: fl_run() cuts the work into chunks of about FL_CHUNK_ELEMS elements.  The chunk
  * boundaries depend on the shape only, each chunk returns its own partial sum and the
- * partials are added in chunk order, so results are bit-identical for any thread count.
- * Inputs smaller than one chunk never start a thread.
+ * partials are added in chunk order, so results are bit-identical for any thread count
+ * and whichever thread runs a chunk.  Inputs smaller than one chunk never start a thread.
+ * Each thread owns a contiguous block of chunks, as with a static schedule, and when it is
+ * done takes the chunks the other threads have not reached yet from the ends of their
+ * blocks (fl_take): a thread that the machine slows down (other processes on its CPU,
+ * a preempted vCPU) no longer holds the whole call up.
  */
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -168,6 +173,36 @@ int fl_max_threads(void)
 
 #define FL_CHUNK_ELEMS 32768
 
+/* A thread's block of chunks [front, back) as one 64-bit word (front in the low half): its
+ * owner takes chunks from the front, the others from the back, each by one compare-and-swap,
+ * so every chunk is run exactly once.  One cache line per block. */
+typedef struct {
+    uint64_t fb;
+    char pad[64 - sizeof(uint64_t)];
+} fl_block;
+
+static int fl_take(fl_block *blk, int from_back, int64_t *k)
+{
+    uint64_t old = __atomic_load_n(&blk->fb, __ATOMIC_RELAXED);
+    for (;;) {
+        const uint64_t f = old & 0xffffffffu, b = old >> 32;
+        if (f >= b) return 0;
+        const uint64_t next = from_back ? ((b - 1) << 32) | f : (b << 32) | (f + 1);
+        /* relaxed: the claim only needs the atomicity; the partials are read after the
+         * parallel region's closing barrier */
+        if (__atomic_compare_exchange_n(&blk->fb, &old, next, 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+            *k = (int64_t)(from_back ? b - 1 : f);
+            return 1;
+        }
+    }
+}
+
+/* Test hook (fl_set_steal_test): thread 0 first takes the other blocks' chunks from their
+ * backs and only then its own, so that every call runs chunks through both ends. */
+static int fl_steal_test = 0;
+void fl_set_steal_test(int on) { fl_steal_test = on != 0; }
+
 /* Runs fn over [0, n_units) in deterministic chunks; returns the ordered sum of partials. */
 static double fl_run(fl_unit_fn fn, const void *args, int64_t n_units, int64_t unit_elems,
                      int nthreads)
@@ -203,12 +238,47 @@ static double fl_run(fl_unit_fn fn, const void *args, int64_t n_units, int64_t u
             fn(args, k * per_chunk, u1, &partials[k]);
         }
     } else {
+        fl_block stack_blocks[8];
+        fl_block *blocks = nt <= 8 ? stack_blocks : (fl_block *)malloc((size_t)nt * sizeof(fl_block));
+        if (!blocks || nchunks > (int64_t)UINT32_MAX) { /* plain static schedule */
+            if (blocks && blocks != stack_blocks) free(blocks);
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static)
 #endif
-        for (int64_t k = 0; k < nchunks; k++) {
-            const int64_t u1 = (k + 1) * per_chunk < n_units ? (k + 1) * per_chunk : n_units;
-            fn(args, k * per_chunk, u1, &partials[k]);
+            for (int64_t k = 0; k < nchunks; k++) {
+                const int64_t u1 = (k + 1) * per_chunk < n_units ? (k + 1) * per_chunk : n_units;
+                fn(args, k * per_chunk, u1, &partials[k]);
+            }
+        } else {
+            for (int t = 0; t < nt; t++) {
+                const uint64_t f = (uint64_t)(nchunks * t / nt), b = (uint64_t)(nchunks * (t + 1) / nt);
+                blocks[t].fb = (b << 32) | f;
+            }
+            const int steal_first = fl_steal_test;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+            {
+#ifdef _OPENMP
+                const int t = omp_get_thread_num();
+#else
+                const int t = 0;
+#endif
+                int64_t k;
+                /* the own block from its front, then the others' from their backs (all
+                 * nt blocks: the runtime may have started fewer threads than asked) */
+                for (int pass = 0; pass < 2; pass++) {
+                    const int own = (pass == 0) != (steal_first && t == 0);
+                    for (int j = own ? 0 : 1; j < (own ? 1 : nt); j++) {
+                        fl_block *blk = &blocks[(t + j) % nt];
+                        while (fl_take(blk, !own, &k)) {
+                            const int64_t u1 = (k + 1) * per_chunk < n_units ? (k + 1) * per_chunk : n_units;
+                            fn(args, k * per_chunk, u1, &partials[k]);
+                        }
+                    }
+                }
+            }
+            if (blocks != stack_blocks) free(blocks);
         }
     }
     double total = 0.0;

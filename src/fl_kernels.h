@@ -82,6 +82,8 @@ int fl_set_simd(const char *name);       /* force a path ("baseline", "avx2", "a
                                             test-only "wide"); 0 on success, -1 if unsupported */
 int fl_openmp_enabled(void);
 int fl_max_threads(void);
+void fl_set_steal_test(int on);         /* test hook: thread 0 starts on the other threads'
+                                            chunks (see fl_run) */
 
 /* Checks class-index targets (each in [0, C) or == ignore_index) and returns the index of
  * the first bad one, or -1.  On success stores sum_i w[y_i] over non-ignored samples. */

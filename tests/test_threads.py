@@ -59,8 +59,33 @@ def _bits(result):
     return np.asarray(loss).tobytes() + grad.tobytes()
 
 
+@pytest.fixture(params=[False, True], ids=["owned", "steal"])
+def steal_test(request):
+    """The thread driver as it runs (each thread starts on its own block of chunks), and with
+    its test hook on (the first thread starts on the other blocks' chunks from their ends):
+    either way every chunk must run exactly once and the results must not change."""
+    from fastloss import _kernels
+    _kernels.set_steal_test(request.param)
+    yield request.param
+    _kernels.set_steal_test(False)
+
+
+def _elementwise_bits(dtype):
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal(300001) * 4).astype(dtype)
+    t = (rng.random(300001) < 0.5).astype(dtype)
+    out = []
+    with fastloss.use_backend("compiled"):
+        for name, kw in (("sigmoid_focal_loss", dict(reduction="sum")),
+                         ("binary_cross_entropy_with_logits", dict(reduction="mean")),
+                         ("mse_loss", dict(reduction="sum")),
+                         ("huber_loss", dict(reduction="none"))):
+            out.append(_bits(getattr(fastloss, name)(x, t, return_grad=True, **kw)))
+    return out
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-def test_identical_bits_for_any_thread_count(restore_threads, dtype):
+def test_identical_bits_for_any_thread_count(restore_threads, steal_test, dtype):
     calls, arrays = _problems(dtype)
     by_threads = {}
     for n in (1, 2, 3, 4):
@@ -70,6 +95,7 @@ def test_identical_bits_for_any_thread_count(restore_threads, dtype):
             by_threads[n] += [getattr(fastloss, op)(a, axis=ax).tobytes()
                               for a in arrays for ax in (0, 1, -1)
                               for op in ("softmax", "log_softmax", "logsumexp")]
+        by_threads[n] += _elementwise_bits(dtype)
     for n in (2, 3, 4):
         for i, (a, b) in enumerate(zip(by_threads[1], by_threads[n])):
             assert a == b, f"call {i} differs between 1 and {n} threads"
