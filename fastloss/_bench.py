@@ -940,7 +940,7 @@ def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, sk_loss,
 # thread scaling
 # --------------------------------------------------------------------------------------------
 SCALING_MODES = ("loss", "grad_out")
-SCALING_MAX_C = 64            # class losses: only the small-C (compute-bound) tile path
+SCALING_MAX_C = 48            # class losses: the small-C tile path (FL_SMALL_C in the kernels)
 SCALING_MIN_ELEMENTS = 1 << 16  # smaller inputs run on one thread (the kernels' grain size)
 
 
@@ -959,15 +959,16 @@ def scaling_cases(plan):
     return cases
 
 
-def python_threads_time(calls, repeat):
+def python_threads_time(calls, repeat, warmup=True):
     """Best wall time (seconds) of len(calls) Python threads each making its call at the same
-    moment, best of `repeat` rounds after one warm-up round.  A barrier releases the threads;
+    moment, best of `repeat` rounds (after one warm-up round unless warmup=False).  A barrier releases the threads;
     each reads the clock itself right before and after its call, and a round lasts from the
     first start to the last end (a timing thread of its own could be descheduled while the
     callers run).  Calls that release the GIL overlap; calls that hold it take as long as
     the calls one after another."""
     n = len(calls)
-    rounds = repeat + 1
+    skip = 1 if warmup else 0
+    rounds = repeat + skip
     start, end = threading.Barrier(n), threading.Barrier(n)
     stamps = [[None] * n for _ in range(rounds)]
     errors = []
@@ -997,14 +998,16 @@ def python_threads_time(calls, repeat):
             gc.enable()
     if errors:
         raise errors[0]
-    return min(max(t1 for _, t1 in st) - min(t0 for t0, _ in st) for st in stamps[1:])
+    return min(max(t1 for _, t1 in st) - min(t0 for t0, _ in st) for st in stamps[skip:])
 
 
 def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
     """Records of one case's thread scaling: per mode, fastloss on one thread and on
     `threads` threads, and `threads` Python threads each making the call on one thread at
-    once (own gradient buffers), against the same calls one after another.  The 1- and
-    N-thread times are taken alternately, cfg.passes times, each keeping its best."""
+    once (own gradient buffers), against the same calls one after another (threads x the
+    one-thread time).  The three are timed in turn, a few calls (or rounds of Python
+    threads) each, for repeat x passes rounds, and each keeps its best: a slow spell of a
+    shared machine then slows all three alike instead of one of them."""
     row = LOSSES[name]
     kind = KINDS[row.kind]
     x, target = _case_inputs(name, shape, dtype, base, rng)
@@ -1020,6 +1023,19 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
             return lambda: fn(*args, **kw)
         return lambda: fn(*args, return_grad=True, grad_out=bufs[k], **kw)
 
+    def timed(f, nthreads):
+        # the best of two calls after a warm-up call: the first call after a switch finds
+        # the other threads (and their CPUs) idle, which back-to-back calls do not
+        fastloss.set_num_threads(nthreads)
+        best = math.inf
+        for k in range(3):
+            t0 = time.perf_counter()
+            f()
+            if k:
+                best = min(best, time.perf_counter() - t0)
+        return best
+
+    rounds = cfg.repeat * max(1, cfg.passes)
     records = []
     watch = CpuWatch()
     for mode in SCALING_MODES:
@@ -1027,17 +1043,26 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
             continue
         one = many = py = math.inf
         error = None
+        single, concurrent = call(mode), [call(mode, k) for k in range(threads)]
+        gc_was_enabled = gc.isenabled()
         try:
-            for _ in range(max(1, cfg.passes)):
-                fastloss.set_num_threads(1)
-                one = min(one, measure(call(mode), cfg.repeat, min_total=cfg.min_total)[0])
-                py = min(py, python_threads_time([call(mode, k) for k in range(threads)],
-                                                 cfg.repeat))
-                fastloss.set_num_threads(threads)
-                many = min(many, measure(call(mode), cfg.repeat, min_total=cfg.min_total)[0])
+            timed(single, 1), timed(single, threads)  # warm-up
+            gc.disable()
+            for r in range(rounds):
+                # alternate the order, so that neither follows the other every time
+                for step in ((0, 1, 2) if r % 2 == 0 else (2, 1, 0)):
+                    if step == 0:
+                        one = min(one, timed(single, 1))
+                    elif step == 1:
+                        many = min(many, timed(single, threads))
+                    else:
+                        fastloss.set_num_threads(1)
+                        py = min(py, python_threads_time(concurrent, 2))
         except Exception as exc:  # noqa: BLE001 - report and go on
             error = f"{type(exc).__name__}: {exc}"
         finally:
+            if gc_was_enabled:
+                gc.enable()
             fastloss.set_num_threads(threads)
         ok = error is None
         records.append({
