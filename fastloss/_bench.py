@@ -942,6 +942,7 @@ def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, sk_loss,
 SCALING_MODES = ("loss", "grad_out")
 SCALING_MAX_C = 48            # class losses: the small-C tile path (FL_SMALL_C in the kernels)
 SCALING_MIN_ELEMENTS = 1 << 16  # smaller inputs run on one thread (the kernels' grain size)
+SCALING_SETTLE_S = 0.03       # Python threads start this long after a multi-threaded call
 
 
 def scaling_cases(plan):
@@ -959,13 +960,17 @@ def scaling_cases(plan):
     return cases
 
 
-def python_threads_time(calls, repeat, warmup=True):
+def python_threads_time(calls, repeat, warmup=True, burst=1):
     """Best wall time (seconds) of len(calls) Python threads each making its call at the same
-    moment, best of `repeat` rounds (after one warm-up round unless warmup=False).  A barrier releases the threads;
-    each reads the clock itself right before and after its call, and a round lasts from the
-    first start to the last end (a timing thread of its own could be descheduled while the
-    callers run).  Calls that release the GIL overlap; calls that hold it take as long as
-    the calls one after another."""
+    moment, per call: best of `repeat` rounds (after one warm-up round unless warmup=False)
+    in which each thread makes its call `burst` times back to back.  A barrier releases the
+    threads; each reads the clock itself right before its first and after its last call, and
+    a round lasts from the first start to the last end (a timing thread of its own could be
+    descheduled while the callers run), divided by `burst`.  Calls that release the GIL
+    overlap; calls that hold it take as long as the calls one after another.  Bursts of
+    several calls measure the steady state of busy threads: a thread released from the
+    barrier may find its CPU idle and slow to wake (a halted vCPU), which one call alone
+    would pay in full."""
     n = len(calls)
     skip = 1 if warmup else 0
     rounds = repeat + skip
@@ -978,7 +983,8 @@ def python_threads_time(calls, repeat, warmup=True):
             start.wait()
             t0 = time.perf_counter()
             try:
-                call()
+                for _ in range(burst):
+                    call()
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
                 errors.append(exc)
             stamps[r][k] = (t0, time.perf_counter())
@@ -998,16 +1004,18 @@ def python_threads_time(calls, repeat, warmup=True):
             gc.enable()
     if errors:
         raise errors[0]
-    return min(max(t1 for _, t1 in st) - min(t0 for t0, _ in st) for st in stamps[skip:])
+    return min(max(t1 for _, t1 in st) - min(t0 for t0, _ in st)
+               for st in stamps[skip:]) / burst
 
 
 def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
     """Records of one case's thread scaling: per mode, fastloss on one thread and on
     `threads` threads, and `threads` Python threads each making the call on one thread at
     once (own gradient buffers), against the same calls one after another (threads x the
-    one-thread time).  The three are timed in turn, a few calls (or rounds of Python
-    threads) each, for repeat x passes rounds, and each keeps its best: a slow spell of a
-    shared machine then slows all three alike instead of one of them."""
+    one-thread time).  The three are timed in turn, a few back-to-back calls each (the
+    Python threads: a warm-up round, then a burst of 3 calls each), for repeat x passes
+    rounds, and each keeps its best: a slow spell of a shared machine then slows all three
+    alike instead of one of them."""
     row = LOSSES[name]
     kind = KINDS[row.kind]
     x, target = _case_inputs(name, shape, dtype, base, rng)
@@ -1023,6 +1031,8 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
             return lambda: fn(*args, **kw)
         return lambda: fn(*args, return_grad=True, grad_out=bufs[k], **kw)
 
+    last_parallel = [-math.inf]
+
     def timed(f, nthreads):
         # the best of two calls after a warm-up call: the first call after a switch finds
         # the other threads (and their CPUs) idle, which back-to-back calls do not
@@ -1033,9 +1043,22 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
             f()
             if k:
                 best = min(best, time.perf_counter() - t0)
+        if nthreads > 1:
+            last_parallel[0] = time.perf_counter()
         return best
 
+    def python_threads():
+        # after a multi-threaded call the OpenMP runtime keeps its idle workers spinning
+        # for a while (libgomp: about 8 ms of CPU here) so that the next call starts at
+        # once; they would take a CPU from the Python threads, which must not wait for them
+        wait = SCALING_SETTLE_S - (time.perf_counter() - last_parallel[0])
+        if wait > 0:
+            time.sleep(wait)
+        fastloss.set_num_threads(1)
+        return python_threads_time(concurrent, 1, burst=3)
+
     rounds = cfg.repeat * max(1, cfg.passes)
+    concurrent = []
     records = []
     watch = CpuWatch()
     for mode in SCALING_MODES:
@@ -1043,7 +1066,8 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
             continue
         one = many = py = math.inf
         error = None
-        single, concurrent = call(mode), [call(mode, k) for k in range(threads)]
+        single = call(mode)
+        concurrent[:] = [call(mode, k) for k in range(threads)]
         gc_was_enabled = gc.isenabled()
         try:
             timed(single, 1), timed(single, threads)  # warm-up
@@ -1056,8 +1080,7 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
                     elif step == 1:
                         many = min(many, timed(single, threads))
                     else:
-                        fastloss.set_num_threads(1)
-                        py = min(py, python_threads_time(concurrent, 2))
+                        py = min(py, python_threads())
         except Exception as exc:  # noqa: BLE001 - report and go on
             error = f"{type(exc).__name__}: {exc}"
         finally:

@@ -325,6 +325,9 @@ def test_python_threads_time_runs_the_calls_at_once():
     wall = _bench.python_threads_time([call, call, call], 2)
     assert 0.002 <= wall < 10
     assert 0.002 <= _bench.python_threads_time([call, call, call], 1, warmup=False) < 10
+    counts = []
+    assert _bench.python_threads_time([lambda: counts.append(1)] * 2, 2, burst=3) >= 0
+    assert len(counts) == 2 * 3 * 3             # (warm-up + 2 rounds) x a burst of 3, 2 threads
 
     def bad():
         raise ZeroDivisionError("boom")
