@@ -203,6 +203,14 @@ static int fl_take(fl_block *blk, int from_back, int64_t *k)
 static int fl_steal_test = 0;
 void fl_set_steal_test(int on) { fl_steal_test = on != 0; }
 
+/* Chunk k of fl_run. */
+static inline void fl_run_chunk(fl_unit_fn fn, const void *args, int64_t k, int64_t per_chunk,
+                                int64_t n_units, double *partial)
+{
+    const int64_t u0 = k * per_chunk, u1 = n_units - u0 > per_chunk ? u0 + per_chunk : n_units;
+    fn(args, u0, u1, partial);
+}
+
 /* Runs fn over [0, n_units) in deterministic chunks; returns the ordered sum of partials. */
 static double fl_run(fl_unit_fn fn, const void *args, int64_t n_units, int64_t unit_elems,
                      int nthreads)
@@ -210,6 +218,8 @@ static double fl_run(fl_unit_fn fn, const void *args, int64_t n_units, int64_t u
     if (n_units <= 0) return 0.0;
     int64_t per_chunk = FL_CHUNK_ELEMS / (unit_elems > 0 ? unit_elems : 1);
     if (per_chunk < 1) per_chunk = 1;
+    /* chunk indices fit the 32-bit halves of fl_block (bigger chunks beyond 2^32 of them) */
+    if (n_units / per_chunk >= (int64_t)UINT32_MAX) per_chunk = n_units / (UINT32_MAX - 1) + 1;
     const int64_t nchunks = (n_units + per_chunk - 1) / per_chunk;
     if (nchunks == 1) {
         double p = 0.0;
@@ -222,65 +232,48 @@ static double fl_run(fl_unit_fn fn, const void *args, int64_t n_units, int64_t u
         double total = 0.0;
         for (int64_t k = 0; k < nchunks; k++) {
             double p = 0.0;
-            const int64_t u1 = (k + 1) * per_chunk < n_units ? (k + 1) * per_chunk : n_units;
-            fn(args, k * per_chunk, u1, &p);
+            fl_run_chunk(fn, args, k, per_chunk, n_units, &p);
             total += p;
         }
         return total;
     }
     int nt = nthreads < 1 ? 1 : nthreads;
     if (nt > nchunks) nt = (int)nchunks;
+    fl_block stack_blocks[8];
+    fl_block *blocks = stack_blocks;
+    if (nt > 8 && !(blocks = (fl_block *)malloc((size_t)nt * sizeof(fl_block)))) nt = 1;
     if (nt == 1) {
         /* never enters the OpenMP runtime: libgomp's thread pool does not survive fork(), so
          * a forked child (which fastloss runs single-threaded) must not touch it */
-        for (int64_t k = 0; k < nchunks; k++) {
-            const int64_t u1 = (k + 1) * per_chunk < n_units ? (k + 1) * per_chunk : n_units;
-            fn(args, k * per_chunk, u1, &partials[k]);
-        }
+        for (int64_t k = 0; k < nchunks; k++)
+            fl_run_chunk(fn, args, k, per_chunk, n_units, &partials[k]);
     } else {
-        fl_block stack_blocks[8];
-        fl_block *blocks = nt <= 8 ? stack_blocks : (fl_block *)malloc((size_t)nt * sizeof(fl_block));
-        if (!blocks || nchunks > (int64_t)UINT32_MAX) { /* plain static schedule */
-            if (blocks && blocks != stack_blocks) free(blocks);
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static)
-#endif
-            for (int64_t k = 0; k < nchunks; k++) {
-                const int64_t u1 = (k + 1) * per_chunk < n_units ? (k + 1) * per_chunk : n_units;
-                fn(args, k * per_chunk, u1, &partials[k]);
-            }
-        } else {
-            for (int t = 0; t < nt; t++) {
-                const uint64_t f = (uint64_t)(nchunks * t / nt), b = (uint64_t)(nchunks * (t + 1) / nt);
-                blocks[t].fb = (b << 32) | f;
-            }
-            const int steal_first = fl_steal_test;
+        for (int t = 0; t < nt; t++) {
+            const uint64_t f = (uint64_t)(nchunks * t / nt), b = (uint64_t)(nchunks * (t + 1) / nt);
+            blocks[t].fb = (b << 32) | f;
+        }
+        const int steal_first = fl_steal_test;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
-            {
+        {
 #ifdef _OPENMP
-                const int t = omp_get_thread_num();
+            const int t = omp_get_thread_num();
 #else
-                const int t = 0;
+            const int t = 0;
 #endif
-                int64_t k;
-                /* the own block from its front, then the others' from their backs (all
-                 * nt blocks: the runtime may have started fewer threads than asked) */
-                for (int pass = 0; pass < 2; pass++) {
-                    const int own = (pass == 0) != (steal_first && t == 0);
-                    for (int j = own ? 0 : 1; j < (own ? 1 : nt); j++) {
-                        fl_block *blk = &blocks[(t + j) % nt];
-                        while (fl_take(blk, !own, &k)) {
-                            const int64_t u1 = (k + 1) * per_chunk < n_units ? (k + 1) * per_chunk : n_units;
-                            fn(args, k * per_chunk, u1, &partials[k]);
-                        }
-                    }
-                }
+            int64_t k;
+            /* the own block from its front, then the others' from their backs (all nt
+             * blocks: the runtime may have started fewer threads than asked) */
+            for (int pass = 0; pass < 2; pass++) {
+                const int own = (pass == 0) != (steal_first && t == 0);
+                for (int j = own ? 0 : 1; j < (own ? 1 : nt); j++)
+                    while (fl_take(&blocks[(t + j) % nt], !own, &k))
+                        fl_run_chunk(fn, args, k, per_chunk, n_units, &partials[k]);
             }
-            if (blocks != stack_blocks) free(blocks);
         }
     }
+    if (blocks != stack_blocks) free(blocks);
     double total = 0.0;
     for (int64_t k = 0; k < nchunks; k++) total += partials[k];
     if (partials != stack_partials) free(partials);
