@@ -1047,7 +1047,7 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
             last_parallel[0] = time.perf_counter()
         return best
 
-    def python_threads():
+    def python_threads(calls):
         # after a multi-threaded call the OpenMP runtime keeps its idle workers spinning
         # for a while (libgomp: about 8 ms of CPU here) so that the next call starts at
         # once; they would take a CPU from the Python threads, which must not wait for them
@@ -1055,32 +1055,29 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
         if wait > 0:
             time.sleep(wait)
         fastloss.set_num_threads(1)
-        return python_threads_time(concurrent, 1, burst=3)
+        return python_threads_time(calls, 1, burst=3)
 
     rounds = cfg.repeat * max(1, cfg.passes)
-    concurrent = []
     records = []
     watch = CpuWatch()
     for mode in SCALING_MODES:
         if mode not in dict(kind.modes):
             continue
-        one = many = py = math.inf
-        error = None
         single = call(mode)
-        concurrent[:] = [call(mode, k) for k in range(threads)]
+        concurrent = [call(mode, k) for k in range(threads)]
+        steps = (("one", lambda: timed(single, 1)), ("many", lambda: timed(single, threads)),
+                 ("py", lambda: python_threads(concurrent)))
+        best = dict.fromkeys(("one", "many", "py"), math.inf)
+        error = None
         gc_was_enabled = gc.isenabled()
         try:
-            timed(single, 1), timed(single, threads)  # warm-up
+            timed(single, 1)            # warm-up
+            timed(single, threads)
             gc.disable()
             for r in range(rounds):
                 # alternate the order, so that neither follows the other every time
-                for step in ((0, 1, 2) if r % 2 == 0 else (2, 1, 0)):
-                    if step == 0:
-                        one = min(one, timed(single, 1))
-                    elif step == 1:
-                        many = min(many, timed(single, threads))
-                    else:
-                        py = min(py, python_threads())
+                for key, step in (steps if r % 2 == 0 else steps[::-1]):
+                    best[key] = min(best[key], step())
         except Exception as exc:  # noqa: BLE001 - report and go on
             error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -1088,6 +1085,7 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
                 gc.enable()
             fastloss.set_num_threads(threads)
         ok = error is None
+        one, many, py = best["one"], best["many"], best["py"]
         records.append({
             "loss": name, "kind": row.kind, "shape": list(shape), "dtype": dtype,
             "mode": mode, "elements": x.size, "threads": threads,
