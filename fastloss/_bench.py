@@ -1031,27 +1031,23 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
             return lambda: fn(*args, **kw)
         return lambda: fn(*args, return_grad=True, grad_out=bufs[k], **kw)
 
-    last_parallel = [-math.inf]
+    last_parallel = -math.inf
 
     def timed(f, nthreads):
-        # the best of two calls after a warm-up call: the first call after a switch finds
-        # the other threads (and their CPUs) idle, which back-to-back calls do not
+        # the best of two calls after measure's warm-up call: the first call after a switch
+        # finds the other threads (and their CPUs) idle, which back-to-back calls do not
+        nonlocal last_parallel
         fastloss.set_num_threads(nthreads)
-        best = math.inf
-        for k in range(3):
-            t0 = time.perf_counter()
-            f()
-            if k:
-                best = min(best, time.perf_counter() - t0)
+        best = measure(f, 2)[0]
         if nthreads > 1:
-            last_parallel[0] = time.perf_counter()
+            last_parallel = time.perf_counter()
         return best
 
     def python_threads(calls):
         # after a multi-threaded call the OpenMP runtime keeps its idle workers spinning
         # for a while (libgomp: about 8 ms of CPU here) so that the next call starts at
         # once; they would take a CPU from the Python threads, which must not wait for them
-        wait = SCALING_SETTLE_S - (time.perf_counter() - last_parallel[0])
+        wait = SCALING_SETTLE_S - (time.perf_counter() - last_parallel)
         if wait > 0:
             time.sleep(wait)
         fastloss.set_num_threads(1)
@@ -1172,9 +1168,12 @@ def markdown(doc):
              "| loss | shape | dtype | fwd+bwd | x floor | vs NumPy | vs torch | "
              "loss only (x floor) | grad_out (x floor) | grad_out vs sklearn |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+    def md_shape(shape):
+        return shape_str(shape).replace("x", " x ")
+
     cases = {}
     for rec in doc["results"]:
-        key = (rec["loss"], shape_str(rec["shape"]).replace("x", " x "), rec["dtype"])
+        key = (rec["loss"], md_shape(rec["shape"]), rec["dtype"])
         cases.setdefault(key, {})[rec["mode"]] = rec
 
     def md_time(seconds):
@@ -1212,7 +1211,7 @@ def markdown(doc):
                   f"{n} Python threads | speedup |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in scaling:
-            lines.append(f"| `{r['loss']}` | {shape_str(r['shape']).replace('x', ' x ')} | "
+            lines.append(f"| `{r['loss']}` | {md_shape(r['shape'])} | "
                          f"{r['dtype']} | {r['mode']} | {md_time(r['one_thread_s'])} | "
                          f"{md_time(r['threads_s'])} | {_fmt_ratio(r['speedup'])} | "
                          f"{md_time(r['python_threads_s'])} | "
