@@ -359,8 +359,7 @@ def test_two_class_softmax_is_sigmoid_bce(compiled, scale, dtype, reduction):
         exp_loss, dz = bce(z, t.astype(np.float64), reduction=reduction, return_grad=True,
                            grad_output=go)
     else:
-        exp_loss, dz = M.binary_cross_entropy_with_logits(z, t.astype(np.float64), None, None,
-                                                          reduction, go, True)
+        exp_loss, dz = M.binary_cross_entropy_with_logits(z, t.astype(np.float64), weight=None, pos_weight=None, reduction=reduction, grad_output=go, need_grad=True)
     assert_close(loss, exp_loss, dtype)
     assert_close(grad, np.stack([-dz, dz], axis=1), dtype)
 

@@ -160,9 +160,7 @@ def run_ce_index(shape, reduction, use_weight, ignore_index, smoothing, seed=1):
     c = shape[1]
     w = rng.uniform(0.2, 2.0, size=c) if use_weight else None
     go, go_t = make_grad_output(rng, reduction, per_sample_shape(shape))
-    loss, grad = M.cross_entropy(canon(x), canon_target(t), w, ignore_index, smoothing,
-                                 reduction, canon_target(go) if reduction == "none" else go,
-                                 True)
+    loss, grad = M.cross_entropy(canon(x), canon_target(t), weight=w, ignore_index=ignore_index, label_smoothing=smoothing, reduction=reduction, grad_output=canon_target(go) if reduction == "none" else go, need_grad=True)
     wt = None if w is None else torch.from_numpy(w)
     tl, tg = torch_loss_and_grad(
         lambda xt: F.cross_entropy(xt, torch.from_numpy(t), weight=wt, ignore_index=ignore_index,
@@ -193,7 +191,7 @@ def test_cross_entropy_all_ignored(smoothing, reduction):
     x = rng.normal(size=(4, 3, 2))
     t = np.full((4, 2), -100)
     w = np.array([1.0, 2.0, 0.5])
-    loss, grad = M.cross_entropy(x, t, w, -100, smoothing, reduction, None, True)
+    loss, grad = M.cross_entropy(x, t, weight=w, ignore_index=-100, label_smoothing=smoothing, reduction=reduction, grad_output=None, need_grad=True)
     tl, tg = torch_loss_and_grad(
         lambda xt: F.cross_entropy(xt, torch.from_numpy(t), weight=torch.from_numpy(w),
                                    label_smoothing=smoothing, reduction=reduction), x,
@@ -213,8 +211,7 @@ def test_cross_entropy_zero_total_weight_matches_torch(smoothing):
     x = np.array([[0.5, -1.0, 2.0], [1.0, 0.0, 0.0], [0.3, 0.2, 0.1]])
     t = np.array([0, 0, -100])
     w = np.array([0.0, 1.0, 1.0])
-    loss, grad = M.cross_entropy(x[:, :, None], t[:, None], w, -100, smoothing, "mean", None,
-                                 True)
+    loss, grad = M.cross_entropy(x[:, :, None], t[:, None], weight=w, ignore_index=-100, label_smoothing=smoothing, reduction="mean", grad_output=None, need_grad=True)
     tl, tg = torch_loss_and_grad(
         lambda xt: F.cross_entropy(xt, torch.from_numpy(t), weight=torch.from_numpy(w),
                                    label_smoothing=smoothing), x, None)
@@ -226,18 +223,18 @@ def test_cross_entropy_zero_total_weight_matches_torch(smoothing):
 def test_cross_entropy_empty(probs):
     x = np.zeros((0, 3, 2))
     t = np.zeros((0, 3, 2)) if probs else np.zeros((0, 2), dtype=np.int64)
-    loss, grad = M.cross_entropy(x, t, None, -100, 0.1, "mean", None, True)
+    loss, grad = M.cross_entropy(x, t, weight=None, ignore_index=-100, label_smoothing=0.1, reduction="mean", grad_output=None, need_grad=True)
     assert np.isnan(loss) and grad.shape == x.shape
-    loss, grad = M.cross_entropy(x, t, None, -100, 0.1, "sum", 2.0, True)
+    loss, grad = M.cross_entropy(x, t, weight=None, ignore_index=-100, label_smoothing=0.1, reduction="sum", grad_output=2.0, need_grad=True)
     assert loss == 0.0 and grad.shape == x.shape
-    loss, grad = M.cross_entropy(x, t, None, -100, 0.1, "none", np.zeros((0, 2)), True)
+    loss, grad = M.cross_entropy(x, t, weight=None, ignore_index=-100, label_smoothing=0.1, reduction="none", grad_output=np.zeros((0, 2)), need_grad=True)
     assert loss.shape == (0, 2) and grad.shape == x.shape
 
 
 def test_cross_entropy_nan_row_is_local():
     x = np.array([[NAN, 0.0, 1.0], [0.0, 1.0, 2.0], [2.0, NAN, 0.0], [1.0, 1.0, -1.0]])
     t = np.array([0, 1, -100, 2])
-    loss, grad = M.cross_entropy(x[:, :, None], t[:, None], None, -100, 0.0, "none", None, True)
+    loss, grad = M.cross_entropy(x[:, :, None], t[:, None], weight=None, ignore_index=-100, label_smoothing=0.0, reduction="none", grad_output=None, need_grad=True)
     loss, grad = loss[:, 0], grad[:, :, 0]
     tl, tg = torch_loss_and_grad(
         lambda xt: F.cross_entropy(xt, torch.from_numpy(t), reduction="none"), x,
@@ -254,8 +251,7 @@ def test_cross_entropy_nan_row_is_local():
 def test_cross_entropy_masked_logits(smoothing, reduction):
     x = np.array([[-INF, 0.0, 1.0, -INF], [0.0, -INF, 2.0, 1.0], [3.0, 1.0, -INF, 0.0]])
     t = np.array([1, 3, 0])
-    loss, grad = M.cross_entropy(x[:, :, None], t[:, None], None, -100, smoothing, reduction,
-                                 None, True)
+    loss, grad = M.cross_entropy(x[:, :, None], t[:, None], weight=None, ignore_index=-100, label_smoothing=smoothing, reduction=reduction, grad_output=None, need_grad=True)
     tl, tg = torch_loss_and_grad(
         lambda xt: F.cross_entropy(xt, torch.from_numpy(t), reduction=reduction,
                                    label_smoothing=smoothing), x,
@@ -275,8 +271,7 @@ def test_cross_entropy_huge_logits_float32():
                    dtype=np.float32)
     t = np.array([0, 0, 1])
     before = x32.copy()
-    loss, grad = M.cross_entropy(x32[:, :, None], t[:, None], None, -100, 0.0, "none", None,
-                                 True)
+    loss, grad = M.cross_entropy(x32[:, :, None], t[:, None], weight=None, ignore_index=-100, label_smoothing=0.0, reduction="none", grad_output=None, need_grad=True)
     assert np.array_equal(x32, before)
     tl, tg = torch_loss_and_grad(
         lambda xt: F.cross_entropy(xt, torch.from_numpy(t), reduction="none"),
@@ -289,7 +284,7 @@ def test_cross_entropy_huge_logits_float32():
 def test_cross_entropy_saturated_gradient_keeps_relative_precision():
     # p_y = 1 - q with q ~ 4e-18: the target entry of the gradient is -q, not 0
     x = np.array([[40.0, 0.0, 0.0]])[:, :, None]
-    loss, grad = M.cross_entropy(x, np.array([[0]]), None, -100, 0.0, "sum", None, True)
+    loss, grad = M.cross_entropy(x, np.array([[0]]), weight=None, ignore_index=-100, label_smoothing=0.0, reduction="sum", grad_output=None, need_grad=True)
     q = 2 * np.exp(-40.0) / (1 + 2 * np.exp(-40.0))
     close(grad[0, :, 0], [-q, q / 2, q / 2], rtol=1e-14, atol=0)
     close(loss, np.log1p(2 * np.exp(-40.0)), rtol=1e-14, atol=0)
@@ -298,9 +293,9 @@ def test_cross_entropy_saturated_gradient_keeps_relative_precision():
 def test_cross_entropy_need_grad_false():
     x = np.random.default_rng(3).normal(size=(4, 3, 1))
     t = np.array([[0], [1], [2], [1]])
-    loss, grad = M.cross_entropy(x, t, None, -100, 0.1, "mean", None, False)
+    loss, grad = M.cross_entropy(x, t, weight=None, ignore_index=-100, label_smoothing=0.1, reduction="mean", grad_output=None, need_grad=False)
     assert grad is None
-    loss2, _ = M.cross_entropy(x, t, None, -100, 0.1, "mean", 5.0, True)
+    loss2, _ = M.cross_entropy(x, t, weight=None, ignore_index=-100, label_smoothing=0.1, reduction="mean", grad_output=5.0, need_grad=True)
     assert loss == loss2  # grad_output scales the gradient only
 
 
@@ -319,8 +314,7 @@ def test_cross_entropy_probs_matches_torch(shape, reduction, use_weight, smoothi
     w = rng.uniform(0.2, 2.0, size=shape[1]) if use_weight else None
     go, go_t = make_grad_output(rng, reduction, per_sample_shape(shape))
     before = (x.copy(), t.copy())
-    loss, grad = M.cross_entropy(canon(x), canon(t), w, -100, smoothing, reduction,
-                                 canon_target(go) if reduction == "none" else go, True)
+    loss, grad = M.cross_entropy(canon(x), canon(t), weight=w, ignore_index=-100, label_smoothing=smoothing, reduction=reduction, grad_output=canon_target(go) if reduction == "none" else go, need_grad=True)
     assert np.array_equal(x, before[0]) and np.array_equal(t, before[1])
     wt = None if w is None else torch.from_numpy(w)
     tl, tg = torch_loss_and_grad(
@@ -337,8 +331,7 @@ def test_cross_entropy_probs_zero_target_masked_logit_is_zero_not_nan():
     t = np.array([[0.0, 0.5, 0.5], [0.2, 0.3, 0.5]])
     w = np.array([0.0, 1.0, 2.0])
     for weight in (None, w):
-        loss, grad = M.cross_entropy(x[:, :, None], t[:, :, None], weight, -100, 0.0, "sum",
-                                     None, True)
+        loss, grad = M.cross_entropy(x[:, :, None], t[:, :, None], weight=weight, ignore_index=-100, label_smoothing=0.0, reduction="sum", grad_output=None, need_grad=True)
         wt = None if weight is None else torch.from_numpy(weight)
         nan_loss, _ = torch_loss_and_grad(
             lambda xt: F.cross_entropy(xt, torch.from_numpy(t), weight=wt, reduction="sum"),
@@ -353,7 +346,7 @@ def test_cross_entropy_probs_zero_target_masked_logit_is_zero_not_nan():
         close(grad[:, :, 0], tg)
     # zero weight times -inf log-probability also contributes 0 (target class 0 has w = 0)
     t2 = np.array([[0.5, 0.5, 0.0]])
-    loss, _ = M.cross_entropy(x[:1, :, None], t2[:, :, None], w, -100, 0.0, "sum", None, False)
+    loss, _ = M.cross_entropy(x[:1, :, None], t2[:, :, None], weight=w, ignore_index=-100, label_smoothing=0.0, reduction="sum", grad_output=None, need_grad=False)
     assert np.isfinite(loss)
 
 
@@ -369,8 +362,7 @@ def test_nll_loss_matches_torch(shape, reduction, use_weight, ignore_index):
     x, t = class_inputs(rng, shape, ignore_index)
     w = rng.uniform(0.2, 2.0, size=shape[1]) if use_weight else None
     go, go_t = make_grad_output(rng, reduction, per_sample_shape(shape))
-    loss, grad = M.nll_loss(canon(x), canon_target(t), w, ignore_index, reduction,
-                            canon_target(go) if reduction == "none" else go, True)
+    loss, grad = M.nll_loss(canon(x), canon_target(t), weight=w, ignore_index=ignore_index, reduction=reduction, grad_output=canon_target(go) if reduction == "none" else go, need_grad=True)
     wt = None if w is None else torch.from_numpy(w)
     tl, tg = torch_loss_and_grad(
         lambda xt: F.nll_loss(xt, torch.from_numpy(t), weight=wt, ignore_index=ignore_index,
@@ -385,7 +377,7 @@ def test_nll_loss_all_ignored_and_zero_weight(targets, reduction):
     x = np.array([[-1.0, -2.0, -0.5], [-0.1, -3.0, -2.0], [-INF, -1.0, -1.0]])
     t = np.array(targets)
     w = np.array([0.0, 1.0, 1.0])
-    loss, grad = M.nll_loss(x[:, :, None], t[:, None], w, -100, reduction, None, True)
+    loss, grad = M.nll_loss(x[:, :, None], t[:, None], weight=w, ignore_index=-100, reduction=reduction, grad_output=None, need_grad=True)
     tl, tg = torch_loss_and_grad(
         lambda xt: F.nll_loss(xt, torch.from_numpy(t), weight=torch.from_numpy(w),
                               reduction=reduction), x,
@@ -400,8 +392,8 @@ def test_nll_loss_all_ignored_and_zero_weight(targets, reduction):
 def test_nll_loss_empty():
     x = np.zeros((0, 4, 1))
     t = np.zeros((0, 1), dtype=np.int64)
-    assert np.isnan(M.nll_loss(x, t, None, -100, "mean", None, True)[0])
-    loss, grad = M.nll_loss(x, t, None, -100, "sum", None, True)
+    assert np.isnan(M.nll_loss(x, t, weight=None, ignore_index=-100, reduction="mean", grad_output=None, need_grad=True)[0])
+    loss, grad = M.nll_loss(x, t, weight=None, ignore_index=-100, reduction="sum", grad_output=None, need_grad=True)
     assert loss == 0.0 and grad.shape == x.shape
 
 
@@ -434,8 +426,7 @@ def test_focal_gamma0_is_cross_entropy(shape, reduction, use_weight, ignore_inde
     x, t = class_inputs(rng, shape, ignore_index)
     w = rng.uniform(0.2, 2.0, size=shape[1]) if use_weight else None
     go, go_t = make_grad_output(rng, reduction, per_sample_shape(shape))
-    loss, grad = M.focal_loss(canon(x), canon_target(t), 0.0, w, ignore_index, reduction,
-                              canon_target(go) if reduction == "none" else go, True)
+    loss, grad = M.focal_loss(canon(x), canon_target(t), gamma=0.0, weight=w, ignore_index=ignore_index, reduction=reduction, grad_output=canon_target(go) if reduction == "none" else go, need_grad=True)
     wt = None if w is None else torch.from_numpy(w)
     tl, tg = torch_loss_and_grad(
         lambda xt: F.cross_entropy(xt, torch.from_numpy(t), weight=wt, ignore_index=ignore_index,
@@ -452,8 +443,7 @@ def test_focal_matches_torch_composed(shape, reduction, gamma):
     x, t = class_inputs(rng, shape, -100)
     w = rng.uniform(0.2, 2.0, size=shape[1])
     go, go_t = make_grad_output(rng, reduction, per_sample_shape(shape))
-    loss, grad = M.focal_loss(canon(x), canon_target(t), gamma, w, -100, reduction,
-                              canon_target(go) if reduction == "none" else go, True)
+    loss, grad = M.focal_loss(canon(x), canon_target(t), gamma=gamma, weight=w, ignore_index=-100, reduction=reduction, grad_output=canon_target(go) if reduction == "none" else go, need_grad=True)
     tl, tg = torch_loss_and_grad(lambda xt: torch_focal(xt, t, gamma, w, -100, reduction), x,
                                  go_t)
     close(np.reshape(loss, np.shape(tl)), tl, rtol=1e-9, atol=1e-12)
@@ -471,9 +461,9 @@ def test_focal_gradient_finite_differences(gamma, reduction):
     w = np.array([0.5, 1.5, 1.0])
 
     def f(xx):
-        return M.focal_loss(xx, t, gamma, w, -100, reduction, None, False)[0]
+        return M.focal_loss(xx, t, gamma=gamma, weight=w, ignore_index=-100, reduction=reduction, grad_output=None, need_grad=False)[0]
 
-    _, grad = M.focal_loss(x, t, gamma, w, -100, reduction, 1.3, True)
+    _, grad = M.focal_loss(x, t, gamma=gamma, weight=w, ignore_index=-100, reduction=reduction, grad_output=1.3, need_grad=True)
     close(grad, 1.3 * fd_grad(f, x), rtol=1e-7, atol=1e-9)
 
 
@@ -508,7 +498,7 @@ def test_focal_near_saturation_high_precision(gamma, margin):
     rows = np.array([[margin, 0.0, -1.0], [0.0, margin, 0.5]])
     t = np.array([0, 2])  # sample 0: confident and right; sample 1: confident and wrong
     w = np.array([0.7, 1.0, 1.3])
-    loss, grad = M.focal_loss(rows[:, :, None], t[:, None], gamma, w, -100, "none", None, True)
+    loss, grad = M.focal_loss(rows[:, :, None], t[:, None], gamma=gamma, weight=w, ignore_index=-100, reduction="none", grad_output=None, need_grad=True)
     for i in range(2):
         value, g = _mp_focal_sample(rows[i], t[i], gamma, w[t[i]])
         close(loss[i, 0], value, rtol=1e-13, atol=0)
@@ -522,9 +512,9 @@ def test_focal_saturation_finite(gamma, reduction):
     x = np.array([[big, -big, 0.0], [-big, big, 0.0], [0.0, 0.0, big], [big, big, -big]])
     t = np.array([0, 0, 2, 1])
     w = np.array([2.0, 1.0, 0.5])
-    loss, grad = M.focal_loss(x[:, :, None], t[:, None], gamma, w, -100, reduction, None, True)
+    loss, grad = M.focal_loss(x[:, :, None], t[:, None], gamma=gamma, weight=w, ignore_index=-100, reduction=reduction, grad_output=None, need_grad=True)
     assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad))
-    loss_n, grad_n = M.focal_loss(x[:, :, None], t[:, None], gamma, w, -100, "none", None, True)
+    loss_n, grad_n = M.focal_loss(x[:, :, None], t[:, None], gamma=gamma, weight=w, ignore_index=-100, reduction="none", grad_output=None, need_grad=True)
     loss_n, grad_n = loss_n[:, 0], grad_n[:, :, 0]
     # confident and right: loss 0 and gradient 0
     assert loss_n[0] == 0.0 and loss_n[2] == 0.0
@@ -548,10 +538,9 @@ def test_focal_saturation_finite(gamma, reduction):
 def test_focal_all_ignored_and_empty():
     x = np.random.default_rng(9).normal(size=(3, 4, 1))
     t = np.full((3, 1), 1)
-    loss, grad = M.focal_loss(x, t, 2.0, None, 1, "mean", None, True)
+    loss, grad = M.focal_loss(x, t, gamma=2.0, weight=None, ignore_index=1, reduction="mean", grad_output=None, need_grad=True)
     assert np.isnan(loss) and np.array_equal(grad, np.zeros_like(x))
-    loss, grad = M.focal_loss(np.zeros((0, 4, 1)), np.zeros((0, 1), np.int64), 2.0, None, -100,
-                              "mean", None, True)
+    loss, grad = M.focal_loss(np.zeros((0, 4, 1)), np.zeros((0, 1), np.int64), gamma=2.0, weight=None, ignore_index=-100, reduction="mean", grad_output=None, need_grad=True)
     assert np.isnan(loss) and grad.shape == (0, 4, 1)
 
 
@@ -559,7 +548,7 @@ def test_focal_masked_logits():
     x = np.array([[-INF, 0.0, 1.0], [1.0, -INF, 0.0]])[:, :, None]
     t = np.array([[1], [1]])  # second sample targets a masked class
     for gamma in GAMMAS:
-        loss, grad = M.focal_loss(x, t, gamma, None, -100, "none", None, True)
+        loss, grad = M.focal_loss(x, t, gamma=gamma, weight=None, ignore_index=-100, reduction="none", grad_output=None, need_grad=True)
         assert np.isfinite(loss[0, 0]) and np.isposinf(loss[1, 0])
         assert np.all(np.isfinite(grad)) and grad[0, 0, 0] == 0.0
         p = np.exp(1.0) / (1 + np.exp(1.0))
@@ -589,7 +578,7 @@ def test_sigmoid_focal_matches_torch(shape, reduction, alpha, gamma, soft):
     x = rng.normal(size=shape) * 3
     t = rng.uniform(size=shape) if soft else rng.integers(0, 2, size=shape).astype(np.float64)
     go, go_t = make_grad_output(rng, reduction, shape)
-    loss, grad = M.sigmoid_focal_loss(x, t, alpha, gamma, reduction, go, True)
+    loss, grad = M.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma, reduction=reduction, grad_output=go, need_grad=True)
     tl, tg = torch_loss_and_grad(lambda xt: torch_sigmoid_focal(xt, t, alpha, gamma, reduction),
                                  x, go_t)
     close(np.reshape(loss, np.shape(tl)), tl, rtol=1e-9, atol=1e-13)
@@ -604,9 +593,9 @@ def test_sigmoid_focal_gradient_finite_differences(gamma, alpha):
     t = np.concatenate([rng.uniform(size=4), rng.integers(0, 2, size=4), [1.0, 0.0, 0.0, 1.0]])
 
     def f(xx):
-        return M.sigmoid_focal_loss(xx, t, alpha, gamma, "sum", None, False)[0]
+        return M.sigmoid_focal_loss(xx, t, alpha=alpha, gamma=gamma, reduction="sum", grad_output=None, need_grad=False)[0]
 
-    _, grad = M.sigmoid_focal_loss(x, t, alpha, gamma, "sum", None, True)
+    _, grad = M.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma, reduction="sum", grad_output=None, need_grad=True)
     close(grad, fd_grad(f, x), rtol=1e-7, atol=1e-9)
 
 
@@ -617,7 +606,7 @@ def test_sigmoid_focal_near_saturation_high_precision(gamma):
     x = np.array([20.0, -20.0, 40.0, -300.0, 5.0, -30.0])
     t = np.array([1.0, 0.0, 1.0, 0.0, 0.3, 1.0])
     alpha = 0.25
-    loss, grad = M.sigmoid_focal_loss(x, t, alpha, gamma, "none", None, True)
+    loss, grad = M.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma, reduction="none", grad_output=None, need_grad=True)
     g = mpmath.mpf(gamma)
     for k in range(x.size):
         tk = mpmath.mpf(t[k])
@@ -640,7 +629,7 @@ def test_sigmoid_focal_saturation(gamma, big):
     x = np.array([big, -big, big, -big])
     t = np.array([1.0, 0.0, 0.0, 1.0])
     alpha = 0.25
-    loss, grad = M.sigmoid_focal_loss(x, t, alpha, gamma, "none", None, True)
+    loss, grad = M.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma, reduction="none", grad_output=None, need_grad=True)
     assert np.all(np.isfinite(grad))
     # agreeing targets: exactly 0 (torch's composed formula: NaN for gamma < 1 or at inf)
     assert loss[0] == 0.0 and loss[1] == 0.0 and grad[0] == 0.0 and grad[1] == 0.0
@@ -649,7 +638,7 @@ def test_sigmoid_focal_saturation(gamma, big):
     close(grad[2:], [0.75, -0.25], rtol=1e-15)
     if np.isfinite(big):
         for reduction in ("mean", "sum"):
-            lr, gr = M.sigmoid_focal_loss(x, t, alpha, gamma, reduction, None, True)
+            lr, gr = M.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma, reduction=reduction, grad_output=None, need_grad=True)
             assert np.isfinite(lr) and np.all(np.isfinite(gr))
 
 
@@ -665,7 +654,7 @@ def test_bce_matches_torch(shape, reduction, use_weight):
     t = rng.uniform(size=shape)
     w = rng.uniform(0.2, 2.0, size=shape) if use_weight else None
     go, go_t = make_grad_output(rng, reduction, shape)
-    loss, grad = M.binary_cross_entropy(x, t, w, reduction, go, True)
+    loss, grad = M.binary_cross_entropy(x, t, weight=w, reduction=reduction, grad_output=go, need_grad=True)
     wt = None if w is None else torch.from_numpy(np.asarray(w))
     tl, tg = torch_loss_and_grad(
         lambda xt: F.binary_cross_entropy(xt, torch.from_numpy(np.asarray(t)), weight=wt,
@@ -679,7 +668,7 @@ def test_bce_edges_match_torch_exactly():
     xs = np.array([0.0, 0.0, 1.0, 1.0, 1e-14, 1e-14, 1 - 1e-14, 1e-10, 1e-7, 0.5, 1e-300])
     ts = np.array([0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.3, 0.0])
     w = np.linspace(0.5, 1.5, xs.size)
-    loss, grad = M.binary_cross_entropy(xs, ts, w, "none", None, True)
+    loss, grad = M.binary_cross_entropy(xs, ts, weight=w, reduction="none", grad_output=None, need_grad=True)
     tl, tg = torch_loss_and_grad(
         lambda xt: F.binary_cross_entropy(xt, torch.from_numpy(ts), weight=torch.from_numpy(w),
                                           reduction="none"), xs,
@@ -706,7 +695,7 @@ def test_bce_with_logits_matches_torch(reduction, use_weight, use_pos_weight, so
     pw = rng.uniform(0.5, 3.0, size=shape[-1]) if use_pos_weight else None
     go, go_t = make_grad_output(rng, reduction, shape)
     pw_b = None if pw is None else np.broadcast_to(pw, shape).copy()
-    loss, grad = M.binary_cross_entropy_with_logits(x, t, w, pw_b, reduction, go, True)
+    loss, grad = M.binary_cross_entropy_with_logits(x, t, weight=w, pos_weight=pw_b, reduction=reduction, grad_output=go, need_grad=True)
     tl, tg = torch_loss_and_grad(
         lambda xt: F.binary_cross_entropy_with_logits(
             xt, torch.from_numpy(t), weight=None if w is None else torch.from_numpy(w),
@@ -720,7 +709,7 @@ def test_bce_with_logits_infinite_logits():
     x = np.array([INF, -INF, INF, -INF, 1e4, -1e4])
     t = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
     pw = np.full(6, 2.0)
-    loss, grad = M.binary_cross_entropy_with_logits(x, t, None, pw, "none", None, True)
+    loss, grad = M.binary_cross_entropy_with_logits(x, t, weight=None, pos_weight=pw, reduction="none", grad_output=None, need_grad=True)
     tl, tg = torch_loss_and_grad(
         lambda xt: F.binary_cross_entropy_with_logits(
             xt, torch.from_numpy(t), pos_weight=torch.from_numpy(pw), reduction="none"),
@@ -733,8 +722,7 @@ def test_bce_with_logits_infinite_logits():
     # torch's (1 - t) * x term also makes x = -inf, t = 1 NaN (0 * -inf); ours is inf
     assert np.isnan(tl[3])
     close(loss[[2, 4, 5]], tl[[2, 4, 5]], rtol=0, atol=0)
-    lsum, gsum = M.binary_cross_entropy_with_logits(x[[0, 1, 4, 5]], t[[0, 1, 4, 5]], None,
-                                                    None, "mean", None, True)
+    lsum, gsum = M.binary_cross_entropy_with_logits(x[[0, 1, 4, 5]], t[[0, 1, 4, 5]], weight=None, pos_weight=None, reduction="mean", grad_output=None, need_grad=True)
     assert lsum == 0.0 and np.all(gsum == 0.0)
 
 
@@ -767,9 +755,8 @@ def regression_inputs(rng, shape, param):
 
 def call_regression(name, param, x, t, reduction, go, need_grad=True):
     fn = getattr(M, name)
-    if param is None:
-        return fn(x, t, reduction, go, need_grad)
-    return fn(x, t, param, reduction, go, need_grad)
+    params = {} if param is None else {"beta" if name == "smooth_l1_loss" else "delta": param}
+    return fn(x, t, reduction=reduction, grad_output=go, need_grad=need_grad, **params)
 
 
 def torch_regression(name, param, xt, t, reduction):
@@ -827,7 +814,7 @@ def test_kl_div_matches_torch(shape, reduction, log_target):
     if log_target:
         t = np.log(rng.uniform(0.05, 1.0, size=shape))
     go, go_t = make_grad_output(rng, reduction, shape)
-    loss, grad = M.kl_div(x, t, reduction, log_target, go, True)
+    loss, grad = M.kl_div(x, t, reduction=reduction, log_target=log_target, grad_output=go, need_grad=True)
     tl, tg = torch_loss_and_grad(
         lambda xt: F.kl_div(xt, torch.from_numpy(np.asarray(t)), reduction=reduction,
                             log_target=log_target), x, go_t)
@@ -838,7 +825,7 @@ def test_kl_div_matches_torch(shape, reduction, log_target):
 def test_kl_div_zero_probability_targets():
     x = np.array([-INF, -1.0, NAN, -0.5, -INF])
     t = np.array([0.0, 0.0, 0.0, 0.5, 0.5])
-    loss, grad = M.kl_div(x, t, "none", False, None, True)
+    loss, grad = M.kl_div(x, t, reduction="none", log_target=False, grad_output=None, need_grad=True)
     tl, tg = torch_loss_and_grad(lambda xt: F.kl_div(xt, torch.from_numpy(t), reduction="none"),
                                  x, torch.ones(5, dtype=torch.float64))
     assert np.isnan(tl[0])  # torch: 0 * (-inf) = NaN; ours: 0 (zero target contributes 0)
@@ -848,7 +835,7 @@ def test_kl_div_zero_probability_targets():
 
     with np.errstate(divide="ignore"):
         lt = np.log(t)  # log_target: -inf log-targets; torch gives NaN even for finite x
-    loss, grad = M.kl_div(x, lt, "none", True, None, True)
+    loss, grad = M.kl_div(x, lt, reduction="none", log_target=True, grad_output=None, need_grad=True)
     tl, tg = torch_loss_and_grad(
         lambda xt: F.kl_div(xt, torch.from_numpy(lt), reduction="none", log_target=True),
         x, torch.ones(5, dtype=torch.float64))
@@ -859,7 +846,7 @@ def test_kl_div_zero_probability_targets():
 
 
 def test_kl_div_batchmean_zero_d():
-    loss, grad = M.kl_div(np.float64(-1.0), np.float64(0.5), "batchmean", False, 2.0, True)
+    loss, grad = M.kl_div(np.float64(-1.0), np.float64(0.5), reduction="batchmean", log_target=False, grad_output=2.0, need_grad=True)
     tl = F.kl_div(torch.tensor(-1.0, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64),
                   reduction="batchmean")
     close(loss, tl.numpy())
@@ -871,19 +858,17 @@ def test_kl_div_batchmean_zero_d():
 # ----------------------------------------------------------------------------------------------
 def elementwise_calls():
     return {
-        "sigmoid_focal_loss": lambda x, t, r, go, ng: M.sigmoid_focal_loss(x, t, 0.25, 2.0, r,
-                                                                           go, ng),
-        "binary_cross_entropy": lambda x, t, r, go, ng: M.binary_cross_entropy(
-            np.clip(x, 0.1, 0.9), np.clip(t, 0, 1), None, r, go, ng),
-        "bce_with_logits": lambda x, t, r, go, ng: M.binary_cross_entropy_with_logits(
-            x, np.clip(t, 0, 1), None, None, r, go, ng),
-        "mse_loss": M.mse_loss,
-        "l1_loss": M.l1_loss,
-        "smooth_l1_loss": lambda x, t, r, go, ng: M.smooth_l1_loss(x, t, 1.0, r, go, ng),
-        "huber_loss": lambda x, t, r, go, ng: M.huber_loss(x, t, 1.0, r, go, ng),
-        "kl_div": lambda x, t, r, go, ng: M.kl_div(x, np.abs(t), r, False, go, ng),
-        "kl_div_batchmean": lambda x, t, r, go, ng: M.kl_div(
-            x, np.abs(t), "batchmean" if r == "mean" else r, False, go, ng),
+        "sigmoid_focal_loss": lambda x, t, r, go, ng: M.sigmoid_focal_loss(x, t, alpha=0.25, gamma=2.0, reduction=r, grad_output=go, need_grad=ng),
+        "binary_cross_entropy": lambda x, t, r, go, ng: M.binary_cross_entropy(np.clip(x, 0.1, 0.9), np.clip(t, 0, 1), weight=None, reduction=r, grad_output=go, need_grad=ng),
+        "bce_with_logits": lambda x, t, r, go, ng: M.binary_cross_entropy_with_logits(x, np.clip(t, 0, 1), weight=None, pos_weight=None, reduction=r, grad_output=go, need_grad=ng),
+        "mse_loss": lambda x, t, r, go, ng: M.mse_loss(x, t, reduction=r, grad_output=go,
+                                                       need_grad=ng),
+        "l1_loss": lambda x, t, r, go, ng: M.l1_loss(x, t, reduction=r, grad_output=go,
+                                                     need_grad=ng),
+        "smooth_l1_loss": lambda x, t, r, go, ng: M.smooth_l1_loss(x, t, beta=1.0, reduction=r, grad_output=go, need_grad=ng),
+        "huber_loss": lambda x, t, r, go, ng: M.huber_loss(x, t, delta=1.0, reduction=r, grad_output=go, need_grad=ng),
+        "kl_div": lambda x, t, r, go, ng: M.kl_div(x, np.abs(t), reduction=r, log_target=False, grad_output=go, need_grad=ng),
+        "kl_div_batchmean": lambda x, t, r, go, ng: M.kl_div(x, np.abs(t), reduction="batchmean" if r == "mean" else r, log_target=False, grad_output=go, need_grad=ng),
     }
 
 

@@ -222,8 +222,8 @@ def logsumexp(x):
 # --------------------------------------------------------------------------------------------
 # class losses, x: (N, C, S)
 # --------------------------------------------------------------------------------------------
-def cross_entropy(x, target, weight, ignore_index, label_smoothing, reduction, grad_output,
-                  need_grad):
+def cross_entropy(x, target, *, reduction, grad_output=None, need_grad=False, weight=None,
+                  ignore_index=-100, label_smoothing=0.0):
     """torch.nn.functional.cross_entropy on canonical (N, C, S) logits.
 
     target: int (N, S) class indices, or float (N, C, S) class probabilities.
@@ -288,7 +288,7 @@ def _cross_entropy_probs(x, logp, p, t, weight, e, reduction, grad_output, need_
     return loss, d_per * scale
 
 
-def nll_loss(x, target, weight, ignore_index, reduction, grad_output, need_grad):
+def nll_loss(x, target, *, reduction, grad_output=None, need_grad=False, weight=None, ignore_index=-100):
     """torch.nn.functional.nll_loss on canonical (N, C, S) log-probabilities.
 
     l_i = -w[y_i] x[i, y_i] (0 where ignored); "mean" divides by sum of w[y_i] over kept
@@ -309,7 +309,8 @@ def nll_loss(x, target, weight, ignore_index, reduction, grad_output, need_grad)
         return loss, grad
 
 
-def focal_loss(x, target, gamma, weight, ignore_index, reduction, grad_output, need_grad):
+def focal_loss(x, target, *, reduction, grad_output=None, need_grad=False, weight=None, ignore_index=-100,
+               gamma=2.0):
     """Multi-class softmax focal loss: per sample -w[y] (1 - p_y)^gamma log p_y.
 
     "mean" divides by sum of w[y] over non-ignored samples (gamma = 0 is cross_entropy).
@@ -354,7 +355,7 @@ def _finish_elementwise(per, d_per, reduction, grad_output, need_grad, denominat
     return loss, d_per * _grad_scale(reduction, denominator, grad_output)
 
 
-def sigmoid_focal_loss(x, target, alpha, gamma, reduction, grad_output, need_grad):
+def sigmoid_focal_loss(x, target, *, reduction, grad_output=None, need_grad=False, alpha=0.25, gamma=2.0):
     """torchvision.ops.sigmoid_focal_loss (soft targets in [0, 1] allowed).
 
     ce = t softplus(-x) + (1 - t) softplus(x) (a term with coefficient 0 contributes 0),
@@ -391,7 +392,7 @@ def sigmoid_focal_loss(x, target, alpha, gamma, reduction, grad_output, need_gra
         return _finish_elementwise(per, d_per, reduction, grad_output, need_grad)
 
 
-def binary_cross_entropy(x, target, weight, reduction, grad_output, need_grad):
+def binary_cross_entropy(x, target, *, reduction, grad_output=None, need_grad=False, weight=None):
     """torch.nn.functional.binary_cross_entropy on probabilities x.
 
     l = w [ (t - 1) max(log1p(-x), -100) - t max(log(x), -100) ]  (torch uses log1p(-x))
@@ -413,8 +414,8 @@ def binary_cross_entropy(x, target, weight, reduction, grad_output, need_grad):
         return _finish_elementwise(per, d_per, reduction, grad_output, need_grad)
 
 
-def binary_cross_entropy_with_logits(x, target, weight, pos_weight, reduction, grad_output,
-                                     need_grad):
+def binary_cross_entropy_with_logits(x, target, *, reduction, grad_output=None, need_grad=False, weight=None,
+                                     pos_weight=None):
     """l = w [ pos_weight t softplus(-x) + (1 - t) softplus(x) ]; a term whose coefficient is 0
     contributes 0, so x = +-inf with an agreeing target gives loss 0 (torch: NaN).  x = NaN
     gives NaN (like torch) even when both coefficients are 0 (pos_weight = 0, t = 1).
@@ -438,7 +439,7 @@ def binary_cross_entropy_with_logits(x, target, weight, pos_weight, reduction, g
         return _finish_elementwise(per, d_per, reduction, grad_output, need_grad)
 
 
-def mse_loss(x, target, reduction, grad_output, need_grad):
+def mse_loss(x, target, *, reduction, grad_output=None, need_grad=False):
     """(x - t)^2; grad 2 (x - t)."""
     with np.errstate(all="ignore"):
         diff = _f64(x) - _f64(target)
@@ -446,7 +447,7 @@ def mse_loss(x, target, reduction, grad_output, need_grad):
         return _finish_elementwise(diff * diff, d_per, reduction, grad_output, need_grad)
 
 
-def l1_loss(x, target, reduction, grad_output, need_grad):
+def l1_loss(x, target, *, reduction, grad_output=None, need_grad=False):
     """|x - t|; grad sign(x - t) with sign(0) = 0 (as torch)."""
     with np.errstate(all="ignore"):
         diff = _f64(x) - _f64(target)
@@ -454,12 +455,12 @@ def l1_loss(x, target, reduction, grad_output, need_grad):
         return _finish_elementwise(np.abs(diff), d_per, reduction, grad_output, need_grad)
 
 
-def smooth_l1_loss(x, target, beta, reduction, grad_output, need_grad):
+def smooth_l1_loss(x, target, *, reduction, grad_output=None, need_grad=False, beta=1.0):
     """z = |x - t|: 0.5 z^2 / beta if z < beta else z - 0.5 beta; beta == 0 is l1_loss.
     grad: clip((x - t) / beta, -1, 1)."""
     beta = float(beta)
     if beta == 0.0:
-        return l1_loss(x, target, reduction, grad_output, need_grad)
+        return l1_loss(x, target, reduction=reduction, grad_output=grad_output, need_grad=need_grad)
     with np.errstate(all="ignore"):
         diff = _f64(x) - _f64(target)
         z = np.abs(diff)
@@ -468,7 +469,7 @@ def smooth_l1_loss(x, target, beta, reduction, grad_output, need_grad):
         return _finish_elementwise(per, d_per, reduction, grad_output, need_grad)
 
 
-def huber_loss(x, target, delta, reduction, grad_output, need_grad):
+def huber_loss(x, target, *, reduction, grad_output=None, need_grad=False, delta=1.0):
     """z = |x - t|: 0.5 z^2 if z < delta else delta (z - 0.5 delta); grad clip(x - t, +-delta)."""
     delta = float(delta)
     with np.errstate(all="ignore"):
@@ -479,7 +480,7 @@ def huber_loss(x, target, delta, reduction, grad_output, need_grad):
         return _finish_elementwise(per, d_per, reduction, grad_output, need_grad)
 
 
-def kl_div(x, target, reduction, log_target, grad_output, need_grad):
+def kl_div(x, target, *, reduction, grad_output=None, need_grad=False, log_target=False):
     """torch.nn.functional.kl_div, x = log-probabilities.
 
     log_target=False: t (log t - x), 0 where t == 0; grad -t.

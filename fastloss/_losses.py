@@ -1,0 +1,190 @@
+"""The loss registry: one row per public function, read by everything that lists losses.
+
+``LOSSES`` maps each public loss (and the softmax family) to a frozen :class:`LossSpec`.  The
+public wrappers in ``_api`` call :func:`fastloss._api` 's family runners with their row; the
+NumPy reference twin, ``fastloss eval``, ``fastloss bench``, the torch bridge's autograd
+Functions and Modules and the generic test suites all iterate this table.  Adding a loss is
+one row here, one reference function, one kernel (see ``docs/architecture.md``).
+
+A row holds facts about the loss, never test or benchmark code:
+
+* ``family``: ``"class"`` (input ``(N, C, d...)`` with class-index or probability targets),
+  ``"elementwise"`` (input and target of one shape) or ``"axis"`` (softmax family, no target).
+* ``kernel``: the C op name (``fastloss._kernels.CLASS_OPS`` / ``ELEMENTWISE_OPS`` /
+  ``SOFTMAX_OPS`` key); ``kernel_switch=(param, other_kernel)`` picks ``other_kernel`` when
+  that parameter is true (``kl_div``'s ``log_target``).
+* ``params``: the scalar options, each with its default, its validator and the kernel
+  argument it feeds; ``weights``: the array options and how they broadcast.
+* ``reference``: the float64 NumPy twin in ``reference/_math.py``; every twin of one family
+  shares one keyword signature ``f(x, target, *, reduction, grad_output, need_grad,
+  **weights, **params)``.
+* ``input_domain`` / ``target_domain``: where valid inputs live (tests and the benchmark draw
+  from it): ``"logits"``, ``"prob"``, ``"logprob"``, ``"real"``; targets ``"class"``,
+  ``"binary"``, ``"prob"``, ``"real"``.
+* ``torch_name``: the ``torch.nn.functional`` peer (``None``: torch has none);
+  ``torch_module``: the ``torch.nn`` Module name that ``fastloss.torch`` provides.
+* ``binary_threshold``: for ``fastloss eval``, the input value above which a binary
+  prediction is positive (``None``: not a binary classification loss).
+* ``examples``: option sets worth exercising beside the defaults (edge values of the
+  parameters: ``gamma=0``, ``beta=0``, ``alpha<0`` ...).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from . import _validate as V
+from .reference import _math as M
+
+__all__ = ["Param", "Weight", "LossSpec", "LOSSES", "losses"]
+
+
+def _real(value: Any, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+
+
+def _positive(value: Any, name: str) -> float:
+    v = V.check_nonneg(value, name)
+    if v == 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return v
+
+
+def _unit_interval(value: Any, name: str) -> float:
+    v = V.check_nonneg(value, name)
+    if v > 1:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return v
+
+
+def _flag(value: Any, name: str) -> bool:
+    return bool(value)
+
+
+def _passthrough(value: Any, name: str) -> Any:
+    """Validated later with the rest of the problem (``ignore_index`` needs the targets)."""
+    return value
+
+
+@dataclass(frozen=True)
+class Param:
+    """A scalar option: keyword name, default, validator ``check(value, name)`` returning the
+    canonical value, and the kernel argument it is passed as (``None``: not passed)."""
+
+    name: str
+    default: Any
+    check: Callable[[Any, str], Any] = V.check_nonneg
+    kernel_arg: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Weight:
+    """An array option.  ``broadcast``: ``"class"`` = shape ``(C,)``; ``"any"`` = broadcasts
+    to the input's shape; ``"last"`` = broadcasts along the last axis (``pos_weight``)."""
+
+    name: str
+    broadcast: str = "any"
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    name: str
+    family: str
+    kernel: str
+    reference: Callable[..., Any]
+    params: tuple = ()
+    weights: tuple = ()
+    reductions: tuple = ("none", "mean", "sum")
+    default_reduction: str = "mean"
+    input_domain: str = "logits"
+    target_domain: str = "class"
+    torch_name: Optional[str] = None
+    torch_module: Optional[str] = None
+    binary_threshold: Optional[float] = None
+    kernel_switch: Optional[tuple] = None
+    examples: tuple = ()
+    param_names: tuple = field(init=False, repr=False)
+    weight_names: tuple = field(init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "param_names", tuple(p.name for p in self.params))
+        object.__setattr__(self, "weight_names", tuple(w.name for w in self.weights))
+
+    def defaults(self) -> dict:
+        """The parameters' defaults, by name."""
+        return {p.name: p.default for p in self.params}
+
+    def check_params(self, given: dict) -> dict:
+        """Validated parameter values (in declaration order) from the caller's keywords."""
+        return {p.name: p.check(given[p.name], p.name) for p in self.params}
+
+    def kernel_for(self, params: dict) -> str:
+        if self.kernel_switch is not None and params[self.kernel_switch[0]]:
+            return self.kernel_switch[1]
+        return self.kernel
+
+
+_CLASS_WEIGHT = (Weight("weight", "class"),)
+_IGNORE = Param("ignore_index", -100, _passthrough)
+
+LOSSES: dict = {s.name: s for s in (
+    LossSpec("cross_entropy", "class", "cross_entropy", M.cross_entropy,
+             params=(_IGNORE, Param("label_smoothing", 0.0, _unit_interval, "smoothing")),
+             weights=_CLASS_WEIGHT, target_domain="class_or_prob",
+             torch_name="cross_entropy", torch_module="CrossEntropyLoss",
+             examples=({"label_smoothing": 0.1}, {"label_smoothing": 1.0})),
+    LossSpec("nll_loss", "class", "nll", M.nll_loss, params=(_IGNORE,), weights=_CLASS_WEIGHT,
+             input_domain="logprob", torch_name="nll_loss", torch_module="NLLLoss"),
+    LossSpec("focal_loss", "class", "focal", M.focal_loss,
+             params=(Param("gamma", 2.0, V.check_nonneg, "gamma"), _IGNORE),
+             weights=_CLASS_WEIGHT, torch_module="FocalLoss",
+             examples=({"gamma": 0.0}, {"gamma": 0.25}, {"gamma": 0.5}, {"gamma": 1.0},
+                       {"gamma": 3.0})),
+    LossSpec("sigmoid_focal_loss", "elementwise", "sigmoid_focal", M.sigmoid_focal_loss,
+             params=(Param("alpha", 0.25, _real, "p1"), Param("gamma", 2.0, V.check_nonneg, "p2")),
+             default_reduction="none", target_domain="binary",
+             torch_name="torchvision.ops.sigmoid_focal_loss", torch_module="SigmoidFocalLoss",
+             binary_threshold=0.0,
+             examples=({"alpha": -1.0, "gamma": 0.0}, {"alpha": 0.75, "gamma": 0.5},
+                       {"gamma": 0.25}, {"gamma": 1.0}, {"gamma": 3.0})),
+    LossSpec("binary_cross_entropy", "elementwise", "bce", M.binary_cross_entropy,
+             weights=(Weight("weight"),), input_domain="prob", target_domain="binary",
+             torch_name="binary_cross_entropy", torch_module="BCELoss", binary_threshold=0.5),
+    LossSpec("binary_cross_entropy_with_logits", "elementwise", "bce_logits",
+             M.binary_cross_entropy_with_logits,
+             weights=(Weight("weight"), Weight("pos_weight", "last")), target_domain="binary",
+             torch_name="binary_cross_entropy_with_logits", torch_module="BCEWithLogitsLoss",
+             binary_threshold=0.0),
+    LossSpec("mse_loss", "elementwise", "mse", M.mse_loss, input_domain="real",
+             target_domain="real", torch_name="mse_loss", torch_module="MSELoss"),
+    LossSpec("l1_loss", "elementwise", "l1", M.l1_loss, input_domain="real",
+             target_domain="real", torch_name="l1_loss", torch_module="L1Loss"),
+    LossSpec("smooth_l1_loss", "elementwise", "smooth_l1", M.smooth_l1_loss,
+             params=(Param("beta", 1.0, V.check_nonneg, "p1"),), input_domain="real",
+             target_domain="real", torch_name="smooth_l1_loss", torch_module="SmoothL1Loss",
+             examples=({"beta": 0.0}, {"beta": 0.5}, {"beta": 2.5})),
+    LossSpec("huber_loss", "elementwise", "huber", M.huber_loss,
+             params=(Param("delta", 1.0, _positive, "p1"),), input_domain="real",
+             target_domain="real", torch_name="huber_loss", torch_module="HuberLoss",
+             examples=({"delta": 0.3}, {"delta": 2.0})),
+    LossSpec("kl_div", "elementwise", "kl_div", M.kl_div,
+             params=(Param("log_target", False, _flag),),
+             reductions=("none", "mean", "sum", "batchmean"), input_domain="logprob",
+             target_domain="prob", torch_name="kl_div", torch_module="KLDivLoss",
+             kernel_switch=("log_target", "kl_div_log_target"),
+             examples=({"log_target": True},)),
+    LossSpec("log_softmax", "axis", "log_softmax", M.log_softmax, reductions=(),
+             default_reduction="none", target_domain="none", torch_name="log_softmax"),
+    LossSpec("softmax", "axis", "softmax", M.softmax, reductions=(), default_reduction="none",
+             target_domain="none", torch_name="softmax"),
+    LossSpec("logsumexp", "axis", "logsumexp", M.logsumexp, reductions=(),
+             default_reduction="none", target_domain="none", torch_name="logsumexp"),
+)}
+
+
+def losses(*families: str) -> list:
+    """The registry rows of the given families (all rows when none is given), in order."""
+    return [s for s in LOSSES.values() if not families or s.family in families]
