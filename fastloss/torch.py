@@ -45,27 +45,22 @@ Differences from ``torch.nn.functional`` (all deliberate, all raise instead of g
   exactly like torch, with a ``UserWarning``).
 * Bad shapes, out-of-range class indices, bad options raise fastloss's own ``ValueError`` /
   ``IndexError`` / ``TypeError`` (torch mostly raises ``RuntimeError``).
-* Numerics are fastloss's (see docs/API.md): e.g. finite focal losses at saturated logits and
+* Numerics are fastloss's (see docs/numerics.md): e.g. finite focal losses at saturated logits and
   ``binary_cross_entropy_with_logits`` exact at +-inf logits, where torch gives NaN.
 
 Extra losses: :func:`focal_loss` (multi-class softmax focal loss) and :func:`sigmoid_focal_loss`
 (torchvision's signature, default ``reduction="none"``), with modules :class:`FocalLoss` and
 :class:`SigmoidFocalLoss`.
 """
+import inspect
 import warnings
 
 import numpy as np
 import torch
 
 import fastloss as _fl
+from fastloss import _losses as _registry
 
-__all__ = [
-    "cross_entropy", "nll_loss", "focal_loss", "sigmoid_focal_loss", "binary_cross_entropy",
-    "binary_cross_entropy_with_logits", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
-    "kl_div",
-    "CrossEntropyLoss", "NLLLoss", "FocalLoss", "SigmoidFocalLoss", "BCELoss", "BCEWithLogitsLoss",
-    "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "KLDivLoss",
-]
 
 _NATIVE = (torch.float32, torch.float64)
 _UPCAST = (torch.float16, torch.bfloat16)
@@ -195,62 +190,33 @@ class _FusedLossFunction(torch.autograd.Function):
         return (grad,) + nones
 
 
-class CrossEntropyFunction(_FusedLossFunction):
-    @staticmethod
-    def forward(ctx, input, target, options, weight):
-        return _fused_forward(ctx, "cross_entropy", True, input, target, options, weight=weight)
+def _make_function(spec):
+    """The autograd.Function of a registry row: forward(ctx, input, target, options, *weights)
+    with the row's weight tensors in declaration order."""
+    weight_names = spec.weight_names
+    class_axis = spec.family == "class"
+
+    def forward(ctx, input, target, options, *weights):
+        return _fused_forward(ctx, spec.name, class_axis, input, target, options,
+                              **dict(zip(weight_names, weights)))
+
+    name = f"{spec.torch_module}Function"
+    doc = f"autograd.Function of fastloss.torch.{spec.name} (gradient from the fused forward)."
+    return type(name, (_FusedLossFunction,), {"forward": staticmethod(forward), "__doc__": doc,
+                                              "__module__": __name__})
 
 
-class NLLLossFunction(_FusedLossFunction):
-    @staticmethod
-    def forward(ctx, input, target, options, weight):
-        return _fused_forward(ctx, "nll_loss", True, input, target, options, weight=weight)
+#: loss name -> its autograd.Function, one per registry row that has a torch module
+FUNCTIONS = {spec.name: _make_function(spec) for spec in _registry.losses("class", "elementwise")
+             if spec.torch_module}
+globals().update({f.__name__: f for f in FUNCTIONS.values()})
 
 
-class FocalLossFunction(_FusedLossFunction):
-    @staticmethod
-    def forward(ctx, input, target, options, weight):
-        return _fused_forward(ctx, "focal_loss", True, input, target, options, weight=weight)
-
-
-class SigmoidFocalLossFunction(_FusedLossFunction):
-    @staticmethod
-    def forward(ctx, input, target, options):
-        return _fused_forward(ctx, "sigmoid_focal_loss", False, input, target, options)
-
-
-class BCEFunction(_FusedLossFunction):
-    @staticmethod
-    def forward(ctx, input, target, options, weight):
-        return _fused_forward(ctx, "binary_cross_entropy", False, input, target, options,
-                              weight=weight)
-
-
-class BCEWithLogitsFunction(_FusedLossFunction):
-    @staticmethod
-    def forward(ctx, input, target, options, weight, pos_weight):
-        return _fused_forward(ctx, "binary_cross_entropy_with_logits", False, input, target,
-                              options, weight=weight, pos_weight=pos_weight)
-
-
-def _plain_function(loss_name, class_name):
-    """autograd.Function for an elementwise loss with no weight tensors."""
-    def forward(ctx, input, target, options):
-        return _fused_forward(ctx, loss_name, False, input, target, options)
-    return type(class_name, (_FusedLossFunction,), {"forward": staticmethod(forward)})
-
-
-MSELossFunction = _plain_function("mse_loss", "MSELossFunction")
-L1LossFunction = _plain_function("l1_loss", "L1LossFunction")
-SmoothL1LossFunction = _plain_function("smooth_l1_loss", "SmoothL1LossFunction")
-HuberLossFunction = _plain_function("huber_loss", "HuberLossFunction")
-KLDivFunction = _plain_function("kl_div", "KLDivFunction")
-
-
-def _run(function, input, target, options, *weights):
+def _run(name, input, target, options, *weights):
     """Through autograd only when a gradient is wanted (Function.forward's needs_input_grad
     ignores torch.no_grad(), so grad mode is checked here); otherwise a plain forward-only
     fastloss call, no gradient computed."""
+    function = FUNCTIONS[name]
     if input.requires_grad and torch.is_grad_enabled():
         return function.apply(input, target, options, *weights)
     return function.forward(None, input, target, options, *weights)
@@ -277,7 +243,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     reduction = _legacy_reduction(size_average, reduce, reduction, "cross_entropy")
     options = _opts(ignore_index=ignore_index, reduction=reduction,
                     label_smoothing=label_smoothing)
-    return _run(CrossEntropyFunction, input, target, options, weight)
+    return _run("cross_entropy", input, target, options, weight)
 
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
@@ -286,7 +252,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     _check_args("nll_loss", input, target, weight=weight)
     reduction = _legacy_reduction(size_average, reduce, reduction, "nll_loss")
     options = _opts(ignore_index=ignore_index, reduction=reduction)
-    return _run(NLLLossFunction, input, target, options, weight)
+    return _run("nll_loss", input, target, options, weight)
 
 
 def focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
@@ -296,7 +262,7 @@ def focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100, reducti
     is cross_entropy.  Finite values and gradients at saturated logits for every gamma >= 0."""
     _check_args("focal_loss", input, target, weight=weight)
     options = _opts(gamma=gamma, ignore_index=ignore_index, reduction=reduction)
-    return _run(FocalLossFunction, input, target, options, weight)
+    return _run("focal_loss", input, target, options, weight)
 
 
 def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
@@ -304,7 +270,7 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none")
     the alpha term.  Note torchvision's default reduction="none"."""
     _check_args("sigmoid_focal_loss", inputs, targets)
     options = _opts(alpha=alpha, gamma=gamma, reduction=reduction)
-    return _run(SigmoidFocalLossFunction, inputs, targets, options)
+    return _run("sigmoid_focal_loss", inputs, targets, options)
 
 
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
@@ -312,7 +278,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     """torch.nn.functional.binary_cross_entropy on probabilities (logs clamped at -100)."""
     _check_args("binary_cross_entropy", input, target, weight=weight)
     reduction = _legacy_reduction(size_average, reduce, reduction, "binary_cross_entropy")
-    return _run(BCEFunction, input, target, _opts(reduction=reduction), weight)
+    return _run("binary_cross_entropy", input, target, _opts(reduction=reduction), weight)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
@@ -322,7 +288,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     name = "binary_cross_entropy_with_logits"
     _check_args(name, input, target, weight=weight, pos_weight=pos_weight)
     reduction = _legacy_reduction(size_average, reduce, reduction, name)
-    return _run(BCEWithLogitsFunction, input, target, _opts(reduction=reduction), weight,
+    return _run(name, input, target, _opts(reduction=reduction), weight,
                 pos_weight)
 
 
@@ -331,7 +297,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     _check_args("mse_loss", input, target)
     _no_weight(weight, "mse_loss")
     reduction = _legacy_reduction(size_average, reduce, reduction, "mse_loss")
-    return _run(MSELossFunction, input, target, _opts(reduction=reduction))
+    return _run("mse_loss", input, target, _opts(reduction=reduction))
 
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
@@ -339,21 +305,21 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
     _check_args("l1_loss", input, target)
     _no_weight(weight, "l1_loss")
     reduction = _legacy_reduction(size_average, reduce, reduction, "l1_loss")
-    return _run(L1LossFunction, input, target, _opts(reduction=reduction))
+    return _run("l1_loss", input, target, _opts(reduction=reduction))
 
 
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
     """torch.nn.functional.smooth_l1_loss (beta=0 is l1_loss)."""
     _check_args("smooth_l1_loss", input, target)
     reduction = _legacy_reduction(size_average, reduce, reduction, "smooth_l1_loss")
-    return _run(SmoothL1LossFunction, input, target, _opts(beta=beta, reduction=reduction))
+    return _run("smooth_l1_loss", input, target, _opts(beta=beta, reduction=reduction))
 
 
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     """torch.nn.functional.huber_loss (weight= not supported)."""
     _check_args("huber_loss", input, target)
     _no_weight(weight, "huber_loss")
-    return _run(HuberLossFunction, input, target, _opts(delta=delta, reduction=reduction))
+    return _run("huber_loss", input, target, _opts(delta=delta, reduction=reduction))
 
 
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
@@ -361,146 +327,67 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     _check_args("kl_div", input, target)
     reduction = _legacy_reduction(size_average, reduce, reduction, "kl_div")
     options = _opts(reduction=reduction, log_target=bool(log_target))
-    return _run(KLDivFunction, input, target, options)
+    return _run("kl_div", input, target, options)
 
 
 # ------------------------------------------------------------------ nn.Module classes
 
 class _Loss(torch.nn.Module):
-    def __init__(self, size_average=None, reduce=None, reduction="mean"):
-        super().__init__()
-        self.reduction = _legacy_reduction(size_average, reduce, reduction, type(self).__name__)
+    """Base of the generated modules: options are attributes, weight tensors buffers."""
 
     def extra_repr(self):
         return f"reduction={self.reduction!r}"
 
 
-class _WeightedLoss(_Loss):
-    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
-        super().__init__(size_average, reduce, reduction)
-        self.register_buffer("weight", weight)
+def _make_module(spec, functional):
+    """torch.nn.<spec.torch_module>: its constructor takes the functional's arguments after
+    (input, target) that the loss uses (torch's module constructors list them in the same
+    order), maps the deprecated size_average / reduce to `reduction`, keeps the weight tensors
+    as buffers and the options as attributes; forward(input, target) calls the functional."""
+    module = spec.torch_module
+    used = set(spec.param_names) | set(spec.weight_names) | {"reduction", "size_average",
+                                                              "reduce"}
+    fn_params = list(inspect.signature(functional).parameters.values())
+    input_name, target_name = fn_params[0].name, fn_params[1].name
+    init_params = [p for p in fn_params[2:] if p.name in used]
+    option_names = [p.name for p in init_params if p.name not in ("size_average", "reduce")]
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    init_signature = inspect.Signature([self_param] + init_params)
 
+    def __init__(self, *args, **kwargs):
+        bound = init_signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        del values["self"]
+        torch.nn.Module.__init__(self)
+        if "size_average" in values:
+            values["reduction"] = _legacy_reduction(values.pop("size_average"),
+                                                    values.pop("reduce"), values["reduction"],
+                                                    module)
+        for name, value in values.items():
+            if name in spec.weight_names:
+                self.register_buffer(name, value)
+            else:
+                setattr(self, name, value)
 
-class CrossEntropyLoss(_WeightedLoss):
-    """torch.nn.CrossEntropyLoss on fastloss.torch.cross_entropy."""
-
-    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                 reduction="mean", label_smoothing=0.0):
-        super().__init__(weight, size_average, reduce, reduction)
-        self.ignore_index = ignore_index
-        self.label_smoothing = label_smoothing
-
-    def forward(self, input, target):
-        return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
-                             reduction=self.reduction, label_smoothing=self.label_smoothing)
-
-
-class NLLLoss(_WeightedLoss):
-    """torch.nn.NLLLoss on fastloss.torch.nll_loss."""
-
-    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                 reduction="mean"):
-        super().__init__(weight, size_average, reduce, reduction)
-        self.ignore_index = ignore_index
-
-    def forward(self, input, target):
-        return nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
-                        reduction=self.reduction)
-
-
-class FocalLoss(_WeightedLoss):
-    """Multi-class softmax focal loss module (fastloss.torch.focal_loss)."""
-
-    def __init__(self, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
-        super().__init__(weight, None, None, reduction)
-        self.gamma = gamma
-        self.ignore_index = ignore_index
+    __init__.__signature__ = init_signature
 
     def forward(self, input, target):
-        return focal_loss(input, target, gamma=self.gamma, weight=self.weight,
-                          ignore_index=self.ignore_index, reduction=self.reduction)
+        return functional(input, target, **{name: getattr(self, name) for name in option_names})
+
+    forward.__signature__ = inspect.Signature([
+        self_param, inspect.Parameter(input_name, inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter(target_name, inspect.Parameter.POSITIONAL_OR_KEYWORD)])
+    peer = f"Drop-in torch.nn.{module}" if spec.torch_name == spec.name else "Module"
+    doc = (f"{peer} on fastloss's fused kernel: forward({input_name}, {target_name}) is "
+           f"fastloss.torch.{spec.name}({input_name}, {target_name}, **options).")
+    return type(module, (_Loss,), {"__init__": __init__, "forward": forward, "__doc__": doc,
+                                   "__module__": __name__})
 
 
-class SigmoidFocalLoss(_Loss):
-    """torchvision's sigmoid_focal_loss as a module (default reduction="none" like it)."""
+#: loss name -> its functional; loss name -> its nn.Module class
+FUNCTIONALS = {name: globals()[name] for name in FUNCTIONS}
+MODULES = {name: _make_module(_registry.LOSSES[name], fn) for name, fn in FUNCTIONALS.items()}
+globals().update({m.__name__: m for m in MODULES.values()})
 
-    def __init__(self, alpha=0.25, gamma=2.0, reduction="none"):
-        super().__init__(None, None, reduction)
-        self.alpha = alpha
-        self.gamma = gamma
-
-    def forward(self, inputs, targets):
-        return sigmoid_focal_loss(inputs, targets, alpha=self.alpha, gamma=self.gamma,
-                                  reduction=self.reduction)
-
-
-class BCELoss(_WeightedLoss):
-    """torch.nn.BCELoss on fastloss.torch.binary_cross_entropy."""
-
-    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
-        super().__init__(weight, size_average, reduce, reduction)
-
-    def forward(self, input, target):
-        return binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)
-
-
-class BCEWithLogitsLoss(_Loss):
-    """torch.nn.BCEWithLogitsLoss on fastloss.torch.binary_cross_entropy_with_logits."""
-
-    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean",
-                 pos_weight=None):
-        super().__init__(size_average, reduce, reduction)
-        self.register_buffer("weight", weight)
-        self.register_buffer("pos_weight", pos_weight)
-
-    def forward(self, input, target):
-        return binary_cross_entropy_with_logits(input, target, weight=self.weight,
-                                                pos_weight=self.pos_weight,
-                                                reduction=self.reduction)
-
-
-class MSELoss(_Loss):
-    """torch.nn.MSELoss on fastloss.torch.mse_loss."""
-
-    def forward(self, input, target):
-        return mse_loss(input, target, reduction=self.reduction)
-
-
-class L1Loss(_Loss):
-    """torch.nn.L1Loss on fastloss.torch.l1_loss."""
-
-    def forward(self, input, target):
-        return l1_loss(input, target, reduction=self.reduction)
-
-
-class SmoothL1Loss(_Loss):
-    """torch.nn.SmoothL1Loss on fastloss.torch.smooth_l1_loss."""
-
-    def __init__(self, size_average=None, reduce=None, reduction="mean", beta=1.0):
-        super().__init__(size_average, reduce, reduction)
-        self.beta = beta
-
-    def forward(self, input, target):
-        return smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
-
-
-class HuberLoss(_Loss):
-    """torch.nn.HuberLoss on fastloss.torch.huber_loss."""
-
-    def __init__(self, reduction="mean", delta=1.0):
-        super().__init__(None, None, reduction)
-        self.delta = delta
-
-    def forward(self, input, target):
-        return huber_loss(input, target, reduction=self.reduction, delta=self.delta)
-
-
-class KLDivLoss(_Loss):
-    """torch.nn.KLDivLoss on fastloss.torch.kl_div."""
-
-    def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False):
-        super().__init__(size_average, reduce, reduction)
-        self.log_target = log_target
-
-    def forward(self, input, target):
-        return kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
+__all__ = list(FUNCTIONALS) + [m.__name__ for m in MODULES.values()]

@@ -14,7 +14,7 @@ import fastloss
 import fastloss.reference as REF
 from fastloss.reference import _math as M
 
-from conftest import FLOATS, REDUCTIONS, assert_close, readonly, ref, ref_axis
+from _helpers import FLOATS, REDUCTIONS, assert_close, readonly, ref, ref_axis
 
 DT_IDS = {np.float32: "f32", np.float64: "f64"}
 

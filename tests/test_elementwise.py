@@ -9,6 +9,9 @@ import pytest
 
 import fastloss
 import fastloss.reference as ref
+from fastloss._losses import LOSSES
+
+from _helpers import case_ids, draw_elementwise, elementwise_cases, materialise, torch_peer
 
 DTYPES = [np.float32, np.float64]
 # (300,) and (9, 131): several of the kernels' blocks (8 vectors of up to 16 lanes), ending in
@@ -29,66 +32,20 @@ def close(actual, expected, dtype):
     np.testing.assert_allclose(a, e, rtol=t["rtol"], atol=t["atol"] * (1 + scale), equal_nan=True)
 
 
-def inputs(name, shape, dtype, seed=0, hard=False):
-    rng = np.random.default_rng(seed)
-    if name == "binary_cross_entropy":
-        x = rng.uniform(0.001, 0.999, shape)
-    elif name == "kl_div":
-        x = np.log(rng.uniform(0.01, 1.0, shape))
-    else:
-        x = rng.standard_normal(shape) * 3
-    t = rng.uniform(0, 1, shape)
-    if hard:
-        t = np.round(t)
-    return x.astype(dtype), t.astype(dtype)
+def inputs(name, shape, dtype, seed=0, options=None):
+    return draw_elementwise(name, shape, dtype, seed, options)
 
 
-OPTIONS = {
-    "sigmoid_focal_loss": [dict(), dict(alpha=-1.0, gamma=0.0), dict(alpha=0.75, gamma=0.5),
-                           dict(gamma=1.0), dict(gamma=3.0)],
-    "binary_cross_entropy": [dict(), dict(weight="last")],
-    "binary_cross_entropy_with_logits": [dict(), dict(pos_weight="last"),
-                                         dict(weight="full", pos_weight="last"),
-                                         dict(weight="lead")],
-    "mse_loss": [dict()],
-    "l1_loss": [dict()],
-    "smooth_l1_loss": [dict(), dict(beta=0.0), dict(beta=2.5)],
-    "huber_loss": [dict(), dict(delta=0.3)],
-    "kl_div": [dict(), dict(log_target=True)],
-}
-CASES = [(name, opt) for name, opts in OPTIONS.items() for opt in opts]
+CASES = elementwise_cases()
 
 
-def materialise(opts, shape, dtype, seed=1):
-    """weight specs: "last" = one value per last-axis entry, "full" = same shape as input,
-    "lead" = broadcast along the first axis only, e.g. (N, 1, ...)."""
-    rng = np.random.default_rng(seed)
-    out = dict(opts)
-    for key in ("weight", "pos_weight"):
-        spec = opts.get(key)
-        if spec is None:
-            continue
-        if not shape:
-            out[key] = np.asarray(rng.uniform(0.5, 2.0), dtype=dtype)
-        elif spec == "last":
-            out[key] = rng.uniform(0.5, 2.0, shape[-1:]).astype(dtype)
-        elif spec == "full":
-            out[key] = rng.uniform(0.5, 2.0, shape).astype(dtype)
-        else:
-            out[key] = rng.uniform(0.5, 2.0, shape[:1] + (1,) * (len(shape) - 1)).astype(dtype)
-    return out
-
-
-@pytest.mark.parametrize("name,opts", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+@pytest.mark.parametrize("name,opts", CASES, ids=case_ids(CASES))
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_matches_reference(name, opts, dtype, shape):
-    x, t = inputs(name, shape, dtype, hard=name == "sigmoid_focal_loss")
-    if name == "kl_div" and opts.get("log_target"):
-        t = np.log(np.maximum(t, 1e-3)).astype(dtype)
+    x, t = inputs(name, shape, dtype, options=opts)
     kw = materialise(opts, shape, dtype)
-    reductions = ["none", "mean", "sum"] + (["batchmean"] if name == "kl_div" else [])
-    for reduction in reductions:
+    for reduction in LOSSES[name].reductions:
         la, ga = getattr(fastloss, name)(x, t, reduction=reduction, return_grad=True, **kw)
         le, ge = getattr(ref, name)(x, t, reduction=reduction, return_grad=True, **kw)
         close(la, le, dtype)
@@ -98,18 +55,16 @@ def test_matches_reference(name, opts, dtype, shape):
             assert isinstance(la, dtype)
 
 
-@pytest.mark.parametrize("name,opts", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+@pytest.mark.parametrize("name,opts", CASES, ids=case_ids(CASES))
 def test_gradient_matches_finite_differences(name, opts):
     """4th-order central differences of the compiled loss and of the reference, float64."""
     shape = (3, 4)
-    x, t = inputs(name, shape, np.float64, seed=3)
-    if name == "kl_div" and opts.get("log_target"):
-        t = np.log(np.maximum(t, 1e-3))
+    x, t = inputs(name, shape, np.float64, seed=3, options=opts)
     kw = materialise(opts, shape, np.float64)
-    if name in ("l1_loss", "smooth_l1_loss", "huber_loss"):
+    if LOSSES[name].input_domain == "real":
         x = t + np.where(np.abs(x) < 0.2, 0.7, x)  # stay away from the kinks
         x[0, 0] = t[0, 0] + 3.0 * kw.get("beta", kw.get("delta", 1.0)) + 0.5
-    h = 1e-4 if name != "binary_cross_entropy" else 1e-6
+    h = 1e-4 if LOSSES[name].input_domain != "prob" else 1e-6
     for fn in (getattr(fastloss, name), getattr(ref, name)):
         _, g = fn(x, t, reduction="sum", return_grad=True, **kw)
         num = np.empty_like(x)
@@ -252,25 +207,17 @@ def test_deterministic_across_threads(name):
     assert a[1].tobytes() == b[1].tobytes()
 
 
-@pytest.mark.parametrize("name,opts", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+@pytest.mark.parametrize("name,opts", CASES, ids=case_ids(CASES))
 def test_torch_parity(name, opts):
     torch = pytest.importorskip("torch")
-    F = torch.nn.functional
     for dtype, reduction in itertools.product(DTYPES, ["none", "mean", "sum"]):
-        x, t = inputs(name, (6, 7), dtype, seed=11, hard=name == "sigmoid_focal_loss")
-        if name == "kl_div" and opts.get("log_target"):
-            t = np.log(np.maximum(t, 1e-3)).astype(dtype)
+        x, t = inputs(name, (6, 7), dtype, seed=11, options=opts)
         kw = materialise(opts, (6, 7), dtype)
         xt = torch.tensor(x, requires_grad=True)
         tt = torch.tensor(t)
         tkw = {k: torch.tensor(v) for k, v in kw.items() if isinstance(v, np.ndarray)}
         other = {k: v for k, v in kw.items() if not isinstance(v, np.ndarray)}
-        if name == "sigmoid_focal_loss":
-            from fastloss._bench import torchvision_sigmoid_focal_loss
-            out = torchvision_sigmoid_focal_loss(xt, tt, other.get("alpha", 0.25),
-                                                 other.get("gamma", 2.0), reduction)
-        else:
-            out = getattr(F, name)(xt, tt, reduction=reduction, **tkw, **other)
+        out = torch_peer(name)(xt, tt, reduction=reduction, **tkw, **other)
         go = torch.ones_like(out) * 1.5
         out.backward(go)
         la, ga = getattr(fastloss, name)(x, t, reduction=reduction, return_grad=True,

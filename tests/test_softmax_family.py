@@ -7,7 +7,7 @@ import pytest
 
 import fastloss
 
-from conftest import FLOATS, assert_close, readonly, ref_axis
+from _helpers import FLOATS, assert_close, readonly, ref_axis
 
 OPS = ("softmax", "log_softmax", "logsumexp")
 SHAPES = [(7,), (5, 19), (3, 4, 21), (2, 3, 5, 7), (2, 3000), (2, 70, 5)]

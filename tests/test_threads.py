@@ -10,7 +10,7 @@ import pytest
 import fastloss
 from fastloss._losses import LOSSES
 
-from conftest import assert_close, ref
+from _helpers import assert_close, ref
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", None, True])

@@ -11,7 +11,7 @@ import pytest
 
 import fastloss
 
-from conftest import assert_close
+from _helpers import assert_close
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
