@@ -72,7 +72,8 @@ def _class_loss(kind, input, target, weight, ignore_index, reduction, return_gra
 
     K = _config._kernels
     loss_rows = V.empty(p.loss_shape, p.x.dtype) if reduction == "none" else None
-    loss, bad = K.class_loss(K.CLASS_LOSS_KINDS[kind], p.x, N, C, S, p.target, p.target_prob,
+    kernel = {"cross_entropy": "cross_entropy", "focal_loss": "focal", "nll_loss": "nll"}[kind]
+    loss, bad = K.class_loss(K.CLASS_OPS[kernel], p.x, N, C, S, p.target, p.target_prob,
                              p.weight, p.ignore_index, smoothing, gamma,
                              K.REDUCTIONS[reduction], go, grad, loss_rows,
                              _config._state["threads"])
@@ -128,8 +129,7 @@ def _softmax_family(op, x, axis):
         return out
     if x.size:
         K = _config._kernels
-        code = {"log_softmax": K.LOG_SOFTMAX, "softmax": K.SOFTMAX, "logsumexp": K.LOGSUMEXP}[op]
-        K.softmax(x, outer, C, inner, out, code, _config._state["threads"])
+        K.softmax(x, outer, C, inner, out, K.SOFTMAX_OPS[op], _config._state["threads"])
     return out
 
 
@@ -201,7 +201,11 @@ def _elementwise(name, input, target, reduction, return_grad, grad_output, grad_
         loss_rows = V.empty(x.shape, x.dtype) if reduction == "none" else None
         total, bad = 0.0, False
         if n:
-            total, bad = K.elementwise(K.ELEMENTWISE_OPS[op], x, t, w, wp, pw, pwp, p1, p2, grad,
+            kernel = {"binary_cross_entropy_with_logits": "bce_logits",
+                      "sigmoid_focal_loss": "sigmoid_focal", "binary_cross_entropy": "bce",
+                      "mse_loss": "mse", "l1_loss": "l1", "smooth_l1_loss": "smooth_l1",
+                      "huber_loss": "huber"}.get(op, op)  # kl_div, kl_div_log_target
+            total, bad = K.elementwise(K.ELEMENTWISE_OPS[kernel], x, t, w, wp, pw, pwp, p1, p2, grad,
                                        rows, scale, loss_rows, _config._state["threads"])
         if bad:
             _raise_bce_domain()
