@@ -1,7 +1,7 @@
 # cython: language_level=3
-"""Thin Cython layer over the C kernels in fl_kernels.c.
+"""Thin Cython layer over the C kernels in fl_kernels.c (declared in fl_kernels.pxd).
 
-Callers (fastloss/_backend.py) pass arrays that are already validated, C-contiguous and of
+Callers (fastloss/_api.py) pass arrays that are already validated, C-contiguous and of
 the working dtype; this layer only takes their data pointers, releases the GIL and calls C.
 Keeping it this thin keeps the per-call overhead at a few hundred nanoseconds.
 """
@@ -9,78 +9,46 @@ cimport numpy as cnp
 from libc.math cimport NAN
 from libc.stdint cimport int64_t
 
+from fl_kernels cimport *
+
 cnp.import_array()
-
-
-cdef extern from "fl_kernels.h" nogil:
-    ctypedef struct fl_ce_args:
-        int is_f64
-        int64_t N, C, S
-        const void *x
-        const int64_t *target
-        const void *target_prob
-        const void *weight
-        double weight_sum
-        int64_t ignore_index
-        double smoothing
-        int focal
-        double gamma
-        void *grad
-        const double *grad_scale_rows
-        double grad_scale
-        void *loss_rows
-
-    ctypedef struct fl_softmax_args:
-        int is_f64
-        int64_t N, C, S
-        int op
-        const void *x
-        void *out
-
-    ctypedef struct fl_ew_args:
-        int is_f64
-        int op
-        int64_t n
-        const void *x
-        const void *target
-        const void *weight
-        int64_t weight_period
-        const void *pos_weight
-        int64_t pos_weight_period
-        double p1, p2
-        void *grad
-        const void *grad_scale_rows
-        double grad_scale
-        void *loss_rows
-
-    enum:
-        FL_BCE_LOGITS, FL_SIGMOID_FOCAL, FL_BCE, FL_MSE, FL_L1, FL_SMOOTH_L1, FL_HUBER,
-        FL_KL_DIV, FL_KL_DIV_LOG_TARGET
-
-    void fl_init()
-    const char *fl_simd_name()
-    int fl_set_simd(const char *name)
-    int fl_openmp_enabled()
-    int fl_max_threads()
-    void fl_set_steal_test(int on)
-    int64_t fl_check_targets(const int64_t *target, int64_t n, int64_t C, int64_t ignore_index,
-                             const void *weight, int is_f64, double *weight_total, int nthreads)
-    double fl_cross_entropy(const fl_ce_args *a, int nthreads)
-    double fl_nll(const fl_ce_args *a, int nthreads)
-    void fl_softmax(const fl_softmax_args *a, int nthreads)
-    double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad)
-    void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out)
-
 
 fl_init()
 
-LOG_SOFTMAX, SOFTMAX, LOGSUMEXP = 0, 1, 2
-ELEMENTWISE_OPS = {
-    "binary_cross_entropy_with_logits": FL_BCE_LOGITS, "sigmoid_focal_loss": FL_SIGMOID_FOCAL,
-    "binary_cross_entropy": FL_BCE, "mse_loss": FL_MSE, "l1_loss": FL_L1,
-    "smooth_l1_loss": FL_SMOOTH_L1, "huber_loss": FL_HUBER, "kl_div": FL_KL_DIV,
-    "kl_div_log_target": FL_KL_DIV_LOG_TARGET,
-}
+
+
+def _op_codes(int family):
+    """{name: code} of one C op list (fl_kernel_list.h), read from fl_op_name."""
+    cdef int op = 0
+    cdef const char *name = fl_op_name(family, 0)
+    codes = {}
+    while name != NULL:
+        codes[name.decode()] = op
+        op += 1
+        name = fl_op_name(family, op)
+    return codes
+
+
+def _tuning():
+    cdef int i = 0
+    cdef const char *name = fl_tuning_name(0)
+    values = {}
+    while name != NULL:
+        values[name.decode()] = fl_tuning_value(i)
+        i += 1
+        name = fl_tuning_name(i)
+    return values
+
+
+# The op codes by name, as the C lists in fl_kernel_list.h define them.
+ELEMENTWISE_OPS = _op_codes(FL_FAMILY_ELEMENTWISE)   # "bce_logits", ..., "kl_div_log_target"
+CLASS_OPS = _op_codes(FL_FAMILY_CLASS)               # "cross_entropy", "focal", "nll"
+SOFTMAX_OPS = _op_codes(FL_FAMILY_SOFTMAX)           # "log_softmax", "softmax", "logsumexp"
+REDUCTIONS = _op_codes(FL_FAMILY_REDUCTION)          # "none", "mean", "sum"
+VECTOR_MATH_OPS = _op_codes(FL_FAMILY_VECTOR_MATH)   # "exp", "log", "log1p", ...
+# The kernels' tuning constants (fl_config.h), e.g. TUNING["small_c"]: rows of at most that
+# many classes take the transposed-tile path.
+TUNING = _tuning()
 
 
 def simd_name():
@@ -88,7 +56,8 @@ def simd_name():
 
 
 def set_simd(name):
-    """Force a SIMD path ("baseline", "avx2", "avx512"); ValueError if the CPU lacks it."""
+    """Force a SIMD path ("baseline", "avx2", "avx512", or the test-only "wide": the AVX-512
+    code shape on the baseline ISA); ValueError if unknown or the CPU lacks it."""
     if fl_set_simd(name.encode()) != 0:
         raise ValueError(f"SIMD path {name!r} is unknown or not supported by this CPU")
 
@@ -112,15 +81,12 @@ cdef inline const void *_ptr(object a):
     return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-CLASS_LOSS_KINDS = {"cross_entropy": 0, "focal_loss": 1, "nll_loss": 2}
-REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
-
-
 def class_loss(int kind, cnp.ndarray x, int64_t N, int64_t C, int64_t S, object target,
                object target_prob, object weight, int64_t ignore_index, double smoothing,
                double gamma, int reduction, object grad_output, object grad, object loss_rows,
                int nthreads):
-    """One call for a validated class-axis loss: checks the targets, forms the "mean"
+    """One call for a validated class-axis loss (kind: a CLASS_OPS code, reduction: a
+    REDUCTIONS code): checks the targets, forms the "mean"
     normaliser (sum of w[y] over non-ignored samples, or N*S for probability targets), then
     runs the fused pass.  Returns (reduced loss or None for "none", first bad target or -1)."""
     cdef fl_ce_args a
@@ -146,7 +112,7 @@ def class_loss(int kind, cnp.ndarray x, int64_t N, int64_t C, int64_t S, object 
     a.weight_sum = wsum
     a.ignore_index = ignore_index
     a.smoothing = smoothing
-    a.focal = kind == 1
+    a.focal = kind == FL_FOCAL
     a.gamma = gamma
     a.grad = <void *>_ptr(grad)
     a.grad_scale_rows = NULL
@@ -162,25 +128,26 @@ def class_loss(int kind, cnp.ndarray x, int64_t N, int64_t C, int64_t S, object 
         else:
             norm = <double>(N * S)
         if bad < 0:
-            if reduction == 1:
+            if reduction == FL_REDUCTION_MEAN:
                 a.grad_scale = go / norm if norm != 0 else NAN
             else:
                 a.grad_scale = go
-            if kind == 2:
+            if kind == FL_NLL:
                 total = fl_nll(&a, nthreads)
             else:
                 total = fl_cross_entropy(&a, nthreads)
     if bad >= 0:
         return None, bad
-    if reduction == 0:
+    if reduction == FL_REDUCTION_NONE:
         return None, -1
-    if reduction == 1:
+    if reduction == FL_REDUCTION_MEAN:
         return (total / norm if norm != 0 else NAN), -1
     return total, -1
 
 
 def softmax(cnp.ndarray x, int64_t N, int64_t C, int64_t S, cnp.ndarray out, int op,
             int nthreads):
+    """Softmax-family op (a SOFTMAX_OPS code) along the class axis of (N, C, S) into out."""
     cdef fl_softmax_args a
     a.is_f64 = cnp.PyArray_TYPE(x) == cnp.NPY_DOUBLE
     a.N = N
@@ -196,7 +163,8 @@ def softmax(cnp.ndarray x, int64_t N, int64_t C, int64_t S, cnp.ndarray out, int
 def elementwise(int op, cnp.ndarray x, cnp.ndarray target, object weight, int64_t weight_period,
                 object pos_weight, int64_t pos_weight_period, double p1, double p2, object grad,
                 object grad_scale_rows, double grad_scale, object loss_rows, int nthreads):
-    """Fused elementwise loss (+ gradient); returns (sum of losses, domain error flag)."""
+    """Fused elementwise loss (+ gradient) for op, an ELEMENTWISE_OPS code; returns (sum of
+    losses, domain error flag)."""
     cdef fl_ew_args a
     cdef double total
     cdef int bad = 0
@@ -218,9 +186,6 @@ def elementwise(int op, cnp.ndarray x, cnp.ndarray target, object weight, int64_
     with nogil:
         total = fl_elementwise(&a, nthreads, &bad)
     return total, bool(bad)
-
-
-VECTOR_MATH_OPS = {"exp": 0, "log": 1, "log1p": 2, "log1p_unit": 3, "log1p_nonneg": 4}
 
 
 def vector_math(str name, cnp.ndarray x):

@@ -282,7 +282,6 @@ static inline void FN(ew_kl_div_log_target)(const fl_ew_args *a, VR x, VR t, VR 
  * formula is a dependency chain of ~80 operations, longer than the out-of-order window can
  * overlap, whereas short independent chains back to back keep the FP pipes busy (sigmoid
  * focal float64, loss only: 34 -> 27 ms per 8.4M elements on one Zen 4 core). */
-#define FL_EW_BLOCK 8
 
 /* logprod (a compile-time 0 or 1): the losses f returns leave out a term log1p(p0) with
  * coefficient 1, and the loop adds those terms as the log of their product
@@ -378,28 +377,28 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
 
 /* two copies of each loop: with a gradient, and loss only (where the compiler drops the
  * gradient math altogether; f_loss may also compute the loss another way) */
-#define FL_EW_UNITS2(name, f_grad, f_loss, pre0, pre1)                                     \
-    static void FN(name##_units)(const void *args, int64_t i0, int64_t i1, double *partial) \
+#define FL_EW_CHUNK2(name, f_grad, f_loss, pre0, pre1)                                     \
+    static void FN(name##_chunk)(const void *args, int64_t i0, int64_t i1, double *partial) \
     {                                                                                      \
         const fl_ew_args *a_ = (const fl_ew_args *)args;                                   \
         if (a_->grad) FN(ew_loop)(a_, i0, i1, partial, f_grad, 1, pre0, pre1, 0);          \
         else FN(ew_loop)(a_, i0, i1, partial, f_loss, 0, pre0, pre1, 0);                   \
     }
-#define FL_EW_UNITS(name, pre0, pre1) FL_EW_UNITS2(name, FN(ew_##name), FN(ew_##name), pre0, pre1)
-FL_EW_UNITS(bce_logits_full, FN(pre0_logistic), FN(pre1_logistic))
-FL_EW_UNITS2(sigmoid_focal_g2, FN(ew_sigmoid_focal_g2), FN(ew_sigmoid_focal_g2_loss),
+#define FL_EW_CHUNK(name, pre0, pre1) FL_EW_CHUNK2(name, FN(ew_##name), FN(ew_##name), pre0, pre1)
+FL_EW_CHUNK(bce_logits_full, FN(pre0_logistic), FN(pre1_logistic))
+FL_EW_CHUNK2(sigmoid_focal_g2, FN(ew_sigmoid_focal_g2), FN(ew_sigmoid_focal_g2_loss),
              FN(pre0_logistic), FN(pre1_logistic))
-FL_EW_UNITS2(sigmoid_focal_any, FN(ew_sigmoid_focal_any), FN(ew_sigmoid_focal_any_loss),
+FL_EW_CHUNK2(sigmoid_focal_any, FN(ew_sigmoid_focal_any), FN(ew_sigmoid_focal_any_loss),
              FN(pre0_logistic), FN(pre1_logistic))
-FL_EW_UNITS2(bce_plain, FN(ew_bce), FN(ew_bce), FN(pre0_bce), FN(pre1_bce))
-FL_EW_UNITS(mse, NULL, NULL)
-FL_EW_UNITS(l1, NULL, NULL)
-FL_EW_UNITS(smooth_l1, NULL, NULL)
-FL_EW_UNITS(huber, NULL, NULL)
-FL_EW_UNITS(kl_div, FN(pre0_kl_div), NULL)
-FL_EW_UNITS(kl_div_log_target, FN(pre0_kl_div_log_target), NULL)
-#undef FL_EW_UNITS
-#undef FL_EW_UNITS2
+FL_EW_CHUNK2(bce_plain, FN(ew_bce), FN(ew_bce), FN(pre0_bce), FN(pre1_bce))
+FL_EW_CHUNK(mse, NULL, NULL)
+FL_EW_CHUNK(l1, NULL, NULL)
+FL_EW_CHUNK(smooth_l1, NULL, NULL)
+FL_EW_CHUNK(huber, NULL, NULL)
+FL_EW_CHUNK(kl_div, FN(pre0_kl_div), NULL)
+FL_EW_CHUNK(kl_div_log_target, FN(pre0_kl_div_log_target), NULL)
+#undef FL_EW_CHUNK
+#undef FL_EW_CHUNK2
 
 /* BCE on probabilities, only the sum wanted (no weights, no per-element losses or gradient
  * scales): in a window of FL_BCE_WIN elements whose targets are all exactly 0 or 1, every
@@ -412,8 +411,6 @@ FL_EW_UNITS(kl_div_log_target, FN(pre0_kl_div_log_target), NULL)
  * normal; float: a group whose P is not (an x below about 1e-38 somewhere) takes the
  * per-element formula, as do windows with other targets and the tail.  Windows start at
  * multiples of FL_BCE_WIN (fl_run's chunks do), so results do not depend on threads. */
-#define FL_BCE_WIN 2048
-#define FL_BCE_GROUP 4
 
 /* are all of t[0 .. FL_BCE_WIN) exactly 0 or 1? (stops at the first block that is not) */
 static inline int FN(bce_hard_window)(const R *t)
@@ -497,30 +494,30 @@ FN(bce_sum_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial
     *partial = any_bad ? (double)__builtin_nan("") : total;
 }
 
-static void FN(bce_units)(const void *args, int64_t i0, int64_t i1, double *partial)
+static void FN(bce_chunk)(const void *args, int64_t i0, int64_t i1, double *partial)
 {
     const fl_ew_args *a = (const fl_ew_args *)args;
     if (a->weight || a->loss_rows || a->grad_scale_rows)
-        FN(bce_plain_units)(args, i0, i1, partial);
+        FN(bce_plain_chunk)(args, i0, i1, partial);
     else if (a->grad) FN(bce_sum_loop)(a, i0, i1, partial, 1);
     else FN(bce_sum_loop)(a, i0, i1, partial, 0);
 }
 
 /* only the sum wanted and no weights: the log1p(exp(-|x|)) terms as one log of a product */
-static void FN(bce_logits_units)(const void *args, int64_t i0, int64_t i1, double *partial)
+static void FN(bce_logits_chunk)(const void *args, int64_t i0, int64_t i1, double *partial)
 {
     const fl_ew_args *a = (const fl_ew_args *)args;
     if (a->weight || a->pos_weight || a->loss_rows)
-        FN(bce_logits_full_units)(args, i0, i1, partial);
+        FN(bce_logits_full_chunk)(args, i0, i1, partial);
     else if (a->grad)
         FN(ew_loop)(a, i0, i1, partial, FN(ew_bce_logits_lin), 1, FN(pre0_logistic), NULL, 1);
     else FN(ew_loop)(a, i0, i1, partial, FN(ew_bce_logits_lin), 0, FN(pre0_logistic), NULL, 1);
 }
 
-static void FN(sigmoid_focal_units)(const void *args, int64_t i0, int64_t i1, double *partial)
+static void FN(sigmoid_focal_chunk)(const void *args, int64_t i0, int64_t i1, double *partial)
 {
-    if ((R)((const fl_ew_args *)args)->p2 == 2) FN(sigmoid_focal_g2_units)(args, i0, i1, partial);
-    else FN(sigmoid_focal_any_units)(args, i0, i1, partial);
+    if ((R)((const fl_ew_args *)args)->p2 == 2) FN(sigmoid_focal_g2_chunk)(args, i0, i1, partial);
+    else FN(sigmoid_focal_any_chunk)(args, i0, i1, partial);
 }
 
 static void FN(vector_math)(int op, int64_t n, const R *x, R *out)
@@ -528,8 +525,9 @@ static void FN(vector_math)(int op, int64_t n, const R *x, R *out)
     for (int64_t i = 0; i < n; i += L) {
         const int64_t k = n - i < L ? n - i : L;
         const VR v = k == L ? FN(vload)(x + i) : FN(vload_part)(x + i, k, 0);
-        const VR r = op == 0 ? FN(vexp)(v) : op == 1 ? FN(vlog)(v) : op == 2 ? FN(vlog1p)(v)
-                   : op == 3 ? FN(vlog1p_unit)(v) : FN(vlog1p_nonneg)(v);
+        const VR r = op == FL_VM_EXP ? FN(vexp)(v) : op == FL_VM_LOG ? FN(vlog)(v)
+                   : op == FL_VM_LOG1P ? FN(vlog1p)(v) : op == FL_VM_LOG1P_UNIT ? FN(vlog1p_unit)(v)
+                   : FN(vlog1p_nonneg)(v);
         FN(vstore_part)(out + i, r, k);
     }
 }

@@ -29,7 +29,7 @@
 #endif
 
 #include "fl_kernels.h"
-#include "fl_simd_types.h"
+#include "fl_config.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define FL_X86_DISPATCH 1
@@ -81,41 +81,105 @@
 #pragma GCC pop_options
 #endif
 
-typedef void (*fl_unit_fn)(const void *args, int64_t u0, int64_t u1, double *partial);
+/* A chunk worker: runs units [u0, u1) of a kernel (rows, tiles or elements, by kernel) and
+ * stores their partial sum. */
+typedef void (*fl_chunk_fn)(const void *args, int64_t u0, int64_t u1, double *partial);
 
 /* One ISA's kernels; index [0] is float32, [1] is float64. */
 typedef struct {
     const char *name;
     int vbytes; /* vector width: a column tile holds vbytes / sizeof(element) positions */
-    fl_unit_fn ce_index_rows[2], ce_index_cols[2], ce_prob_rows[2], ce_prob_cols[2];
-    fl_unit_fn softmax_rows[2], softmax_cols[2], nll_units[2];
-    fl_unit_fn ce_index_small_rows[2], ce_prob_small_rows[2], softmax_small_rows[2];
-    fl_unit_fn check_targets[2]; /* [1]: with float64 class weights */
-    fl_unit_fn elementwise[FL_N_ELEMENTWISE][2]; /* indexed by the FL_BCE_LOGITS... enum */
+    fl_chunk_fn ce_index_rows[2], ce_index_cols[2], ce_prob_rows[2], ce_prob_cols[2];
+    fl_chunk_fn softmax_rows[2], softmax_cols[2], nll[2];
+    fl_chunk_fn ce_index_small_rows[2], ce_prob_small_rows[2], softmax_small_rows[2];
+    fl_chunk_fn check_targets[2]; /* [1]: with float64 class weights */
+    fl_chunk_fn elementwise[FL_N_ELEMENTWISE][2]; /* indexed by the FL_BCE_LOGITS... enum */
     void (*vector_math_f32)(int, int64_t, const float *, float *);
     void (*vector_math_f64)(int, int64_t, const double *, double *);
 } fl_table;
 
-#define FL_PAIR(name, isa) {FL_CAT3(name, f32, isa), FL_CAT3(name, f64, isa)}
-#define FL_TABLE(isa, label, vbytes)                                                      \
-    {label, vbytes,                                                                            \
-     FL_PAIR(ce_index_rows, isa), FL_PAIR(ce_index_cols, isa), FL_PAIR(ce_prob_rows, isa), \
-     FL_PAIR(ce_prob_cols, isa),  FL_PAIR(softmax_rows, isa),  FL_PAIR(softmax_cols, isa), \
-     FL_PAIR(nll_units, isa),                                                             \
-     FL_PAIR(ce_index_small_rows, isa), FL_PAIR(ce_prob_small_rows, isa),                 \
-     FL_PAIR(softmax_small_rows, isa),  FL_PAIR(check_targets_units, isa),               \
-     {FL_PAIR(bce_logits_units, isa), FL_PAIR(sigmoid_focal_units, isa),                 \
-      FL_PAIR(bce_units, isa), FL_PAIR(mse_units, isa), FL_PAIR(l1_units, isa),           \
-      FL_PAIR(smooth_l1_units, isa), FL_PAIR(huber_units, isa), FL_PAIR(kl_div_units, isa), \
-      FL_PAIR(kl_div_log_target_units, isa)},                                          \
-     FL_CAT3(vector_math, f32, isa), FL_CAT3(vector_math, f64, isa)}
+/* The table of the ISA FL_TABLE_ISA (a macro rather than an argument, since FL_EW_SLOT's
+ * arguments are fixed by its list); designated initializers, so no slot depends on order. */
+#define FL_PAIR(name) {FL_CAT3(name, f32, FL_TABLE_ISA), FL_CAT3(name, f64, FL_TABLE_ISA)}
+#define FL_EW_SLOT(ID, name, chunk) [FL_##ID] = FL_PAIR(name##_chunk),
+#define FL_TABLE(label, vb)                                          \
+    {.name = label,                                                   \
+     .vbytes = vb,                                                    \
+     .ce_index_rows = FL_PAIR(ce_index_rows),                         \
+     .ce_index_cols = FL_PAIR(ce_index_cols),                         \
+     .ce_prob_rows = FL_PAIR(ce_prob_rows),                           \
+     .ce_prob_cols = FL_PAIR(ce_prob_cols),                           \
+     .softmax_rows = FL_PAIR(softmax_rows),                           \
+     .softmax_cols = FL_PAIR(softmax_cols),                           \
+     .nll = FL_PAIR(nll_chunk),                                       \
+     .ce_index_small_rows = FL_PAIR(ce_index_small_rows),             \
+     .ce_prob_small_rows = FL_PAIR(ce_prob_small_rows),               \
+     .softmax_small_rows = FL_PAIR(softmax_small_rows),               \
+     .check_targets = FL_PAIR(check_targets_chunk),                   \
+     .elementwise = {FL_ELEMENTWISE_LOSSES(FL_EW_SLOT)},              \
+     .vector_math_f32 = FL_CAT3(vector_math, f32, FL_TABLE_ISA),      \
+     .vector_math_f64 = FL_CAT3(vector_math, f64, FL_TABLE_ISA)}
 
-static const fl_table fl_table_base = FL_TABLE(base, "baseline", 16);
-static const fl_table fl_table_wide = FL_TABLE(wide, "wide", 64);
+#define FL_TABLE_ISA base
+static const fl_table fl_table_base = FL_TABLE("baseline", 16);
+#undef FL_TABLE_ISA
+#define FL_TABLE_ISA wide
+static const fl_table fl_table_wide = FL_TABLE("wide", 64);
+#undef FL_TABLE_ISA
 #if FL_X86_DISPATCH
-static const fl_table fl_table_avx2 = FL_TABLE(avx2, "avx2", 32);
-static const fl_table fl_table_avx512 = FL_TABLE(avx512, "avx512", 64);
+#define FL_TABLE_ISA avx2
+static const fl_table fl_table_avx2 = FL_TABLE("avx2", 32);
+#undef FL_TABLE_ISA
+#define FL_TABLE_ISA avx512
+static const fl_table fl_table_avx512 = FL_TABLE("avx512", 64);
+#undef FL_TABLE_ISA
 #endif
+#undef FL_EW_SLOT
+#undef FL_TABLE
+#undef FL_PAIR
+
+/* ------------------------------------------------------------------ op and tuning names */
+
+#define FL_NAME_STR_(name, ...) #name,
+#define FL_NAME_STR(ID, ...) FL_NAME_STR_(__VA_ARGS__, )
+#define FL_NAME_ARRAY(FAMILY, name, list) \
+    static const char *const fl_names_##name[] = {list(FL_NAME_STR)};
+FL_OP_FAMILIES(FL_NAME_ARRAY)
+#undef FL_NAME_ARRAY
+
+#define FL_NAME_CASE(FAMILY, name, list)                                                     \
+    case FL_FAMILY_##FAMILY:                                                                 \
+        return op < (int)(sizeof(fl_names_##name) / sizeof(*fl_names_##name)) ? fl_names_##name[op] \
+                                                                               : NULL;
+const char *fl_op_name(int family, int op)
+{
+    if (op < 0) return NULL;
+    switch (family) {
+        FL_OP_FAMILIES(FL_NAME_CASE)
+    }
+    return NULL;
+}
+#undef FL_NAME_CASE
+
+static const char *const fl_family_names[] = {FL_OP_FAMILIES(FL_NAME_STR)};
+
+const char *fl_family_name(int family)
+{
+    return family >= 0 && family < FL_N_FAMILIES ? fl_family_names[family] : NULL;
+}
+#undef FL_NAME_STR
+#undef FL_NAME_STR_
+
+#define FL_TUNING_NAME(name, value) #name,
+#define FL_TUNING_VALUE(name, value) (int64_t)(value),
+static const char *const fl_tuning_names[] = {FL_TUNING(FL_TUNING_NAME)};
+static const int64_t fl_tuning_values[] = {FL_TUNING(FL_TUNING_VALUE)};
+#undef FL_TUNING_NAME
+#undef FL_TUNING_VALUE
+#define FL_N_TUNING ((int)(sizeof(fl_tuning_values) / sizeof(*fl_tuning_values)))
+
+const char *fl_tuning_name(int i) { return i >= 0 && i < FL_N_TUNING ? fl_tuning_names[i] : NULL; }
+int64_t fl_tuning_value(int i) { return i >= 0 && i < FL_N_TUNING ? fl_tuning_values[i] : 0; }
 
 static const fl_table *fl_active = &fl_table_base;
 
@@ -171,8 +235,6 @@ int fl_max_threads(void)
 #endif
 }
 
-#define FL_CHUNK_ELEMS 32768
-
 /* A thread's block of chunks [front, back) as one 64-bit word (front in the low half): its
  * owner takes chunks from the front, the others from the back, each by one compare-and-swap,
  * so every chunk is run exactly once.  One cache line per block. */
@@ -204,7 +266,7 @@ static int fl_steal_test = 0;
 void fl_set_steal_test(int on) { fl_steal_test = on != 0; }
 
 /* Chunk k of fl_run. */
-static inline void fl_run_chunk(fl_unit_fn fn, const void *args, int64_t k, int64_t per_chunk,
+static inline void fl_run_chunk(fl_chunk_fn fn, const void *args, int64_t k, int64_t per_chunk,
                                 int64_t n_units, double *partial)
 {
     const int64_t u0 = k * per_chunk, u1 = n_units - u0 > per_chunk ? u0 + per_chunk : n_units;
@@ -212,7 +274,7 @@ static inline void fl_run_chunk(fl_unit_fn fn, const void *args, int64_t k, int6
 }
 
 /* Runs fn over [0, n_units) in deterministic chunks; returns the ordered sum of partials. */
-static double fl_run(fl_unit_fn fn, const void *args, int64_t n_units, int64_t unit_elems,
+static double fl_run(fl_chunk_fn fn, const void *args, int64_t n_units, int64_t unit_elems,
                      int nthreads)
 {
     if (n_units <= 0) return 0.0;
@@ -297,7 +359,7 @@ int64_t fl_check_targets(const int64_t *target, int64_t n, int64_t C, int64_t ig
 /* ------------------------------------------------------------------ entry points */
 
 /* Picks the loop shape: per-row sweeps for long class rows, tiles of L samples otherwise. */
-static double fl_run_class_axis(fl_unit_fn rows, fl_unit_fn small_rows, fl_unit_fn cols,
+static double fl_run_class_axis(fl_chunk_fn rows, fl_chunk_fn small_rows, fl_chunk_fn cols,
                                 const void *args, int is_f64, int64_t N, int64_t C, int64_t S,
                                 int nthreads)
 {
@@ -320,7 +382,7 @@ double fl_cross_entropy(const fl_ce_args *a, int nthreads)
 
 double fl_nll(const fl_ce_args *a, int nthreads)
 {
-    return fl_run(fl_active->nll_units[a->is_f64 ? 1 : 0], a, a->N, a->C * a->S, nthreads);
+    return fl_run(fl_active->nll[a->is_f64 ? 1 : 0], a, a->N, a->C * a->S, nthreads);
 }
 
 void fl_softmax(const fl_softmax_args *a, int nthreads)

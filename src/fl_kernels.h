@@ -15,6 +15,35 @@
 
 #include <stdint.h>
 
+#include "fl_kernel_list.h"
+
+/* The op codes, from the lists in fl_kernel_list.h (each FL_N_* counts its list). */
+#define FL_ENUM_ID(ID, ...) FL_##ID,
+#define FL_ENUM_REDUCTION(ID, ...) FL_REDUCTION_##ID,
+#define FL_ENUM_VM(ID, ...) FL_VM_##ID,
+#define FL_ENUM_FAMILY(ID, ...) FL_FAMILY_##ID,
+enum { FL_ELEMENTWISE_LOSSES(FL_ENUM_ID) FL_N_ELEMENTWISE };
+enum { FL_CLASS_LOSSES(FL_ENUM_ID) FL_N_CLASS_LOSSES };
+enum { FL_SOFTMAX_OPS(FL_ENUM_ID) FL_N_SOFTMAX_OPS };
+enum { FL_REDUCTIONS(FL_ENUM_REDUCTION) FL_N_REDUCTIONS };
+enum { FL_VECTOR_MATH_OPS(FL_ENUM_VM) FL_N_VECTOR_MATH };
+enum { FL_OP_FAMILIES(FL_ENUM_FAMILY) FL_N_FAMILIES };
+#undef FL_ENUM_ID
+#undef FL_ENUM_REDUCTION
+#undef FL_ENUM_VM
+#undef FL_ENUM_FAMILY
+
+/* The name of op `op` of list `family` (FL_FAMILY_ELEMENTWISE, ...: "bce_logits", ...), or
+ * NULL past the end of the list or for an unknown family. */
+const char *fl_op_name(int family, int op);
+/* The name of list `family` ("elementwise", "class", "softmax", "reduction", "vector_math"),
+ * or NULL past the end. */
+const char *fl_family_name(int family);
+/* Tuning constant i of FL_TUNING (fl_config.h): its name ("chunk_elems", ...), or NULL past
+ * the end, and its value. */
+const char *fl_tuning_name(int i);
+int64_t fl_tuning_value(int i);
+
 typedef struct {
     int is_f64;
     int64_t N, C, S;
@@ -33,8 +62,6 @@ typedef struct {
     void *loss_rows;            /* (N*S) per-sample losses, or NULL */
 } fl_ce_args;
 
-enum { FL_LOG_SOFTMAX = 0, FL_SOFTMAX = 1, FL_LOGSUMEXP = 2 };
-
 typedef struct {
     int is_f64;
     int64_t N, C, S;
@@ -44,11 +71,6 @@ typedef struct {
 } fl_softmax_args;
 
 /* Elementwise losses: x and target share one shape of n elements. */
-enum {
-    FL_BCE_LOGITS = 0, FL_SIGMOID_FOCAL = 1, FL_BCE = 2, FL_MSE = 3, FL_L1 = 4,
-    FL_SMOOTH_L1 = 5, FL_HUBER = 6, FL_KL_DIV = 7, FL_KL_DIV_LOG_TARGET = 8, FL_N_ELEMENTWISE = 9
-};
-
 typedef struct {
     int is_f64;
     int op;                     /* FL_BCE_LOGITS, ... */
@@ -72,12 +94,12 @@ typedef struct {
 double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad);
 
 /* The vector math itself, elementwise, on the active SIMD path (for tests of its accuracy):
- * op 0 exp, 1 log, 2 log1p, 3 log1p of an argument in [0, 1] (softplus's). */
+ * op is an FL_VM_* code (FL_VECTOR_MATH_OPS). */
 void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out);
 
 /* Runtime configuration. */
 void fl_init(void);
-const char *fl_simd_name(void);          /* "avx512", "avx2" or "baseline" */
+const char *fl_simd_name(void);          /* "avx512", "avx2", "baseline" or "wide" */
 int fl_set_simd(const char *name);       /* force a path ("baseline", "avx2", "avx512", or the
                                             test-only "wide"); 0 on success, -1 if unsupported */
 int fl_openmp_enabled(void);

@@ -32,11 +32,6 @@
 #define VX FL_VX
 #define R FL_REAL
 #define L FL_LANES
-#ifndef FL_FLUSH
-#define FL_FLUSH 64
-#define FL_NLL_BLOCK 256
-#define FL_SMALL_C 48 /* rows with at most this many classes go through transposed tiles */
-#endif
 
 /* The per-sample math of the index-target losses, for L samples at once (one per lane):
  * given dy = m - x_y, e_y = exp(-dy) (exactly as the sweep computed it), s_other =
@@ -439,8 +434,7 @@ FL_INLINE void FN(ce_tiles_finish)(const fl_ce_args *a, R *const *gp, int64_t xs
 #define FL_RAW_BOUND 256.0 /* e^-256 is normal; R <= C e^512 */
 #endif
 /* after a failed attempt the next FL_RAW_WAIT tile groups of the chunk go straight to the
- * shifted math, so inputs whose logits exceed the bound redo one group in 64 */
-#define FL_RAW_WAIT 63
+ * shifted math, so inputs whose logits exceed the bound redo one group in FL_RAW_WAIT + 1 */
 FL_INLINE int FN(ce_index_tiles_raw)(const fl_ce_args *a, const R *const *xp, R *const *gp,
                                      int64_t xs, int full, int64_t nl, const VX *yv,
                                      const VI *skip, const VR *gs, VR *loss, VR *t, const int NT)
@@ -809,7 +803,7 @@ static inline void FN(tile_of)(int64_t u, int64_t S, int64_t *n, int64_t *s0, in
 /* Target check (fl_check_targets): partial = sum of w[y] (or the count) over non-ignored
  * samples, NaN if a target is outside [0, C).  Compiled per ISA so that the unweighted count,
  * a branch-free loop, vectorises with 64-bit compares (SSE2 has none). */
-static void FN(check_targets_units)(const void *args, int64_t i0, int64_t i1, double *partial)
+static void FN(check_targets_chunk)(const void *args, int64_t i0, int64_t i1, double *partial)
 {
     const fl_target_args *a = (const fl_target_args *)args;
     const int64_t *t = a->target, ign = a->ignore_index;
@@ -975,17 +969,13 @@ static inline void FN(logprod_add)(FN(logprod_t) *p, double *acc, VR t)
  * the sweeps.  Up to FL_COLS_SCRATCH_C classes, a full tile is first copied (one vector per
  * class) into a contiguous L1 scratch, the sweeps run there, and the gradient is copied out
  * once. */
-#ifndef FL_COLS_SCRATCH_C
-#define FL_COLS_SCRATCH_C 256
-#endif
 /* C streams S apart are more than the hardware prefetchers follow: each class vector's line a
  * few tiles ahead is requested explicitly (prefetches past the end of the array are harmless) */
-#define FL_COLS_PREFETCH (16 * 64 / (int64_t)sizeof(R))
 static inline void FN(tile_copy_in)(R *restrict dst, const R *restrict src, int64_t stride,
                                     int64_t C)
 {
     for (int64_t c = 0; c < C; c++) {
-        __builtin_prefetch(src + c * stride + FL_COLS_PREFETCH, 0, 3);
+        __builtin_prefetch(src + c * stride + FL_COLS_PREFETCH_BYTES / (int64_t)sizeof(R), 0, 3);
         FN(vstore)(dst + c * L, FN(vload)(src + c * stride));
     }
 }
@@ -993,7 +983,7 @@ static inline void FN(tile_copy_out)(R *restrict dst, int64_t stride, const R *r
                                      int64_t C)
 {
     for (int64_t c = 0; c < C; c++) {
-        __builtin_prefetch(dst + c * stride + FL_COLS_PREFETCH, 1, 3);
+        __builtin_prefetch(dst + c * stride + FL_COLS_PREFETCH_BYTES / (int64_t)sizeof(R), 1, 3);
         FN(vstore)(dst + c * stride, FN(vload)(src + c * L));
     }
 }
@@ -1196,7 +1186,7 @@ static void FN(softmax_small_rows)(const void *args, int64_t u0, int64_t u1, dou
  * before its gradient region (which may alias x) is zeroed -- in one memset where the region
  * is contiguous (whole samples: the usual (N, C) input is one block of rows) -- and the
  * target entries set.  The losses are added in index order whatever the blocks. */
-static void FN(nll_units)(const void *args, int64_t n0, int64_t n1, double *partial)
+static void FN(nll_chunk)(const void *args, int64_t n0, int64_t n1, double *partial)
 {
     const fl_ce_args *a = (const fl_ce_args *)args;
     const int64_t C = a->C, S = a->S, ign = a->ignore_index;
@@ -1239,7 +1229,6 @@ static void FN(nll_units)(const void *args, int64_t n0, int64_t n1, double *part
 
 #undef FL_TILE_LOAD
 #undef FL_RAW_BOUND
-#undef FL_RAW_WAIT
 #undef FL_TILE_STORE
 #undef FL_GRAD_SPLIT
 #undef VR

@@ -62,7 +62,7 @@ def test_direct_kernel_call_gives_hand_computed_values():
     t = np.array([1, 1], dtype=np.int64)
     grad = np.full_like(x, np.nan)
     rows = np.full(2, np.nan)
-    kind, none, total_ = K.CLASS_LOSS_KINDS["cross_entropy"], K.REDUCTIONS["none"], K.REDUCTIONS["sum"]
+    kind, none, total_ = K.CLASS_OPS["cross_entropy"], K.REDUCTIONS["none"], K.REDUCTIONS["sum"]
     assert K.class_loss(kind, x, 2, 2, 1, t, None, None, -100, 0.0, 0.0, none, 1.0, grad,
                         rows, 1) == (None, -1)
     expected_rows = [-math.log(0.75), -math.log(0.25)]
@@ -81,7 +81,7 @@ def test_direct_kernel_call_gives_hand_computed_values():
         loss, g = fastloss.cross_entropy(x, t, reduction="none", return_grad=True)
     assert np.array_equal(loss, rows) and np.array_equal(g, grad)
     out = np.empty_like(x)
-    K.softmax(x, 2, 2, 1, out, K.SOFTMAX, 1)
+    K.softmax(x, 2, 2, 1, out, K.SOFTMAX_OPS["softmax"], 1)
     np.testing.assert_allclose(out, [[0.25, 0.75], [0.75, 0.25]], rtol=1e-15)
 
 
@@ -181,3 +181,48 @@ def test_env_backend_reference_and_default_threads():
     assert backend == "reference" and int(threads) >= 1
     backend, threads = _run_python(code).split()
     assert backend == "compiled" and int(threads) >= 1
+
+
+def test_op_lists_come_from_c():
+    """The op dictionaries are read from the C lists (fl_kernel_list.h): expected keys,
+    codes 0..n-1 in list order, no name used twice within a list, positive tuning ints."""
+    K = _config._kernels
+    expected = {
+        "ELEMENTWISE_OPS": ["bce_logits", "sigmoid_focal", "bce", "mse", "l1", "smooth_l1",
+                            "huber", "kl_div", "kl_div_log_target"],
+        "CLASS_OPS": ["cross_entropy", "focal", "nll"],
+        "SOFTMAX_OPS": ["log_softmax", "softmax", "logsumexp"],
+        "REDUCTIONS": ["none", "mean", "sum"],
+        "VECTOR_MATH_OPS": ["exp", "log", "log1p", "log1p_unit", "log1p_nonneg"],
+    }
+    for attr, names in expected.items():
+        ops = getattr(K, attr)
+        assert list(ops) == names, attr
+        assert list(ops.values()) == list(range(len(names))), attr
+    kernel_names = [n for attr in ("ELEMENTWISE_OPS", "CLASS_OPS", "SOFTMAX_OPS")
+                    for n in getattr(K, attr)]
+    assert len(kernel_names) == len(set(kernel_names))
+    for name in ("LOG_SOFTMAX", "SOFTMAX", "LOGSUMEXP", "CLASS_LOSS_KINDS"):
+        assert not hasattr(K, name), name
+
+
+def test_tuning_constants_exported():
+    K = _config._kernels
+    assert {"chunk_elems", "small_c", "flush", "nll_block"} <= set(K.TUNING)
+    for name, value in K.TUNING.items():
+        assert isinstance(value, int) and value > 0, (name, value)
+    assert K.TUNING["chunk_elems"] == 32768 and K.TUNING["small_c"] == 48
+
+
+def test_small_c_is_the_tile_path_boundary():
+    """TUNING["small_c"] is the kernels' boundary: both sides agree with the reference."""
+    c = _config._kernels.TUNING["small_c"]
+    rng = np.random.default_rng(0)
+    for C in (c, c + 1):
+        x = rng.standard_normal((64, C))
+        t = rng.integers(0, C, 64)
+        with fastloss.use_backend("compiled"):
+            got = fastloss.cross_entropy(x, t, reduction="sum")
+        with fastloss.use_backend("reference"):
+            ref = fastloss.cross_entropy(x, t, reduction="sum")
+        np.testing.assert_allclose(got, ref, rtol=1e-12)

@@ -1,0 +1,71 @@
+# cython: language_level=3
+# The C kernel API (fl_kernels.h), declared once for Cython (cimported by src/_kernels.pyx).  The op codes are the
+# C enums generated from fl_kernel_list.h; only the ones the Cython code tests are named here,
+# and the op dictionaries are built at import from fl_op_name (no code or name is repeated).
+from libc.stdint cimport int64_t
+
+
+cdef extern from "fl_kernels.h" nogil:
+    ctypedef struct fl_ce_args:
+        int is_f64
+        int64_t N, C, S
+        const void *x
+        const int64_t *target
+        const void *target_prob
+        const void *weight
+        double weight_sum
+        int64_t ignore_index
+        double smoothing
+        int focal
+        double gamma
+        void *grad
+        const double *grad_scale_rows
+        double grad_scale
+        void *loss_rows
+
+    ctypedef struct fl_softmax_args:
+        int is_f64
+        int64_t N, C, S
+        int op
+        const void *x
+        void *out
+
+    ctypedef struct fl_ew_args:
+        int is_f64
+        int op
+        int64_t n
+        const void *x
+        const void *target
+        const void *weight
+        int64_t weight_period
+        const void *pos_weight
+        int64_t pos_weight_period
+        double p1, p2
+        void *grad
+        const void *grad_scale_rows
+        double grad_scale
+        void *loss_rows
+
+    enum:
+        FL_FAMILY_ELEMENTWISE, FL_FAMILY_CLASS, FL_FAMILY_SOFTMAX, FL_FAMILY_REDUCTION,
+        FL_FAMILY_VECTOR_MATH
+        FL_FOCAL, FL_NLL
+        FL_REDUCTION_NONE, FL_REDUCTION_MEAN
+
+    const char *fl_op_name(int family, int op)
+    const char *fl_tuning_name(int i)
+    int64_t fl_tuning_value(int i)
+
+    void fl_init()
+    const char *fl_simd_name()
+    int fl_set_simd(const char *name)
+    int fl_openmp_enabled()
+    int fl_max_threads()
+    void fl_set_steal_test(int on)
+    int64_t fl_check_targets(const int64_t *target, int64_t n, int64_t C, int64_t ignore_index,
+                             const void *weight, int is_f64, double *weight_total, int nthreads)
+    double fl_cross_entropy(const fl_ce_args *a, int nthreads)
+    double fl_nll(const fl_ce_args *a, int nthreads)
+    void fl_softmax(const fl_softmax_args *a, int nthreads)
+    double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad)
+    void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out)
