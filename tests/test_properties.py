@@ -8,6 +8,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 import fastloss  # noqa: E402
 import fastloss.reference as ref  # noqa: E402
+from fastloss._losses import LOSSES  # noqa: E402
+
+from _helpers import registry  # noqa: E402
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -128,17 +131,17 @@ def test_softmax_family_matches_reference(dtype, shape, data):
         assert_matches(a, e, dtype, name)
 
 
-ELEMENTWISE = {
-    "sigmoid_focal_loss": dict(alpha=st.sampled_from([0.25, -1.0, 0.9]),
-                               gamma=st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 3.0])),
-    "binary_cross_entropy_with_logits": dict(),
-    "binary_cross_entropy": dict(),
-    "mse_loss": dict(),
-    "l1_loss": dict(),
-    "smooth_l1_loss": dict(beta=st.sampled_from([0.0, 0.5, 1.0])),
-    "huber_loss": dict(delta=st.sampled_from([0.5, 1.0, 2.0])),
-    "kl_div": dict(log_target=st.booleans()),
-}
+def _param_strategies(spec):
+    """Each parameter drawn from its default and the row's example values."""
+    values = {p.name: [p.default] for p in spec.params}
+    for example in spec.examples:
+        for name, value in example.items():
+            if value not in values[name]:
+                values[name].append(value)
+    return {name: st.sampled_from(v) for name, v in values.items() if name != "ignore_index"}
+
+
+ELEMENTWISE = {spec.name: _param_strategies(spec) for spec in registry("elementwise")}
 
 
 @SETTINGS
@@ -146,29 +149,28 @@ ELEMENTWISE = {
        shape=st.sampled_from([(), (0,), (7,), (3, 5), (2, 3, 33)]), data=st.data())
 def test_elementwise_losses_match_reference(name, dtype, shape, data):
     kw = {k: data.draw(v) for k, v in ELEMENTWISE[name].items()}
-    reductions_ = ["none", "mean", "sum"] + (["batchmean"] if name == "kl_div" else [])
-    kw["reduction"] = data.draw(st.sampled_from(reductions_))
-    if name == "binary_cross_entropy":
+    spec = LOSSES[name]
+    kw["reduction"] = data.draw(st.sampled_from(spec.reductions))
+    if spec.input_domain == "prob":
         x = data.draw(float_arrays(shape, dtype, awkward=False, low=0.0, high=1.0))
         t = data.draw(float_arrays(shape, dtype, awkward=False, low=0.0, high=1.0))
-    elif name == "kl_div":
+    elif spec.input_domain == "logprob":
         x = data.draw(float_arrays(shape, dtype, low=-20.0, high=0.0))
         t = data.draw(float_arrays(shape, dtype, awkward=False, low=0.0, high=1.0))
-        if kw["log_target"]:
+        if kw.get("log_target"):
             with np.errstate(divide="ignore"):
                 t = np.log(t)
     else:
         x = data.draw(float_arrays(shape, dtype))
-        hard = data.draw(st.booleans()) and name != "mse_loss"
+        hard = data.draw(st.booleans())  # 0/1 targets: ties and saturated labels
         t = data.draw(float_arrays(shape, dtype, awkward=False, low=0.0, high=1.0))
         if hard:
             t = np.round(t)
-    if name in ("binary_cross_entropy", "binary_cross_entropy_with_logits") and x.ndim:
-        if data.draw(st.booleans()):
-            kw["weight"] = data.draw(float_arrays(shape[-1:], dtype, awkward=False, low=0, high=2))
-        if name.endswith("logits") and data.draw(st.booleans()):
-            kw["pos_weight"] = data.draw(float_arrays(shape[-1:], dtype, awkward=False,
-                                                      low=0.125, high=3))
+    for w in spec.weights:  # one value per last-axis entry
+        if x.ndim and data.draw(st.booleans()):
+            low = 0.125 if w.broadcast == "last" else 0.0
+            kw[w.name] = data.draw(float_arrays(shape[-1:], dtype, awkward=False, low=low,
+                                                high=3 if w.broadcast == "last" else 2))
     with np.errstate(all="ignore"):
         la, ga = getattr(fastloss, name)(x, t, return_grad=True, **kw)
         le, ge = getattr(ref, name)(x, t, return_grad=True, **kw)

@@ -857,19 +857,28 @@ def test_kl_div_batchmean_zero_d():
 # empty inputs, dtypes, grad_output / need_grad conventions of the elementwise losses
 # ----------------------------------------------------------------------------------------------
 def elementwise_calls():
-    return {
-        "sigmoid_focal_loss": lambda x, t, r, go, ng: M.sigmoid_focal_loss(x, t, alpha=0.25, gamma=2.0, reduction=r, grad_output=go, need_grad=ng),
-        "binary_cross_entropy": lambda x, t, r, go, ng: M.binary_cross_entropy(np.clip(x, 0.1, 0.9), np.clip(t, 0, 1), weight=None, reduction=r, grad_output=go, need_grad=ng),
-        "bce_with_logits": lambda x, t, r, go, ng: M.binary_cross_entropy_with_logits(x, np.clip(t, 0, 1), weight=None, pos_weight=None, reduction=r, grad_output=go, need_grad=ng),
-        "mse_loss": lambda x, t, r, go, ng: M.mse_loss(x, t, reduction=r, grad_output=go,
-                                                       need_grad=ng),
-        "l1_loss": lambda x, t, r, go, ng: M.l1_loss(x, t, reduction=r, grad_output=go,
-                                                     need_grad=ng),
-        "smooth_l1_loss": lambda x, t, r, go, ng: M.smooth_l1_loss(x, t, beta=1.0, reduction=r, grad_output=go, need_grad=ng),
-        "huber_loss": lambda x, t, r, go, ng: M.huber_loss(x, t, delta=1.0, reduction=r, grad_output=go, need_grad=ng),
-        "kl_div": lambda x, t, r, go, ng: M.kl_div(x, np.abs(t), reduction=r, log_target=False, grad_output=go, need_grad=ng),
-        "kl_div_batchmean": lambda x, t, r, go, ng: M.kl_div(x, np.abs(t), reduction="batchmean" if r == "mean" else r, log_target=False, grad_output=go, need_grad=ng),
-    }
+    """name -> call(x, t, reduction, grad_output, need_grad) of every elementwise registry
+    row's reference, inputs moved into the row's domain (and "<name>_batchmean" where the
+    row has that reduction, "mean" standing for it)."""
+    from fastloss._losses import losses
+
+    def make(spec, batchmean=False):
+        def call(x, t, r, go, ng):
+            if spec.input_domain == "prob":
+                x = np.clip(x, 0.1, 0.9)
+            if spec.target_domain in ("prob", "binary"):
+                t = np.abs(t) if spec.target_domain == "prob" else np.clip(t, 0, 1)
+            if batchmean and r == "mean":
+                r = "batchmean"
+            return spec.reference(x, t, reduction=r, grad_output=go, need_grad=ng)
+        return call
+
+    calls = {}
+    for spec in losses("elementwise"):
+        calls[spec.name] = make(spec)
+        if "batchmean" in spec.reductions:
+            calls[spec.name + "_batchmean"] = make(spec, batchmean=True)
+    return calls
 
 
 @pytest.mark.parametrize("name", sorted(elementwise_calls()))

@@ -9,10 +9,12 @@ import pytest
 
 import fastloss
 import fastloss.reference as ref
+from fastloss._losses import LOSSES
 
-CLASS_LOSSES = ["cross_entropy", "nll_loss", "focal_loss"]
-ELEMENTWISE = ["sigmoid_focal_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-               "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div"]
+from _helpers import draw_input, registry
+
+CLASS_LOSSES = [spec.name for spec in registry("class")]
+ELEMENTWISE = [spec.name for spec in registry("elementwise")]
 
 
 def class_inputs(dtype=np.float32, shape=(16, 7), seed=0):
@@ -24,12 +26,7 @@ def class_inputs(dtype=np.float32, shape=(16, 7), seed=0):
 
 def elementwise_inputs(name, dtype=np.float32, shape=(8, 5), seed=0):
     rng = np.random.default_rng(seed)
-    if name == "binary_cross_entropy":
-        x = rng.uniform(0.01, 0.99, shape)
-    elif name == "kl_div":
-        x = np.log(rng.uniform(0.05, 1, shape))
-    else:
-        x = rng.standard_normal(shape)
+    x = draw_input(LOSSES[name], shape, rng)
     return x.astype(dtype), rng.uniform(0, 1, shape).astype(dtype)
 
 

@@ -10,7 +10,7 @@ import pytest
 import fastloss
 from fastloss._losses import LOSSES
 
-from _helpers import assert_close, ref
+from _helpers import assert_close, ref, registry
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", None, True])
@@ -75,13 +75,14 @@ def _elementwise_bits(dtype):
     rng = np.random.default_rng(9)
     x = (rng.standard_normal(300001) * 4).astype(dtype)
     t = (rng.random(300001) < 0.5).astype(dtype)
+    inputs = {"prob": (1 / (1 + np.exp(-x))).astype(dtype), "logprob": -np.abs(x)}
     out = []
     with fastloss.use_backend("compiled"):
-        for name, kw in (("sigmoid_focal_loss", dict(reduction="sum")),
-                         ("binary_cross_entropy_with_logits", dict(reduction="mean")),
-                         ("mse_loss", dict(reduction="sum")),
-                         ("huber_loss", dict(reduction="none"))):
-            out.append(_bits(getattr(fastloss, name)(x, t, return_grad=True, **kw)))
+        for i, spec in enumerate(registry("elementwise")):  # every row, reductions in turn
+            reduction = ("sum", "mean", "none")[i % 3]
+            xi = inputs.get(spec.input_domain, x)
+            out.append(_bits(getattr(fastloss, spec.name)(xi, t, reduction=reduction,
+                                                          return_grad=True)))
     return out
 
 
