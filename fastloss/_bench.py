@@ -78,6 +78,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import fastloss
+from .reference._oracles import torchvision_sigmoid_focal_loss
 
 __all__ = ["KINDS", "LOSSES", "BenchConfig", "available_losses", "default_losses",
            "run", "machine_facts", "versions", "plot", "parse_shape"]
@@ -158,24 +159,6 @@ def _torch_focal(torch, F, x, t, gamma=2.0):
     logp = F.log_softmax(x, dim=1)
     logpt = logp.gather(1, t.unsqueeze(1)).squeeze(1)
     return (-((1 - logpt.exp()) ** gamma) * logpt).mean()
-
-
-def torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
-    """torchvision.ops.sigmoid_focal_loss's formula written in torch (torchvision itself is not
-    needed): the peer of fastloss.sigmoid_focal_loss in the benchmark and in the tests."""
-    import torch
-    import torch.nn.functional as F
-    p = torch.sigmoid(inputs)
-    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
 
 
 def _torch_sigmoid_focal(torch, F, x, t, alpha=0.25, gamma=2.0):

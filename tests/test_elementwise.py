@@ -266,7 +266,7 @@ def test_torch_parity(name, opts):
         tkw = {k: torch.tensor(v) for k, v in kw.items() if isinstance(v, np.ndarray)}
         other = {k: v for k, v in kw.items() if not isinstance(v, np.ndarray)}
         if name == "sigmoid_focal_loss":
-            from fastloss._bench import torchvision_sigmoid_focal_loss
+            from fastloss.reference._oracles import torchvision_sigmoid_focal_loss
             out = torchvision_sigmoid_focal_loss(xt, tt, other.get("alpha", 0.25),
                                                  other.get("gamma", 2.0), reduction)
         else:
