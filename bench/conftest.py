@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fastloss
-from fastloss import _bench
+from fastloss.cli.bench import cases
 
 
 def _env_threads():
@@ -54,9 +54,9 @@ class _Inputs:
     def _make(name, variant, shape, dtype):
         rng = np.random.default_rng(zlib.crc32(repr((name, variant, shape)).encode()))
         z = rng.standard_normal(shape, dtype=np.float32)
-        if name in _bench.LOSSES:
-            row = _bench.LOSSES[name]
-            kind = _bench.KINDS[row.kind]
+        if name in cases.LOSSES:
+            row = cases.LOSSES[name]
+            kind = cases.KINDS[row.kind]
             made = row.make(rng, z, shape, dtype)
             x = made[0] if isinstance(made, tuple) else made
             x = np.ascontiguousarray(x, dtype=dtype)

@@ -3,7 +3,7 @@
 One benchmark per public loss (and cross_entropy variants), forward and forward+backward
 (allocating, and into a preallocated ``grad_out``), float32 and float64, at ~4M elements; the
 memory floors (``np.copyto``, ``np.copy``, ``x.sum()``) of the same shapes sit in the same
-benchmark groups for comparison.  Compare within one run only (docs/PERFORMANCE.md).
+benchmark groups for comparison.  Compare within one run only (docs/performance.md).
 Elementwise losses are benchmarked when fastloss exports them.
 """
 import os
@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("pytest_benchmark")
 
 import fastloss  # noqa: E402
-from fastloss import _bench  # noqa: E402
+from fastloss.cli.bench import cases  # noqa: E402
 
 _SCALE = float(os.environ.get("FASTLOSS_BENCH_SCALE", "1"))
 
@@ -38,7 +38,7 @@ _CLASS_CASES = [
     ("focal_loss", "focal_loss", "index", {"gamma": 2.0}, (CLASS, SMALL_C)),
 ]
 _SOFTMAX_CASES = [(name, name) for name in ("log_softmax", "softmax", "logsumexp")]
-_ELEMENTWISE_CASES = [(name, row) for name, row in _bench.LOSSES.items()
+_ELEMENTWISE_CASES = [(name, row) for name, row in cases.LOSSES.items()
                       if row.kind == "elementwise"]
 
 

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 
 import fastloss  # noqa: E402
 import fastloss.torch as FL  # noqa: E402
-from fastloss._bench import torchvision_sigmoid_focal_loss  # noqa: E402
+from fastloss.reference._oracles import torchvision_sigmoid_focal_loss  # noqa: E402
 
 F = torch.nn.functional
 

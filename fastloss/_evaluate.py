@@ -1,19 +1,10 @@
-"""Batch evaluation of prediction files: ``fastloss.evaluate`` and ``fastloss eval``.
+"""Batch evaluation of prediction arrays and files: ``fastloss.evaluate``.
 
 The logits and targets are read in bounded chunks of rows (about 64 MB of logits each) and
-never loaded whole:
-
-- ``.npy`` files are opened with ``np.load(mmap_mode="r")``; the pages of each chunk are
-  returned to the kernel (``madvise(MADV_DONTNEED)``) once the chunk is done, so the resident
-  memory stays flat whatever the file size.
-- uncompressed ``.npz`` members (``np.savez``) are memory-mapped at their offset inside the zip
-  file, like a ``.npy``; compressed members (``np.savez_compressed``) are decompressed as a
-  stream, chunk by chunk (a Fortran-ordered compressed member cannot be streamed by rows and
-  is refused).
-- a Fortran-ordered array (``np.save`` of a transposed array) is read correctly, but a chunk
-  of rows is then scattered over the whole file and the kernel maps whole large folios: the
-  pages are still released after each chunk, yet the peak resident memory can approach the
-  file size.  Save C-ordered arrays (``np.ascontiguousarray``) for flat memory.
+never loaded whole; files (``.npy``, ``.npz``) are read by ``fastloss._npyio``, imported only
+when a path is given, which memory-maps them or decompresses them as a stream and returns the
+pages of each chunk to the kernel once it is done (see there).  The command line
+``fastloss eval`` is ``fastloss.cli.eval``.
 
 Per chunk, the loss runs with ``reduction="none"`` and the per-sample losses are added in
 float64, together with the normaliser of the loss's ``"mean"`` (the sum of ``weight[target]``
@@ -27,28 +18,23 @@ TypeError); a missing file raises FileNotFoundError; the content of a file (corr
 truncated, wrong shape or dtype, target out of range) raises ValueError, TypeError or
 IndexError.  The command line turns the first two groups into exit status 2, the last into 1.
 """
-import argparse
 import math
-import mmap
 import operator
 import os
-import pickle
-import struct
 import sys
 import time
-import zipfile
-import zlib
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from . import _api, _config
 from . import _validate as V
 
-__all__ = ["evaluate", "EvalOptionError", "EvalOptionTypeError", "format_report"]
+__all__ = ["evaluate", "EvalOptionError", "EvalOptionTypeError"]
 
 CHUNK_BYTES = 64 << 20          # default logits bytes per chunk
-MAX_TABLE_CLASSES = 20          # more classes than this: the table shows the worst 10
-WORST_SHOWN = 10
+
 
 
 class _OptionProblem(Exception):
@@ -177,14 +163,9 @@ def _check_top_k(top_k):
 
 # ------------------------------------------------------------------------- input arrays
 
-def _label(role, path, key=None):
-    if path is None:
-        return role
-    return f"{role} {path!r}" + (f" (array {key!r})" if key is not None else "")
-
-
 class _Source:
-    """One input array, read as consecutive chunks of rows (first axis), in increasing order."""
+    """One input array, read as consecutive chunks of rows (first axis), in increasing order.
+    Files are read by fastloss._npyio's sources, which have the same attributes and methods."""
     path = None
     key = None
 
@@ -198,7 +179,7 @@ class _Source:
         raise NotImplementedError
 
     def release(self, a, b):
-        """Forget the pages of rows [a, b) (only for the files this module mapped itself)."""
+        """Forget the pages of rows [a, b) (only for the files fastloss mapped itself)."""
 
     def close(self):
         pass
@@ -211,24 +192,13 @@ def _aligned(arr):
 
 
 class _ArraySource(_Source):
-    def __init__(self, arr, role, label, path=None, key=None, owned_map=None):
+    """An array in memory, or memory-mapped from a file: `pages` (a fastloss._npyio
+    PageReleaser, for the files fastloss mapped itself) returns the pages of done rows."""
+
+    def __init__(self, arr, role, label, path=None, key=None, pages=None):
         super().__init__(role, arr.shape, arr.dtype, label)
         self.arr, self.path, self.key = arr, path, key
-        self._mm = None
-        self._whole = False   # rows not contiguous (Fortran order): release the whole map
-        if owned_map is not None and arr.ndim >= 1 and arr.size \
-                and hasattr(owned_map, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-            try:
-                base = np.frombuffer(owned_map, dtype=np.uint8)
-                self._delta = (arr.__array_interface__["data"][0]
-                               - base.__array_interface__["data"][0])
-                del base
-            except (TypeError, ValueError, BufferError):
-                pass
-            else:
-                self._mm = owned_map
-                self._row_bytes = arr.strides[0]
-                self._whole = not arr.flags.c_contiguous
+        self._pages = pages
 
     def rows(self, a, b):
         return _aligned(self.arr[a:b])
@@ -237,169 +207,12 @@ class _ArraySource(_Source):
         return _aligned(self.arr)
 
     def release(self, a, b):
-        if self._mm is None or b <= a:
-            return
-        if self._whole:
-            start, hi = 0, len(self._mm)
-        else:
-            lo = self._delta + a * self._row_bytes
-            hi = self._delta + b * self._row_bytes
-            start = lo - lo % mmap.PAGESIZE
-        try:
-            self._mm.madvise(mmap.MADV_DONTNEED, start, hi - start)
-        except (OSError, ValueError):
-            self._mm = None  # not supported here: the pages stay reclaimable page cache
+        if self._pages is not None:
+            self._pages.release(a, b)
 
     def close(self):
-        self._mm = None
+        self._pages = None
         self.arr = None
-
-
-def _objects_message(label):
-    return f"{label} holds Python objects (pickled data), which are never loaded"
-
-
-def _read_npy_header(fp, label, check_objects=True):
-    """(shape, fortran_order, dtype) of the .npy header at fp's position."""
-    version = np.lib.format.read_magic(fp)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
-    else:
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-    if check_objects and dtype.hasobject:
-        raise _ObjectArray(_objects_message(label))
-    return tuple(shape), fortran, dtype
-
-
-class _ObjectArray(ValueError):
-    pass
-
-
-def _nbytes(shape, dtype):
-    n = 1
-    for d in shape:
-        n *= d
-    return n * dtype.itemsize
-
-
-class _StreamSource(_Source):
-    """A compressed .npz member, decompressed chunk by chunk (C order only)."""
-
-    def __init__(self, zf, fp, shape, dtype, role, label, path, key):
-        super().__init__(role, shape, dtype, label)
-        self.path, self.key = path, key
-        self._zf, self._fp = zf, fp
-        self._row_bytes = _nbytes(self.shape[1:], self.dtype)
-        self._pos = 0
-
-    def _read(self, shape):
-        out = np.empty(shape, dtype=self.dtype)
-        buf = out.reshape(-1).view(np.uint8)
-        got = 0
-        try:
-            while got < buf.size:
-                k = self._fp.readinto(buf[got:])
-                if not k:
-                    raise ValueError(f"{self.label} is truncated (the compressed data ends "
-                                     "before the array does)")
-                got += k
-        except (zlib.error, zipfile.BadZipFile, EOFError, OSError) as exc:
-            raise ValueError(f"{self.label}: corrupt compressed data ({exc})") from None
-        return out
-
-    def rows(self, a, b):
-        if a != self._pos:
-            raise RuntimeError("compressed .npz members are read in order")
-        out = self._read((b - a,) + self.shape[1:])
-        self._pos = b
-        return out
-
-    def read_all(self):
-        return self._read(self.shape)
-
-    def close(self):
-        for f in (self._fp, self._zf):
-            try:
-                f.close()
-            except Exception:  # noqa: BLE001 - closing a broken zip must not mask the error
-                pass
-
-
-def _open_npz(path, role, key, key_option):
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
-        raise ValueError(f"{_label(role, path)} is not a valid .npz file ({exc})") from None
-    try:
-        members = {}
-        for name in zf.namelist():
-            members[name[:-4] if name.endswith(".npy") else name] = name
-        keys = ", ".join(repr(k) for k in members) or "none"
-        if key is None:
-            if len(members) != 1:
-                raise EvalOptionError(
-                    f"{_label(role, path)} holds {len(members)} arrays ({keys}): select one "
-                    f"with {key_option}")
-            key = next(iter(members))
-        elif key not in members:
-            raise EvalOptionError(f"{_label(role, path)} has no array {key!r} (arrays: {keys})")
-        label = _label(role, path, key)
-        info = zf.getinfo(members[key])
-        if info.flag_bits & 0x1:
-            raise ValueError(f"{label} is encrypted")
-        if info.compress_type == zipfile.ZIP_STORED:
-            arr, mm = _map_stored_member(path, info, label)
-            zf.close()
-            return _ArraySource(arr, role, label, path, key, owned_map=mm)
-        fp = zf.open(info)
-        try:
-            shape, fortran, dtype = _read_npy_header(fp, label)
-            header = fp.tell()
-        except _ObjectArray:
-            raise
-        except (ValueError, EOFError, OSError, SyntaxError, zlib.error,
-                zipfile.BadZipFile) as exc:
-            raise ValueError(f"{label} is corrupt or not a .npy member ({exc})") from None
-        if header + _nbytes(shape, dtype) > info.file_size:
-            raise ValueError(f"{label} is truncated: the header announces {shape} {dtype} "
-                             f"({_nbytes(shape, dtype)} bytes) but the member holds "
-                             f"{info.file_size - header}")
-        if fortran and len(shape) > 1:
-            raise ValueError(f"{label} is a compressed Fortran-ordered array, which cannot be "
-                             "read by rows: save it in C order or with np.savez (uncompressed)")
-        return _StreamSource(zf, fp, shape, dtype, role, label, path, key)
-    except BaseException:
-        zf.close()
-        raise
-
-
-def _map_stored_member(path, info, label):
-    """Memory-map an uncompressed .npz member at its offset inside the zip file."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(info.header_offset)
-            local = f.read(30)
-            if len(local) != 30 or local[:4] != b"PK\x03\x04":
-                raise ValueError("bad local file header")
-            name_len, extra_len = struct.unpack("<HH", local[26:30])
-            start = info.header_offset + 30 + name_len + extra_len
-            f.seek(start)
-            shape, fortran, dtype = _read_npy_header(f, label)
-            offset = f.tell()
-    except _ObjectArray:
-        raise
-    except (ValueError, EOFError, SyntaxError, struct.error) as exc:
-        raise ValueError(f"{label} is not a valid .npy member ({exc})") from None
-    nbytes = _nbytes(shape, dtype)
-    if offset - start + nbytes > info.file_size or offset + nbytes > os.path.getsize(path):
-        raise ValueError(f"{label} is truncated: the header announces {shape} {dtype} "
-                         f"({nbytes} bytes) but the member holds "
-                         f"{max(0, info.file_size - (offset - start))}")
-    if nbytes == 0:
-        return np.empty(shape, dtype=dtype), None
-    arr = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
-                    order="F" if fortran else "C")
-    return arr, getattr(arr, "_mmap", None)
 
 
 def _open(value, role, key=None, key_option=None):
@@ -409,39 +222,12 @@ def _open(value, role, key=None, key_option=None):
             raise EvalOptionError(f"{key_option} is only used with a .npz file")
         arr = value if isinstance(value, np.ndarray) else np.asarray(value)
         return _ArraySource(arr, role, role)
-    path = os.fsdecode(value)
-    label = _label(role, path)
+    from . import _npyio  # zip / mmap file reading: only when a path is given
     try:
-        with open(path, "rb") as f:
-            magic = f.read(6)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{role}: no such file: {path!r}") from None
-    except IsADirectoryError:
-        raise IsADirectoryError(f"{role}: {path!r} is a directory, not a .npy/.npz file") from None
-    except OSError as exc:
-        raise OSError(f"{role}: cannot read {path!r}: {exc.strerror or exc}") from None
-    if magic == b"\x93NUMPY":
-        if key is not None:
-            raise EvalOptionError(f"{key_option} is only used with a .npz file; {label} is a "
-                                  ".npy file")
-        try:
-            with open(path, "rb") as f:
-                dtype = _read_npy_header(f, label, check_objects=False)[2]
-            if dtype.hasobject:
-                arr = None
-            else:
-                arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, EOFError, OSError, SyntaxError, pickle.UnpicklingError) as exc:
-            raise ValueError(f"{label} is a corrupt or truncated .npy file ({exc})") from None
-        if arr is None:
-            raise ValueError(_objects_message(label))
-        if not isinstance(arr, np.ndarray):
-            raise ValueError(f"{label} is not a .npy array file")
-        return _ArraySource(arr, role, label, path, owned_map=getattr(arr, "_mmap", None))
-    if magic[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        return _open_npz(path, role, key, key_option)
-    raise ValueError(f"{label} is not a .npy or .npz file (it starts with neither the NumPy "
-                     "nor the zip magic bytes)")
+        return _npyio.open_file(value, role, key, key_option, _ArraySource)
+    except _npyio.KeyOptionError as exc:
+        raise EvalOptionError(str(exc)) from None
+
 
 
 # ------------------------------------------------------------------------- the engine
@@ -507,16 +293,16 @@ def _ranks(x3, t2, valid):
     return rank
 
 
-def _class_chunk(acc, fn, kw, x, t, a, ctx):
+def _class_chunk(acc, fn, kw, x, t, a, plan):
     """One chunk of a class loss; returns the per-sample losses."""
-    C, wk = ctx["C"], ctx["weight_work"]
-    if ctx["target_kind"] == "probability":
+    C, wk = plan.C, plan.weight_work
+    if plan.target_kind == "probability":
         loss = fn(x, t, reduction="none", **kw)
         acc.total += float(loss.sum(dtype=np.float64))
         acc.denom += loss.size
         acc.n += loss.size
         return loss
-    t64, valid = _as_index(t, ctx["targets_label"], a, ctx["ignore_index"], C)
+    t64, valid = _as_index(t, plan.targets_label, a, plan.ignore_index, C)
     loss = fn(x, t64, reduction="none", **kw)
     n = x.shape[0]
     S = loss.size // n if n else 1
@@ -632,16 +418,16 @@ def evaluate(loss, logits, targets, *, weight=None, pos_weight=None, ignore_inde
         pws = None if pos_weight is None else _open(pos_weight, "pos_weight")
         sources += [ws, pws]
 
-        ctx = _plan(spec, xs, ts, shown)
-        if top_k and ctx["target_kind"] != "index":
+        plan = _plan(spec, xs, ts, shown)
+        if top_k and plan.target_kind != "index":
             raise EvalOptionError("top_k needs class-index targets (not probability targets)")
-        C = ctx.get("C", 0)
+        C = plan.C or 0
         if top_k is None:
-            top_k = [5] if ctx["target_kind"] == "index" and C > 5 else []
+            top_k = [5] if plan.target_kind == "index" and C > 5 else []
         for k in top_k:
             if k > C:
                 raise EvalOptionError(f"top_k {k} exceeds the number of classes ({C})")
-        work = ctx["work"]
+        work = plan.work
         weight_chunks = {}
         if spec.kind == "class":
             if ws is not None:
@@ -650,11 +436,11 @@ def evaluate(loss, logits, targets, *, weight=None, pos_weight=None, ignore_inde
                     kw["weight"] = V.class_weight(w, C, work)
                 except (ValueError, TypeError) as exc:
                     raise _same_kind(exc, f"{ws.label}: {exc}") from None
-                ctx["weight_work"] = kw["weight"] if ctx["target_kind"] == "index" else None
+                plan.weight_work = kw["weight"] if plan.target_kind == "index" else None
         else:
             for name, src in (("weight", ws), ("pos_weight", pws)):
                 if src is not None:
-                    weight_chunks[name] = _plan_elementwise_weight(src, ctx)
+                    weight_chunks[name] = _plan_elementwise_weight(src, plan)
         shown_files = {"logits": xs.path, "targets": ts.path}
         if ws is not None:
             shown["weight"] = ws.path if ws.path is not None else "<array>"
@@ -664,8 +450,8 @@ def evaluate(loss, logits, targets, *, weight=None, pos_weight=None, ignore_inde
             shown_files["pos_weight"] = pws.path
 
         # the rows: unbatched inputs are one row
-        N = ctx["N"]
-        if ctx["unbatched"]:
+        N = plan.N
+        if plan.unbatched:
             for i, s in enumerate(sources[:2]):
                 arr = s.read_all()
                 sources[i] = _ArraySource(np.asarray(arr).reshape((1,) + s.shape), s.role,
@@ -683,17 +469,19 @@ def evaluate(loss, logits, targets, *, weight=None, pos_weight=None, ignore_inde
         if per_sample is not None:
             out_path = _check_per_sample(per_sample, sources)
             out = np.lib.format.open_memmap(out_path, mode="w+", dtype=work,
-                                            shape=ctx["loss_shape"])
-            out_rows = out.reshape((1,) + out.shape) if ctx["unbatched"] else out
+                                            shape=plan.loss_shape)
+            out_rows = out.reshape((1,) + out.shape) if plan.unbatched else out
+            from . import _npyio  # a path was given: returns the pages of written rows
             out_src = _ArraySource(out_rows, "per_sample", out_path,
-                                   owned_map=getattr(out, "_mmap", None))
+                                   pages=_npyio.page_releaser(out_rows,
+                                                              getattr(out, "_mmap", None)))
         if threads is not None:
             _config.set_num_threads(threads)
         if progress:
             bar = _progress_bar(N, loss)
 
         fn = getattr(_api, loss)
-        acc = _Acc(C if ctx["target_kind"] == "index" else 0, top_k)
+        acc = _Acc(C if plan.target_kind == "index" else 0, top_k)
         n_chunks = 0
         for a in range(0, N, chunk_rows):
             b = min(N, a + chunk_rows)
@@ -703,7 +491,7 @@ def evaluate(loss, logits, targets, *, weight=None, pos_weight=None, ignore_inde
                 kw[name] = src.rows(a, b) if sliced else whole
             try:
                 if spec.kind == "class":
-                    chunk_loss = _class_chunk(acc, fn, kw, x, t, a, ctx)
+                    chunk_loss = _class_chunk(acc, fn, kw, x, t, a, plan)
                 else:
                     chunk_loss = _elementwise_chunk(acc, fn, kw, x, t, spec.threshold)
             except (ValueError, TypeError) as exc:  # the library's, about this chunk's data
@@ -722,7 +510,7 @@ def evaluate(loss, logits, targets, *, weight=None, pos_weight=None, ignore_inde
                 bar.update(b - a)
         if out is not None:
             out.flush()
-        doc = _document(spec, ctx, acc, reduction, shown, shown_files, xs, ts, top_k,
+        doc = _document(spec, plan, acc, reduction, shown, shown_files, xs, ts, top_k,
                         chunk_rows, n_chunks, out_path)
         ok = True
     finally:
@@ -756,6 +544,21 @@ def _read_small(src):
     return arr
 
 
+@dataclass
+class _Plan:
+    """What the checks of the whole arrays found: the facts the chunk loop needs."""
+    work: np.dtype              # the working dtype (float32 or float64) of the logits
+    target_kind: str            # "index" or "probability" (class losses), "elementwise"
+    loss_shape: tuple           # the shape of reduction="none"'s result
+    unbatched: bool             # (C,) class logits or a 0-d input: read as one row
+    N: int                      # rows of the chunk loop
+    batch: int                  # the first dimension (kl_div's batchmean divisor)
+    targets_label: str
+    ignore_index: int
+    C: Optional[int] = None     # class losses: the number of classes
+    weight_work: Optional[np.ndarray] = None  # class weights (working dtype), index targets
+
+
 def _plan(spec, xs, ts, shown):
     """Check shapes and dtypes of the whole arrays; the facts the chunk loop needs."""
     try:
@@ -763,8 +566,8 @@ def _plan(spec, xs, ts, shown):
     except TypeError as exc:
         raise TypeError(f"{xs.label}: {exc}") from None
     xshape = xs.shape
-    ctx = {"work": work, "targets_label": ts.label, "weight_work": None,
-           "ignore_index": shown.get("ignore_index", _DEFAULTS["ignore_index"])}
+    common = {"work": work, "targets_label": ts.label, "batch": xshape[0] if len(xshape) else 1,
+              "ignore_index": shown.get("ignore_index", _DEFAULTS["ignore_index"])}
     if spec.kind == "class":
         if len(xshape) == 0:
             raise ValueError(f"{xs.label}: {spec.name} needs logits of shape (N, C), "
@@ -798,28 +601,25 @@ def _plan(spec, xs, ts, shown):
             n_pos *= d
         if C == 0 and n_pos > 0:
             raise ValueError(f"{xs.label} has 0 classes (shape {xshape})")
-        ctx.update(C=C, loss_shape=loss_shape, target_kind=target_kind, unbatched=unbatched,
-                   N=1 if unbatched else xshape[0])
-    else:
-        if ts.dtype.kind not in "fiub":
-            raise TypeError(f"{ts.label}: targets must be real numbers, got dtype {ts.dtype}")
-        if ts.shape != xshape:
-            raise ValueError(f"{ts.label} has shape {ts.shape} but {spec.name} needs targets of "
-                             f"the input's shape {xshape} ({xs.label})")
-        unbatched = len(xshape) == 0
-        ctx.update(loss_shape=xshape, target_kind="elementwise", unbatched=unbatched,
-                   N=1 if unbatched else xshape[0])
-    ctx["batch"] = xshape[0] if len(xshape) else 1
-    return ctx
+        return _Plan(target_kind=target_kind, loss_shape=loss_shape, unbatched=unbatched,
+                     N=1 if unbatched else xshape[0], C=C, **common)
+    if ts.dtype.kind not in "fiub":
+        raise TypeError(f"{ts.label}: targets must be real numbers, got dtype {ts.dtype}")
+    if ts.shape != xshape:
+        raise ValueError(f"{ts.label} has shape {ts.shape} but {spec.name} needs targets of "
+                         f"the input's shape {xshape} ({xs.label})")
+    unbatched = len(xshape) == 0
+    return _Plan(target_kind="elementwise", loss_shape=xshape, unbatched=unbatched,
+                 N=1 if unbatched else xshape[0], **common)
 
 
-def _plan_elementwise_weight(src, ctx):
+def _plan_elementwise_weight(src, plan):
     """(source, sliced by rows?, whole array) for an elementwise weight / pos_weight."""
     try:
         V.working_dtype(src.dtype, src.role)
     except TypeError as exc:
         raise TypeError(f"{src.label}: {exc}") from None
-    shape = ctx["loss_shape"]
+    shape = plan.loss_shape
     try:
         full = np.broadcast_shapes(src.shape, shape)
     except ValueError:
@@ -827,7 +627,7 @@ def _plan_elementwise_weight(src, ctx):
     if full != tuple(shape):
         raise ValueError(f"{src.label} of shape {src.shape} does not broadcast to the input "
                          f"shape {shape}")
-    if not ctx["unbatched"] and len(src.shape) == len(shape) and src.shape[0] != 1:
+    if not plan.unbatched and len(src.shape) == len(shape) and src.shape[0] != 1:
         return src, True, None
     # broadcast over the rows: at most one row of data, the same for every chunk
     return src, False, _read_small(src)
@@ -842,7 +642,7 @@ def _progress_bar(total, desc):
                 leave=False, dynamic_ncols=True)
 
 
-def _document(spec, ctx, acc, reduction, shown, files, xs, ts, top_k, chunk_rows, n_chunks,
+def _document(spec, plan, acc, reduction, shown, files, xs, ts, top_k, chunk_rows, n_chunks,
               out_path):
     from . import __version__
     mean = _ratio(acc.total, acc.denom)
@@ -855,16 +655,16 @@ def _document(spec, ctx, acc, reduction, shown, files, xs, ts, top_k, chunk_rows
         "normalizer": acc.denom,
         "n_samples": acc.n,
         "n_ignored": acc.ignored,
-        "target_kind": ctx["target_kind"],
-        "n_classes": ctx.get("C"),
+        "target_kind": plan.target_kind,
+        "n_classes": plan.C,
         "accuracy": None,
         "error_rate": None,
         "top_k_accuracy": None,
         "per_class": None,
         "options": dict(shown, reduction=reduction),
         "files": dict(files, per_sample=out_path),
-        "shapes": {"logits": list(xs.shape if not ctx["unbatched"] else xs.shape[1:]),
-                   "targets": list(ts.shape if not ctx["unbatched"] else ts.shape[1:])},
+        "shapes": {"logits": list(xs.shape if not plan.unbatched else xs.shape[1:]),
+                   "targets": list(ts.shape if not plan.unbatched else ts.shape[1:])},
         "dtypes": {"logits": str(xs.dtype), "targets": str(ts.dtype)},
         "chunk_rows": chunk_rows,
         "n_chunks": n_chunks,
@@ -876,13 +676,13 @@ def _document(spec, ctx, acc, reduction, shown, files, xs, ts, top_k, chunk_rows
         doc["options"]["logits_key"] = xs.key
         doc["options"]["targets_key"] = ts.key
     if spec.name == "kl_div":
-        doc["batchmean"] = _ratio(acc.total, ctx["batch"])
+        doc["batchmean"] = _ratio(acc.total, plan.batch)
     doc["value"] = {"mean": mean, "sum": acc.total}.get(reduction, doc.get("batchmean"))
-    if ctx["target_kind"] == "index" or spec.kind == "binary":
+    if plan.target_kind == "index" or spec.kind == "binary":
         counted = acc.n - acc.ignored
         doc["accuracy"] = _ratio(acc.correct, counted)
         doc["error_rate"] = _ratio(counted - acc.correct, counted)
-    if ctx["target_kind"] == "index":
+    if plan.target_kind == "index":
         doc["top_k_accuracy"] = {str(k): _ratio(acc.topk[k], acc.n - acc.ignored)
                                  for k in top_k}
         present = np.flatnonzero(acc.cls_count)
@@ -892,224 +692,3 @@ def _document(spec, ctx, acc, reduction, shown, files, xs, ts, top_k, chunk_rows
              "accuracy": float(acc.cls_correct[c] / acc.cls_count[c])}
             for c in present]
     return doc
-
-
-# ------------------------------------------------------------------------- output
-
-def to_json(doc):
-    """The document as strict JSON (NaN and infinities become null)."""
-    import json
-
-    def clean(v):
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if isinstance(v, (np.integer,)):
-            return int(v)
-        if isinstance(v, (float, np.floating)):
-            v = float(v)
-            return v if math.isfinite(v) else None
-        return v
-    return json.dumps(clean(doc), indent=2, allow_nan=False)
-
-
-def _g(v):
-    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.7g}"
-
-
-def _pct(v):
-    return "n/a" if v is None or math.isnan(v) else f"{100 * v:.2f}%"
-
-
-def format_report(doc):
-    """The human-readable table printed by ``fastloss eval``."""
-    lines = []
-    shown = [f"{k}={v}" for k, v in doc["options"].items() if k != "reduction"]
-
-    def source(role):
-        path = doc["files"].get(role)
-        name = repr(path) if path is not None else "<array>"
-        return (f"{name}  shape ({', '.join(map(str, doc['shapes'][role]))}"
-                f"{',' if len(doc['shapes'][role]) == 1 else ''}) {doc['dtypes'][role]}")
-
-    lines.append(f"fastloss eval: {doc['loss']}" + (f" ({', '.join(shown)})" if shown else ""))
-    lines.append(f"  logits   {source('logits')}")
-    lines.append(f"  targets  {source('targets')}")
-    lines.append("")
-    rows = [(f"loss ({doc['reduction']})", _g(doc["value"]))]
-    for red in ("mean", "sum", "batchmean"):
-        if red != doc["reduction"] and red in doc:
-            rows.append((red, _g(doc[red])))
-    what = "elements" if doc["target_kind"] == "elementwise" else "samples"
-    count = f"{doc['n_samples']}"
-    if doc["target_kind"] == "index":
-        count += f" ({doc['n_ignored']} ignored)"
-    rows.append((what, count))
-    if doc["accuracy"] is not None:
-        label = "accuracy (top-1)" if doc["target_kind"] == "index" else "accuracy (at 0.5)"
-        rows.append((label, _pct(doc["accuracy"])))
-        rows.append(("error rate", _pct(doc["error_rate"])))
-    for k, v in (doc["top_k_accuracy"] or {}).items():
-        rows.append((f"top-{k} accuracy", _pct(v)))
-    if doc["files"].get("per_sample"):
-        rows.append(("per-sample losses", repr(doc["files"]["per_sample"])))
-    chunks = "chunk" if doc["n_chunks"] == 1 else "chunks"
-    rows.append(("elapsed", f"{doc['elapsed_s']:.3f} s ({doc['n_chunks']} {chunks} of up to "
-                            f"{doc['chunk_rows']} rows, {doc['threads']} threads)"))
-    width = max(len(r[0]) for r in rows)
-    lines += [f"  {name:<{width}}  {value}" for name, value in rows]
-
-    per_class = doc["per_class"]
-    if per_class:
-        lines.append("")
-        n = len(per_class)
-        if n > MAX_TABLE_CLASSES:
-            def badness(r):
-                m = r["mean_loss"]
-                return math.inf if math.isnan(m) else m
-            shown_rows = sorted(per_class, key=badness, reverse=True)[:WORST_SHOWN]
-            lines.append(f"  per class: the {WORST_SHOWN} classes with the highest mean loss, "
-                         f"of {n} classes present (--json lists all)")
-        else:
-            shown_rows = per_class
-            lines.append(f"  per class ({n} classes present)")
-        lines.append(f"  {'class':>8}  {'count':>10}  {'mean loss':>12}  {'accuracy':>9}")
-        for r in shown_rows:
-            lines.append(f"  {r['class']:>8}  {r['count']:>10}  {_g(r['mean_loss']):>12}  "
-                         f"{_pct(r['accuracy']):>9}")
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------- command line
-
-_EPILOG = """\
-Inputs are .npy files (memory-mapped) or .npz archives (--logits-key / --targets-key pick an
-array when a .npz holds several; uncompressed members are memory-mapped, compressed members
-are decompressed chunk by chunk).  They are read in chunks of rows (about 64 MB of logits per
-chunk; --chunk-rows N to choose), so memory stays flat whatever the file size (for C-ordered
-arrays: a chunk of rows of a Fortran-ordered array is scattered over the whole file).
-
-Reported: the loss's mean (exactly fastloss.<loss>(..., reduction="mean") on the whole
-arrays: for class-index targets the sum of weight[target] over non-ignored samples is the
-divisor) and sum; for class-index targets top-1 and top-k accuracy (ranks follow
-numpy.argmax: ties go to the lower class index) and per-class count, mean loss and accuracy
-(over non-ignored samples; every position of (N, C, d1, ...) logits is a sample); for binary
-losses the accuracy at threshold 0.5 of sigmoid(input) (of input for binary_cross_entropy)
-against target > 0.5.
-
-Exit status: 0 on success, 1 for a problem with the data (corrupt or truncated file, shapes
-or dtypes that do not match, targets out of range), 2 for a usage problem (bad or
-inapplicable option, unknown loss, missing file), 130 when interrupted.
-"""
-
-
-class _EvalParser(argparse.ArgumentParser):
-    """`fastloss eval`'s parser: one-line errors, unknown arguments reported by this parser."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-    def parse_known_args(self, args=None, namespace=None):
-        namespace, extras = super().parse_known_args(args, namespace)
-        if extras:
-            self.error(f"unrecognized arguments: {' '.join(extras)}")
-        return namespace, extras
-
-
-def _cli_float(text):
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-def add_parser(subparsers):
-    """Register the `eval` subcommand on fastloss.cli's subparsers."""
-    from .cli import _positive_int  # cli imports this module lazily: no cycle at import time
-    p = subparsers.add_parser(
-        "eval", help="evaluate a loss and accuracies over .npy/.npz prediction files",
-        description="Evaluate a fastloss loss over whole prediction files, chunk by chunk: "
-                    "mean and sum, accuracies and per-class statistics.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.__class__ = _EvalParser  # add_parser builds every subparser with one class
-    p.add_argument("--loss", required=True, choices=LOSSES, metavar="NAME",
-                   help=f"the loss: {', '.join(LOSSES)}")
-    p.add_argument("--logits", required=True, metavar="FILE",
-                   help="predictions (.npy or .npz): logits, log-probabilities for nll_loss "
-                        "and kl_div, probabilities for binary_cross_entropy")
-    p.add_argument("--targets", required=True, metavar="FILE",
-                   help="targets (.npy or .npz): class indices, or probabilities shaped like "
-                        "the logits")
-    p.add_argument("--logits-key", metavar="KEY", help="array to use in a .npz logits file")
-    p.add_argument("--targets-key", metavar="KEY", help="array to use in a .npz targets file")
-    p.add_argument("--weight", metavar="FILE",
-                   help="class weights (C,) for class losses; elementwise weights for BCE")
-    p.add_argument("--pos-weight", metavar="FILE",
-                   help="pos_weight for binary_cross_entropy_with_logits")
-    p.add_argument("--ignore-index", type=int, metavar="N",
-                   help="target value to ignore (class losses; default -100)")
-    p.add_argument("--label-smoothing", type=_cli_float, metavar="E",
-                   help="cross_entropy's label smoothing in [0, 1]")
-    p.add_argument("--gamma", type=_cli_float, metavar="G",
-                   help="focal_loss / sigmoid_focal_loss gamma (default 2)")
-    p.add_argument("--alpha", type=_cli_float, metavar="A",
-                   help="sigmoid_focal_loss alpha (default 0.25; < 0 disables)")
-    p.add_argument("--beta", type=_cli_float, metavar="B", help="smooth_l1_loss beta (default 1)")
-    p.add_argument("--delta", type=_cli_float, metavar="D", help="huber_loss delta (default 1)")
-    p.add_argument("--log-target", action="store_const", const=True,
-                   help="kl_div: the targets are log-probabilities")
-    p.add_argument("--reduction", default="mean", choices=("mean", "sum", "batchmean"),
-                   help="the reduction reported as the loss (default mean; batchmean: kl_div)")
-    p.add_argument("--top-k", nargs="+", action="extend", type=_positive_int, metavar="K",
-                   help="top-k accuracies to report (default 5 when there are more than 5 "
-                        "classes)")
-    p.add_argument("--chunk-rows", type=_positive_int, metavar="N",
-                   help="rows per chunk (default: about 64 MB of logits)")
-    p.add_argument("--per-sample", metavar="OUT.npy",
-                   help="write the per-sample losses (reduction='none') to OUT.npy")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--threads", type=_positive_int, metavar="N",
-                   help="threads for fastloss (default: fastloss.get_num_threads())")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (shown on a terminal when tqdm is installed)")
-    p.set_defaults(subparser=p)
-    return p
-
-
-def _one_line(exc):
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def run(args):
-    """Run `fastloss eval` for parsed arguments; returns the exit status."""
-    prog = "fastloss eval"
-    progress = not args.no_progress and _isatty(sys.stderr)
-    try:
-        doc = evaluate(
-            args.loss, args.logits, args.targets, weight=args.weight,
-            pos_weight=args.pos_weight, ignore_index=args.ignore_index,
-            label_smoothing=args.label_smoothing, gamma=args.gamma, alpha=args.alpha,
-            beta=args.beta, delta=args.delta, log_target=args.log_target,
-            reduction=args.reduction, top_k=args.top_k, chunk_rows=args.chunk_rows,
-            per_sample=args.per_sample, logits_key=args.logits_key,
-            targets_key=args.targets_key, threads=args.threads, progress=progress)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except (_OptionProblem, FileNotFoundError, IsADirectoryError) as exc:
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, IndexError, OSError, EOFError, zipfile.BadZipFile,
-            zlib.error, pickle.UnpicklingError) as exc:
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
-    print(to_json(doc) if args.json else format_report(doc))
-    return 0
-
-
-def _isatty(stream):
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False

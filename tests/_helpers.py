@@ -180,9 +180,6 @@ def torch_peer(name):
     if spec.torch_name is None:
         return None
     if spec.torch_name.startswith("torchvision.ops."):
-        try:
-            from fastloss.reference import _oracles
-        except ImportError:  # TODO(merge): the oracle moves out of the benchmark module
-            from fastloss import _bench as _oracles
+        from fastloss.reference import _oracles
         return getattr(_oracles, "torchvision_" + spec.torch_name.rsplit(".", 1)[1])
     return getattr(torch.nn.functional, spec.torch_name)

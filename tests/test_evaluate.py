@@ -20,6 +20,7 @@ import pytest
 
 import fastloss
 from fastloss import _evaluate, cli
+from fastloss.cli import eval as eval_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastloss.__file__)))
 CHUNKS = (1, 7, None)          # one row, a size that does not divide N, the default
@@ -393,7 +394,7 @@ def test_cli_progress_only_on_a_terminal(monkeypatch, tmp_path, capsys):
     lx, lt = _write_class_files(tmp_path)
     assert cli.main(["eval", "--loss", "cross_entropy", "--logits", lx, "--targets", lt]) == 0
     assert seen == []  # captured stderr is not a terminal
-    monkeypatch.setattr(_evaluate, "_isatty", lambda stream: True)
+    monkeypatch.setattr(eval_cli, "_isatty", lambda stream: True)
     assert cli.main(["eval", "--loss", "cross_entropy", "--logits", lx, "--targets", lt]) == 0
     assert seen == [N]
     assert cli.main(["eval", "--loss", "cross_entropy", "--logits", lx, "--targets", lt,

@@ -560,7 +560,7 @@ def test_focal_masked_logits():
 # ----------------------------------------------------------------------------------------------
 def torch_sigmoid_focal(xt, t, alpha, gamma, reduction):
     """torchvision.ops.sigmoid_focal_loss, written out."""
-    from fastloss._bench import torchvision_sigmoid_focal_loss
+    from fastloss.reference._oracles import torchvision_sigmoid_focal_loss
     tt = torch.from_numpy(np.asarray(t, dtype=np.float64))
     return torchvision_sigmoid_focal_loss(xt, tt, alpha, gamma, reduction)
 

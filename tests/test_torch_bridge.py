@@ -22,7 +22,7 @@ F = torch.nn.functional
 
 import fastloss  # noqa: E402
 import fastloss.torch as FL  # noqa: E402
-from fastloss._bench import torchvision_sigmoid_focal_loss  # noqa: E402
+from fastloss.reference._oracles import torchvision_sigmoid_focal_loss  # noqa: E402
 
 # torch's own warning for kl_div(reduction="mean") on the reference side
 pytestmark = [pytest.mark.filterwarnings("ignore:reduction:UserWarning"),

@@ -1,64 +1,20 @@
-"""The ``fastloss`` command line (also ``python -m fastloss``).
-
-    fastloss --version          version, OpenMP on/off, threads, SIMD path
-    fastloss show-config        fastloss.show_config()
-    fastloss bench [options]    fastloss vs the memory floor, NumPy reference, torch, sklearn
-    fastloss eval [options]     a loss and accuracies over .npy/.npz prediction files
-
-``main(argv=None)`` returns the exit status (0 on success; 1 when a fastloss call failed, a
-result disagreed with the reference, or an output file could not be written; 2 on bad
-arguments; 130 when interrupted); the console script passes it to ``sys.exit``.
-"""
+"""``fastloss bench``: the subcommand's options, the checks argparse cannot make, and the run
+with its output files (the engine: runner, report)."""
 import argparse
 import os
 import sys
 
 import fastloss
 
-__all__ = ["main", "build_parser"]
+from .. import _argtypes
+from . import cases, machine, report, runner
+
+__all__ = ["add_parser", "run"]
 
 _DTYPES = {"float32": ("float32",), "float64": ("float64",), "both": ("float32", "float64")}
 _PEERS = ("numpy", "torch", "sklearn")
 
-
-def _version_text():
-    conf = fastloss.config()
-    return (f"fastloss {conf['version']} (OpenMP {'on' if conf['openmp'] else 'off'}, "
-            f"{conf['threads']} threads, SIMD {conf['simd']}, backend {conf['backend']}, "
-            f"numpy {conf['numpy']})")
-
-
-class _VersionAction(argparse.Action):
-    """--version computed when asked (fastloss.config() reflects the environment)."""
-
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
-                 help=None):
-        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(_version_text())
-        parser.exit(0)
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _shape(text):
-    from ._bench import parse_shape
-    try:
-        return parse_shape(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-_BENCH_EPILOG = """\
+_EPILOG = """\
 what is timed, per loss x shape x dtype (best of K wall times, one run):
   loss      fastloss forward only                       floor: x.sum()
   fwd+bwd   return_grad=True, gradient allocated        floor: np.copy(x)
@@ -85,24 +41,14 @@ python_serial_s, python_speedup per compute-bound case and mode).  --plot FILE.p
 """
 
 
-def build_parser():
-    from . import _bench
-    parser = argparse.ArgumentParser(
-        prog="fastloss",
-        description="fastloss: fused, SIMD, multi-threaded CPU kernels for ML losses.")
-    parser.add_argument("--version", action=_VersionAction,
-                        help="print the version, OpenMP on/off, threads and SIMD path, and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    sub.add_parser("show-config", help="print fastloss.show_config()",
-                   description="Print version, backend, OpenMP, threads and the SIMD path.")
-
-    available = _bench.available_losses()
-    b = sub.add_parser(
+def add_parser(subparsers):
+    """Register the `bench` subcommand on fastloss.cli's subparsers."""
+    available = cases.available_losses()
+    b = subparsers.add_parser(
         "bench", help="benchmark against the memory floor, NumPy, torch and scikit-learn",
         description="Time fastloss's losses against the memory floor measured in the same "
                     "run, the NumPy reference, torch and scikit-learn.",
-        epilog=_BENCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("--quick", action="store_true",
                    help="shapes about 1/8 of the default sizes, 3 repeats (under a minute)")
     b.add_argument("--json", metavar="FILE", help="write every measurement to FILE as JSON")
@@ -110,20 +56,21 @@ def build_parser():
                    help="write the results as the README's Markdown table")
     b.add_argument("--plot", metavar="FILE.png",
                    help="draw ns per element (fastloss vs floor vs torch); needs matplotlib")
-    b.add_argument("--threads", type=_positive_int, metavar="N",
+    b.add_argument("--threads", type=_argtypes.positive_int, metavar="N",
                    help="threads for fastloss, torch and sklearn (default: "
                         f"{fastloss.get_num_threads()})")
     b.add_argument("--dtype", choices=tuple(_DTYPES), default="both",
                    help="float32, float64 or both (default)")
     b.add_argument("--loss", nargs="+", action="extend", metavar="NAME",
-                   help=f"losses to time (default: {', '.join(_bench.default_losses())}); "
+                   help=f"losses to time (default: {', '.join(cases.default_losses())}); "
                         f"available: {', '.join(available)}")
-    b.add_argument("--shape", nargs="+", action="extend", type=_shape, metavar="NxC",
+    b.add_argument("--shape", nargs="+", action="extend", type=_argtypes.shape,
+                   metavar="NxC",
                    help="shapes to use for every selected loss instead of the defaults "
                         "(e.g. 65536x1000; a flat N for elementwise losses)")
-    b.add_argument("--repeat", type=_positive_int, metavar="K",
+    b.add_argument("--repeat", type=_argtypes.positive_int, metavar="K",
                    help="best of K (default 5, --quick 3; slow peers use at most 3)")
-    b.add_argument("--passes", type=_positive_int, metavar="P",
+    b.add_argument("--passes", type=_argtypes.positive_int, metavar="P",
                    help="time fastloss and the floors in P passes over all cases, keeping "
                         "each row's best (default 2, --quick 1): a slow spell of a shared "
                         "machine rarely covers the same case twice")
@@ -134,18 +81,15 @@ def build_parser():
                         "compute-bound cases, timed when N > 1)")
     b.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     b.set_defaults(subparser=b)
-    from . import _evaluate
-    _evaluate.add_parser(sub)
-    return parser
+    return b
 
 
-def _check_bench_args(parser, args):
+def _check_args(parser, args):
     """Errors argparse cannot see by itself: parser.error() exits with status 2."""
-    from . import _bench
-    available = _bench.available_losses()
+    available = cases.available_losses()
     losses = []
     for name in args.loss or []:
-        if name not in _bench.LOSSES:
+        if name not in cases.LOSSES:
             parser.error(f"argument --loss: unknown loss {name!r} (choose from "
                          f"{', '.join(available)})")
         if name not in available:
@@ -154,11 +98,11 @@ def _check_bench_args(parser, args):
         if name not in losses:
             losses.append(name)
     if args.shape:
-        for name in losses or _bench.default_losses():
-            kind = _bench.KINDS[_bench.LOSSES[name].kind]
+        for name in losses or cases.default_losses():
+            kind = cases.KINDS[cases.LOSSES[name].kind]
             for shape in args.shape:
                 if len(shape) < kind.min_ndim:
-                    parser.error(f"argument --shape: {_bench.shape_str(shape)} has "
+                    parser.error(f"argument --shape: {cases.shape_str(shape)} has "
                                  f"{len(shape)} dimension(s) but {name} needs at least "
                                  f"{kind.min_ndim} (NxC); select losses with --loss")
     for option, path in (("--json", args.json), ("--markdown", args.markdown),
@@ -177,17 +121,17 @@ def _check_bench_args(parser, args):
     return losses
 
 
-def _bench(bench_parser, args):
-    from . import _bench
-    losses = _check_bench_args(bench_parser, args)
-    cfg = _bench.BenchConfig(
+def run(args):
+    """Run `fastloss bench` for parsed arguments; returns the exit status."""
+    losses = _check_args(args.subparser, args)
+    cfg = runner.BenchConfig(
         losses=losses or None, shapes=args.shape, dtypes=_DTYPES[args.dtype],
         quick=args.quick, threads=args.threads, repeat=args.repeat, passes=args.passes,
         skip=tuple(args.skip or ()), seed=args.seed, command=args.command_line)
     records = []
     status = 0
     try:
-        doc = _bench.run(cfg, records=records)
+        doc = runner.run(cfg, records=records)
         # a failing fastloss call or a result that disagrees with the reference: exit 1
         if (any(r["error"] for r in doc["results"] + doc["scaling"])
                 or not all(c["ok"] for c in doc["checks"])):
@@ -198,9 +142,9 @@ def _bench(bench_parser, args):
         doc = {"schema": "fastloss-bench/1", "interrupted": True,
                "settings": {"quick": cfg.quick, "threads": cfg.threads, "repeat": cfg.repeat,
                             "dtypes": list(cfg.dtypes)},
-               "machine": _bench.machine_facts(), "versions": _bench.versions(),
+               "machine": machine.machine_facts(), "versions": machine.versions(),
                "fastloss_config": fastloss.config(), "results": records, "checks": []}
-    for path, write in ((args.json, _bench.write_json), (args.markdown, _bench.write_markdown)):
+    for path, write in ((args.json, report.write_json), (args.markdown, report.write_markdown)):
         if path:
             try:
                 write(doc, path)
@@ -210,7 +154,7 @@ def _bench(bench_parser, args):
             print(f"wrote {path}")
     if args.plot:
         try:
-            _bench.plot(doc, args.plot)
+            report.plot(doc, args.plot)
         except ImportError as exc:
             print(f"fastloss bench: --plot needs matplotlib ({exc}); install it with "
                   "pip install 'fastloss[plot]'", file=sys.stderr)
@@ -221,29 +165,3 @@ def _bench(bench_parser, args):
         print(f"wrote {args.plot}")
     return status
 
-
-def main(argv=None):
-    parser = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        args = parser.parse_args(argv)
-        args.command_line = ["fastloss", *argv]
-        if args.command == "show-config":
-            fastloss.show_config()
-            return 0
-        if args.command == "bench":
-            return _bench(args.subparser, args)
-        if args.command == "eval":
-            from . import _evaluate
-            return _evaluate.run(args)
-        parser.print_help(sys.stderr)
-        return 2
-    except SystemExit as exc:  # argparse's errors and --version / --help
-        code = exc.code
-        if code is None:
-            return 0
-        return code if isinstance(code, int) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The benchmark's case tables: what is timed for each kind of loss, against which memory floor
+(``KINDS``, ``FLOORS``), and one row per loss (``LOSSES``: input maker, keyword arguments, torch
+and scikit-learn peers).
+
+Adding a loss is adding a row to ``LOSSES`` (and, for a new kind of loss, a row to ``KINDS``,
+which says which calls are timed and which floor each is compared with).  Only rows whose name
+is in ``fastloss.__all__`` are benchmarked.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import fastloss
+
+from ...reference._oracles import torchvision_sigmoid_focal_loss
+
+__all__ = ["CLASS_SHAPES", "CLASS_QUICK", "FLAT_SHAPES", "FLAT_QUICK", "FLOORS", "Kind",
+           "KINDS", "Loss", "LOSSES", "available_losses", "default_losses", "shape_str"]
+
+CLASS_SHAPES = ((65536, 1000), (1048576, 10), (2048, 32000), (32, 10))
+CLASS_QUICK = ((8192, 1000), (131072, 10), (256, 32000), (32, 10))
+FLAT_SHAPES = ((16777216,),)
+FLAT_QUICK = ((2097152,),)
+
+# floor name -> (label, bytes written per element of x: 0 for a pure read, 1 for a copy)
+FLOORS = {
+    "sum": ("x.sum()", 0),
+    "copy": ("np.copy(x)", 1),
+    "copyto": ("np.copyto(buf, x)", 1),
+}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What is timed for a kind of loss and which memory floor each call is compared with."""
+    modes: tuple          # ((mode, floor name), ...) in table order
+    shapes: tuple         # default shapes
+    quick_shapes: tuple   # --quick shapes (about 1/8 of the default sizes)
+    target: str           # "index" (int64 class per sample), "same" (x's shape and dtype), "none"
+    min_ndim: int         # shapes with fewer dimensions are refused for this kind
+    peer_mode: str        # the mode the NumPy reference is timed in
+
+
+_LOSS_MODES = (("loss", "sum"), ("fwd+bwd", "copy"), ("grad_out", "copyto"))
+KINDS = {
+    # softmax-axis losses with class-index targets: (N, C) logits, (N,) int64 targets
+    "class": Kind(_LOSS_MODES, CLASS_SHAPES, CLASS_QUICK, "index", 2, "fwd+bwd"),
+    # elementwise losses: x and a target of the same shape, read both -> floor x1.5 (x2 read)
+    "elementwise": Kind(_LOSS_MODES, FLAT_SHAPES, FLAT_QUICK, "same", 1, "fwd+bwd"),
+    # x -> array shaped like x (log_softmax, softmax): one read + one allocating write
+    "softmax": Kind((("fwd", "copy"),), CLASS_SHAPES, CLASS_QUICK, "none", 1, "fwd"),
+    # x -> one value per row (logsumexp): one read
+    "rowreduce": Kind((("fwd", "sum"),), CLASS_SHAPES, CLASS_QUICK, "none", 1, "fwd"),
+}
+
+
+# ---- input makers: (rng, z, shape, dtype) -> (x, target); z is a cached float32 N(0,1) array
+def _logits(rng, z, shape, dtype):
+    return z.astype(dtype, copy=False)
+
+
+def _binary_target(rng, shape, dtype):
+    return (rng.random(shape, dtype=np.float32) < 0.5).astype(dtype)
+
+
+def _make_logits_binary(rng, z, shape, dtype):
+    return (2 * z).astype(dtype), _binary_target(rng, shape, dtype)
+
+
+def _make_probs_binary(rng, z, shape, dtype):
+    p = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
+    return np.clip(p, 1e-6, 1 - 1e-6).astype(dtype), _binary_target(rng, shape, dtype)
+
+
+def _make_regression(rng, z, shape, dtype):
+    return z.astype(dtype, copy=False), rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+
+
+def _make_kl(rng, z, shape, dtype):
+    x = np.log(rng.uniform(0.01, 1.0, shape)).astype(dtype)
+    return x, rng.uniform(0.0, 1.0, shape).astype(dtype)
+
+
+def _make_logprobs(rng, z, shape, dtype):
+    return (-np.abs(z)).astype(dtype), None
+
+
+# ---- torch formulas: (torch, F, x, t) -> tensor (a scalar for the losses)
+def _torch_focal(torch, F, x, t, gamma=2.0):
+    logp = F.log_softmax(x, dim=1)
+    logpt = logp.gather(1, t.unsqueeze(1)).squeeze(1)
+    return (-((1 - logpt.exp()) ** gamma) * logpt).mean()
+
+
+
+def _torch_sigmoid_focal(torch, F, x, t, alpha=0.25, gamma=2.0):
+    return torchvision_sigmoid_focal_loss(x, t, alpha, gamma, reduction="mean")
+
+
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    kind: str
+    make: object = _logits          # (rng, z, shape, dtype) -> x, or (x, target)
+    kwargs: dict = field(default_factory=dict)
+    torch: object = None            # (torch, F, x, t) -> tensor
+    sklearn: object = None          # (sklearn._loss.loss module, shape) -> loss object
+    default: bool = False           # benchmarked when no --loss is given
+    scaling: bool = False           # compute-bound: its 1 -> N thread scaling is measured
+
+
+LOSSES = {row.name: row for row in (
+    Loss("cross_entropy", "class", torch=lambda torch, F, x, t: F.cross_entropy(x, t),
+         sklearn=lambda sk, shape: sk.HalfMultinomialLoss(n_classes=shape[1]), default=True,
+         scaling=True),
+    Loss("focal_loss", "class", kwargs={"gamma": 2.0}, torch=_torch_focal, default=True,
+         scaling=True),
+    Loss("nll_loss", "class", make=_make_logprobs,
+         torch=lambda torch, F, x, t: F.nll_loss(x, t)),
+    Loss("log_softmax", "softmax", torch=lambda torch, F, x, t: F.log_softmax(x, dim=-1)),
+    Loss("softmax", "softmax", torch=lambda torch, F, x, t: F.softmax(x, dim=-1)),
+    Loss("logsumexp", "rowreduce", torch=lambda torch, F, x, t: torch.logsumexp(x, dim=-1)),
+    Loss("sigmoid_focal_loss", "elementwise", _make_logits_binary,
+         {"alpha": 0.25, "gamma": 2.0, "reduction": "mean"}, _torch_sigmoid_focal, default=True,
+         scaling=True),
+    Loss("binary_cross_entropy_with_logits", "elementwise", _make_logits_binary,
+         torch=lambda torch, F, x, t: F.binary_cross_entropy_with_logits(x, t),
+         sklearn=lambda sk, shape: sk.HalfBinomialLoss(), default=True),
+    Loss("binary_cross_entropy", "elementwise", _make_probs_binary,
+         torch=lambda torch, F, x, t: F.binary_cross_entropy(x, t), default=True),
+    Loss("mse_loss", "elementwise", _make_regression,
+         torch=lambda torch, F, x, t: F.mse_loss(x, t),
+         sklearn=lambda sk, shape: sk.HalfSquaredError(), default=True),
+    Loss("l1_loss", "elementwise", _make_regression,
+         torch=lambda torch, F, x, t: F.l1_loss(x, t),
+         sklearn=lambda sk, shape: sk.AbsoluteError(), default=True),
+    Loss("smooth_l1_loss", "elementwise", _make_regression, {"beta": 1.0},
+         lambda torch, F, x, t: F.smooth_l1_loss(x, t, beta=1.0), default=True),
+    Loss("huber_loss", "elementwise", _make_regression, {"delta": 1.0},
+         lambda torch, F, x, t: F.huber_loss(x, t, delta=1.0),
+         lambda sk, shape: sk.HuberLoss(delta=1.0), default=True),
+    Loss("kl_div", "elementwise", _make_kl, {"reduction": "batchmean"},
+         lambda torch, F, x, t: F.kl_div(x, t, reduction="batchmean"), default=True),
+)}
+
+
+def available_losses():
+    """Names of the LOSSES rows that this fastloss exports (in table order)."""
+    exported = set(getattr(fastloss, "__all__", ()))
+    return [name for name in LOSSES if name in exported and hasattr(fastloss, name)]
+
+
+def default_losses():
+    return [name for name in available_losses() if LOSSES[name].default]
+
+
+
+def shape_str(shape):
+    return "x".join(str(n) for n in shape)
