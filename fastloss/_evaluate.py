@@ -28,7 +28,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _api, _config
+from . import _api, _config, _losses
 from . import _validate as V
 
 __all__ = ["evaluate", "EvalOptionError", "EvalOptionTypeError"]
@@ -52,34 +52,25 @@ class EvalOptionTypeError(_OptionProblem, TypeError):
 # ------------------------------------------------------------------------- the losses
 
 class _Spec:
+    """What evaluate needs of a registry row (fastloss._losses.LOSSES)."""
     __slots__ = ("name", "kind", "options", "reductions", "threshold")
 
-    def __init__(self, name, kind, options, reductions=("mean", "sum"), threshold=None):
-        self.name = name
-        self.kind = kind              # "class", "binary" or "elementwise"
-        self.options = options        # option names that apply, in display order
-        self.reductions = reductions
-        self.threshold = threshold    # binary: predicted positive when input > threshold
+    def __init__(self, row):
+        self.name = row.name
+        # "class", "binary" (a binary_threshold: error rate and confusion counts) or
+        # "elementwise"
+        self.kind = ("class" if row.family == "class"
+                     else "binary" if row.binary_threshold is not None else "elementwise")
+        self.options = row.weight_names + row.param_names  # in display order
+        self.reductions = tuple(r for r in row.reductions if r != "none")
+        self.threshold = row.binary_threshold  # binary: predicted positive when input > it
 
 
-_SPECS = {s.name: s for s in (
-    _Spec("cross_entropy", "class", ("weight", "ignore_index", "label_smoothing")),
-    _Spec("nll_loss", "class", ("weight", "ignore_index")),
-    _Spec("focal_loss", "class", ("weight", "ignore_index", "gamma")),
-    _Spec("sigmoid_focal_loss", "binary", ("alpha", "gamma"), threshold=0.0),
-    _Spec("binary_cross_entropy", "binary", ("weight",), threshold=0.5),
-    _Spec("binary_cross_entropy_with_logits", "binary", ("weight", "pos_weight"), threshold=0.0),
-    _Spec("mse_loss", "elementwise", ()),
-    _Spec("l1_loss", "elementwise", ()),
-    _Spec("smooth_l1_loss", "elementwise", ("beta",)),
-    _Spec("huber_loss", "elementwise", ("delta",)),
-    _Spec("kl_div", "elementwise", ("log_target",), reductions=("mean", "sum", "batchmean")),
-)}
+_SPECS = {row.name: _Spec(row) for row in _losses.losses("class", "elementwise")}
 LOSSES = tuple(_SPECS)
 
 # the library's defaults, shown in the report when an option is not given
-_DEFAULTS = {"ignore_index": -100, "label_smoothing": 0.0, "gamma": 2.0, "alpha": 0.25,
-             "beta": 1.0, "delta": 1.0, "log_target": False}
+_DEFAULTS = {p.name: p.default for row in _losses.LOSSES.values() for p in row.params}
 
 
 def _real(value, name):

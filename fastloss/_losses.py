@@ -139,7 +139,7 @@ LOSSES: dict = {s.name: s for s in (
     LossSpec("nll_loss", "class", "nll", M.nll_loss, params=(_IGNORE,), weights=_CLASS_WEIGHT,
              input_domain="logprob", torch_name="nll_loss", torch_module="NLLLoss"),
     LossSpec("focal_loss", "class", "focal", M.focal_loss,
-             params=(Param("gamma", 2.0, V.check_nonneg, "gamma"), _IGNORE),
+             params=(_IGNORE, Param("gamma", 2.0, V.check_nonneg, "gamma")),
              weights=_CLASS_WEIGHT, torch_module="FocalLoss",
              examples=({"gamma": 0.0}, {"gamma": 0.25}, {"gamma": 0.5}, {"gamma": 1.0},
                        {"gamma": 3.0})),

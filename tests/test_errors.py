@@ -6,7 +6,7 @@ import pytest
 import fastloss
 import fastloss.reference as REF
 
-rom _helpers import registry
+from _helpers import registry
 
 X = np.zeros((4, 5))
 T = np.array([0, 1, 2, 3])

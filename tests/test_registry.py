@@ -89,6 +89,10 @@ SUITES = [
     ("test_registry", lambda m: {s.name for s, _ in m.CLASS_CASES}, ("class",)),
     ("test_torch_bridge", lambda m: set(m.VARIANTS) & set(m.REF), ("class", "elementwise")),
     ("test_reference_math", lambda m: set(m.elementwise_calls()), ("elementwise",)),
+    ("test_threads", lambda m: {s.name for s in m.registry("elementwise")}, ("elementwise",)),
+    # the application code: fastloss eval and fastloss bench
+    ("fastloss._evaluate", lambda m: set(m.LOSSES), ("class", "elementwise")),
+    ("fastloss.cli.bench.cases", lambda m: set(m.LOSSES), ("class", "elementwise", "axis")),
 ]
 
 

@@ -2,9 +2,10 @@
 (``KINDS``, ``FLOORS``), and one row per loss (``LOSSES``: input maker, keyword arguments, torch
 and scikit-learn peers).
 
-Adding a loss is adding a row to ``LOSSES`` (and, for a new kind of loss, a row to ``KINDS``,
-which says which calls are timed and which floor each is compared with).  Only rows whose name
-is in ``fastloss.__all__`` are benchmarked.
+``LOSSES`` has one row per row of the loss registry (``fastloss._losses``): a new loss is
+benchmarked without an edit here; ``_EXTRAS`` adds peers and flags by name (and, for a new
+kind of loss, a row to ``KINDS`` says which calls are timed and against which floor).  Only
+rows whose name is in ``fastloss.__all__`` are benchmarked.
 """
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ import numpy as np
 
 import fastloss
 
+from ... import _losses
 from ...reference._oracles import torchvision_sigmoid_focal_loss
 
 __all__ = ["CLASS_SHAPES", "CLASS_QUICK", "FLAT_SHAPES", "FLAT_QUICK", "FLOORS", "Kind",
@@ -109,39 +111,51 @@ class Loss:
     scaling: bool = False           # compute-bound: its 1 -> N thread scaling is measured
 
 
-LOSSES = {row.name: row for row in (
-    Loss("cross_entropy", "class", torch=lambda torch, F, x, t: F.cross_entropy(x, t),
-         sklearn=lambda sk, shape: sk.HalfMultinomialLoss(n_classes=shape[1]), default=True,
-         scaling=True),
-    Loss("focal_loss", "class", kwargs={"gamma": 2.0}, torch=_torch_focal, default=True,
-         scaling=True),
-    Loss("nll_loss", "class", make=_make_logprobs,
-         torch=lambda torch, F, x, t: F.nll_loss(x, t)),
-    Loss("log_softmax", "softmax", torch=lambda torch, F, x, t: F.log_softmax(x, dim=-1)),
-    Loss("softmax", "softmax", torch=lambda torch, F, x, t: F.softmax(x, dim=-1)),
-    Loss("logsumexp", "rowreduce", torch=lambda torch, F, x, t: torch.logsumexp(x, dim=-1)),
-    Loss("sigmoid_focal_loss", "elementwise", _make_logits_binary,
-         {"alpha": 0.25, "gamma": 2.0, "reduction": "mean"}, _torch_sigmoid_focal, default=True,
-         scaling=True),
-    Loss("binary_cross_entropy_with_logits", "elementwise", _make_logits_binary,
-         torch=lambda torch, F, x, t: F.binary_cross_entropy_with_logits(x, t),
-         sklearn=lambda sk, shape: sk.HalfBinomialLoss(), default=True),
-    Loss("binary_cross_entropy", "elementwise", _make_probs_binary,
-         torch=lambda torch, F, x, t: F.binary_cross_entropy(x, t), default=True),
-    Loss("mse_loss", "elementwise", _make_regression,
-         torch=lambda torch, F, x, t: F.mse_loss(x, t),
-         sklearn=lambda sk, shape: sk.HalfSquaredError(), default=True),
-    Loss("l1_loss", "elementwise", _make_regression,
-         torch=lambda torch, F, x, t: F.l1_loss(x, t),
-         sklearn=lambda sk, shape: sk.AbsoluteError(), default=True),
-    Loss("smooth_l1_loss", "elementwise", _make_regression, {"beta": 1.0},
-         lambda torch, F, x, t: F.smooth_l1_loss(x, t, beta=1.0), default=True),
-    Loss("huber_loss", "elementwise", _make_regression, {"delta": 1.0},
-         lambda torch, F, x, t: F.huber_loss(x, t, delta=1.0),
-         lambda sk, shape: sk.HuberLoss(delta=1.0), default=True),
-    Loss("kl_div", "elementwise", _make_kl, {"reduction": "batchmean"},
-         lambda torch, F, x, t: F.kl_div(x, t, reduction="batchmean"), default=True),
-)}
+# input makers by the registry row's (input domain, target domain)
+_MAKERS = {
+    ("logits", "class"): _logits, ("logits", "class_or_prob"): _logits,
+    ("logprob", "class"): _make_logprobs, ("logits", "none"): _logits,
+    ("logits", "binary"): _make_logits_binary, ("prob", "binary"): _make_probs_binary,
+    ("real", "real"): _make_regression, ("logprob", "prob"): _make_kl,
+}
+
+# what the benchmark adds to a registry row, by name: a kind other than the family's, a
+# torch formula other than F.<torch_name>(x, t), a scikit-learn peer, keyword arguments,
+# default=False (not timed unless asked for), scaling=True (compute-bound: thread scaling)
+_EXTRAS = {
+    "cross_entropy": dict(sklearn=lambda sk, shape: sk.HalfMultinomialLoss(n_classes=shape[1]),
+                          scaling=True),
+    "focal_loss": dict(kwargs={"gamma": 2.0}, torch=_torch_focal, scaling=True),
+    "nll_loss": dict(default=False),
+    "log_softmax": dict(torch=lambda torch, F, x, t: F.log_softmax(x, dim=-1)),
+    "softmax": dict(torch=lambda torch, F, x, t: F.softmax(x, dim=-1)),
+    "logsumexp": dict(kind="rowreduce",
+                      torch=lambda torch, F, x, t: torch.logsumexp(x, dim=-1)),
+    "sigmoid_focal_loss": dict(kwargs={"alpha": 0.25, "gamma": 2.0, "reduction": "mean"},
+                               torch=_torch_sigmoid_focal, scaling=True),
+    "binary_cross_entropy_with_logits": dict(sklearn=lambda sk, shape: sk.HalfBinomialLoss()),
+    "mse_loss": dict(sklearn=lambda sk, shape: sk.HalfSquaredError()),
+    "l1_loss": dict(sklearn=lambda sk, shape: sk.AbsoluteError()),
+    "smooth_l1_loss": dict(kwargs={"beta": 1.0}),
+    "huber_loss": dict(kwargs={"delta": 1.0}, sklearn=lambda sk, shape: sk.HuberLoss(delta=1.0)),
+    "kl_div": dict(kwargs={"reduction": "batchmean"},
+                   torch=lambda torch, F, x, t: F.kl_div(x, t, reduction="batchmean")),
+}
+
+
+def _row(spec):
+    """The benchmark row of a registry row (fastloss._losses.LOSSES)."""
+    extra = dict(_EXTRAS.get(spec.name, {}))
+    kind = extra.pop("kind", {"class": "class", "elementwise": "elementwise",
+                              "axis": "softmax"}[spec.family])
+    if "torch" not in extra and spec.torch_name and "." not in spec.torch_name:
+        extra["torch"] = (lambda fn: lambda torch, F, x, t: getattr(F, fn)(x, t))(
+            spec.torch_name)
+    extra.setdefault("default", spec.family != "axis")
+    return Loss(spec.name, kind, _MAKERS[spec.input_domain, spec.target_domain], **extra)
+
+
+LOSSES = {spec.name: _row(spec) for spec in _losses.LOSSES.values()}
 
 
 def available_losses():

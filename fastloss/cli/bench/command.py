@@ -28,7 +28,7 @@ sklearn._loss loss_gradient (grad_out row, if importable) for cross_entropy,
 binary_cross_entropy_with_logits, mse_loss, l1_loss and huber_loss.
 
 With N > 1 threads, a last section times the compute-bound cases (cross_entropy and
-focal_loss with at most 48 classes, sigmoid_focal_loss; 65536 elements or more), loss only
+focal_loss with at most TUNING["small_c"] (48) classes, sigmoid_focal_loss; 65536 elements or more), loss only
 and grad_out, on 1 and on N threads, and as N Python threads each making the call on one
 thread at once (speedup over the same N calls one after another: the GIL is released).
 

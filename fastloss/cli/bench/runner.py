@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import fastloss
+from fastloss import _config
 
 from .cases import FLOORS, KINDS, LOSSES, default_losses, shape_str
 from .machine import import_sklearn_loss, import_torch, load_average, machine_facts, versions
@@ -434,7 +435,8 @@ def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, sk_loss,
 # thread scaling
 # --------------------------------------------------------------------------------------------
 SCALING_MODES = ("loss", "grad_out")
-SCALING_MAX_C = 48            # class losses: the small-C tile path (FL_SMALL_C in the kernels)
+# class losses: the small-C tile path (FL_SMALL_C in src/fl_config.h)
+SCALING_MAX_C = _config._kernels.TUNING["small_c"] if _config._kernels is not None else 48
 SCALING_MIN_ELEMENTS = 1 << 16  # smaller inputs run on one thread (the kernels' grain size)
 SCALING_SETTLE_S = 0.03       # Python threads start this long after a multi-threaded call
 
