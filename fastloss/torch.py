@@ -385,8 +385,36 @@ def _make_module(spec, functional):
                                    "__module__": __name__})
 
 
-#: loss name -> its functional; loss name -> its nn.Module class
-FUNCTIONALS = {name: globals()[name] for name in FUNCTIONS}
+def _make_functional(spec):
+    """The functional of a registry row that has no hand-written one above (torch has no peer
+    to mirror): (input, target, <weights>, <params>, reduction=<row default>)."""
+    P = inspect.Parameter
+    params = [P("input", P.POSITIONAL_OR_KEYWORD), P("target", P.POSITIONAL_OR_KEYWORD)]
+    params += [P(w, P.POSITIONAL_OR_KEYWORD, default=None) for w in spec.weight_names]
+    params += [P(p.name, P.POSITIONAL_OR_KEYWORD, default=p.default) for p in spec.params]
+    params.append(P("reduction", P.POSITIONAL_OR_KEYWORD, default=spec.default_reduction))
+    signature = inspect.Signature(params)
+
+    def functional(*args, **kwargs):
+        values = signature.bind(*args, **kwargs)
+        values.apply_defaults()
+        v = values.arguments
+        weights = {w: v[w] for w in spec.weight_names}
+        _check_args(spec.name, v["input"], v["target"], **weights)
+        options = _opts(**{p: v[p] for p in spec.param_names}, reduction=v["reduction"])
+        return _run(spec.name, v["input"], v["target"], options, *weights.values())
+
+    functional.__signature__ = signature
+    functional.__name__ = functional.__qualname__ = spec.name
+    functional.__doc__ = f"fastloss.{spec.name} as a differentiable torch function."
+    return functional
+
+
+#: loss name -> its functional (hand-written above to mirror torch's signature, or generated)
+FUNCTIONALS = {name: globals().get(name) or _make_functional(_registry.LOSSES[name])
+               for name in FUNCTIONS}
+globals().update(FUNCTIONALS)
+#: loss name -> its nn.Module class
 MODULES = {name: _make_module(_registry.LOSSES[name], fn) for name, fn in FUNCTIONALS.items()}
 globals().update({m.__name__: m for m in MODULES.values()})
 

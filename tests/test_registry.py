@@ -71,12 +71,38 @@ def test_kernel_names_exist_in_the_compiled_op_tables():
 def test_torch_bridge_has_every_row():
     FL = pytest.importorskip("fastloss.torch")
     rows = {s.name for s in registry("class", "elementwise") if s.torch_module}
-    assert rows == {s.name for s in registry("class", "elementwise")}
     assert set(FL.FUNCTIONS) == set(FL.FUNCTIONALS) == set(FL.MODULES) == rows
     for name in rows:
         module = FL.MODULES[name]
         assert module.__name__ == LOSSES[name].torch_module and getattr(FL, module.__name__)
         assert name in FL.__all__ and module.__name__ in FL.__all__
+
+
+def test_torch_bridge_generates_a_functional_for_a_new_row(monkeypatch):
+    """A registry row with a torch_module but no hand-written functional gets a generated
+    one (and its Module): here huber_loss's row under a new name, against the real one."""
+    torch = pytest.importorskip("torch")
+    import dataclasses
+
+    import fastloss.torch as FL
+    spec = dataclasses.replace(LOSSES["huber_loss"], name="huber_again", torch_module="HA")
+    monkeypatch.setitem(LOSSES, "huber_again", spec)
+    monkeypatch.setattr(fastloss, "huber_again", fastloss.huber_loss, raising=False)
+    monkeypatch.setitem(FL.FUNCTIONS, "huber_again", FL._make_function(spec))
+    fn = FL._make_functional(spec)
+    assert list(inspect.signature(fn).parameters) == ["input", "target", "delta", "reduction"]
+    x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(6, 3, dtype=torch.float64)
+    loss = fn(x, t, delta=0.5)
+    loss.backward()
+    x2 = x.detach().clone().requires_grad_(True)
+    ref_loss = torch.nn.functional.huber_loss(x2, t, delta=0.5)
+    ref_loss.backward()
+    torch.testing.assert_close(loss, ref_loss)
+    torch.testing.assert_close(x.grad, x2.grad)
+    module = FL._make_module(spec, fn)(delta=0.5, reduction="sum")
+    torch.testing.assert_close(module(x.detach(), t), torch.nn.functional.huber_loss(
+        x.detach(), t, delta=0.5, reduction="sum"))
 
 
 # suite module -> attribute naming the losses it runs (and the families it must cover)
