@@ -8,6 +8,7 @@ Environment:
   FASTLOSS_BENCH_THREADS  threads for fastloss (default: fastloss's default, the usable CPUs)
   FASTLOSS_BENCH_SCALE    multiply the ~4M-element default sizes (e.g. 0.25 for a smoke run)
 """
+
 import os
 import zlib
 
@@ -70,7 +71,7 @@ class _Inputs:
             if kind.target == "same":
                 return x, np.ascontiguousarray(made[1], dtype=dtype)
             return x, None
-        return np.ascontiguousarray(z, dtype=dtype), None   # floors
+        return np.ascontiguousarray(z, dtype=dtype), None  # floors
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ memory floors (``np.copyto``, ``np.copy``, ``x.sum()``) of the same shapes sit i
 benchmark groups for comparison.  Compare within one run only (docs/performance.md).
 Elementwise losses are benchmarked when fastloss exports them.
 """
+
 import os
 
 import numpy as np
@@ -24,9 +25,9 @@ def _shape(*dims):
     return (max(1, int(dims[0] * _SCALE)),) + dims[1:]
 
 
-CLASS = _shape(4096, 1000)      # ~4.1M elements, C = 1000
-SMALL_C = _shape(409600, 10)    # ~4.1M elements, C = 10 (the small-class path)
-FLAT = _shape(4194304)          # elementwise losses
+CLASS = _shape(4096, 1000)  # ~4.1M elements, C = 1000
+SMALL_C = _shape(409600, 10)  # ~4.1M elements, C = 10 (the small-class path)
+FLAT = _shape(4194304)  # elementwise losses
 DTYPES = ("float32", "float64")
 
 # (id, function name, variant, kwargs, shapes); variant selects the target in conftest
@@ -38,8 +39,9 @@ _CLASS_CASES = [
     ("focal_loss", "focal_loss", "index", {"gamma": 2.0}, (CLASS, SMALL_C)),
 ]
 _SOFTMAX_CASES = [(name, name) for name in ("log_softmax", "softmax", "logsumexp")]
-_ELEMENTWISE_CASES = [(name, row) for name, row in cases.LOSSES.items()
-                      if row.kind == "elementwise"]
+_ELEMENTWISE_CASES = [
+    (name, row) for name, row in cases.LOSSES.items() if row.kind == "elementwise"
+]
 
 
 def _exists(name):
@@ -54,15 +56,31 @@ def _params_with_grad():
     out = []
     for case_id, name, variant, kwargs, shapes in _CLASS_CASES:
         for shape in shapes:
-            out.append(pytest.param(name, variant, kwargs, shape,
-                                    id=f"{case_id}-{_sid(shape)}",
-                                    marks=() if _exists(name) else pytest.mark.skip(
-                                        reason=f"fastloss has no {name}")))
+            out.append(
+                pytest.param(
+                    name,
+                    variant,
+                    kwargs,
+                    shape,
+                    id=f"{case_id}-{_sid(shape)}",
+                    marks=()
+                    if _exists(name)
+                    else pytest.mark.skip(reason=f"fastloss has no {name}"),
+                )
+            )
     for name, row in _ELEMENTWISE_CASES:
-        out.append(pytest.param(name, "same", dict(row.kwargs), FLAT,
-                                id=f"{name}-{_sid(FLAT)}",
-                                marks=() if _exists(name) else pytest.mark.skip(
-                                    reason=f"fastloss has no {name} yet")))
+        out.append(
+            pytest.param(
+                name,
+                "same",
+                dict(row.kwargs),
+                FLAT,
+                id=f"{name}-{_sid(FLAT)}",
+                marks=()
+                if _exists(name)
+                else pytest.mark.skip(reason=f"fastloss has no {name} yet"),
+            )
+        )
     return out
 
 
@@ -99,8 +117,13 @@ def test_loss(benchmark, bench_inputs, name, variant, kwargs, shape, mode, dtype
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [CLASS, SMALL_C], ids=_sid)
-@pytest.mark.parametrize("name", [pytest.param(n, marks=() if _exists(n) else pytest.mark.skip(
-    reason=f"fastloss has no {n}")) for _, n in _SOFTMAX_CASES])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=() if _exists(n) else pytest.mark.skip(reason=f"fastloss has no {n}"))
+        for _, n in _SOFTMAX_CASES
+    ],
+)
 def test_softmax_family(benchmark, bench_inputs, name, shape, dtype):
     x, _ = bench_inputs.get(name, "none", shape, dtype)
     benchmark.group = _group(shape, dtype)

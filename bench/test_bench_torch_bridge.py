@@ -9,6 +9,7 @@ float32 logits (torch side: torchvision.ops.sigmoid_focal_loss when installed, e
 composed from torch ops, which is what torchvision runs).  Skipped without torch, and skipped
 unless run with --benchmark-only.  Compare within one run only.
 """
+
 import numpy as np
 import pytest
 
@@ -26,8 +27,6 @@ F = torch.nn.functional
 def _only_under_benchmark_only(request):
     if not request.config.getoption("benchmark_only", default=False):
         pytest.skip("torch bridge benchmarks run only with: pytest bench/ --benchmark-only")
-
-
 
 
 def _torch_sigmoid_focal_loss():
@@ -53,10 +52,12 @@ def _sigmoid_focal_case():
 
 
 CASES = {
-    "cross_entropy-4096x1000-float32": (_cross_entropy_case, F.cross_entropy,
-                                        FL.cross_entropy),
-    "sigmoid_focal_loss-1M-float32": (_sigmoid_focal_case, _torch_sigmoid_focal_loss(),
-                                      FL.sigmoid_focal_loss),
+    "cross_entropy-4096x1000-float32": (_cross_entropy_case, F.cross_entropy, FL.cross_entropy),
+    "sigmoid_focal_loss-1M-float32": (
+        _sigmoid_focal_case,
+        _torch_sigmoid_focal_loss(),
+        FL.sigmoid_focal_loss,
+    ),
 }
 
 
@@ -80,8 +81,12 @@ def test_torch_bridge_step(benchmark, case, impl):
     ref_loss.backward()
     loss = step()
     np.testing.assert_allclose(loss.item(), ref_loss.item(), rtol=2e-4)
-    np.testing.assert_allclose(x.grad.double().numpy(), ref_x.grad.numpy(), rtol=2e-3,
-                               atol=1e-4 * float(ref_x.grad.abs().max()))
+    np.testing.assert_allclose(
+        x.grad.double().numpy(),
+        ref_x.grad.numpy(),
+        rtol=2e-3,
+        atol=1e-4 * float(ref_x.grad.abs().max()),
+    )
 
     benchmark.group = f"torch bridge: {case} loss+backward"
     benchmark.extra_info["elements"] = int(x.numel())

@@ -5,17 +5,32 @@ over memory.  ``fastloss.reference`` holds a pure-NumPy twin of every public fun
 signature), used as the test oracle and selectable with ``set_backend("reference")``,
 ``use_backend("reference")`` or ``FASTLOSS_BACKEND=reference``.
 """
+
 __version__ = "0.1.0"
 
-from ._config import (config, get_backend, get_num_threads, set_backend, set_num_threads,
-                      show_config, use_backend)
 from . import _api, reference
 from ._api import *  # noqa: F403 (the public functions: _api.__all__, one per registry row)
+from ._config import (
+    config,
+    get_backend,
+    get_num_threads,
+    set_backend,
+    set_num_threads,
+    show_config,
+    use_backend,
+)
 from ._evaluate import evaluate
 
 reference._install(_api)
 
 __all__ = _api.__all__ + [
-    "set_num_threads", "get_num_threads", "set_backend", "get_backend", "use_backend",
-    "show_config", "config", "evaluate", "__version__",
+    "set_num_threads",
+    "get_num_threads",
+    "set_backend",
+    "get_backend",
+    "use_backend",
+    "show_config",
+    "config",
+    "evaluate",
+    "__version__",
 ]

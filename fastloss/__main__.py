@@ -1,4 +1,5 @@
 """``python -m fastloss``: the fastloss command line (see fastloss.cli)."""
+
 import sys
 
 from .cli import main

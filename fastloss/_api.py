@@ -7,9 +7,10 @@ then runs either the compiled kernels (``fastloss._kernels``, one fused pass) or
 reference twin named in the row, as selected by ``fastloss.set_backend`` / ``use_backend`` /
 ``FASTLOSS_BACKEND``.  Both backends see the same canonical arrays and return the same things.
 """
+
 from __future__ import annotations
 
-from typing import Literal, Optional, Tuple, Union
+from typing import Literal, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -19,16 +20,27 @@ from . import _validate as V
 from ._losses import LOSSES
 
 __all__ = [
-    "cross_entropy", "nll_loss", "focal_loss", "log_softmax", "softmax", "logsumexp",
-    "sigmoid_focal_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-    "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div",
+    "cross_entropy",
+    "nll_loss",
+    "focal_loss",
+    "log_softmax",
+    "softmax",
+    "logsumexp",
+    "sigmoid_focal_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+    "huber_loss",
+    "kl_div",
 ]
 
 Reduction = Literal["none", "mean", "sum"]
 GradOutput = Union[float, ArrayLike, None]
 #: a NumPy scalar (``"mean"``/``"sum"``), an array (``"none"``), or with ``return_grad=True``
 #: the pair ``(loss, grad)``
-LossResult = Union[np.floating, np.ndarray, Tuple[Union[np.floating, np.ndarray], np.ndarray]]
+LossResult = Union[np.floating, np.ndarray, tuple[Union[np.floating, np.ndarray], np.ndarray]]
 
 _NAN = float("nan")
 
@@ -44,6 +56,7 @@ def _finish(reduction, dtype, loss_shape, loss, grad, return_grad):
 
 # ------------------------------------------------------------------ class-axis losses
 
+
 def _reference_targets_check(p):
     """IndexError for class indices outside [0, C) that are not ignore_index (reference path;
     the compiled path checks inside fl_check_targets)."""
@@ -56,8 +69,10 @@ def _reference_targets_check(p):
 def _raise_bad_target(p, flat_index):
     value = p.target.reshape(-1)[flat_index]
     where = np.unravel_index(flat_index, p.loss_shape) if p.loss_shape else ()
-    raise IndexError(f"target {value} at position {tuple(int(i) for i in where)} is out of "
-                     f"range [0, {p.C}) and is not ignore_index ({p.ignore_index})")
+    raise IndexError(
+        f"target {value} at position {tuple(int(i) for i in where)} is out of "
+        f"range [0, {p.C}) and is not ignore_index ({p.ignore_index})"
+    )
 
 
 def _class_loss(name, args):
@@ -66,8 +81,14 @@ def _class_loss(name, args):
     spec = LOSSES[name]
     params = spec.check_params(args)
     reduction, return_grad = args["reduction"], args["return_grad"]
-    p = V.class_problem(args["input"], args["target"], args["weight"], params["ignore_index"],
-                        reduction, allow_prob=spec.target_domain == "class_or_prob")
+    p = V.class_problem(
+        args["input"],
+        args["target"],
+        args["weight"],
+        params["ignore_index"],
+        reduction,
+        allow_prob=spec.target_domain == "class_or_prob",
+    )
     go = V.grad_output_for(args["grad_output"], reduction, p.loss_shape)
     grad = V.grad_buffer(args["grad_out"], p.x, return_grad)
     if grad is not None and p.target_prob is not None:
@@ -82,8 +103,9 @@ def _class_loss(name, args):
         params["ignore_index"] = p.ignore_index
         params["weight"] = None if p.weight is None else p.weight.astype(np.float64)
         go_ref = go.reshape(N, S) if isinstance(go, np.ndarray) else go
-        loss, g = spec.reference(x3, t, reduction=reduction, grad_output=go_ref,
-                                 need_grad=return_grad, **params)
+        loss, g = spec.reference(
+            x3, t, reduction=reduction, grad_output=go_ref, need_grad=return_grad, **params
+        )
         if grad is not None:
             np.copyto(grad, g.reshape(p.in_shape), casting="unsafe")
         return _finish(reduction, p.x.dtype, p.loss_shape, loss, grad, return_grad)
@@ -91,21 +113,43 @@ def _class_loss(name, args):
     K = _config._kernels
     kernel_args = {q.kernel_arg: params[q.name] for q in spec.params if q.kernel_arg}
     loss_rows = V.empty(p.loss_shape, p.x.dtype) if reduction == "none" else None
-    loss, bad = K.class_loss(K.CLASS_OPS[spec.kernel], p.x, N, C, S, p.target, p.target_prob,
-                             p.weight, p.ignore_index, kernel_args.get("smoothing", 0.0),
-                             kernel_args.get("gamma", 0.0), K.REDUCTIONS[reduction], go, grad,
-                             loss_rows, _config._state["threads"])
+    loss, bad = K.class_loss(
+        K.CLASS_OPS[spec.kernel],
+        p.x,
+        N,
+        C,
+        S,
+        p.target,
+        p.target_prob,
+        p.weight,
+        p.ignore_index,
+        kernel_args.get("smoothing", 0.0),
+        kernel_args.get("gamma", 0.0),
+        K.REDUCTIONS[reduction],
+        go,
+        grad,
+        loss_rows,
+        _config._state["threads"],
+    )
     if bad >= 0:
         _raise_bad_target(p, bad)
-    return _finish(reduction, p.x.dtype, p.loss_shape, loss_rows if loss is None else loss, grad,
-                   return_grad)
+    return _finish(
+        reduction, p.x.dtype, p.loss_shape, loss_rows if loss is None else loss, grad, return_grad
+    )
 
 
-def cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: Optional[ArrayLike] = None,
-                  ignore_index: int = -100, label_smoothing: float = 0.0,
-                  reduction: Reduction = "mean", return_grad: bool = False,
-                  grad_output: GradOutput = None,
-                  grad_out: Optional[np.ndarray] = None) -> LossResult:
+def cross_entropy(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
     """Softmax cross entropy from logits, as torch.nn.functional.cross_entropy.
 
     input: (N, C), (N, C, d1, ..., dk) or unbatched (C,) logits.  target: class indices of
@@ -116,19 +160,33 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: Optional[Array
     return _class_loss("cross_entropy", locals())
 
 
-def nll_loss(input: ArrayLike, target: ArrayLike, *, weight: Optional[ArrayLike] = None,
-             ignore_index: int = -100, reduction: Reduction = "mean", return_grad: bool = False,
-             grad_output: GradOutput = None,
-             grad_out: Optional[np.ndarray] = None) -> LossResult:
+def nll_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
     """Negative log-likelihood on log-probabilities, as torch.nn.functional.nll_loss."""
     return _class_loss("nll_loss", locals())
 
 
-def focal_loss(input: ArrayLike, target: ArrayLike, *, gamma: float = 2.0,
-               weight: Optional[ArrayLike] = None, ignore_index: int = -100,
-               reduction: Reduction = "mean", return_grad: bool = False,
-               grad_output: GradOutput = None,
-               grad_out: Optional[np.ndarray] = None) -> LossResult:
+def focal_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    gamma: float = 2.0,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
     """Multi-class softmax focal loss: per sample -w[y] (1 - p_y)^gamma log p_y.
 
     "mean" divides by the sum of w[y] over non-ignored samples, like cross_entropy, so
@@ -138,10 +196,11 @@ def focal_loss(input: ArrayLike, target: ArrayLike, *, gamma: float = 2.0,
 
 # ------------------------------------------------------------------ softmax family
 
+
 def _softmax_family(name, x, axis):
     spec = LOSSES[name]
     x, ax, outer, C, inner = V.axis_problem(x, axis)
-    out_shape = x.shape[:ax] + x.shape[ax + 1:] if name == "logsumexp" else x.shape
+    out_shape = x.shape[:ax] + x.shape[ax + 1 :] if name == "logsumexp" else x.shape
     if _config.get_backend() == "reference":
         out = spec.reference(x.reshape(outer, C, inner))
         return np.asarray(out, dtype=x.dtype).reshape(out_shape)
@@ -151,8 +210,7 @@ def _softmax_family(name, x, axis):
         return out
     if x.size:
         K = _config._kernels
-        K.softmax(x, outer, C, inner, out, K.SOFTMAX_OPS[spec.kernel],
-                  _config._state["threads"])
+        K.softmax(x, outer, C, inner, out, K.SOFTMAX_OPS[spec.kernel], _config._state["threads"])
     return out
 
 
@@ -173,6 +231,7 @@ def logsumexp(x: ArrayLike, axis: int = -1) -> np.ndarray:
 
 # ------------------------------------------------------------------ elementwise losses
 
+
 def _elementwise(name, args):
     """Every elementwise loss: `args` holds the public function's arguments by name."""
     spec = LOSSES[name]
@@ -187,8 +246,9 @@ def _elementwise(name, args):
     go = V.elementwise_grad_output(args["grad_output"], reduction, x.shape, x.dtype)
     grad = V.grad_buffer(args["grad_out"], x, return_grad)
     if grad is not None:
-        V.check_no_overlap(grad, "grad_out", ("target", t),
-                           *((w_name, w) for w_name, (w, _) in weights.items()))
+        V.check_no_overlap(
+            grad, "grad_out", ("target", t), *((w_name, w) for w_name, (w, _) in weights.items())
+        )
     n = x.size
     denom = (x.shape[0] if x.ndim else 1) if reduction == "batchmean" else n
 
@@ -198,8 +258,9 @@ def _elementwise(name, args):
         for w_name, (w, _) in weights.items():  # the kernels' periodic weight, materialised
             params[w_name] = None if w is None else np.resize(w.astype(np.float64), x.shape)
         go_ref = go if not isinstance(go, np.ndarray) else go.astype(np.float64)
-        loss, g = spec.reference(x, t, reduction=reduction, grad_output=go_ref,
-                                 need_grad=return_grad, **params)
+        loss, g = spec.reference(
+            x, t, reduction=reduction, grad_output=go_ref, need_grad=return_grad, **params
+        )
         if grad is not None:
             np.copyto(grad, g, casting="unsafe")
         return _finish(reduction, x.dtype, x.shape, loss, grad, return_grad)
@@ -218,9 +279,22 @@ def _elementwise(name, args):
     loss_rows = V.empty(x.shape, x.dtype) if reduction == "none" else None
     total, bad = 0.0, False
     if n:
-        total, bad = K.elementwise(K.ELEMENTWISE_OPS[spec.kernel_for(params)], x, t, w, wp, pw,
-                                   pwp, kernel_args.get("p1", 0.0), kernel_args.get("p2", 0.0),
-                                   grad, rows, scale, loss_rows, _config._state["threads"])
+        total, bad = K.elementwise(
+            K.ELEMENTWISE_OPS[spec.kernel_for(params)],
+            x,
+            t,
+            w,
+            wp,
+            pw,
+            pwp,
+            kernel_args.get("p1", 0.0),
+            kernel_args.get("p2", 0.0),
+            grad,
+            rows,
+            scale,
+            loss_rows,
+            _config._state["threads"],
+        )
     if bad:
         _raise_prob_domain(name)
     if reduction == "none":
@@ -233,14 +307,23 @@ def _elementwise(name, args):
 
 
 def _raise_prob_domain(name):
-    raise ValueError(f"{name}: every element of input must be a probability in [0, 1] (found a "
-                     "value outside it, or NaN)")
+    raise ValueError(
+        f"{name}: every element of input must be a probability in [0, 1] (found a "
+        "value outside it, or NaN)"
+    )
 
 
-def sigmoid_focal_loss(input: ArrayLike, target: ArrayLike, *, alpha: float = 0.25,
-                       gamma: float = 2.0, reduction: Reduction = "none",
-                       return_grad: bool = False, grad_output: GradOutput = None,
-                       grad_out: Optional[np.ndarray] = None) -> LossResult:
+def sigmoid_focal_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: Reduction = "none",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
     """torchvision.ops.sigmoid_focal_loss (Lin et al. 2017) from logits, one fused pass.
 
     loss = alpha_t (1 - p_t)^gamma BCE-with-logits(input, target); alpha < 0 disables alpha_t.
@@ -249,59 +332,100 @@ def sigmoid_focal_loss(input: ArrayLike, target: ArrayLike, *, alpha: float = 0.
     return _elementwise("sigmoid_focal_loss", locals())
 
 
-def binary_cross_entropy(input: ArrayLike, target: ArrayLike, *,
-                         weight: Optional[ArrayLike] = None, reduction: Reduction = "mean",
-                         return_grad: bool = False, grad_output: GradOutput = None,
-                         grad_out: Optional[np.ndarray] = None) -> LossResult:
+def binary_cross_entropy(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
     """torch's F.binary_cross_entropy on probabilities (each log clamped at -100 like torch)."""
     return _elementwise("binary_cross_entropy", locals())
 
 
-def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, *,
-                                     weight: Optional[ArrayLike] = None,
-                                     pos_weight: Optional[ArrayLike] = None,
-                                     reduction: Reduction = "mean", return_grad: bool = False,
-                                     grad_output: GradOutput = None,
-                                     grad_out: Optional[np.ndarray] = None) -> LossResult:
+def binary_cross_entropy_with_logits(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
     """torch's F.binary_cross_entropy_with_logits; pos_weight broadcasts along the last axis.
 
     Exact at +-inf logits: loss 0 and gradient 0 where the target agrees (torch gives NaN)."""
     return _elementwise("binary_cross_entropy_with_logits", locals())
 
 
-def mse_loss(input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mean",
-             return_grad: bool = False, grad_output: GradOutput = None,
-             grad_out: Optional[np.ndarray] = None) -> LossResult:
+def mse_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
     """Mean squared error, torch's F.mse_loss."""
     return _elementwise("mse_loss", locals())
 
 
-def l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: Reduction = "mean",
-            return_grad: bool = False, grad_output: GradOutput = None,
-            grad_out: Optional[np.ndarray] = None) -> LossResult:
+def l1_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
     """Absolute error, torch's F.l1_loss (subgradient 0 at 0)."""
     return _elementwise("l1_loss", locals())
 
 
-def smooth_l1_loss(input: ArrayLike, target: ArrayLike, *, beta: float = 1.0,
-                   reduction: Reduction = "mean", return_grad: bool = False,
-                   grad_output: GradOutput = None,
-                   grad_out: Optional[np.ndarray] = None) -> LossResult:
+def smooth_l1_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    beta: float = 1.0,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
     """torch's F.smooth_l1_loss: 0.5 d^2 / beta where |d| < beta, else |d| - beta/2 (beta=0: L1)."""
     return _elementwise("smooth_l1_loss", locals())
 
 
-def huber_loss(input: ArrayLike, target: ArrayLike, *, delta: float = 1.0,
-               reduction: Reduction = "mean", return_grad: bool = False,
-               grad_output: GradOutput = None,
-               grad_out: Optional[np.ndarray] = None) -> LossResult:
+def huber_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    delta: float = 1.0,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
     """torch's F.huber_loss: 0.5 d^2 where |d| < delta, else delta (|d| - delta/2)."""
     return _elementwise("huber_loss", locals())
 
 
-def kl_div(input: ArrayLike, target: ArrayLike, *,
-           reduction: Literal["none", "mean", "sum", "batchmean"] = "mean",
-           log_target: bool = False, return_grad: bool = False, grad_output: GradOutput = None,
-           grad_out: Optional[np.ndarray] = None) -> LossResult:
+def kl_div(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: Literal["none", "mean", "sum", "batchmean"] = "mean",
+    log_target: bool = False,
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
     """torch's F.kl_div: input is log-probabilities; 0 log 0 = 0; reduction may be "batchmean"."""
     return _elementwise("kl_div", locals())

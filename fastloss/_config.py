@@ -1,10 +1,18 @@
 """Runtime configuration: threads, backend (compiled kernels or NumPy reference), SIMD path."""
+
 import contextlib
 import contextvars
 import os
 
-__all__ = ["set_num_threads", "get_num_threads", "set_backend", "get_backend", "use_backend",
-           "show_config", "config"]
+__all__ = [
+    "set_num_threads",
+    "get_num_threads",
+    "set_backend",
+    "get_backend",
+    "use_backend",
+    "show_config",
+    "config",
+]
 
 _BACKENDS = ("compiled", "reference")
 _MAX_THREADS = 4096
@@ -35,7 +43,8 @@ except ImportError as exc:  # no silent fallback: only an explicit request runs 
         raise ImportError(
             "fastloss's compiled kernels (fastloss._kernels) failed to import: "
             f"{exc}. Reinstall with `pip install .`, or set FASTLOSS_BACKEND=reference to run "
-            "on the NumPy reference implementation.") from exc
+            "on the NumPy reference implementation."
+        ) from exc
     _kernels = None
 
 if _kernels is not None and os.environ.get("FASTLOSS_SIMD"):
@@ -60,8 +69,9 @@ def set_num_threads(n):
     with GNU OpenMP (use the "spawn" or "forkserver" start method for multi-threaded workers);
     forked children therefore start at 1."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= _MAX_THREADS:
-        raise ValueError(f"set_num_threads: n must be a positive int (at most {_MAX_THREADS}), "
-                         f"got {n!r}")
+        raise ValueError(
+            f"set_num_threads: n must be a positive int (at most {_MAX_THREADS}), got {n!r}"
+        )
     _state["threads"] = n
 
 
@@ -102,8 +112,10 @@ def use_backend(name):
 
 def config():
     """Build/runtime facts as a dict (what show_config prints)."""
-    from . import __version__
     import numpy as np
+
+    from . import __version__
+
     info = {
         "version": __version__,
         "backend": get_backend(),

@@ -18,6 +18,7 @@ TypeError); a missing file raises FileNotFoundError; the content of a file (corr
 truncated, wrong shape or dtype, target out of range) raises ValueError, TypeError or
 IndexError.  The command line turns the first two groups into exit status 2, the last into 1.
 """
+
 import math
 import operator
 import os
@@ -33,8 +34,7 @@ from . import _validate as V
 
 __all__ = ["evaluate", "EvalOptionError", "EvalOptionTypeError"]
 
-CHUNK_BYTES = 64 << 20          # default logits bytes per chunk
-
+CHUNK_BYTES = 64 << 20  # default logits bytes per chunk
 
 
 class _OptionProblem(Exception):
@@ -51,16 +51,23 @@ class EvalOptionTypeError(_OptionProblem, TypeError):
 
 # ------------------------------------------------------------------------- the losses
 
+
 class _Spec:
     """What evaluate needs of a registry row (fastloss._losses.LOSSES)."""
+
     __slots__ = ("name", "kind", "options", "reductions", "threshold")
 
     def __init__(self, row):
         self.name = row.name
         # "class", "binary" (a binary_threshold: error rate and confusion counts) or
         # "elementwise"
-        self.kind = ("class" if row.family == "class"
-                     else "binary" if row.binary_threshold is not None else "elementwise")
+        self.kind = (
+            "class"
+            if row.family == "class"
+            else "binary"
+            if row.binary_threshold is not None
+            else "elementwise"
+        )
         self.options = row.weight_names + row.param_names  # in display order
         self.reductions = tuple(r for r in row.reductions if r != "none")
         self.threshold = row.binary_threshold  # binary: predicted positive when input > it
@@ -98,8 +105,11 @@ def _check_options(spec, given):
     """(library keyword arguments, effective option values for the report)."""
     for name, value in given.items():
         if value is not None and name not in spec.options:
-            applies = (f"its options: {', '.join(spec.options)}" if spec.options
-                       else f"{spec.name} takes no options")
+            applies = (
+                f"its options: {', '.join(spec.options)}"
+                if spec.options
+                else f"{spec.name} takes no options"
+            )
             raise EvalOptionError(f"option {name} does not apply to {spec.name} ({applies})")
     kw = {}
     shown = {}
@@ -147,16 +157,19 @@ def _check_top_k(top_k):
     try:
         values = list(top_k)
     except TypeError:
-        raise EvalOptionTypeError(f"top_k must be an int or a list of ints, got {top_k!r}") \
-            from None
+        raise EvalOptionTypeError(
+            f"top_k must be an int or a list of ints, got {top_k!r}"
+        ) from None
     return sorted({_positive_int(k, "top_k") for k in values})
 
 
 # ------------------------------------------------------------------------- input arrays
 
+
 class _Source:
     """One input array, read as consecutive chunks of rows (first axis), in increasing order.
     Files are read by fastloss._npyio's sources, which have the same attributes and methods."""
+
     path = None
     key = None
 
@@ -214,14 +227,15 @@ def _open(value, role, key=None, key_option=None):
         arr = value if isinstance(value, np.ndarray) else np.asarray(value)
         return _ArraySource(arr, role, role)
     from . import _npyio  # zip / mmap file reading: only when a path is given
+
     try:
         return _npyio.open_file(value, role, key, key_option, _ArraySource)
     except _npyio.KeyOptionError as exc:
         raise EvalOptionError(str(exc)) from None
 
 
-
 # ------------------------------------------------------------------------- the engine
+
 
 class _Acc:
     """float64 accumulators over the chunks."""
@@ -229,9 +243,9 @@ class _Acc:
     def __init__(self, C=0, top_k=()):
         self.total = 0.0
         self.denom = 0.0
-        self.n = 0            # samples (positions) or elements
+        self.n = 0  # samples (positions) or elements
         self.ignored = 0
-        self.correct = 0      # top-1 / threshold-0.5 correct predictions (non-ignored)
+        self.correct = 0  # top-1 / threshold-0.5 correct predictions (non-ignored)
         self.topk = {k: 0 for k in top_k}
         self.cls_count = np.zeros(C, dtype=np.int64)
         self.cls_loss = np.zeros(C, dtype=np.float64)
@@ -240,8 +254,12 @@ class _Acc:
 
 def _as_index(t, label, a, ignore_index, C):
     """int64 class indices of a chunk; IndexError with the position in the whole array."""
-    if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size \
-            and t.max() > np.iinfo(np.int64).max:
+    if (
+        t.dtype.kind == "u"
+        and t.dtype.itemsize == 8
+        and t.size
+        and t.max() > np.iinfo(np.int64).max
+    ):
         flat = int(np.argmax(t.reshape(-1) > np.iinfo(np.int64).max))
         _raise_target(label, t.reshape(-1)[flat], flat, t.shape, a, C, ignore_index)
     t64 = np.ascontiguousarray(t, dtype=np.int64)
@@ -256,8 +274,10 @@ def _as_index(t, label, a, ignore_index, C):
 def _raise_target(label, value, flat, chunk_shape, a, C, ignore_index):
     where = [int(i) for i in np.unravel_index(flat, chunk_shape)]
     where[0] += a
-    raise IndexError(f"{label}: target {value} at position {tuple(where)} is out of range "
-                     f"[0, {C}) and is not ignore_index ({ignore_index})")
+    raise IndexError(
+        f"{label}: target {value} at position {tuple(where)} is out of range "
+        f"[0, {C}) and is not ignore_index ({ignore_index})"
+    )
 
 
 def _ranks(x3, t2, valid):
@@ -265,9 +285,9 @@ def _ranks(x3, t2, valid):
     ties to the lower class index, NaN above everything.  Rank 0 is argmax == target."""
     n, C, S = x3.shape
     tc = np.where(valid, t2, 0)
-    xt = np.take_along_axis(x3, tc[:, None, :], axis=1)          # (n, 1, S)
-    buf = np.less_equal(x3, xt)                                   # False: above the target
-    rank = C - np.count_nonzero(buf, axis=1)                      # (n, S)
+    xt = np.take_along_axis(x3, tc[:, None, :], axis=1)  # (n, 1, S)
+    buf = np.less_equal(x3, xt)  # False: above the target
+    rank = C - np.count_nonzero(buf, axis=1)  # (n, S)
     np.equal(x3, xt, out=buf)
     ties = np.count_nonzero(buf, axis=1) > 1
     if ties.any():
@@ -278,9 +298,10 @@ def _ranks(x3, t2, valid):
         nan_t = np.isnan(xt[:, 0, :])
         if nan_t.any():  # a NaN target score: only NaNs of lower classes come first
             i, s = np.nonzero(nan_t)
-            sub = x3[i, :, s]                                         # (k, C)
-            rank[i, s] = np.count_nonzero(np.isnan(sub) & (np.arange(C) < tc[i, s][:, None]),
-                                          axis=1)
+            sub = x3[i, :, s]  # (k, C)
+            rank[i, s] = np.count_nonzero(
+                np.isnan(sub) & (np.arange(C) < tc[i, s][:, None]), axis=1
+            )
     return rank
 
 
@@ -315,8 +336,7 @@ def _class_chunk(acc, fn, kw, x, t, a, plan):
     acc.correct += int(np.count_nonzero(top1))
     tv = t2[v2]
     acc.cls_count += np.bincount(tv, minlength=C)
-    acc.cls_loss += np.bincount(tv, weights=loss.reshape(n, S)[v2].astype(np.float64),
-                                minlength=C)
+    acc.cls_loss += np.bincount(tv, weights=loss.reshape(n, S)[v2].astype(np.float64), minlength=C)
     acc.cls_correct += np.bincount(t2[top1], minlength=C)
     return loss
 
@@ -339,21 +359,47 @@ def _check_per_sample(path, sources):
     path = os.fsdecode(path)
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path) or not os.path.isdir(folder):
-        raise EvalOptionError(f"per_sample (--per-sample): cannot write {path!r} (no such "
-                              "folder, or it is a folder)")
+        raise EvalOptionError(
+            f"per_sample (--per-sample): cannot write {path!r} (no such folder, or it is a folder)"
+        )
     if os.path.exists(path):
         for s in sources:
-            if s is not None and s.path is not None and os.path.exists(s.path) \
-                    and os.path.samefile(path, s.path):
-                raise EvalOptionError(f"per_sample (--per-sample): {path!r} is the {s.role} "
-                                      "file; refusing to overwrite an input")
+            if (
+                s is not None
+                and s.path is not None
+                and os.path.exists(s.path)
+                and os.path.samefile(path, s.path)
+            ):
+                raise EvalOptionError(
+                    f"per_sample (--per-sample): {path!r} is the {s.role} "
+                    "file; refusing to overwrite an input"
+                )
     return path
 
 
-def evaluate(loss, logits, targets, *, weight=None, pos_weight=None, ignore_index=None,
-             label_smoothing=None, gamma=None, alpha=None, beta=None, delta=None,
-             log_target=None, reduction="mean", top_k=None, chunk_rows=None, per_sample=None,
-             logits_key=None, targets_key=None, threads=None, progress=False):
+def evaluate(
+    loss,
+    logits,
+    targets,
+    *,
+    weight=None,
+    pos_weight=None,
+    ignore_index=None,
+    label_smoothing=None,
+    gamma=None,
+    alpha=None,
+    beta=None,
+    delta=None,
+    log_target=None,
+    reduction="mean",
+    top_k=None,
+    chunk_rows=None,
+    per_sample=None,
+    logits_key=None,
+    targets_key=None,
+    threads=None,
+    progress=False,
+):
     """Evaluate a loss (and accuracies) over whole prediction arrays or files, chunk by chunk.
 
     loss: a loss name (``fastloss.cross_entropy`` ... ``fastloss.kl_div``).  logits, targets,
@@ -380,13 +426,24 @@ def evaluate(loss, logits, targets, *, weight=None, pos_weight=None, ignore_inde
     if not isinstance(loss, str) or loss not in _SPECS:
         raise EvalOptionError(f"unknown loss {loss!r} (choose from {', '.join(LOSSES)})")
     spec = _SPECS[loss]
-    kw, shown = _check_options(spec, {
-        "weight": weight, "pos_weight": pos_weight, "ignore_index": ignore_index,
-        "label_smoothing": label_smoothing, "gamma": gamma, "alpha": alpha, "beta": beta,
-        "delta": delta, "log_target": log_target})
+    kw, shown = _check_options(
+        spec,
+        {
+            "weight": weight,
+            "pos_weight": pos_weight,
+            "ignore_index": ignore_index,
+            "label_smoothing": label_smoothing,
+            "gamma": gamma,
+            "alpha": alpha,
+            "beta": beta,
+            "delta": delta,
+            "log_target": log_target,
+        },
+    )
     if reduction not in spec.reductions:
-        raise EvalOptionError(f"reduction must be one of {spec.reductions} for {loss}, got "
-                              f"{reduction!r}")
+        raise EvalOptionError(
+            f"reduction must be one of {spec.reductions} for {loss}, got {reduction!r}"
+        )
     top_k = _check_top_k(top_k)
     if top_k and spec.kind != "class":
         raise EvalOptionError(f"top_k applies to class losses only, not to {loss}")
@@ -445,8 +502,9 @@ def evaluate(loss, logits, targets, *, weight=None, pos_weight=None, ignore_inde
         if plan.unbatched:
             for i, s in enumerate(sources[:2]):
                 arr = s.read_all()
-                sources[i] = _ArraySource(np.asarray(arr).reshape((1,) + s.shape), s.role,
-                                          s.label, s.path, s.key)
+                sources[i] = _ArraySource(
+                    np.asarray(arr).reshape((1,) + s.shape), s.role, s.label, s.path, s.key
+                )
                 s.close()
             xs, ts = sources[0], sources[1]
         if chunk_rows is None:
@@ -459,13 +517,16 @@ def evaluate(loss, logits, targets, *, weight=None, pos_weight=None, ignore_inde
 
         if per_sample is not None:
             out_path = _check_per_sample(per_sample, sources)
-            out = np.lib.format.open_memmap(out_path, mode="w+", dtype=work,
-                                            shape=plan.loss_shape)
+            out = np.lib.format.open_memmap(out_path, mode="w+", dtype=work, shape=plan.loss_shape)
             out_rows = out.reshape((1,) + out.shape) if plan.unbatched else out
             from . import _npyio  # a path was given: returns the pages of written rows
-            out_src = _ArraySource(out_rows, "per_sample", out_path,
-                                   pages=_npyio.page_releaser(out_rows,
-                                                              getattr(out, "_mmap", None)))
+
+            out_src = _ArraySource(
+                out_rows,
+                "per_sample",
+                out_path,
+                pages=_npyio.page_releaser(out_rows, getattr(out, "_mmap", None)),
+            )
         if threads is not None:
             _config.set_num_threads(threads)
         if progress:
@@ -501,8 +562,20 @@ def evaluate(loss, logits, targets, *, weight=None, pos_weight=None, ignore_inde
                 bar.update(b - a)
         if out is not None:
             out.flush()
-        doc = _document(spec, plan, acc, reduction, shown, shown_files, xs, ts, top_k,
-                        chunk_rows, n_chunks, out_path)
+        doc = _document(
+            spec,
+            plan,
+            acc,
+            reduction,
+            shown,
+            shown_files,
+            xs,
+            ts,
+            top_k,
+            chunk_rows,
+            n_chunks,
+            out_path,
+        )
         ok = True
     finally:
         if bar is not None:
@@ -538,15 +611,16 @@ def _read_small(src):
 @dataclass
 class _Plan:
     """What the checks of the whole arrays found: the facts the chunk loop needs."""
-    work: np.dtype              # the working dtype (float32 or float64) of the logits
-    target_kind: str            # "index" or "probability" (class losses), "elementwise"
-    loss_shape: tuple           # the shape of reduction="none"'s result
-    unbatched: bool             # (C,) class logits or a 0-d input: read as one row
-    N: int                      # rows of the chunk loop
-    batch: int                  # the first dimension (kl_div's batchmean divisor)
+
+    work: np.dtype  # the working dtype (float32 or float64) of the logits
+    target_kind: str  # "index" or "probability" (class losses), "elementwise"
+    loss_shape: tuple  # the shape of reduction="none"'s result
+    unbatched: bool  # (C,) class logits or a 0-d input: read as one row
+    N: int  # rows of the chunk loop
+    batch: int  # the first dimension (kl_div's batchmean divisor)
     targets_label: str
     ignore_index: int
-    C: Optional[int] = None     # class losses: the number of classes
+    C: Optional[int] = None  # class losses: the number of classes
     weight_work: Optional[np.ndarray] = None  # class weights (working dtype), index targets
 
 
@@ -557,51 +631,85 @@ def _plan(spec, xs, ts, shown):
     except TypeError as exc:
         raise TypeError(f"{xs.label}: {exc}") from None
     xshape = xs.shape
-    common = {"work": work, "targets_label": ts.label, "batch": xshape[0] if len(xshape) else 1,
-              "ignore_index": shown.get("ignore_index", _DEFAULTS["ignore_index"])}
+    common = {
+        "work": work,
+        "targets_label": ts.label,
+        "batch": xshape[0] if len(xshape) else 1,
+        "ignore_index": shown.get("ignore_index", _DEFAULTS["ignore_index"]),
+    }
     if spec.kind == "class":
         if len(xshape) == 0:
-            raise ValueError(f"{xs.label}: {spec.name} needs logits of shape (N, C), "
-                             "(N, C, d1, ...) or (C,), got a 0-d array")
+            raise ValueError(
+                f"{xs.label}: {spec.name} needs logits of shape (N, C), "
+                "(N, C, d1, ...) or (C,), got a 0-d array"
+            )
         unbatched = len(xshape) == 1
         C = xshape[0] if unbatched else xshape[1]
         loss_shape = () if unbatched else (xshape[0],) + xshape[2:]
         kind = ts.dtype.kind
         if kind == "f":
             if spec.name != "cross_entropy":
-                raise TypeError(f"{ts.label}: {spec.name} needs integer class indices, got dtype "
-                                f"{ts.dtype}" + (" (probability targets are for cross_entropy "
-                                                 "only)" if ts.shape == xshape else ""))
+                raise TypeError(
+                    f"{ts.label}: {spec.name} needs integer class indices, got dtype "
+                    f"{ts.dtype}"
+                    + (
+                        " (probability targets are for cross_entropy only)"
+                        if ts.shape == xshape
+                        else ""
+                    )
+                )
             if ts.shape != xshape:
-                hint = (f"; class indices of shape {ts.shape} must have an integer dtype"
-                        if ts.shape == loss_shape else "")
-                raise ValueError(f"{ts.label}: float targets are class probabilities and must "
-                                 f"have the logits' shape {xshape}, got {ts.shape}{hint}")
+                hint = (
+                    f"; class indices of shape {ts.shape} must have an integer dtype"
+                    if ts.shape == loss_shape
+                    else ""
+                )
+                raise ValueError(
+                    f"{ts.label}: float targets are class probabilities and must "
+                    f"have the logits' shape {xshape}, got {ts.shape}{hint}"
+                )
             target_kind = "probability"
         elif kind in "iu":
             if ts.shape != loss_shape:
-                raise ValueError(f"{ts.label} has shape {ts.shape} but {xs.label} of shape "
-                                 f"{xshape} needs class indices of shape {loss_shape} (the "
-                                 "logits' shape without the class axis)")
+                raise ValueError(
+                    f"{ts.label} has shape {ts.shape} but {xs.label} of shape "
+                    f"{xshape} needs class indices of shape {loss_shape} (the "
+                    "logits' shape without the class axis)"
+                )
             target_kind = "index"
         else:
-            raise TypeError(f"{ts.label}: targets must be integer class indices or float "
-                            f"probabilities, got dtype {ts.dtype}")
+            raise TypeError(
+                f"{ts.label}: targets must be integer class indices or float "
+                f"probabilities, got dtype {ts.dtype}"
+            )
         n_pos = 1
         for d in loss_shape:
             n_pos *= d
         if C == 0 and n_pos > 0:
             raise ValueError(f"{xs.label} has 0 classes (shape {xshape})")
-        return _Plan(target_kind=target_kind, loss_shape=loss_shape, unbatched=unbatched,
-                     N=1 if unbatched else xshape[0], C=C, **common)
+        return _Plan(
+            target_kind=target_kind,
+            loss_shape=loss_shape,
+            unbatched=unbatched,
+            N=1 if unbatched else xshape[0],
+            C=C,
+            **common,
+        )
     if ts.dtype.kind not in "fiub":
         raise TypeError(f"{ts.label}: targets must be real numbers, got dtype {ts.dtype}")
     if ts.shape != xshape:
-        raise ValueError(f"{ts.label} has shape {ts.shape} but {spec.name} needs targets of "
-                         f"the input's shape {xshape} ({xs.label})")
+        raise ValueError(
+            f"{ts.label} has shape {ts.shape} but {spec.name} needs targets of "
+            f"the input's shape {xshape} ({xs.label})"
+        )
     unbatched = len(xshape) == 0
-    return _Plan(target_kind="elementwise", loss_shape=xshape, unbatched=unbatched,
-                 N=1 if unbatched else xshape[0], **common)
+    return _Plan(
+        target_kind="elementwise",
+        loss_shape=xshape,
+        unbatched=unbatched,
+        N=1 if unbatched else xshape[0],
+        **common,
+    )
 
 
 def _plan_elementwise_weight(src, plan):
@@ -616,8 +724,9 @@ def _plan_elementwise_weight(src, plan):
     except ValueError:
         full = None
     if full != tuple(shape):
-        raise ValueError(f"{src.label} of shape {src.shape} does not broadcast to the input "
-                         f"shape {shape}")
+        raise ValueError(
+            f"{src.label} of shape {src.shape} does not broadcast to the input shape {shape}"
+        )
     if not plan.unbatched and len(src.shape) == len(shape) and src.shape[0] != 1:
         return src, True, None
     # broadcast over the rows: at most one row of data, the same for every chunk
@@ -629,13 +738,22 @@ def _progress_bar(total, desc):
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, desc=desc, unit="row", unit_scale=True, file=sys.stderr,
-                leave=False, dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="row",
+        unit_scale=True,
+        file=sys.stderr,
+        leave=False,
+        dynamic_ncols=True,
+    )
 
 
-def _document(spec, plan, acc, reduction, shown, files, xs, ts, top_k, chunk_rows, n_chunks,
-              out_path):
+def _document(
+    spec, plan, acc, reduction, shown, files, xs, ts, top_k, chunk_rows, n_chunks, out_path
+):
     from . import __version__
+
     mean = _ratio(acc.total, acc.denom)
     doc = {
         "loss": spec.name,
@@ -654,8 +772,10 @@ def _document(spec, plan, acc, reduction, shown, files, xs, ts, top_k, chunk_row
         "per_class": None,
         "options": dict(shown, reduction=reduction),
         "files": dict(files, per_sample=out_path),
-        "shapes": {"logits": list(xs.shape if not plan.unbatched else xs.shape[1:]),
-                   "targets": list(ts.shape if not plan.unbatched else ts.shape[1:])},
+        "shapes": {
+            "logits": list(xs.shape if not plan.unbatched else xs.shape[1:]),
+            "targets": list(ts.shape if not plan.unbatched else ts.shape[1:]),
+        },
         "dtypes": {"logits": str(xs.dtype), "targets": str(ts.dtype)},
         "chunk_rows": chunk_rows,
         "n_chunks": n_chunks,
@@ -674,12 +794,15 @@ def _document(spec, plan, acc, reduction, shown, files, xs, ts, top_k, chunk_row
         doc["accuracy"] = _ratio(acc.correct, counted)
         doc["error_rate"] = _ratio(counted - acc.correct, counted)
     if plan.target_kind == "index":
-        doc["top_k_accuracy"] = {str(k): _ratio(acc.topk[k], acc.n - acc.ignored)
-                                 for k in top_k}
+        doc["top_k_accuracy"] = {str(k): _ratio(acc.topk[k], acc.n - acc.ignored) for k in top_k}
         present = np.flatnonzero(acc.cls_count)
         doc["per_class"] = [
-            {"class": int(c), "count": int(acc.cls_count[c]),
-             "mean_loss": float(acc.cls_loss[c] / acc.cls_count[c]),
-             "accuracy": float(acc.cls_correct[c] / acc.cls_count[c])}
-            for c in present]
+            {
+                "class": int(c),
+                "count": int(acc.cls_count[c]),
+                "mean_loss": float(acc.cls_loss[c] / acc.cls_count[c]),
+                "accuracy": float(acc.cls_correct[c] / acc.cls_count[c]),
+            }
+            for c in present
+        ]
     return doc

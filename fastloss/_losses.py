@@ -28,10 +28,11 @@ A row holds facts about the loss, never test or benchmark code:
 * ``examples``: option sets worth exercising beside the defaults (edge values of the
   parameters: ``gamma=0``, ``beta=0``, ``alpha<0`` ...).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from . import _validate as V
 from .reference import _math as M
@@ -77,7 +78,7 @@ class Param:
     name: str
     default: Any
     check: Callable[[Any, str], Any] = V.check_nonneg
-    kernel_arg: Optional[str] = None
+    kernel_arg: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,10 @@ class LossSpec:
     default_reduction: str = "mean"
     input_domain: str = "logits"
     target_domain: str = "class"
-    torch_name: Optional[str] = None
-    torch_module: Optional[str] = None
-    binary_threshold: Optional[float] = None
-    kernel_switch: Optional[tuple] = None
+    torch_name: str | None = None
+    torch_module: str | None = None
+    binary_threshold: float | None = None
+    kernel_switch: tuple | None = None
     examples: tuple = ()
     param_names: tuple = field(init=False, repr=False)
     weight_names: tuple = field(init=False, repr=False)
@@ -130,59 +131,180 @@ class LossSpec:
 _CLASS_WEIGHT = (Weight("weight", "class"),)
 _IGNORE = Param("ignore_index", -100, _passthrough)
 
-LOSSES: dict = {s.name: s for s in (
-    LossSpec("cross_entropy", "class", "cross_entropy", M.cross_entropy,
-             params=(_IGNORE, Param("label_smoothing", 0.0, _unit_interval, "smoothing")),
-             weights=_CLASS_WEIGHT, target_domain="class_or_prob",
-             torch_name="cross_entropy", torch_module="CrossEntropyLoss",
-             examples=({"label_smoothing": 0.1}, {"label_smoothing": 1.0})),
-    LossSpec("nll_loss", "class", "nll", M.nll_loss, params=(_IGNORE,), weights=_CLASS_WEIGHT,
-             input_domain="logprob", torch_name="nll_loss", torch_module="NLLLoss"),
-    LossSpec("focal_loss", "class", "focal", M.focal_loss,
-             params=(_IGNORE, Param("gamma", 2.0, V.check_nonneg, "gamma")),
-             weights=_CLASS_WEIGHT, torch_module="FocalLoss",
-             examples=({"gamma": 0.0}, {"gamma": 0.25}, {"gamma": 0.5}, {"gamma": 1.0},
-                       {"gamma": 3.0})),
-    LossSpec("sigmoid_focal_loss", "elementwise", "sigmoid_focal", M.sigmoid_focal_loss,
-             params=(Param("alpha", 0.25, _real, "p1"), Param("gamma", 2.0, V.check_nonneg, "p2")),
-             default_reduction="none", target_domain="binary",
-             torch_name="torchvision.ops.sigmoid_focal_loss", torch_module="SigmoidFocalLoss",
-             binary_threshold=0.0,
-             examples=({"alpha": -1.0, "gamma": 0.0}, {"alpha": 0.75, "gamma": 0.5},
-                       {"gamma": 0.25}, {"gamma": 1.0}, {"gamma": 3.0})),
-    LossSpec("binary_cross_entropy", "elementwise", "bce", M.binary_cross_entropy,
-             weights=(Weight("weight"),), input_domain="prob", target_domain="binary",
-             torch_name="binary_cross_entropy", torch_module="BCELoss", binary_threshold=0.5),
-    LossSpec("binary_cross_entropy_with_logits", "elementwise", "bce_logits",
-             M.binary_cross_entropy_with_logits,
-             weights=(Weight("weight"), Weight("pos_weight", "last")), target_domain="binary",
-             torch_name="binary_cross_entropy_with_logits", torch_module="BCEWithLogitsLoss",
-             binary_threshold=0.0),
-    LossSpec("mse_loss", "elementwise", "mse", M.mse_loss, input_domain="real",
-             target_domain="real", torch_name="mse_loss", torch_module="MSELoss"),
-    LossSpec("l1_loss", "elementwise", "l1", M.l1_loss, input_domain="real",
-             target_domain="real", torch_name="l1_loss", torch_module="L1Loss"),
-    LossSpec("smooth_l1_loss", "elementwise", "smooth_l1", M.smooth_l1_loss,
-             params=(Param("beta", 1.0, V.check_nonneg, "p1"),), input_domain="real",
-             target_domain="real", torch_name="smooth_l1_loss", torch_module="SmoothL1Loss",
-             examples=({"beta": 0.0}, {"beta": 0.5}, {"beta": 2.5})),
-    LossSpec("huber_loss", "elementwise", "huber", M.huber_loss,
-             params=(Param("delta", 1.0, _positive, "p1"),), input_domain="real",
-             target_domain="real", torch_name="huber_loss", torch_module="HuberLoss",
-             examples=({"delta": 0.3}, {"delta": 2.0})),
-    LossSpec("kl_div", "elementwise", "kl_div", M.kl_div,
-             params=(Param("log_target", False, _flag),),
-             reductions=("none", "mean", "sum", "batchmean"), input_domain="logprob",
-             target_domain="prob", torch_name="kl_div", torch_module="KLDivLoss",
-             kernel_switch=("log_target", "kl_div_log_target"),
-             examples=({"log_target": True},)),
-    LossSpec("log_softmax", "axis", "log_softmax", M.log_softmax, reductions=(),
-             default_reduction="none", target_domain="none", torch_name="log_softmax"),
-    LossSpec("softmax", "axis", "softmax", M.softmax, reductions=(), default_reduction="none",
-             target_domain="none", torch_name="softmax"),
-    LossSpec("logsumexp", "axis", "logsumexp", M.logsumexp, reductions=(),
-             default_reduction="none", target_domain="none", torch_name="logsumexp"),
-)}
+LOSSES: dict = {
+    s.name: s
+    for s in (
+        LossSpec(
+            "cross_entropy",
+            "class",
+            "cross_entropy",
+            M.cross_entropy,
+            params=(_IGNORE, Param("label_smoothing", 0.0, _unit_interval, "smoothing")),
+            weights=_CLASS_WEIGHT,
+            target_domain="class_or_prob",
+            torch_name="cross_entropy",
+            torch_module="CrossEntropyLoss",
+            examples=({"label_smoothing": 0.1}, {"label_smoothing": 1.0}),
+        ),
+        LossSpec(
+            "nll_loss",
+            "class",
+            "nll",
+            M.nll_loss,
+            params=(_IGNORE,),
+            weights=_CLASS_WEIGHT,
+            input_domain="logprob",
+            torch_name="nll_loss",
+            torch_module="NLLLoss",
+        ),
+        LossSpec(
+            "focal_loss",
+            "class",
+            "focal",
+            M.focal_loss,
+            params=(_IGNORE, Param("gamma", 2.0, V.check_nonneg, "gamma")),
+            weights=_CLASS_WEIGHT,
+            torch_module="FocalLoss",
+            examples=(
+                {"gamma": 0.0},
+                {"gamma": 0.25},
+                {"gamma": 0.5},
+                {"gamma": 1.0},
+                {"gamma": 3.0},
+            ),
+        ),
+        LossSpec(
+            "sigmoid_focal_loss",
+            "elementwise",
+            "sigmoid_focal",
+            M.sigmoid_focal_loss,
+            params=(Param("alpha", 0.25, _real, "p1"), Param("gamma", 2.0, V.check_nonneg, "p2")),
+            default_reduction="none",
+            target_domain="binary",
+            torch_name="torchvision.ops.sigmoid_focal_loss",
+            torch_module="SigmoidFocalLoss",
+            binary_threshold=0.0,
+            examples=(
+                {"alpha": -1.0, "gamma": 0.0},
+                {"alpha": 0.75, "gamma": 0.5},
+                {"gamma": 0.25},
+                {"gamma": 1.0},
+                {"gamma": 3.0},
+            ),
+        ),
+        LossSpec(
+            "binary_cross_entropy",
+            "elementwise",
+            "bce",
+            M.binary_cross_entropy,
+            weights=(Weight("weight"),),
+            input_domain="prob",
+            target_domain="binary",
+            torch_name="binary_cross_entropy",
+            torch_module="BCELoss",
+            binary_threshold=0.5,
+        ),
+        LossSpec(
+            "binary_cross_entropy_with_logits",
+            "elementwise",
+            "bce_logits",
+            M.binary_cross_entropy_with_logits,
+            weights=(Weight("weight"), Weight("pos_weight", "last")),
+            target_domain="binary",
+            torch_name="binary_cross_entropy_with_logits",
+            torch_module="BCEWithLogitsLoss",
+            binary_threshold=0.0,
+        ),
+        LossSpec(
+            "mse_loss",
+            "elementwise",
+            "mse",
+            M.mse_loss,
+            input_domain="real",
+            target_domain="real",
+            torch_name="mse_loss",
+            torch_module="MSELoss",
+        ),
+        LossSpec(
+            "l1_loss",
+            "elementwise",
+            "l1",
+            M.l1_loss,
+            input_domain="real",
+            target_domain="real",
+            torch_name="l1_loss",
+            torch_module="L1Loss",
+        ),
+        LossSpec(
+            "smooth_l1_loss",
+            "elementwise",
+            "smooth_l1",
+            M.smooth_l1_loss,
+            params=(Param("beta", 1.0, V.check_nonneg, "p1"),),
+            input_domain="real",
+            target_domain="real",
+            torch_name="smooth_l1_loss",
+            torch_module="SmoothL1Loss",
+            examples=({"beta": 0.0}, {"beta": 0.5}, {"beta": 2.5}),
+        ),
+        LossSpec(
+            "huber_loss",
+            "elementwise",
+            "huber",
+            M.huber_loss,
+            params=(Param("delta", 1.0, _positive, "p1"),),
+            input_domain="real",
+            target_domain="real",
+            torch_name="huber_loss",
+            torch_module="HuberLoss",
+            examples=({"delta": 0.3}, {"delta": 2.0}),
+        ),
+        LossSpec(
+            "kl_div",
+            "elementwise",
+            "kl_div",
+            M.kl_div,
+            params=(Param("log_target", False, _flag),),
+            reductions=("none", "mean", "sum", "batchmean"),
+            input_domain="logprob",
+            target_domain="prob",
+            torch_name="kl_div",
+            torch_module="KLDivLoss",
+            kernel_switch=("log_target", "kl_div_log_target"),
+            examples=({"log_target": True},),
+        ),
+        LossSpec(
+            "log_softmax",
+            "axis",
+            "log_softmax",
+            M.log_softmax,
+            reductions=(),
+            default_reduction="none",
+            target_domain="none",
+            torch_name="log_softmax",
+        ),
+        LossSpec(
+            "softmax",
+            "axis",
+            "softmax",
+            M.softmax,
+            reductions=(),
+            default_reduction="none",
+            target_domain="none",
+            torch_name="softmax",
+        ),
+        LossSpec(
+            "logsumexp",
+            "axis",
+            "logsumexp",
+            M.logsumexp,
+            reductions=(),
+            default_reduction="none",
+            target_domain="none",
+            torch_name="logsumexp",
+        ),
+    )
+}
 
 
 def losses(*families: str) -> list:

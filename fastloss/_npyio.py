@@ -19,6 +19,7 @@ compressed member becomes a ``_StreamSource``.  Both read rows [a, b) in increas
 (``rows``), the whole array (``read_all``), release the pages of rows done (``release``) and
 ``close``.
 """
+
 import mmap
 import os
 import pickle
@@ -42,16 +43,15 @@ def _label(role, path, key=None):
     return f"{role} {path!r}" + (f" (array {key!r})" if key is not None else "")
 
 
-
 class PageReleaser:
     """Returns the pages of rows of an array memory-mapped by this module (or by np.load /
     open_memmap on its behalf) to the kernel once they are done."""
 
     def __init__(self, arr, owned_map, delta):
         self._mm = owned_map
-        self._delta = delta                        # byte offset of arr in the map
+        self._delta = delta  # byte offset of arr in the map
         self._row_bytes = arr.strides[0]
-        self._whole = not arr.flags.c_contiguous   # rows scattered (Fortran order): whole map
+        self._whole = not arr.flags.c_contiguous  # rows scattered (Fortran order): whole map
 
     def release(self, a, b):
         """Forget the pages of rows [a, b)."""
@@ -72,8 +72,13 @@ class PageReleaser:
 def page_releaser(arr, owned_map):
     """A PageReleaser for `arr`, a view of the memory map `owned_map`, or None when there is
     nothing to release or the platform cannot (no madvise)."""
-    if owned_map is None or arr.ndim < 1 or not arr.size \
-            or not hasattr(owned_map, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+    if (
+        owned_map is None
+        or arr.ndim < 1
+        or not arr.size
+        or not hasattr(owned_map, "madvise")
+        or not hasattr(mmap, "MADV_DONTNEED")
+    ):
         return None
     try:
         base = np.frombuffer(owned_map, dtype=np.uint8)
@@ -129,8 +134,10 @@ class _StreamSource:
             while got < buf.size:
                 k = self._fp.readinto(buf[got:])
                 if not k:
-                    raise ValueError(f"{self.label} is truncated (the compressed data ends "
-                                     "before the array does)")
+                    raise ValueError(
+                        f"{self.label} is truncated (the compressed data ends "
+                        "before the array does)"
+                    )
                 got += k
         except (zlib.error, zipfile.BadZipFile, EOFError, OSError) as exc:
             raise ValueError(f"{self.label}: corrupt compressed data ({exc})") from None
@@ -157,7 +164,6 @@ class _StreamSource:
                 pass
 
 
-
 def _open_npz(path, role, key, key_option, array_source):
     try:
         zf = zipfile.ZipFile(path)
@@ -172,7 +178,8 @@ def _open_npz(path, role, key, key_option, array_source):
             if len(members) != 1:
                 raise KeyOptionError(
                     f"{_label(role, path)} holds {len(members)} arrays ({keys}): select one "
-                    f"with {key_option}")
+                    f"with {key_option}"
+                )
             key = next(iter(members))
         elif key not in members:
             raise KeyOptionError(f"{_label(role, path)} has no array {key!r} (arrays: {keys})")
@@ -190,16 +197,19 @@ def _open_npz(path, role, key, key_option, array_source):
             header = fp.tell()
         except _ObjectArray:
             raise
-        except (ValueError, EOFError, OSError, SyntaxError, zlib.error,
-                zipfile.BadZipFile) as exc:
+        except (ValueError, EOFError, OSError, SyntaxError, zlib.error, zipfile.BadZipFile) as exc:
             raise ValueError(f"{label} is corrupt or not a .npy member ({exc})") from None
         if header + _nbytes(shape, dtype) > info.file_size:
-            raise ValueError(f"{label} is truncated: the header announces {shape} {dtype} "
-                             f"({_nbytes(shape, dtype)} bytes) but the member holds "
-                             f"{info.file_size - header}")
+            raise ValueError(
+                f"{label} is truncated: the header announces {shape} {dtype} "
+                f"({_nbytes(shape, dtype)} bytes) but the member holds "
+                f"{info.file_size - header}"
+            )
         if fortran and len(shape) > 1:
-            raise ValueError(f"{label} is a compressed Fortran-ordered array, which cannot be "
-                             "read by rows: save it in C order or with np.savez (uncompressed)")
+            raise ValueError(
+                f"{label} is a compressed Fortran-ordered array, which cannot be "
+                "read by rows: save it in C order or with np.savez (uncompressed)"
+            )
         return _StreamSource(zf, fp, shape, dtype, role, label, path, key)
     except BaseException:
         zf.close()
@@ -225,15 +235,17 @@ def _map_stored_member(path, info, label):
         raise ValueError(f"{label} is not a valid .npy member ({exc})") from None
     nbytes = _nbytes(shape, dtype)
     if offset - start + nbytes > info.file_size or offset + nbytes > os.path.getsize(path):
-        raise ValueError(f"{label} is truncated: the header announces {shape} {dtype} "
-                         f"({nbytes} bytes) but the member holds "
-                         f"{max(0, info.file_size - (offset - start))}")
+        raise ValueError(
+            f"{label} is truncated: the header announces {shape} {dtype} "
+            f"({nbytes} bytes) but the member holds "
+            f"{max(0, info.file_size - (offset - start))}"
+        )
     if nbytes == 0:
         return np.empty(shape, dtype=dtype), None
-    arr = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
-                    order="F" if fortran else "C")
+    arr = np.memmap(
+        path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
+    )
     return arr, getattr(arr, "_mmap", None)
-
 
 
 def open_file(value, role, key, key_option, array_source):
@@ -254,8 +266,9 @@ def open_file(value, role, key, key_option, array_source):
         raise OSError(f"{role}: cannot read {path!r}: {exc.strerror or exc}") from None
     if magic == b"\x93NUMPY":
         if key is not None:
-            raise KeyOptionError(f"{key_option} is only used with a .npz file; {label} is a "
-                                  ".npy file")
+            raise KeyOptionError(
+                f"{key_option} is only used with a .npz file; {label} is a .npy file"
+            )
         try:
             with open(path, "rb") as f:
                 dtype = _read_npy_header(f, label, check_objects=False)[2]
@@ -269,9 +282,12 @@ def open_file(value, role, key, key_option, array_source):
             raise ValueError(_objects_message(label))
         if not isinstance(arr, np.ndarray):
             raise ValueError(f"{label} is not a .npy array file")
-        return array_source(arr, role, label, path, None,
-                            page_releaser(arr, getattr(arr, "_mmap", None)))
+        return array_source(
+            arr, role, label, path, None, page_releaser(arr, getattr(arr, "_mmap", None))
+        )
     if magic[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return _open_npz(path, role, key, key_option, array_source)
-    raise ValueError(f"{label} is not a .npy or .npz file (it starts with neither the NumPy "
-                     "nor the zip magic bytes)")
+    raise ValueError(
+        f"{label} is not a .npy or .npz file (it starts with neither the NumPy "
+        "nor the zip magic bytes)"
+    )

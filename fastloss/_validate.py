@@ -4,6 +4,7 @@ Everything a user can pass goes through here once; the result is a canonical pro
 (C-contiguous working-dtype arrays viewed as (N, C, S), int64 targets, ...) that both
 backends consume.  Errors name the argument and the offending value or shape.
 """
+
 import operator
 
 import numpy as np
@@ -46,7 +47,7 @@ def empty(shape, dtype):
     span = -(-nbytes // _HUGE_PAGE) * _HUGE_PAGE
     raw = np.empty(span + _HUGE_PAGE, dtype=np.uint8)
     start = -raw.ctypes.data % _HUGE_PAGE
-    return raw[start:start + nbytes].view(dtype).reshape(shape)
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
 def working_dtype(dt, name):
@@ -96,7 +97,7 @@ def as_int(value, name):
         v = operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an int, got {value!r}") from None
-    if not -2**63 <= v < 2**63:
+    if not -(2**63) <= v < 2**63:
         raise ValueError(f"{name} must fit in a 64-bit integer, got {value!r}")
     return v
 
@@ -119,14 +120,17 @@ def grad_output_for(grad_output, reduction, loss_shape):
         raise TypeError(f"grad_output must be real numbers, got dtype {g.dtype}")
     if reduction != "none":
         if g.size != 1:
-            raise ValueError(f"grad_output must be a scalar for reduction={reduction!r}, "
-                             f"got shape {g.shape}")
+            raise ValueError(
+                f"grad_output must be a scalar for reduction={reduction!r}, got shape {g.shape}"
+            )
         return float(g.reshape(()))
     try:
         g = np.broadcast_to(g, loss_shape)
     except ValueError:
-        raise ValueError(f"grad_output of shape {np.shape(grad_output)} does not broadcast to "
-                         f"the loss shape {loss_shape}") from None
+        raise ValueError(
+            f"grad_output of shape {np.shape(grad_output)} does not broadcast to "
+            f"the loss shape {loss_shape}"
+        ) from None
     return kernel_ready(g, _F64)
 
 
@@ -142,8 +146,9 @@ def grad_buffer(grad_out, x, return_grad):
     if type(grad_out) is not np.ndarray:
         raise TypeError(f"grad_out must be a numpy.ndarray, got {type(grad_out).__name__}")
     if grad_out.dtype != x.dtype:
-        raise TypeError(f"grad_out must have dtype {x.dtype} (the working dtype of input), "
-                        f"got {grad_out.dtype}")
+        raise TypeError(
+            f"grad_out must have dtype {x.dtype} (the working dtype of input), got {grad_out.dtype}"
+        )
     if grad_out.shape != x.shape:
         raise ValueError(f"grad_out must have the input's shape {x.shape}, got {grad_out.shape}")
     if not grad_out.flags.c_contiguous or not grad_out.flags.aligned:
@@ -151,8 +156,10 @@ def grad_buffer(grad_out, x, return_grad):
     if not grad_out.flags.writeable:
         raise ValueError("grad_out is read-only")
     # same dtype, shape and C order: equal start addresses mean the very same memory
-    if (np.may_share_memory(grad_out, x)
-            and grad_out.__array_interface__["data"][0] != x.__array_interface__["data"][0]):
+    if (
+        np.may_share_memory(grad_out, x)
+        and grad_out.__array_interface__["data"][0] != x.__array_interface__["data"][0]
+    ):
         raise ValueError("grad_out overlaps input without being the input itself")
     return grad_out
 
@@ -165,8 +172,20 @@ def check_no_overlap(buf, name, *others):
 
 class ClassProblem:
     """A validated class-axis loss call, input viewed as (N, C, S)."""
-    __slots__ = ("x", "N", "C", "S", "in_shape", "loss_shape", "target", "target_prob",
-                 "weight", "ignore_index", "reduction")
+
+    __slots__ = (
+        "x",
+        "N",
+        "C",
+        "S",
+        "in_shape",
+        "loss_shape",
+        "target",
+        "target_prob",
+        "weight",
+        "ignore_index",
+        "reduction",
+    )
 
 
 def class_problem(input, target, weight, ignore_index, reduction, allow_prob):
@@ -200,22 +219,28 @@ def class_problem(input, target, weight, ignore_index, reduction, allow_prob):
             raise TypeError(f"target must hold integer class indices, got dtype {t.dtype}")
         if t.shape != shape:
             if t.shape == loss_shape:
-                raise TypeError(f"target of shape {t.shape} has floating dtype {t.dtype}: class "
-                                f"indices must be integers (probability targets must have the "
-                                f"input's shape {shape})")
-            raise ValueError(f"probability target must have the input's shape {shape}, "
-                             f"got {t.shape}")
+                raise TypeError(
+                    f"target of shape {t.shape} has floating dtype {t.dtype}: class "
+                    f"indices must be integers (probability targets must have the "
+                    f"input's shape {shape})"
+                )
+            raise ValueError(
+                f"probability target must have the input's shape {shape}, got {t.shape}"
+            )
         p.target_prob = kernel_ready(t, x.dtype)
     elif kind in "iu":
         if t.shape != loss_shape:
-            raise ValueError(f"target must have shape {loss_shape} (input shape {shape} without "
-                             f"the class axis), got {t.shape}")
+            raise ValueError(
+                f"target must have shape {loss_shape} (input shape {shape} without "
+                f"the class axis), got {t.shape}"
+            )
         if kind == "u" and t.dtype.itemsize == 8 and t.size and t.max() > np.iinfo(np.int64).max:
             raise IndexError(f"target value {t.max()} is out of range [0, {C})")
         p.target = kernel_ready(t, _I64)
     else:
-        raise TypeError(f"target must be integer class indices or float probabilities, "
-                        f"got dtype {t.dtype}")
+        raise TypeError(
+            f"target must be integer class indices or float probabilities, got dtype {t.dtype}"
+        )
     if C == 0 and N * S > 0:
         raise ValueError(f"input has 0 classes (shape {shape})")
     p.weight = class_weight(weight, C, x.dtype)
@@ -238,7 +263,7 @@ def axis_problem(x, axis, name="x"):
     for d in x.shape[:ax]:
         outer *= d
     inner = 1
-    for d in x.shape[ax + 1:]:
+    for d in x.shape[ax + 1 :]:
         inner *= d
     return x, ax, outer, x.shape[ax], inner
 
@@ -269,7 +294,7 @@ def periodic_weight(weight, shape, dtype, name):
     core = w.shape
     while core and core[0] == 1:
         core = core[1:]
-    if core == tuple(shape[len(shape) - len(core):]):
+    if core == tuple(shape[len(shape) - len(core) :]):
         w = w.reshape(-1) if w.dtype == dtype else w.astype(dtype).reshape(-1)
     else:
         w = kernel_ready(np.broadcast_to(w, shape), dtype).reshape(-1)

@@ -52,6 +52,7 @@ Extra losses: :func:`focal_loss` (multi-class softmax focal loss) and :func:`sig
 (torchvision's signature, default ``reduction="none"``), with modules :class:`FocalLoss` and
 :class:`SigmoidFocalLoss`.
 """
+
 import inspect
 import warnings
 
@@ -61,12 +62,12 @@ import torch
 import fastloss as _fl
 from fastloss import _losses as _registry
 
-
 _NATIVE = (torch.float32, torch.float64)
 _UPCAST = (torch.float16, torch.bfloat16)
 
 
 # ------------------------------------------------------------------ argument checks
+
 
 def _legacy_reduction(size_average, reduce, reduction, name):
     """torch's mapping of the deprecated size_average/reduce pair to `reduction`."""
@@ -75,8 +76,12 @@ def _legacy_reduction(size_average, reduce, reduction, name):
     size_average = True if size_average is None else size_average
     reduce = True if reduce is None else reduce
     legacy = "none" if not reduce else ("mean" if size_average else "sum")
-    warnings.warn(f"fastloss.torch.{name}: size_average and reduce are deprecated, please use "
-                  f"reduction={legacy!r} instead.", UserWarning, stacklevel=3)
+    warnings.warn(
+        f"fastloss.torch.{name}: size_average and reduce are deprecated, please use "
+        f"reduction={legacy!r} instead.",
+        UserWarning,
+        stacklevel=3,
+    )
     return legacy
 
 
@@ -85,26 +90,35 @@ def _check_tensor(t, arg, name, optional=False):
     if t is None and optional:
         return
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"fastloss.torch.{name}: {arg} must be a torch.Tensor, "
-                        f"got {type(t).__name__}")
+        raise TypeError(
+            f"fastloss.torch.{name}: {arg} must be a torch.Tensor, got {type(t).__name__}"
+        )
     if t.device.type != "cpu":
-        raise TypeError(f"fastloss.torch.{name}: {arg} is on device {t.device}; fastloss runs on "
-                        f"CPU tensors only (use torch.nn.functional.{name} on other devices, or "
-                        f"move the tensors with .cpu())")
+        raise TypeError(
+            f"fastloss.torch.{name}: {arg} is on device {t.device}; fastloss runs on "
+            f"CPU tensors only (use torch.nn.functional.{name} on other devices, or "
+            f"move the tensors with .cpu())"
+        )
     if t.layout != torch.strided:
-        raise TypeError(f"fastloss.torch.{name}: {arg} has layout {t.layout}; only dense "
-                        f"(torch.strided) tensors are supported")
+        raise TypeError(
+            f"fastloss.torch.{name}: {arg} has layout {t.layout}; only dense "
+            f"(torch.strided) tensors are supported"
+        )
     if arg != "input" and t.requires_grad:
-        raise ValueError(f"fastloss.torch.{name}: {arg} requires grad, but fastloss.torch only "
-                         f"differentiates with respect to input; detach {arg} (or use "
-                         f"torch.nn.functional.{name} if you need d(loss)/d({arg}))")
+        raise ValueError(
+            f"fastloss.torch.{name}: {arg} requires grad, but fastloss.torch only "
+            f"differentiates with respect to input; detach {arg} (or use "
+            f"torch.nn.functional.{name} if you need d(loss)/d({arg}))"
+        )
 
 
 def _check_args(name, input, target, **optional):
     _check_tensor(input, "input", name)
     if not input.dtype.is_floating_point:
-        raise TypeError(f"fastloss.torch.{name}: input must be a floating tensor (float32, "
-                        f"float64, float16 or bfloat16), got {input.dtype}")
+        raise TypeError(
+            f"fastloss.torch.{name}: input must be a floating tensor (float32, "
+            f"float64, float16 or bfloat16), got {input.dtype}"
+        )
     _check_tensor(target, "target", name)
     for arg, t in optional.items():
         _check_tensor(t, arg, name, optional=True)
@@ -115,8 +129,10 @@ def _compute_dtype(dtype):
         return dtype
     if dtype in _UPCAST:
         return torch.float32
-    raise TypeError(f"input dtype {dtype} is not supported (use float32 or float64; float16 "
-                    f"and bfloat16 are computed in float32)")
+    raise TypeError(
+        f"input dtype {dtype} is not supported (use float32 or float64; float16 "
+        f"and bfloat16 are computed in float32)"
+    )
 
 
 def _numpy_input(x, cdtype):
@@ -141,6 +157,7 @@ def _numpy_other(t, cdtype):
 
 
 # ------------------------------------------------------------------ autograd Functions
+
 
 def _fused_forward(ctx, loss_name, class_axis, input, target, options, **weights):
     """Shared forward: one fastloss call, the gradient written into a torch-owned buffer."""
@@ -173,9 +190,11 @@ class _FusedLossFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         if torch.is_grad_enabled():
-            raise RuntimeError("fastloss.torch: double backward is not supported (backward was "
-                               "called with create_graph=True); use torch.nn.functional for "
-                               "higher-order gradients")
+            raise RuntimeError(
+                "fastloss.torch: double backward is not supported (backward was "
+                "called with create_graph=True); use torch.nn.functional for "
+                "higher-order gradients"
+            )
         nones = (None,) * (len(ctx.needs_input_grad) - 1)  # target, options, weights
         if not ctx.needs_input_grad[0]:
             return (None,) + nones
@@ -197,18 +216,25 @@ def _make_function(spec):
     class_axis = spec.family == "class"
 
     def forward(ctx, input, target, options, *weights):
-        return _fused_forward(ctx, spec.name, class_axis, input, target, options,
-                              **dict(zip(weight_names, weights)))
+        return _fused_forward(
+            ctx, spec.name, class_axis, input, target, options, **dict(zip(weight_names, weights))
+        )
 
     name = f"{spec.torch_module}Function"
     doc = f"autograd.Function of fastloss.torch.{spec.name} (gradient from the fused forward)."
-    return type(name, (_FusedLossFunction,), {"forward": staticmethod(forward), "__doc__": doc,
-                                              "__module__": __name__})
+    return type(
+        name,
+        (_FusedLossFunction,),
+        {"forward": staticmethod(forward), "__doc__": doc, "__module__": __name__},
+    )
 
 
 #: loss name -> its autograd.Function, one per registry row that has a torch module
-FUNCTIONS = {spec.name: _make_function(spec) for spec in _registry.losses("class", "elementwise")
-             if spec.torch_module}
+FUNCTIONS = {
+    spec.name: _make_function(spec)
+    for spec in _registry.losses("class", "elementwise")
+    if spec.torch_module
+}
 globals().update({f.__name__: f for f in FUNCTIONS.values()})
 
 
@@ -229,25 +255,36 @@ def _opts(**kw):
 
 def _no_weight(weight, name):
     if weight is not None:
-        raise NotImplementedError(f"fastloss.torch.{name}: weight= is not supported (fastloss has "
-                                  f"no fused weighted {name}); use torch.nn.functional.{name}")
+        raise NotImplementedError(
+            f"fastloss.torch.{name}: weight= is not supported (fastloss has "
+            f"no fused weighted {name}); use torch.nn.functional.{name}"
+        )
 
 
 # ------------------------------------------------------------------ functional API
 
-def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                  reduction="mean", label_smoothing=0.0):
+
+def cross_entropy(
+    input,
+    target,
+    weight=None,
+    size_average=None,
+    ignore_index=-100,
+    reduce=None,
+    reduction="mean",
+    label_smoothing=0.0,
+):
     """torch.nn.functional.cross_entropy on fastloss's fused kernel (index or probability
     targets, class weights, ignore_index, label smoothing; (N, C), (N, C, d1..dk) or (C,))."""
     _check_args("cross_entropy", input, target, weight=weight)
     reduction = _legacy_reduction(size_average, reduce, reduction, "cross_entropy")
-    options = _opts(ignore_index=ignore_index, reduction=reduction,
-                    label_smoothing=label_smoothing)
+    options = _opts(ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
     return _run("cross_entropy", input, target, options, weight)
 
 
-def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-             reduction="mean"):
+def nll_loss(
+    input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"
+):
     """torch.nn.functional.nll_loss (input holds log-probabilities)."""
     _check_args("nll_loss", input, target, weight=weight)
     reduction = _legacy_reduction(size_average, reduce, reduction, "nll_loss")
@@ -273,23 +310,24 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none")
     return _run("sigmoid_focal_loss", inputs, targets, options)
 
 
-def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
-                         reduction="mean"):
+def binary_cross_entropy(
+    input, target, weight=None, size_average=None, reduce=None, reduction="mean"
+):
     """torch.nn.functional.binary_cross_entropy on probabilities (logs clamped at -100)."""
     _check_args("binary_cross_entropy", input, target, weight=weight)
     reduction = _legacy_reduction(size_average, reduce, reduction, "binary_cross_entropy")
     return _run("binary_cross_entropy", input, target, _opts(reduction=reduction), weight)
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
-                                     reduction="mean", pos_weight=None):
+def binary_cross_entropy_with_logits(
+    input, target, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None
+):
     """torch.nn.functional.binary_cross_entropy_with_logits (weight and pos_weight broadcast
     to the input's shape)."""
     name = "binary_cross_entropy_with_logits"
     _check_args(name, input, target, weight=weight, pos_weight=pos_weight)
     reduction = _legacy_reduction(size_average, reduce, reduction, name)
-    return _run(name, input, target, _opts(reduction=reduction), weight,
-                pos_weight)
+    return _run(name, input, target, _opts(reduction=reduction), weight, pos_weight)
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
@@ -332,6 +370,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
 
 # ------------------------------------------------------------------ nn.Module classes
 
+
 class _Loss(torch.nn.Module):
     """Base of the generated modules: options are attributes, weight tensors buffers."""
 
@@ -345,8 +384,7 @@ def _make_module(spec, functional):
     order), maps the deprecated size_average / reduce to `reduction`, keeps the weight tensors
     as buffers and the options as attributes; forward(input, target) calls the functional."""
     module = spec.torch_module
-    used = set(spec.param_names) | set(spec.weight_names) | {"reduction", "size_average",
-                                                              "reduce"}
+    used = set(spec.param_names) | set(spec.weight_names) | {"reduction", "size_average", "reduce"}
     fn_params = list(inspect.signature(functional).parameters.values())
     input_name, target_name = fn_params[0].name, fn_params[1].name
     init_params = [p for p in fn_params[2:] if p.name in used]
@@ -361,9 +399,9 @@ def _make_module(spec, functional):
         del values["self"]
         torch.nn.Module.__init__(self)
         if "size_average" in values:
-            values["reduction"] = _legacy_reduction(values.pop("size_average"),
-                                                    values.pop("reduce"), values["reduction"],
-                                                    module)
+            values["reduction"] = _legacy_reduction(
+                values.pop("size_average"), values.pop("reduce"), values["reduction"], module
+            )
         for name, value in values.items():
             if name in spec.weight_names:
                 self.register_buffer(name, value)
@@ -375,14 +413,23 @@ def _make_module(spec, functional):
     def forward(self, input, target):
         return functional(input, target, **{name: getattr(self, name) for name in option_names})
 
-    forward.__signature__ = inspect.Signature([
-        self_param, inspect.Parameter(input_name, inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        inspect.Parameter(target_name, inspect.Parameter.POSITIONAL_OR_KEYWORD)])
+    forward.__signature__ = inspect.Signature(
+        [
+            self_param,
+            inspect.Parameter(input_name, inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            inspect.Parameter(target_name, inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        ]
+    )
     peer = f"Drop-in torch.nn.{module}" if spec.torch_name == spec.name else "Module"
-    doc = (f"{peer} on fastloss's fused kernel: forward({input_name}, {target_name}) is "
-           f"fastloss.torch.{spec.name}({input_name}, {target_name}, **options).")
-    return type(module, (_Loss,), {"__init__": __init__, "forward": forward, "__doc__": doc,
-                                   "__module__": __name__})
+    doc = (
+        f"{peer} on fastloss's fused kernel: forward({input_name}, {target_name}) is "
+        f"fastloss.torch.{spec.name}({input_name}, {target_name}, **options)."
+    )
+    return type(
+        module,
+        (_Loss,),
+        {"__init__": __init__, "forward": forward, "__doc__": doc, "__module__": __name__},
+    )
 
 
 def _make_functional(spec):
@@ -411,8 +458,9 @@ def _make_functional(spec):
 
 
 #: loss name -> its functional (hand-written above to mirror torch's signature, or generated)
-FUNCTIONALS = {name: globals().get(name) or _make_functional(_registry.LOSSES[name])
-               for name in FUNCTIONS}
+FUNCTIONALS = {
+    name: globals().get(name) or _make_functional(_registry.LOSSES[name]) for name in FUNCTIONS
+}
 globals().update(FUNCTIONALS)
 #: loss name -> its nn.Module class
 MODULES = {name: _make_module(_registry.LOSSES[name], fn) for name, fn in FUNCTIONALS.items()}

@@ -5,9 +5,9 @@ The oracle is always ``fastloss.reference`` (pure NumPy, float64 math in
 fastloss/reference/_math.py, itself checked against torch in test_reference_math.py), called
 on float64 copies of the very inputs given to the compiled kernels.
 """
+
 import numpy as np
 
-import fastloss
 import fastloss.reference as REF
 from fastloss import _config, _losses
 
@@ -35,13 +35,14 @@ def assert_close(actual, expected, dtype, rtol=None, atol=None, err_msg=""):
     # plus the dtype's smallest normal: values below it cannot be stored to full precision
     atol = atol * scale + float(np.finfo(dtype).tiny)
     with np.errstate(all="ignore"):
-        ok = (np.array_equal(fin, np.isfinite(act))
-              and np.array_equal(np.isnan(exp), np.isnan(act))
-              and np.array_equal(exp[~fin & ~np.isnan(exp)], act[~fin & ~np.isnan(act)])
-              and bool(np.all(np.abs(act[fin] - exp[fin]) <= atol + rtol * np.abs(exp[fin]))))
+        ok = (
+            np.array_equal(fin, np.isfinite(act))
+            and np.array_equal(np.isnan(exp), np.isnan(act))
+            and np.array_equal(exp[~fin & ~np.isnan(exp)], act[~fin & ~np.isnan(act)])
+            and bool(np.all(np.abs(act[fin] - exp[fin]) <= atol + rtol * np.abs(exp[fin])))
+        )
     if not ok:  # slow path only to produce numpy's detailed message
-        np.testing.assert_allclose(act, exp, rtol=rtol, atol=atol, equal_nan=True,
-                                   err_msg=err_msg)
+        np.testing.assert_allclose(act, exp, rtol=rtol, atol=atol, equal_nan=True, err_msg=err_msg)
         raise AssertionError(f"mismatch in non-finite entries {err_msg}: {act!r} vs {exp!r}")
 
 
@@ -96,11 +97,10 @@ def available_simd():
     return ok
 
 
-
-
 # ------------------------------------------------------------------ the registry's test cases
 # The generic suites draw their losses and option sets from fastloss._losses.LOSSES: a new
 # registry row is tested on every axis without editing a test file.
+
 
 def registry(*families):
     return _losses.losses(*families)
@@ -176,10 +176,12 @@ def torch_peer(name):
     """The torch function a row names as its peer (torchvision's formula for
     "torchvision.ops.*", written in torch), or None."""
     import torch
+
     spec = _losses.LOSSES[name]
     if spec.torch_name is None:
         return None
     if spec.torch_name.startswith("torchvision.ops."):
         from fastloss.reference import _oracles
+
         return getattr(_oracles, "torchvision_" + spec.torch_name.rsplit(".", 1)[1])
     return getattr(torch.nn.functional, spec.torch_name)

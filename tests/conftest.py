@@ -1,10 +1,12 @@
 """pytest fixtures of the fastloss test suite; the helper functions live in _helpers.py."""
+
 import pytest
 
 import fastloss
 from fastloss import _config
 
 from _helpers import SIMD_PATHS, available_simd  # noqa: F401 (test_kernels_loaded imports it)
+
 
 @pytest.fixture(params=SIMD_PATHS)
 def simd(request):

@@ -1,6 +1,7 @@
 """Fast tests of the benchmark engine behind ``fastloss bench`` (fastloss.cli.bench): whole
 runs through the command line (the JSON document, the printed and Markdown tables, the thread
 scaling, the passes) and its pieces (the case tables, the timing helpers)."""
+
 import json
 import math
 
@@ -12,18 +13,61 @@ from fastloss import cli
 from fastloss.cli.bench import cases, report, runner, timing
 
 RECORD_FIELDS = {
-    "loss", "kind", "shape", "dtype", "mode", "elements", "bytes", "threads", "fastloss_s",
-    "ns_per_element", "floor_op", "floor_raw_s", "floor_factor", "floor_s", "x_floor",
-    "numpy_s", "vs_numpy", "torch_s", "vs_torch", "sklearn_s", "vs_sklearn", "others_cpu",
-    "error", "notes",
+    "loss",
+    "kind",
+    "shape",
+    "dtype",
+    "mode",
+    "elements",
+    "bytes",
+    "threads",
+    "fastloss_s",
+    "ns_per_element",
+    "floor_op",
+    "floor_raw_s",
+    "floor_factor",
+    "floor_s",
+    "x_floor",
+    "numpy_s",
+    "vs_numpy",
+    "torch_s",
+    "vs_torch",
+    "sklearn_s",
+    "vs_sklearn",
+    "others_cpu",
+    "error",
+    "notes",
 }
-DOC_FIELDS = {"schema", "created", "command", "settings", "machine", "versions",
-              "fastloss_config", "results", "checks", "scaling", "elapsed_s",
-              "others_cpu_fraction"}
+DOC_FIELDS = {
+    "schema",
+    "created",
+    "command",
+    "settings",
+    "machine",
+    "versions",
+    "fastloss_config",
+    "results",
+    "checks",
+    "scaling",
+    "elapsed_s",
+    "others_cpu_fraction",
+}
 SCALING_FIELDS = {
-    "loss", "kind", "shape", "dtype", "mode", "elements", "threads", "one_thread_s",
-    "threads_s", "speedup", "python_threads_s", "python_serial_s", "python_speedup",
-    "others_cpu", "error",
+    "loss",
+    "kind",
+    "shape",
+    "dtype",
+    "mode",
+    "elements",
+    "threads",
+    "one_thread_s",
+    "threads_s",
+    "speedup",
+    "python_threads_s",
+    "python_serial_s",
+    "python_speedup",
+    "others_cpu",
+    "error",
 }
 
 
@@ -38,18 +82,34 @@ def _bench_json(tmp_path, capsys, *args):
 # ---------------------------------------------------------------------------- bench runs
 def test_bench_quick_tiny_shape_json(tmp_path, capsys):
     threads_before = fastloss.get_num_threads()
-    doc, out = _bench_json(tmp_path, capsys, "--shape", "64x10", "--dtype", "float32",
-                           "--loss", "cross_entropy", "focal_loss", "--threads", "1",
-                           "--skip", "torch", "sklearn")
-    assert fastloss.get_num_threads() == threads_before     # restored
+    doc, out = _bench_json(
+        tmp_path,
+        capsys,
+        "--shape",
+        "64x10",
+        "--dtype",
+        "float32",
+        "--loss",
+        "cross_entropy",
+        "focal_loss",
+        "--threads",
+        "1",
+        "--skip",
+        "torch",
+        "sklearn",
+    )
+    assert fastloss.get_num_threads() == threads_before  # restored
     # the table
     assert "x floor" in out and "vs numpy" in out and "vs torch" in out
     for loss in ("cross_entropy", "focal_loss"):
         for mode in ("loss", "fwd+bwd", "grad_out"):
-            line = [l for l in out.splitlines()
-                    if l.startswith(loss + " ") and f"| {mode} " in l and "64x10" in l]
+            line = [
+                l
+                for l in out.splitlines()
+                if l.startswith(loss + " ") and f"| {mode} " in l and "64x10" in l
+            ]
             assert len(line) == 1, out
-            assert " us " in line[0]      # tiny shapes are reported in microseconds
+            assert " us " in line[0]  # tiny shapes are reported in microseconds
     # the document
     assert DOC_FIELDS <= set(doc)
     assert doc["schema"] == "fastloss-bench/1"
@@ -79,21 +139,22 @@ def test_bench_quick_tiny_shape_json(tmp_path, capsys):
             assert math.isclose(rec["vs_numpy"], rec["numpy_s"] / rec["fastloss_s"])
         else:
             assert rec["numpy_s"] is None and rec["vs_numpy"] is None
-    assert {r["floor_op"] for r in doc["results"]} == {"x.sum()", "np.copy(x)",
-                                                       "np.copyto(buf, x)"}
+    assert {r["floor_op"] for r in doc["results"]} == {"x.sum()", "np.copy(x)", "np.copyto(buf, x)"}
     assert len(doc["checks"]) == 2 and all(c["ok"] for c in doc["checks"]), doc["checks"]
-    assert doc["scaling"] == [] and "thread scaling" not in out     # one thread: no section
+    assert doc["scaling"] == [] and "thread scaling" not in out  # one thread: no section
 
 
 def test_bench_with_torch_and_sklearn(tmp_path, capsys):
     pytest.importorskip("torch")
-    doc, out = _bench_json(tmp_path, capsys, "--shape", "32x10", "--dtype", "float64",
-                           "--loss", "cross_entropy")
+    doc, out = _bench_json(
+        tmp_path, capsys, "--shape", "32x10", "--dtype", "float64", "--loss", "cross_entropy"
+    )
     by_mode = {r["mode"]: r for r in doc["results"]}
     for mode in ("loss", "fwd+bwd"):
         assert by_mode[mode]["torch_s"] > 0
-        assert math.isclose(by_mode[mode]["vs_torch"],
-                            by_mode[mode]["torch_s"] / by_mode[mode]["fastloss_s"])
+        assert math.isclose(
+            by_mode[mode]["vs_torch"], by_mode[mode]["torch_s"] / by_mode[mode]["fastloss_s"]
+        )
     assert by_mode["grad_out"]["torch_s"] is None
     assert doc["versions"]["torch"]
     try:
@@ -104,13 +165,27 @@ def test_bench_with_torch_and_sklearn(tmp_path, capsys):
         assert by_mode["grad_out"]["sklearn_s"] > 0
 
 
-@pytest.mark.parametrize("loss", ["binary_cross_entropy_with_logits", "mse_loss", "l1_loss",
-                                  "huber_loss"])
+@pytest.mark.parametrize(
+    "loss", ["binary_cross_entropy_with_logits", "mse_loss", "l1_loss", "huber_loss"]
+)
 def test_bench_sklearn_elementwise_peers(tmp_path, capsys, loss):
     pytest.importorskip("sklearn._loss.loss")
     md = tmp_path / "bench.md"
-    doc, _ = _bench_json(tmp_path, capsys, "--shape", "4096", "--dtype", "float64",
-                         "--loss", loss, "--skip", "torch", "numpy", "--markdown", str(md))
+    doc, _ = _bench_json(
+        tmp_path,
+        capsys,
+        "--shape",
+        "4096",
+        "--dtype",
+        "float64",
+        "--loss",
+        loss,
+        "--skip",
+        "torch",
+        "numpy",
+        "--markdown",
+        str(md),
+    )
     by_mode = {r["mode"]: r for r in doc["results"]}
     rec = by_mode["grad_out"]
     assert rec["sklearn_s"] > 0, rec["notes"]
@@ -126,36 +201,90 @@ def test_bench_elementwise_floor_factor(tmp_path, capsys):
     elementwise = [n for n in cases.available_losses() if cases.LOSSES[n].kind == "elementwise"]
     if not elementwise:
         pytest.skip("this fastloss exports no elementwise loss yet")
-    doc, _ = _bench_json(tmp_path, capsys, "--shape", "4096", "--dtype", "float64",
-                         "--loss", elementwise[0], "--skip", "torch", "sklearn")
+    doc, _ = _bench_json(
+        tmp_path,
+        capsys,
+        "--shape",
+        "4096",
+        "--dtype",
+        "float64",
+        "--loss",
+        elementwise[0],
+        "--skip",
+        "torch",
+        "sklearn",
+    )
     factors = {r["mode"]: r["floor_factor"] for r in doc["results"]}
     assert factors == {"loss": 2.0, "fwd+bwd": 1.5, "grad_out": 1.5}
     assert all(c["ok"] for c in doc["checks"]), doc["checks"]
 
 
 def test_bench_softmax_family(tmp_path, capsys):
-    doc, out = _bench_json(tmp_path, capsys, "--shape", "16x7", "--dtype", "float32",
-                           "--loss", "log_softmax", "logsumexp", "--skip", "torch")
+    doc, out = _bench_json(
+        tmp_path,
+        capsys,
+        "--shape",
+        "16x7",
+        "--dtype",
+        "float32",
+        "--loss",
+        "log_softmax",
+        "logsumexp",
+        "--skip",
+        "torch",
+    )
     assert [(r["loss"], r["mode"], r["floor_op"]) for r in doc["results"]] == [
-        ("log_softmax", "fwd", "np.copy(x)"), ("logsumexp", "fwd", "x.sum()")]
+        ("log_softmax", "fwd", "np.copy(x)"),
+        ("logsumexp", "fwd", "x.sum()"),
+    ]
     assert all(r["numpy_s"] > 0 for r in doc["results"])
 
 
 def test_bench_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     png = tmp_path / "bench.png"
-    rc = cli.main(["bench", "--quick", "--repeat", "1", "--shape", "16x5", "--dtype",
-                   "float32", "--loss", "cross_entropy", "--skip", "numpy", "sklearn",
-                   "--plot", str(png)])
+    rc = cli.main(
+        [
+            "bench",
+            "--quick",
+            "--repeat",
+            "1",
+            "--shape",
+            "16x5",
+            "--dtype",
+            "float32",
+            "--loss",
+            "cross_entropy",
+            "--skip",
+            "numpy",
+            "sklearn",
+            "--plot",
+            str(png),
+        ]
+    )
     assert rc == 0, capsys.readouterr()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_markdown_table(tmp_path, capsys):
     md = tmp_path / "bench.md"
-    doc, out = _bench_json(tmp_path, capsys, "--shape", "64x10", "--dtype", "float64",
-                           "--loss", "cross_entropy", "--threads", "1",
-                           "--skip", "torch", "sklearn", "--markdown", str(md))
+    doc, out = _bench_json(
+        tmp_path,
+        capsys,
+        "--shape",
+        "64x10",
+        "--dtype",
+        "float64",
+        "--loss",
+        "cross_entropy",
+        "--threads",
+        "1",
+        "--skip",
+        "torch",
+        "sklearn",
+        "--markdown",
+        str(md),
+    )
     assert f"wrote {md}" in out
     text = md.read_text(encoding="utf-8")
     rows = [l for l in text.splitlines() if l.startswith("| `")]
@@ -163,6 +292,7 @@ def test_bench_markdown_table(tmp_path, capsys):
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     assert len(cells) == 10
     by_mode = {r["mode"]: r for r in doc["results"]}
+
     # the fwd+bwd ratio and the loss-only / grad_out ratios are the ones measured in the JSON
     def ratio(text):
         return float(text.rsplit("(", 1)[-1].rstrip(")").rstrip("x"))
@@ -170,8 +300,8 @@ def test_bench_markdown_table(tmp_path, capsys):
     assert ratio(cells[4]) == pytest.approx(by_mode["fwd+bwd"]["x_floor"], rel=0.01, abs=0.006)
     assert ratio(cells[7]) == pytest.approx(by_mode["loss"]["x_floor"], rel=0.01, abs=0.006)
     assert ratio(cells[8]) == pytest.approx(by_mode["grad_out"]["x_floor"], rel=0.01, abs=0.006)
-    assert cells[6] == "-"            # torch skipped
-    assert cells[9] == "-"            # sklearn skipped
+    assert cells[6] == "-"  # torch skipped
+    assert cells[9] == "-"  # sklearn skipped
     assert "µs" in cells[3] and "threads" in text and doc["fastloss_config"]["simd"] in text
 
 
@@ -190,22 +320,30 @@ def test_loss_tables_consistent():
 def test_measure_best_of():
     calls = []
     best, result = timing.measure(lambda: calls.append(1) or len(calls), 3, min_time=0.0)
-    assert best >= 0 and result == len(calls) and len(calls) >= 4   # warm-up + 3
-    best, _ = timing.measure(lambda: None, 2, min_time=1e-3)           # tiny: inner loop
+    assert best >= 0 and result == len(calls) and len(calls) >= 4  # warm-up + 3
+    best, _ = timing.measure(lambda: None, 2, min_time=1e-3)  # tiny: inner loop
     assert 0 <= best < 1e-3
 
 
 def test_scaling_cases():
     """The thread-scaling section takes the compute-bound cases only: the losses marked so,
     class losses with few classes (the tile path), and inputs big enough to use threads."""
-    plan = [("cross_entropy", (1048576, 10)), ("cross_entropy", (65536, 1000)),
-            ("cross_entropy", (32, 10)), ("focal_loss", (65536, 48)),
-            ("focal_loss", (65536, 49)), ("sigmoid_focal_loss", (16777216,)),
-            ("sigmoid_focal_loss", (65535,)), ("mse_loss", (16777216,)),
-            ("log_softmax", (1048576, 10))]
+    plan = [
+        ("cross_entropy", (1048576, 10)),
+        ("cross_entropy", (65536, 1000)),
+        ("cross_entropy", (32, 10)),
+        ("focal_loss", (65536, 48)),
+        ("focal_loss", (65536, 49)),
+        ("sigmoid_focal_loss", (16777216,)),
+        ("sigmoid_focal_loss", (65535,)),
+        ("mse_loss", (16777216,)),
+        ("log_softmax", (1048576, 10)),
+    ]
     assert runner.scaling_cases(plan) == [
-        ("cross_entropy", (1048576, 10)), ("focal_loss", (65536, 48)),
-        ("sigmoid_focal_loss", (16777216,))]
+        ("cross_entropy", (1048576, 10)),
+        ("focal_loss", (65536, 48)),
+        ("sigmoid_focal_loss", (16777216,)),
+    ]
 
 
 def test_python_threads_time_runs_the_calls_at_once():
@@ -226,10 +364,11 @@ def test_python_threads_time_runs_the_calls_at_once():
     assert 0.002 <= timing.python_threads_time([call, call, call], 1, warmup=False) < 10
     counts = []
     assert timing.python_threads_time([lambda: counts.append(1)] * 2, 2, burst=3) >= 0
-    assert len(counts) == 2 * 3 * 3             # (warm-up + 2 rounds) x a burst of 3, 2 threads
+    assert len(counts) == 2 * 3 * 3  # (warm-up + 2 rounds) x a burst of 3, 2 threads
 
     def bad():
         raise ZeroDivisionError("boom")
+
     with pytest.raises(ZeroDivisionError, match="boom"):
         timing.python_threads_time([bad, lambda: None], 1)
 
@@ -240,14 +379,33 @@ def test_bench_thread_scaling(tmp_path, capsys):
     printed table, the JSON records and the Markdown table agree.  --skip scaling drops it."""
     md = tmp_path / "bench.md"
     threads_before = fastloss.get_num_threads()
-    doc, out = _bench_json(tmp_path, capsys, "--shape", "65536x10", "--dtype", "float64",
-                           "--loss", "cross_entropy", "sigmoid_focal_loss", "--threads", "2",
-                           "--skip", "numpy", "torch", "sklearn", "--markdown", str(md))
+    doc, out = _bench_json(
+        tmp_path,
+        capsys,
+        "--shape",
+        "65536x10",
+        "--dtype",
+        "float64",
+        "--loss",
+        "cross_entropy",
+        "sigmoid_focal_loss",
+        "--threads",
+        "2",
+        "--skip",
+        "numpy",
+        "torch",
+        "sklearn",
+        "--markdown",
+        str(md),
+    )
     assert "thread scaling of the compute-bound cases, 1 -> 2 threads" in out
     recs = doc["scaling"]
     assert [(r["loss"], r["mode"]) for r in recs] == [
-        ("cross_entropy", "loss"), ("cross_entropy", "grad_out"),
-        ("sigmoid_focal_loss", "loss"), ("sigmoid_focal_loss", "grad_out")]
+        ("cross_entropy", "loss"),
+        ("cross_entropy", "grad_out"),
+        ("sigmoid_focal_loss", "loss"),
+        ("sigmoid_focal_loss", "grad_out"),
+    ]
     for r in recs:
         assert set(r) == SCALING_FIELDS, set(r) ^ SCALING_FIELDS
         assert r["error"] is None and r["threads"] == 2 and r["dtype"] == "float64"
@@ -256,11 +414,14 @@ def test_bench_thread_scaling(tmp_path, capsys):
         assert r["speedup"] == pytest.approx(r["one_thread_s"] / r["threads_s"])
         assert r["python_serial_s"] == pytest.approx(2 * r["one_thread_s"])
         assert r["python_speedup"] == pytest.approx(r["python_serial_s"] / r["python_threads_s"])
-        line = [l for l in out.splitlines() if l.startswith(r["loss"] + " ")
-                and f"| {r['mode']} " in l and l.count("|") == 8]
+        line = [
+            l
+            for l in out.splitlines()
+            if l.startswith(r["loss"] + " ") and f"| {r['mode']} " in l and l.count("|") == 8
+        ]
         assert len(line) == 1, out
         assert line[0].split("|")[6].strip() == report._fmt_ratio(r["speedup"])
-    assert fastloss.get_num_threads() == threads_before      # restored
+    assert fastloss.get_num_threads() == threads_before  # restored
     text = md.read_text(encoding="utf-8")
     assert "| loss | shape | dtype | mode | 1 thread | 2 threads | speedup |" in text
     rows = [l for l in text.splitlines() if l.startswith("| `") and l.count("|") == 10]
@@ -273,9 +434,23 @@ def test_bench_thread_scaling(tmp_path, capsys):
     # the main table keeps its 10-cell rows
     assert len([l for l in text.splitlines() if l.startswith("| `") and l.count("|") == 11]) == 2
 
-    doc, out = _bench_json(tmp_path, capsys, "--shape", "65536x10", "--dtype", "float32",
-                           "--loss", "cross_entropy", "--threads", "2",
-                           "--skip", "numpy", "torch", "sklearn", "scaling")
+    doc, out = _bench_json(
+        tmp_path,
+        capsys,
+        "--shape",
+        "65536x10",
+        "--dtype",
+        "float32",
+        "--loss",
+        "cross_entropy",
+        "--threads",
+        "2",
+        "--skip",
+        "numpy",
+        "torch",
+        "sklearn",
+        "scaling",
+    )
     assert doc["scaling"] == [] and "thread scaling" not in out
 
 
@@ -288,10 +463,28 @@ def test_bench_failing_scaling_call_is_reported(monkeypatch, capsys):
         if fastloss.get_num_threads() == 1:
             raise RuntimeError("one thread exploded")
         return real(*args, **kwargs)
+
     monkeypatch.setattr(fastloss, "cross_entropy", one_thread_fails)
-    rc = cli.main(["bench", "--quick", "--repeat", "1", "--shape", "65536x10", "--dtype",
-                   "float32", "--loss", "cross_entropy", "--threads", "2",
-                   "--skip", "numpy", "torch", "sklearn"])
+    rc = cli.main(
+        [
+            "bench",
+            "--quick",
+            "--repeat",
+            "1",
+            "--shape",
+            "65536x10",
+            "--dtype",
+            "float32",
+            "--loss",
+            "cross_entropy",
+            "--threads",
+            "2",
+            "--skip",
+            "numpy",
+            "torch",
+            "sklearn",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 1
     scaling = out.split("thread scaling of the compute-bound cases", 1)[1]
@@ -305,9 +498,26 @@ def test_bench_failing_scaling_call_is_reported(monkeypatch, capsys):
 def test_bench_failing_call_is_reported(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("kernel exploded")
+
     monkeypatch.setattr(fastloss, "focal_loss", broken)
-    rc = cli.main(["bench", "--quick", "--repeat", "1", "--shape", "8x3", "--dtype", "float32",
-                   "--loss", "focal_loss", "--skip", "numpy", "torch", "sklearn"])
+    rc = cli.main(
+        [
+            "bench",
+            "--quick",
+            "--repeat",
+            "1",
+            "--shape",
+            "8x3",
+            "--dtype",
+            "float32",
+            "--loss",
+            "focal_loss",
+            "--skip",
+            "numpy",
+            "torch",
+            "sklearn",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 1
     assert "ERROR" in out and "RuntimeError: kernel exploded" in out
@@ -317,9 +527,22 @@ def test_bench_passes_keep_the_best_times(tmp_path, capsys):
     """--passes 3: fastloss and the floors are timed in three passes over all cases; every
     row records each pass's times and keeps the minima, with ratios recomputed from them (the
     peers are timed once).  --quick makes one pass unless told otherwise."""
-    doc, out = _bench_json(tmp_path, capsys, "--passes", "3", "--shape", "64x5",
-                           "--dtype", "float32", "--loss", "cross_entropy", "mse_loss",
-                           "--skip", "torch", "sklearn")
+    doc, out = _bench_json(
+        tmp_path,
+        capsys,
+        "--passes",
+        "3",
+        "--shape",
+        "64x5",
+        "--dtype",
+        "float32",
+        "--loss",
+        "cross_entropy",
+        "mse_loss",
+        "--skip",
+        "torch",
+        "sklearn",
+    )
     assert doc["settings"]["passes"] == 3
     assert "pass 3 of 3" in out
     assert len(doc["results"]) == 6
@@ -331,7 +554,18 @@ def test_bench_passes_keep_the_best_times(tmp_path, capsys):
         assert rec["x_floor"] == pytest.approx(rec["fastloss_s"] / rec["floor_s"])
         if rec["numpy_s"] is not None:
             assert rec["vs_numpy"] == pytest.approx(rec["numpy_s"] / rec["fastloss_s"])
-    doc, out = _bench_json(tmp_path, capsys, "--shape", "64x5", "--dtype", "float32",
-                           "--loss", "cross_entropy", "--skip", "torch", "sklearn")
+    doc, out = _bench_json(
+        tmp_path,
+        capsys,
+        "--shape",
+        "64x5",
+        "--dtype",
+        "float32",
+        "--loss",
+        "cross_entropy",
+        "--skip",
+        "torch",
+        "sklearn",
+    )
     assert doc["settings"]["passes"] == 1 and "pass 2" not in out
     assert all(len(r["fastloss_pass_s"]) == 1 for r in doc["results"])

@@ -4,6 +4,7 @@ Every compiled result is compared with fastloss.reference evaluated in float64 o
 inputs (float32 inputs upcast exactly), with finite differences of both backends, and with
 identities against independent formulas.
 """
+
 import math
 import zlib
 
@@ -25,17 +26,17 @@ DT_IDS = {np.float32: "f32", np.float64: "f64"}
 LAYOUTS = {
     "NC": ((13, 37), None),
     "NC-small": ((10, 3), None),
-    "NC-tiles": ((77, 10), None),             # several small-C tiles, swept two at a time
-    "NC-wide": ((3, 1100), None),             # > FL_FLUSH vectors per row
-    "NC1": ((9, 5, 1), None),                 # (N, C, 1): spatial layout with S == 1
+    "NC-tiles": ((77, 10), None),  # several small-C tiles, swept two at a time
+    "NC-wide": ((3, 1100), None),  # > FL_FLUSH vectors per row
+    "NC1": ((9, 5, 1), None),  # (N, C, 1): spatial layout with S == 1
     "NCd": ((3, 6, 21), None),
-    "NCd-deep": ((2, 70, 13), None),          # > FL_FLUSH classes in the strided kernel
+    "NCd-deep": ((2, 70, 13), None),  # > FL_FLUSH classes in the strided kernel
     "NCdd": ((2, 5, 7, 9), None),
     "NC-strided": ((26, 39), lambda b: b[::2, 1::2]),
     "NCd-strided": ((3, 12, 45), lambda b: b[:, ::2, 2::2]),
     "NC-fortran": ((11, 19), np.asfortranarray),
     "NCd-fortran": ((4, 5, 11), np.asfortranarray),
-    "C": ((37,), None),                       # unbatched, 0-d target
+    "C": ((37,), None),  # unbatched, 0-d target
 }
 SWEEP_LAYOUTS = list(LAYOUTS)
 LAYOUTS.update({"fd2": ((3, 4), None), "fd3": ((2, 3, 2), None)})
@@ -82,8 +83,7 @@ def make_x(rng, layout, dtype, scale=2.0):
     return base if view is None else view(base)
 
 
-def make_index_target(rng, shape, C, tdtype=np.int64, ignore_index=None, frac=0.25,
-                      strided=False):
+def make_index_target(rng, shape, C, tdtype=np.int64, ignore_index=None, frac=0.25, strided=False):
     lshape = loss_shape_of(shape)
     info = np.iinfo(tdtype)
     t = np.asarray(rng.integers(0, min(C, int(info.max) + 1), size=lshape), dtype=np.int64)
@@ -135,8 +135,7 @@ def build(case, layout, dtype, tdtype=np.int64, rng=None, x=None):
         ign = opts.get("ign")
         if ign is not None:
             kw["ignore_index"] = ign
-        t = make_index_target(rng, x.shape, C, tdtype, ign,
-                              strided=not x.flags.c_contiguous)
+        t = make_index_target(rng, x.shape, C, tdtype, ign, strided=not x.flags.c_contiguous)
     return name, readonly(x), readonly(t), kw
 
 
@@ -178,7 +177,7 @@ def assert_unchanged(before, *arrays):
 # ----------------------------------------------------------------------------------------------
 CASE_PARAMS = []
 for _case, (_fn, _opts) in CASES.items():
-    for _td in ((np.int64,) if _opts.get("prob") else TARGET_DTYPES):
+    for _td in (np.int64,) if _opts.get("prob") else TARGET_DTYPES:
         CASE_PARAMS.append(pytest.param(_case, _td, id=f"{_case}-{np.dtype(_td).name}"))
 
 
@@ -208,8 +207,9 @@ def test_matches_reference(compiled, case, tdtype, layout, dtype):
 
         go = make_grad_output(rng, reduction, lshape)
         loss3, grad3 = f(x, t, reduction=reduction, return_grad=True, grad_output=go, **kw)
-        exp_loss3, exp_grad3 = ref(name, x, t, reduction=reduction, return_grad=True,
-                                   grad_output=go, **kw)
+        exp_loss3, exp_grad3 = ref(
+            name, x, t, reduction=reduction, return_grad=True, grad_output=go, **kw
+        )
         assert_close(loss3, exp_loss3, dtype, err_msg=f"loss with grad_output {reduction}")
         assert_close(grad3, exp_grad3, dtype, err_msg=f"grad with grad_output {reduction}")
         assert_unchanged(before, x, t, kw.get("weight"))
@@ -251,8 +251,7 @@ def test_grad_out_in_place(compiled, case, layout, dtype, reduction):
     f = getattr(fastloss, name)
     loss0, g0 = f(x, t, reduction=reduction, return_grad=True, grad_output=go, **kw)
     xin = np.array(x, order="C", copy=True)
-    loss, g = f(xin, t, reduction=reduction, return_grad=True, grad_output=go, grad_out=xin,
-                **kw)
+    loss, g = f(xin, t, reduction=reduction, return_grad=True, grad_output=go, grad_out=xin, **kw)
     assert g is xin
     np.testing.assert_array_equal(loss, loss0)
     np.testing.assert_array_equal(g, g0)
@@ -261,8 +260,18 @@ def test_grad_out_in_place(compiled, case, layout, dtype, reduction):
 # ----------------------------------------------------------------------------------------------
 # gradients against 4th-order central finite differences (float64)
 # ----------------------------------------------------------------------------------------------
-FD_CASES = ["ce", "ce-w-ign-in", "ce-ls0.1-w-ign", "ce-ls1", "ce-prob", "ce-prob-w-ls",
-            "focal0.5-w", "focal2-ign", "focal0", "nll-w-ign"]
+FD_CASES = [
+    "ce",
+    "ce-w-ign-in",
+    "ce-ls0.1-w-ign",
+    "ce-ls1",
+    "ce-prob",
+    "ce-prob-w-ls",
+    "focal0.5-w",
+    "focal2-ign",
+    "focal0",
+    "nll-w-ign",
+]
 
 
 def fd_grad(fun, x, h=1e-3):
@@ -312,10 +321,12 @@ def test_focal_gamma0_is_cross_entropy(compiled, opts, layout, dtype, reduction)
     go = make_grad_output(rng, reduction, loss_shape_of(x.shape))
     tight = 1e-6 if dtype == np.float32 else 1e-13
     for ns in (fastloss, REF):
-        ce, gce = ns.cross_entropy(x, t, reduction=reduction, return_grad=True,
-                                   grad_output=go, **kw)
-        fo, gfo = ns.focal_loss(x, t, gamma=0.0, reduction=reduction, return_grad=True,
-                                grad_output=go, **kw)
+        ce, gce = ns.cross_entropy(
+            x, t, reduction=reduction, return_grad=True, grad_output=go, **kw
+        )
+        fo, gfo = ns.focal_loss(
+            x, t, gamma=0.0, reduction=reduction, return_grad=True, grad_output=go, **kw
+        )
         assert_close(fo, ce, dtype, rtol=tight, atol=tight)
         assert_close(gfo, gce, dtype, rtol=tight, atol=tight)
 
@@ -323,10 +334,12 @@ def test_focal_gamma0_is_cross_entropy(compiled, opts, layout, dtype, reduction)
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
 @pytest.mark.parametrize("layout", ["NC", "NC-wide", "NCd", "NCdd", "C"])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 1.0])
-@pytest.mark.parametrize("reduction,weighted", [("mean", False), ("sum", True), ("none", True),
-                                                ("none", False)])
-def test_one_hot_probabilities_equal_index_targets(compiled, reduction, weighted, smoothing,
-                                                   layout, dtype):
+@pytest.mark.parametrize(
+    "reduction,weighted", [("mean", False), ("sum", True), ("none", True), ("none", False)]
+)
+def test_one_hot_probabilities_equal_index_targets(
+    compiled, reduction, weighted, smoothing, layout, dtype
+):
     rng = seeded("onehot", reduction, weighted, smoothing, layout, DT_IDS[dtype])
     _, x, t, _ = build("ce", layout, dtype, rng=rng)
     C = class_dim(x.shape)
@@ -350,16 +363,24 @@ def test_two_class_softmax_is_sigmoid_bce(compiled, scale, dtype, reduction):
     x = readonly((rng.standard_normal((40, 2)) * scale).astype(dtype))
     t = rng.integers(0, 2, size=40)
     go = make_grad_output(rng, reduction, (40,))
-    loss, grad = fastloss.cross_entropy(x, t, reduction=reduction, return_grad=True,
-                                        grad_output=go)
+    loss, grad = fastloss.cross_entropy(x, t, reduction=reduction, return_grad=True, grad_output=go)
     x64 = x.astype(np.float64)
     z = x64[:, 1] - x64[:, 0]
     bce = getattr(fastloss, "binary_cross_entropy_with_logits", None)
     if bce is not None:
-        exp_loss, dz = bce(z, t.astype(np.float64), reduction=reduction, return_grad=True,
-                           grad_output=go)
+        exp_loss, dz = bce(
+            z, t.astype(np.float64), reduction=reduction, return_grad=True, grad_output=go
+        )
     else:
-        exp_loss, dz = M.binary_cross_entropy_with_logits(z, t.astype(np.float64), weight=None, pos_weight=None, reduction=reduction, grad_output=go, need_grad=True)
+        exp_loss, dz = M.binary_cross_entropy_with_logits(
+            z,
+            t.astype(np.float64),
+            weight=None,
+            pos_weight=None,
+            reduction=reduction,
+            grad_output=go,
+            need_grad=True,
+        )
     assert_close(loss, exp_loss, dtype)
     assert_close(grad, np.stack([-dz, dz], axis=1), dtype)
 
@@ -402,8 +423,12 @@ def test_every_class_count_of_the_tile_path(simd, case, dtype):
         assert_close(loss, exp_loss, dtype, err_msg=f"{simd} C={C}")
         assert_close(grad, exp_grad, dtype, err_msg=f"{simd} C={C}")
         # the loss-only sweep is a separate one
-        assert_close(call(name, x, t, reduction="none", **kw), exp_loss, dtype,
-                     err_msg=f"{simd} C={C} loss only")
+        assert_close(
+            call(name, x, t, reduction="none", **kw),
+            exp_loss,
+            dtype,
+            err_msg=f"{simd} C={C} loss only",
+        )
     for C in (3, 10, 17, 48):
         x = seeded("tile-width-sm", C, DT_IDS[dtype]).normal(0, 2, (67, C)).astype(dtype)
         for fn in ("softmax", "log_softmax"):
@@ -416,16 +441,31 @@ def exact_sum(values):
 
 # shape, logits kind; "uniform": every S equals C exactly (the largest product of S the
 # deferred log can meet), "confident": losses near 1e-13 (float32) / 1e-17 (float64)
-LOGSUM_CASES = [((999, 10), "normal"), ((1000, 48), "uniform"), ((1000, 3), "confident"),
-                ((3, 21, 333), "normal"), ((2, 300, 160), "uniform"), ((1, 5000, 300), "uniform"),
-                ((2, 7, 300), "confident"),
-                # rows of more than 48 classes: no tiles, but the same loss-only exp terms
-                ((300, 1000), "normal"), ((200, 100), "confident")]
+LOGSUM_CASES = [
+    ((999, 10), "normal"),
+    ((1000, 48), "uniform"),
+    ((1000, 3), "confident"),
+    ((3, 21, 333), "normal"),
+    ((2, 300, 160), "uniform"),
+    ((1, 5000, 300), "uniform"),
+    ((2, 7, 300), "confident"),
+    # rows of more than 48 classes: no tiles, but the same loss-only exp terms
+    ((300, 1000), "normal"),
+    ((200, 100), "confident"),
+]
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
-@pytest.mark.parametrize("opts", [{}, {"ignore_index": 1}, {"label_smoothing": 0.2},
-                                  {"label_smoothing": 0.1, "ignore_index": 0}], ids=repr)
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {},
+        {"ignore_index": 1},
+        {"label_smoothing": 0.2},
+        {"label_smoothing": 0.1, "ignore_index": 0},
+    ],
+    ids=repr,
+)
 @pytest.mark.parametrize("shape,kind", LOGSUM_CASES, ids=lambda v: str(v))
 def test_summed_loss_of_many_tiles_is_accurate(simd, shape, kind, opts, dtype):
     """Without class weights, focal term or per-sample losses, the tile kernels add the log S
@@ -448,8 +488,8 @@ def test_summed_loss_of_many_tiles_is_accurate(simd, shape, kind, opts, dtype):
     if "ignore_index" in opts:
         ign = opts["ignore_index"]
         t[..., ::7] = ign
-        rows = np.argwhere(t == ign)          # (sample index) per ignored sample
-        xs = np.moveaxis(x, 1, -1)            # a view: (..., C)
+        rows = np.argwhere(t == ign)  # (sample index) per ignored sample
+        xs = np.moveaxis(x, 1, -1)  # a view: (..., C)
         xs[tuple(rows[::2].T)] = np.nan
         xs[tuple(rows[1::2].T) + (0,)] = np.inf
     per_sample = ref("cross_entropy", x, t, reduction="none", **opts)
@@ -463,8 +503,12 @@ def test_summed_loss_of_many_tiles_is_accurate(simd, shape, kind, opts, dtype):
     got_mean, grad = call("cross_entropy", x, t, reduction="mean", return_grad=True, **opts)
     exp_mean = float(ref("cross_entropy", x, t, reduction="mean", **opts))
     np.testing.assert_allclose(float(got_mean), exp_mean, rtol=rtol, err_msg=simd)
-    assert_close(grad, ref("cross_entropy", x, t, reduction="mean", return_grad=True, **opts)[1],
-                 dtype, err_msg=simd)
+    assert_close(
+        grad,
+        ref("cross_entropy", x, t, reduction="mean", return_grad=True, **opts)[1],
+        dtype,
+        err_msg=simd,
+    )
 
 
 # The AVX-512 tile sweeps without label smoothing skip the max shift while every |logit| of
@@ -497,9 +541,16 @@ def unshifted_logits(rng, kind, shape, t, dtype):
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
-@pytest.mark.parametrize("fn,opts", [("cross_entropy", {}), ("cross_entropy", {"w": True}),
-                                     ("focal_loss", {"gamma": 2.0, "ignore_index": 3}),
-                                     ("focal_loss", {"gamma": 0.5, "w": True})], ids=repr)
+@pytest.mark.parametrize(
+    "fn,opts",
+    [
+        ("cross_entropy", {}),
+        ("cross_entropy", {"w": True}),
+        ("focal_loss", {"gamma": 2.0, "ignore_index": 3}),
+        ("focal_loss", {"gamma": 0.5, "w": True}),
+    ],
+    ids=repr,
+)
 @pytest.mark.parametrize("shape", [(3000, 10), (3, 10, 1000)], ids=["rows", "cols"])
 @pytest.mark.parametrize("kind", UNSHIFTED_KINDS)
 def test_tiles_near_the_unshifted_bound(simd, kind, shape, fn, opts, dtype):
@@ -520,8 +571,9 @@ def test_tiles_near_the_unshifted_bound(simd, kind, shape, fn, opts, dtype):
     # times a class weight <= 2)
     rtol = 2 * 64 * 2.0**-24 if dtype == np.float32 else 1e-13
     got = call(fn, x, t, reduction="none", **kw)
-    np.testing.assert_allclose(got, per_sample, rtol=rtol, atol=4 * C * np.finfo(dtype).tiny,
-                               err_msg=simd)
+    np.testing.assert_allclose(
+        got, per_sample, rtol=rtol, atol=4 * C * np.finfo(dtype).tiny, err_msg=simd
+    )
     rtol = 2e-6 if dtype == np.float32 else 1e-13
     got_sum = call(fn, x, t, reduction="sum", **kw)
     np.testing.assert_allclose(float(got_sum), exact_sum(per_sample), rtol=rtol, err_msg=simd)
@@ -541,10 +593,24 @@ def test_tiles_near_the_unshifted_bound(simd, kind, shape, fn, opts, dtype):
     scales = [1e-16, 1e-30, 1e25, 1e35] if dtype == np.float32 else [1e-100, 1e-250, 1e250]
     lshape = (shape[0],) + shape[2:]
     for go in scales + [np.full(lshape, scales[0])]:
-        _, grad = call(fn, x, t, reduction="sum" if np.ndim(go) == 0 else "none",
-                       return_grad=True, grad_output=go, **kw)
-        _, exp_grad = ref(fn, x, t, reduction="sum" if np.ndim(go) == 0 else "none",
-                          return_grad=True, grad_output=go, **kw)
+        _, grad = call(
+            fn,
+            x,
+            t,
+            reduction="sum" if np.ndim(go) == 0 else "none",
+            return_grad=True,
+            grad_output=go,
+            **kw,
+        )
+        _, exp_grad = ref(
+            fn,
+            x,
+            t,
+            reduction="sum" if np.ndim(go) == 0 else "none",
+            return_grad=True,
+            grad_output=go,
+            **kw,
+        )
         assert_close(grad, exp_grad, dtype, err_msg=f"{simd} grad_output {np.max(go)}")
 
 
@@ -576,10 +642,12 @@ def test_every_simd_path_matches_reference(simd, case, dtype):
             rng = seeded("simd", case, layout, DT_IDS[dtype], reduction)
             name, x, t, kw = build(case, layout, dtype, rng=rng)
             go = make_grad_output(rng, reduction, loss_shape_of(x.shape))
-            loss, grad = call(name, x, t, reduction=reduction, return_grad=True,
-                              grad_output=go, **kw)
-            exp_loss, exp_grad = ref(name, x, t, reduction=reduction, return_grad=True,
-                                     grad_output=go, **kw)
+            loss, grad = call(
+                name, x, t, reduction=reduction, return_grad=True, grad_output=go, **kw
+            )
+            exp_loss, exp_grad = ref(
+                name, x, t, reduction=reduction, return_grad=True, grad_output=go, **kw
+            )
             msg = f"{simd} {layout} {reduction}"
             assert_close(loss, exp_loss, dtype, err_msg=msg)
             assert_close(grad, exp_grad, dtype, err_msg=msg)
@@ -594,8 +662,16 @@ def run_both(name, x, t, reduction, **kw):
     return got, exp
 
 
-MASK_CASES = ["ce", "ce-w", "ce-ign", "focal0.5-w", "focal2-ign", "focal0", "ce-prob",
-              "ce-prob-w-ls"]
+MASK_CASES = [
+    "ce",
+    "ce-w",
+    "ce-ign",
+    "focal0.5-w",
+    "focal2-ign",
+    "focal0",
+    "ce-prob",
+    "ce-prob-w-ls",
+]
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
@@ -649,8 +725,9 @@ def test_masked_logits_with_label_smoothing_match_reference(compiled, smoothing,
     x = np.array([[0.0, -np.inf, 1.0], [2.0, 0.5, -1.0]], dtype=dtype)
     t = np.array([0, 2])
     for reduction in REDUCTIONS:
-        (loss, grad), (exp_loss, exp_grad) = run_both("cross_entropy", x, t, reduction,
-                                                      label_smoothing=smoothing)
+        (loss, grad), (exp_loss, exp_grad) = run_both(
+            "cross_entropy", x, t, reduction, label_smoothing=smoothing
+        )
         assert_close(loss, exp_loss, dtype)
         assert_close(grad, exp_grad, dtype)
 
@@ -674,19 +751,21 @@ def test_prob_target_zero_weight_on_masked_class(compiled, layout, dtype):
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
 @pytest.mark.parametrize("layout", ["rows", "cols"])
-@pytest.mark.parametrize("fn,kw", [
-    pytest.param("cross_entropy", {}, id="ce"),
-    pytest.param("cross_entropy", {"weight": [1, 2, 3]}, id="ce-w"),
-    pytest.param("cross_entropy", {"label_smoothing": 0.2}, id="ce-ls0.2"),
-    pytest.param("focal_loss", {"gamma": 0.0}, id="focal0"),
-    pytest.param("focal_loss", {"gamma": 0.5}, id="focal0.5"),
-    pytest.param("focal_loss", {"gamma": 2.0, "weight": [1, 2, 3]}, id="focal2-w"),
-])
+@pytest.mark.parametrize(
+    "fn,kw",
+    [
+        pytest.param("cross_entropy", {}, id="ce"),
+        pytest.param("cross_entropy", {"weight": [1, 2, 3]}, id="ce-w"),
+        pytest.param("cross_entropy", {"label_smoothing": 0.2}, id="ce-ls0.2"),
+        pytest.param("focal_loss", {"gamma": 0.0}, id="focal0"),
+        pytest.param("focal_loss", {"gamma": 0.5}, id="focal0.5"),
+        pytest.param("focal_loss", {"gamma": 2.0, "weight": [1, 2, 3]}, id="focal2-w"),
+    ],
+)
 def test_target_on_masked_class_is_infinite(compiled, fn, kw, layout, dtype):
     """Target class at -inf: loss +inf, gradient finite (p - onehot, p_y = 0), as the
     reference (the focal factor (1 + gamma p_y (-log p_y) / q) has p_y (-log p_y) -> 0)."""
-    x = np.array([[0.0, -np.inf, 1.0], [0.0, 1.0, 2.0], [-np.inf, -13.8, -np.inf]],
-                 dtype=dtype)
+    x = np.array([[0.0, -np.inf, 1.0], [0.0, 1.0, 2.0], [-np.inf, -13.8, -np.inf]], dtype=dtype)
     t = np.array([1, 2, 0])
     if layout == "cols":
         x, t = np.ascontiguousarray(x.T[None]), t[None]
@@ -699,12 +778,21 @@ def test_target_on_masked_class_is_infinite(compiled, fn, kw, layout, dtype):
             assert np.all(np.ravel(loss)[[0, 2]] == np.inf) and np.isfinite(np.ravel(loss)[1])
 
 
-HUGE_CASES = ["ce", "ce-w-ign-in", "ce-ls0.1-w-ign", "ce-ls1", "ce-prob-w-ls", "focal0.5-w",
-              "focal2-ign", "focal0"]
+HUGE_CASES = [
+    "ce",
+    "ce-w-ign-in",
+    "ce-ls0.1-w-ign",
+    "ce-ls1",
+    "ce-prob-w-ls",
+    "focal0.5-w",
+    "focal2-ign",
+    "focal0",
+]
 
 
-@pytest.mark.parametrize("dtype,scale", [(np.float32, 1e30), (np.float64, 1e300)],
-                         ids=["f32-1e30", "f64-1e300"])
+@pytest.mark.parametrize(
+    "dtype,scale", [(np.float32, 1e30), (np.float64, 1e300)], ids=["f32-1e30", "f64-1e300"]
+)
 @pytest.mark.parametrize("layout", ["NC", "NCd", "NCdd", "C"])
 @pytest.mark.parametrize("case", HUGE_CASES)
 def test_huge_logits_do_not_overflow(compiled, case, layout, dtype, scale):
@@ -779,8 +867,7 @@ def test_nan_in_ignored_row_is_ignored(compiled, case, dtype):
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
 @pytest.mark.parametrize("shape", [(0, 4), (0, 4, 5), (3, 4, 0), (0, 1)])
-@pytest.mark.parametrize("case", ["ce", "ce-ls0.1-w-ign", "ce-prob-ls", "focal2-ign",
-                                  "nll-w-ign"])
+@pytest.mark.parametrize("case", ["ce", "ce-ls0.1-w-ign", "ce-prob-ls", "focal2-ign", "nll-w-ign"])
 def test_empty_batch(compiled, case, shape, dtype):
     rng = seeded("empty", case, shape)
     x = np.zeros(shape, dtype=dtype)
@@ -800,13 +887,21 @@ def test_empty_batch(compiled, case, shape, dtype):
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
 @pytest.mark.parametrize("shape", [(5, 4), (2, 4, 3), (4,)])
-@pytest.mark.parametrize("case,ign", [("ce", -100), ("ce-ls0.1-w-ign", -100), ("ce-w", 1),
-                                      ("focal2-ign", 1), ("focal0.5-w", -100),
-                                      ("nll-w-ign", 1), ("nll", -100)])
+@pytest.mark.parametrize(
+    "case,ign",
+    [
+        ("ce", -100),
+        ("ce-ls0.1-w-ign", -100),
+        ("ce-w", 1),
+        ("focal2-ign", 1),
+        ("focal0.5-w", -100),
+        ("nll-w-ign", 1),
+        ("nll", -100),
+    ],
+)
 def test_all_targets_ignored(compiled, case, ign, shape, dtype):
     rng = seeded("allign", case, shape)
-    name, x, _, kw = build(case, None, dtype, rng=rng,
-                           x=rng.standard_normal(shape).astype(dtype))
+    name, x, _, kw = build(case, None, dtype, rng=rng, x=rng.standard_normal(shape).astype(dtype))
     kw["ignore_index"] = ign
     t = np.full(loss_shape_of(shape), ign)
     for reduction in REDUCTIONS:
@@ -822,12 +917,15 @@ def test_all_targets_ignored(compiled, case, ign, shape, dtype):
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
 @pytest.mark.parametrize("shape", [(6, 1), (2, 1, 5), (1,), (40, 1)])
-@pytest.mark.parametrize("case", ["ce", "ce-ls0.1", "ce-ls1", "ce-prob-ls", "ce-w",
-                                  "focal0.5-w", "focal-default", "focal0"])
+@pytest.mark.parametrize(
+    "case",
+    ["ce", "ce-ls0.1", "ce-ls1", "ce-prob-ls", "ce-w", "focal0.5-w", "focal-default", "focal0"],
+)
 def test_single_class(compiled, case, shape, dtype):
     rng = seeded("C1", case, shape)
-    name, x, t, kw = build(case, None, dtype, rng=rng,
-                           x=(rng.standard_normal(shape) * 3).astype(dtype))
+    name, x, t, kw = build(
+        case, None, dtype, rng=rng, x=(rng.standard_normal(shape) * 3).astype(dtype)
+    )
     for reduction in REDUCTIONS:
         (loss, grad), (exp_loss, exp_grad) = run_both(name, x, t, reduction, **kw)
         if not CASES[case][1].get("ign"):
@@ -838,8 +936,9 @@ def test_single_class(compiled, case, shape, dtype):
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
-@pytest.mark.parametrize("case", ["ce", "ce-ls0.1-w-ign", "ce-prob-w-ls", "focal2-ign",
-                                  "focal0.5-w", "nll-w-ign"])
+@pytest.mark.parametrize(
+    "case", ["ce", "ce-ls0.1-w-ign", "ce-prob-w-ls", "focal2-ign", "focal0.5-w", "nll-w-ign"]
+)
 @pytest.mark.parametrize("unbatched", [False, True])
 def test_large_number_of_classes_in_one_row(compiled, case, dtype, unbatched):
     C = 131072
@@ -855,12 +954,12 @@ def test_large_number_of_classes_in_one_row(compiled, case, dtype, unbatched):
 def saturated_rows(dtype, sat=1e4):
     s = sat
     rows = [
-        ([s, 0, 0, 0, 0], 0),     # confident and right: 1 - p_y underflows to 0
-        ([s, 0, 0, 0, 0], 1),     # confident and wrong: p_y underflows to 0
-        ([-s, 0, 1, 2, 3], 0),    # target logit saturated low
+        ([s, 0, 0, 0, 0], 0),  # confident and right: 1 - p_y underflows to 0
+        ([s, 0, 0, 0, 0], 1),  # confident and wrong: p_y underflows to 0
+        ([-s, 0, 1, 2, 3], 0),  # target logit saturated low
         ([-s, s, 0, -2, 3], 1),
         ([-s, s, 0, -2, 3], 0),
-        ([s, s, 0, 0, 0], 0),     # two tied saturated classes: p_y = 1/2
+        ([s, s, 0, 0, 0], 0),  # two tied saturated classes: p_y = 1/2
         ([s, s - 1, -s, 0, 1], 1),
         ([5, -s, -s, -s, -s], 0),
         ([-s, -s, -s, -s, 5], 0),
@@ -919,8 +1018,9 @@ def test_nll_gradient_blocks(compiled, shape, dtype):
         assert_close(la, le, dtype)
         assert_close(ga, ge, dtype)
         xin = x.copy()
-        li, gi = fastloss.nll_loss(xin, t, weight=w, reduction=reduction, return_grad=True,
-                                   grad_out=xin)
+        li, gi = fastloss.nll_loss(
+            xin, t, weight=w, reduction=reduction, return_grad=True, grad_out=xin
+        )
         assert gi is xin
         np.testing.assert_array_equal(li, la)
         np.testing.assert_array_equal(gi, ga)

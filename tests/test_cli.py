@@ -1,6 +1,7 @@
 """Fast tests of the command line (fastloss.cli): version, show-config, argument errors and
 the argparse types; the benchmark engine's runs are in test_bench_engine.py and ``fastloss
 eval`` in test_evaluate.py."""
+
 import argparse
 import json
 import os
@@ -22,8 +23,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastloss.__file__)))
 def _run_module(*args):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "fastloss", *args], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "fastloss", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
 
 
 # ---------------------------------------------------------------------------- version / config
@@ -58,20 +65,23 @@ def test_no_command_prints_usage(capsys):
 
 
 # ---------------------------------------------------------------------------- bad arguments
-@pytest.mark.parametrize("argv", [
-    ["--bogus"],
-    ["frobnicate"],
-    ["bench", "--dtype", "float16"],
-    ["bench", "--shape", "10y3"],
-    ["bench", "--shape", "0x10"],
-    ["bench", "--threads", "0"],
-    ["bench", "--threads", "two"],
-    ["bench", "--repeat", "-1"],
-    ["bench", "--loss", "no_such_loss"],
-    ["bench", "--loss", "cross_entropy", "--shape", "100"],
-    ["bench", "--skip", "jax"],
-    ["bench", "--json"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--bogus"],
+        ["frobnicate"],
+        ["bench", "--dtype", "float16"],
+        ["bench", "--shape", "10y3"],
+        ["bench", "--shape", "0x10"],
+        ["bench", "--threads", "0"],
+        ["bench", "--threads", "two"],
+        ["bench", "--repeat", "-1"],
+        ["bench", "--loss", "no_such_loss"],
+        ["bench", "--loss", "cross_entropy", "--shape", "100"],
+        ["bench", "--skip", "jax"],
+        ["bench", "--json"],
+    ],
+)
 def test_bad_arguments(argv, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
@@ -87,7 +97,7 @@ def test_bad_arguments_subprocess_no_traceback():
 
 
 def test_plot_without_matplotlib(monkeypatch, capsys, tmp_path):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)   # import matplotlib -> ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     rc = cli.main(["bench", "--quick", "--shape", "8x4", "--plot", str(tmp_path / "p.png")])
     assert rc == 2
     err = capsys.readouterr().err
@@ -97,10 +107,27 @@ def test_plot_without_matplotlib(monkeypatch, capsys, tmp_path):
 
 
 def test_bench_json_unwritable(tmp_path, capsys):
-    rc = cli.main(["bench", "--quick", "--repeat", "1", "--shape", "8x3", "--dtype", "float32",
-                   "--loss", "cross_entropy", "--skip", "numpy", "torch", "sklearn",
-                   "--json", str(tmp_path / "no" / "such" / "dir.json")])
-    assert rc == 2                  # refused before the (possibly long) benchmark runs
+    rc = cli.main(
+        [
+            "bench",
+            "--quick",
+            "--repeat",
+            "1",
+            "--shape",
+            "8x3",
+            "--dtype",
+            "float32",
+            "--loss",
+            "cross_entropy",
+            "--skip",
+            "numpy",
+            "torch",
+            "sklearn",
+            "--json",
+            str(tmp_path / "no" / "such" / "dir.json"),
+        ]
+    )
+    assert rc == 2  # refused before the (possibly long) benchmark runs
     captured = capsys.readouterr()
     assert "cannot write" in captured.err and "Traceback" not in captured.err
     assert "cross_entropy" not in captured.out
@@ -120,8 +147,12 @@ def test_argument_types():
     assert _argtypes.positive_int("3") == 3
     assert _argtypes.cli_float("-0.5") == -0.5 and _argtypes.cli_float("inf") == float("inf")
     assert _argtypes.shape("4x5") == (4, 5)
-    for fn, bad in ((_argtypes.positive_int, "0"), (_argtypes.positive_int, "1.5"),
-                    (_argtypes.cli_float, "one"), (_argtypes.shape, "4y5")):
+    for fn, bad in (
+        (_argtypes.positive_int, "0"),
+        (_argtypes.positive_int, "1.5"),
+        (_argtypes.cli_float, "one"),
+        (_argtypes.shape, "4y5"),
+    ):
         with pytest.raises(argparse.ArgumentTypeError):
             fn(bad)
 
@@ -142,8 +173,12 @@ def test_eval_subcommand_has_its_own_parser_class(capsys):
 def test_strict_json():
     """One JSON helper for `fastloss eval --json` and `fastloss bench --json`: NumPy scalars
     become Python values, NaN and infinities null, tuples lists, keys strings."""
-    doc = {"a": np.float32(1.5), "b": [np.int64(3), float("nan"), np.bool_(True)], 1: (np.inf,),
-           "c": {"d": None, "e": "text", "f": -np.float64(np.inf)}}
+    doc = {
+        "a": np.float32(1.5),
+        "b": [np.int64(3), float("nan"), np.bool_(True)],
+        1: (np.inf,),
+        "c": {"d": None, "e": "text", "f": -np.float64(np.inf)},
+    }
     want = {"a": 1.5, "b": [3, None, True], "1": [None], "c": {"d": None, "e": "text", "f": None}}
     assert json.loads(_json.dumps(doc)) == want
     assert _json.dumps({"x": [1]}, indent=2) == '{\n  "x": [\n    1\n  ]\n}'

@@ -1,5 +1,6 @@
 """Elementwise losses: against the NumPy reference over dtypes x shapes x options, finite
 differences, identities with the class losses, saturation, torch parity."""
+
 import itertools
 import math
 import zlib
@@ -82,11 +83,13 @@ def test_grad_output_and_grad_out():
     x, t = inputs("binary_cross_entropy_with_logits", (5, 6), np.float32)
     go = np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32)
     buf = np.empty_like(x)
-    loss, g = fastloss.binary_cross_entropy_with_logits(x, t, reduction="none", return_grad=True,
-                                                        grad_output=go, grad_out=buf)
+    loss, g = fastloss.binary_cross_entropy_with_logits(
+        x, t, reduction="none", return_grad=True, grad_output=go, grad_out=buf
+    )
     assert g is buf
-    le, ge = ref.binary_cross_entropy_with_logits(x, t, reduction="none", return_grad=True,
-                                                  grad_output=go)
+    le, ge = ref.binary_cross_entropy_with_logits(
+        x, t, reduction="none", return_grad=True, grad_output=go
+    )
     close(g, ge, np.float32)
     _, g2 = fastloss.mse_loss(x, t, reduction="mean", return_grad=True, grad_output=2.5)
     _, g1 = fastloss.mse_loss(x, t, reduction="mean", return_grad=True)
@@ -112,8 +115,9 @@ def test_identity_two_class_softmax_is_bce_with_logits_of_difference():
     y = rng.integers(0, 2, 200)
     ce, gce = fastloss.cross_entropy(x, y, reduction="none", return_grad=True)
     z = x[:, 1] - x[:, 0]
-    bce, gb = fastloss.binary_cross_entropy_with_logits(z, y.astype(np.float64),
-                                                        reduction="none", return_grad=True)
+    bce, gb = fastloss.binary_cross_entropy_with_logits(
+        z, y.astype(np.float64), reduction="none", return_grad=True
+    )
     np.testing.assert_allclose(ce, bce, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(gce[:, 1], gb, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(gce[:, 0], -gb, rtol=1e-12, atol=1e-14)
@@ -134,8 +138,9 @@ def test_sigmoid_focal_saturation_is_finite_and_exact(dtype, gamma):
             close(g, ge, dtype)
             # loss only runs its own formula for 1 - p_t (and the zero-guarded |x| term)
             close(fastloss.sigmoid_focal_loss(x, t, gamma=gamma, alpha=alpha), le, dtype)
-            total = fastloss.sigmoid_focal_loss(x[finite], t[finite], gamma=gamma, alpha=alpha,
-                                                reduction="sum")
+            total = fastloss.sigmoid_focal_loss(
+                x[finite], t[finite], gamma=gamma, alpha=alpha, reduction="sum"
+            )
             assert np.isfinite(total)
             close(total, le[finite].astype(np.float64).sum(), dtype)
 
@@ -148,8 +153,9 @@ def test_bce_with_logits_at_infinity(dtype):
     assert loss[0] == 0 and loss[1] == 0 and loss[2] == np.inf and loss[3] == np.inf
     np.testing.assert_array_equal(g, np.array([0, 0, 1, -1], dtype))
     # the summed path (no per-element output) forms the loss differently: same exact values
-    total, g_sum = fastloss.binary_cross_entropy_with_logits(x[:2], t[:2], reduction="sum",
-                                                             return_grad=True)
+    total, g_sum = fastloss.binary_cross_entropy_with_logits(
+        x[:2], t[:2], reduction="sum", return_grad=True
+    )
     assert total == 0
     np.testing.assert_array_equal(g_sum, np.zeros(2, dtype))
     assert fastloss.binary_cross_entropy_with_logits(x, t, reduction="sum") == np.inf
@@ -182,8 +188,9 @@ def test_empty_and_batchmean():
     lp = np.log(np.full((4, 5), 0.2))
     t = np.full((4, 5), 0.2)
     t[0] = [1, 0, 0, 0, 0]
-    assert np.isclose(fastloss.kl_div(lp, t, reduction="batchmean"),
-                      fastloss.kl_div(lp, t, reduction="sum") / 4)
+    assert np.isclose(
+        fastloss.kl_div(lp, t, reduction="batchmean"), fastloss.kl_div(lp, t, reduction="sum") / 4
+    )
 
 
 @pytest.mark.parametrize("name", ["sigmoid_focal_loss", "binary_cross_entropy"])
@@ -220,8 +227,9 @@ def test_torch_parity(name, opts):
         out = torch_peer(name)(xt, tt, reduction=reduction, **tkw, **other)
         go = torch.ones_like(out) * 1.5
         out.backward(go)
-        la, ga = getattr(fastloss, name)(x, t, reduction=reduction, return_grad=True,
-                                         grad_output=go.numpy(), **kw)
+        la, ga = getattr(fastloss, name)(
+            x, t, reduction=reduction, return_grad=True, grad_output=go.numpy(), **kw
+        )
         rt = 2e-4 if dtype == np.float32 else 1e-9
         np.testing.assert_allclose(la, out.detach().numpy(), rtol=rt, atol=rt)
         np.testing.assert_allclose(ga, xt.grad.numpy(), rtol=rt, atol=rt)
@@ -254,8 +262,9 @@ def test_bce_logits_nan_input_with_zero_pos_weight(backend, dtype, simd):
     t = np.ones(n, dtype)
     pw = np.zeros(n, dtype)
     with fastloss.use_backend(backend):
-        loss, g = fastloss.binary_cross_entropy_with_logits(x, t, pos_weight=pw, reduction="none",
-                                                            return_grad=True)
+        loss, g = fastloss.binary_cross_entropy_with_logits(
+            x, t, pos_weight=pw, reduction="none", return_grad=True
+        )
     assert np.isnan(loss[nan_at]).all() and np.isnan(g[nan_at]).all()
     rest = np.setdiff1d(np.arange(n), nan_at)
     assert (loss[rest] == 0).all() and (g[rest] == 0).all()
@@ -327,8 +336,11 @@ def test_bce_summed_loss_is_accurate(dtype, kind, simd):
     if kind == "tiny":
         tiny = float(np.finfo(dtype).tiny)
         pick = rng.random(n) < 0.05
-        x[pick] = np.where(t[pick] > 0, tiny * rng.uniform(1e-3, 4, pick.sum()),
-                           1 - tiny * rng.uniform(1e-3, 4, pick.sum()))
+        x[pick] = np.where(
+            t[pick] > 0,
+            tiny * rng.uniform(1e-3, 4, pick.sum()),
+            1 - tiny * rng.uniform(1e-3, 4, pick.sum()),
+        )
     x, t = x.astype(dtype), t.astype(dtype)
     exp_sum = summed_reference("binary_cross_entropy", x, t)
     if kind == "confident":

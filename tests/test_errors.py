@@ -1,5 +1,6 @@
 """Bad arguments raise ValueError / TypeError / IndexError naming the argument (and the value
 or shape), identically on the compiled and the reference backends."""
+
 import numpy as np
 import pytest
 
@@ -40,128 +41,303 @@ def case(id_, exc, match, fn):
 
 
 for _f in CLASS_FNS:
+
     def _g(name):
         return lambda ns, *a, **k: getattr(ns, name)(*a, **k)
+
     F = _g(_f)
     # target shape / ndim
-    case(f"{_f}-target-ndim", ValueError, r"target must have shape \(4,\).*\(4, 1\)",
-         lambda ns, F=F: F(ns, X, T[:, None]))
-    case(f"{_f}-target-len", ValueError, r"target must have shape \(4,\).*\(3,\)",
-         lambda ns, F=F: F(ns, X, T[:3]))
-    case(f"{_f}-target-spatial", ValueError, r"target must have shape \(2, 3\)",
-         lambda ns, F=F: F(ns, X3, np.zeros(2, dtype=int)))
-    case(f"{_f}-target-unbatched", ValueError, r"target must have shape \(\)",
-         lambda ns, F=F: F(ns, np.zeros(5), np.array([1])))
+    case(
+        f"{_f}-target-ndim",
+        ValueError,
+        r"target must have shape \(4,\).*\(4, 1\)",
+        lambda ns, F=F: F(ns, X, T[:, None]),
+    )
+    case(
+        f"{_f}-target-len",
+        ValueError,
+        r"target must have shape \(4,\).*\(3,\)",
+        lambda ns, F=F: F(ns, X, T[:3]),
+    )
+    case(
+        f"{_f}-target-spatial",
+        ValueError,
+        r"target must have shape \(2, 3\)",
+        lambda ns, F=F: F(ns, X3, np.zeros(2, dtype=int)),
+    )
+    case(
+        f"{_f}-target-unbatched",
+        ValueError,
+        r"target must have shape \(\)",
+        lambda ns, F=F: F(ns, np.zeros(5), np.array([1])),
+    )
     # target values out of range, named in the message
-    case(f"{_f}-target-too-big", IndexError, r"target 5 .*\[0, 5\)",
-         lambda ns, F=F: F(ns, X, np.array([0, 1, 5, 3])))
-    case(f"{_f}-target-negative", IndexError, r"target -3 .*\[0, 5\)",
-         lambda ns, F=F: F(ns, X, np.array([0, -3, 1, 1])))
-    case(f"{_f}-target-spatial-range", IndexError, r"target 7 at position \(1, 2\)",
-         lambda ns, F=F: F(ns, X3, np.array([[0, 1, 2], [3, 4, 7]])))
-    case(f"{_f}-target-default-ignore-not-ignored", IndexError, r"target -100",
-         lambda ns, F=F: F(ns, X, np.array([0, -100, 1, 1]), ignore_index=1))
-    case(f"{_f}-target-uint64-huge", IndexError, r"target",
-         lambda ns, F=F: F(ns, X[:1], np.array([2**63 + 5], dtype=np.uint64)))
-    case(f"{_f}-target-int8-range", IndexError, r"target 9 ",
-         lambda ns, F=F: F(ns, X, np.array([0, 9, 1, 1], dtype=np.int8), reduction="none"))
-    case(f"{_f}-target-bool", TypeError, r"target",
-         lambda ns, F=F: F(ns, X, np.array([True, False, True, False])))
-    case(f"{_f}-target-str", TypeError, r"target",
-         lambda ns, F=F: F(ns, X, np.array(["a", "b", "c", "d"])))
-    case(f"{_f}-target-object", TypeError, r"target",
-         lambda ns, F=F: F(ns, X, np.array([0, 1, 2, None], dtype=object)))
+    case(
+        f"{_f}-target-too-big",
+        IndexError,
+        r"target 5 .*\[0, 5\)",
+        lambda ns, F=F: F(ns, X, np.array([0, 1, 5, 3])),
+    )
+    case(
+        f"{_f}-target-negative",
+        IndexError,
+        r"target -3 .*\[0, 5\)",
+        lambda ns, F=F: F(ns, X, np.array([0, -3, 1, 1])),
+    )
+    case(
+        f"{_f}-target-spatial-range",
+        IndexError,
+        r"target 7 at position \(1, 2\)",
+        lambda ns, F=F: F(ns, X3, np.array([[0, 1, 2], [3, 4, 7]])),
+    )
+    case(
+        f"{_f}-target-default-ignore-not-ignored",
+        IndexError,
+        r"target -100",
+        lambda ns, F=F: F(ns, X, np.array([0, -100, 1, 1]), ignore_index=1),
+    )
+    case(
+        f"{_f}-target-uint64-huge",
+        IndexError,
+        r"target",
+        lambda ns, F=F: F(ns, X[:1], np.array([2**63 + 5], dtype=np.uint64)),
+    )
+    case(
+        f"{_f}-target-int8-range",
+        IndexError,
+        r"target 9 ",
+        lambda ns, F=F: F(ns, X, np.array([0, 9, 1, 1], dtype=np.int8), reduction="none"),
+    )
+    case(
+        f"{_f}-target-bool",
+        TypeError,
+        r"target",
+        lambda ns, F=F: F(ns, X, np.array([True, False, True, False])),
+    )
+    case(
+        f"{_f}-target-str",
+        TypeError,
+        r"target",
+        lambda ns, F=F: F(ns, X, np.array(["a", "b", "c", "d"])),
+    )
+    case(
+        f"{_f}-target-object",
+        TypeError,
+        r"target",
+        lambda ns, F=F: F(ns, X, np.array([0, 1, 2, None], dtype=object)),
+    )
     # input
-    case(f"{_f}-input-0d", ValueError, r"input .*at least 1 dimension",
-         lambda ns, F=F: F(ns, np.float64(1.0), np.array(0)))
-    case(f"{_f}-input-str", TypeError, r"input",
-         lambda ns, F=F: F(ns, np.array([["a", "b"]]), np.array([0])))
-    case(f"{_f}-input-object", TypeError, r"input",
-         lambda ns, F=F: F(ns, np.array([[1.0, None]], dtype=object), np.array([0])))
-    case(f"{_f}-input-complex", TypeError, r"input",
-         lambda ns, F=F: F(ns, np.zeros((2, 3), dtype=complex), np.array([0, 1])))
-    case(f"{_f}-zero-classes", ValueError, r"0 classes",
-         lambda ns, F=F: F(ns, np.zeros((3, 0)), np.zeros(3, dtype=int)))
+    case(
+        f"{_f}-input-0d",
+        ValueError,
+        r"input .*at least 1 dimension",
+        lambda ns, F=F: F(ns, np.float64(1.0), np.array(0)),
+    )
+    case(
+        f"{_f}-input-str",
+        TypeError,
+        r"input",
+        lambda ns, F=F: F(ns, np.array([["a", "b"]]), np.array([0])),
+    )
+    case(
+        f"{_f}-input-object",
+        TypeError,
+        r"input",
+        lambda ns, F=F: F(ns, np.array([[1.0, None]], dtype=object), np.array([0])),
+    )
+    case(
+        f"{_f}-input-complex",
+        TypeError,
+        r"input",
+        lambda ns, F=F: F(ns, np.zeros((2, 3), dtype=complex), np.array([0, 1])),
+    )
+    case(
+        f"{_f}-zero-classes",
+        ValueError,
+        r"0 classes",
+        lambda ns, F=F: F(ns, np.zeros((3, 0)), np.zeros(3, dtype=int)),
+    )
     # options
-    case(f"{_f}-weight-len", ValueError, r"weight must have shape \(5,\).*\(4,\)",
-         lambda ns, F=F: F(ns, X, T, weight=np.ones(4)))
-    case(f"{_f}-weight-2d", ValueError, r"weight",
-         lambda ns, F=F: F(ns, X, T, weight=np.ones((1, 5))))
-    case(f"{_f}-weight-str", TypeError, r"weight",
-         lambda ns, F=F: F(ns, X, T, weight=np.array(["a"] * 5)))
-    case(f"{_f}-reduction", ValueError, r"reduction.*'avg'",
-         lambda ns, F=F: F(ns, X, T, reduction="avg"))
-    case(f"{_f}-reduction-batchmean", ValueError, r"reduction.*'batchmean'",
-         lambda ns, F=F: F(ns, X, T, reduction="batchmean"))
-    case(f"{_f}-reduction-none-object", ValueError, r"reduction.*None",
-         lambda ns, F=F: F(ns, X, T, reduction=None))
-    case(f"{_f}-ignore-index-float", TypeError, r"ignore_index",
-         lambda ns, F=F: F(ns, X, T, ignore_index=1.5))
+    case(
+        f"{_f}-weight-len",
+        ValueError,
+        r"weight must have shape \(5,\).*\(4,\)",
+        lambda ns, F=F: F(ns, X, T, weight=np.ones(4)),
+    )
+    case(
+        f"{_f}-weight-2d",
+        ValueError,
+        r"weight",
+        lambda ns, F=F: F(ns, X, T, weight=np.ones((1, 5))),
+    )
+    case(
+        f"{_f}-weight-str",
+        TypeError,
+        r"weight",
+        lambda ns, F=F: F(ns, X, T, weight=np.array(["a"] * 5)),
+    )
+    case(
+        f"{_f}-reduction",
+        ValueError,
+        r"reduction.*'avg'",
+        lambda ns, F=F: F(ns, X, T, reduction="avg"),
+    )
+    case(
+        f"{_f}-reduction-batchmean",
+        ValueError,
+        r"reduction.*'batchmean'",
+        lambda ns, F=F: F(ns, X, T, reduction="batchmean"),
+    )
+    case(
+        f"{_f}-reduction-none-object",
+        ValueError,
+        r"reduction.*None",
+        lambda ns, F=F: F(ns, X, T, reduction=None),
+    )
+    case(
+        f"{_f}-ignore-index-float",
+        TypeError,
+        r"ignore_index",
+        lambda ns, F=F: F(ns, X, T, ignore_index=1.5),
+    )
     # grad_out
-    case(f"{_f}-grad_out-shape", ValueError, r"grad_out.*shape",
-         lambda ns, F=F: F(ns, X, T, return_grad=True, grad_out=np.zeros((4, 6))))
-    case(f"{_f}-grad_out-dtype", TypeError, r"grad_out.*dtype",
-         lambda ns, F=F: F(ns, X, T, return_grad=True,
-                           grad_out=np.zeros((4, 5), dtype=np.float32)))
-    case(f"{_f}-grad_out-noncontig", ValueError, r"grad_out.*contiguous",
-         lambda ns, F=F: F(ns, X, T, return_grad=True, grad_out=np.zeros((4, 10))[:, ::2]))
-    case(f"{_f}-grad_out-fortran", ValueError, r"grad_out.*contiguous",
-         lambda ns, F=F: F(ns, X, T, return_grad=True,
-                           grad_out=np.asfortranarray(np.zeros((4, 5)))))
-    case(f"{_f}-grad_out-readonly", ValueError, r"grad_out.*read-only",
-         lambda ns, F=F: F(ns, X, T, return_grad=True, grad_out=_readonly(np.zeros((4, 5)))))
-    case(f"{_f}-grad_out-no-return_grad", ValueError, r"grad_out.*return_grad",
-         lambda ns, F=F: F(ns, X, T, grad_out=np.zeros((4, 5))))
-    case(f"{_f}-grad_out-list", TypeError, r"grad_out",
-         lambda ns, F=F: F(ns, X, T, return_grad=True, grad_out=[[0.0] * 5] * 4))
+    case(
+        f"{_f}-grad_out-shape",
+        ValueError,
+        r"grad_out.*shape",
+        lambda ns, F=F: F(ns, X, T, return_grad=True, grad_out=np.zeros((4, 6))),
+    )
+    case(
+        f"{_f}-grad_out-dtype",
+        TypeError,
+        r"grad_out.*dtype",
+        lambda ns, F=F: F(ns, X, T, return_grad=True, grad_out=np.zeros((4, 5), dtype=np.float32)),
+    )
+    case(
+        f"{_f}-grad_out-noncontig",
+        ValueError,
+        r"grad_out.*contiguous",
+        lambda ns, F=F: F(ns, X, T, return_grad=True, grad_out=np.zeros((4, 10))[:, ::2]),
+    )
+    case(
+        f"{_f}-grad_out-fortran",
+        ValueError,
+        r"grad_out.*contiguous",
+        lambda ns, F=F: F(ns, X, T, return_grad=True, grad_out=np.asfortranarray(np.zeros((4, 5)))),
+    )
+    case(
+        f"{_f}-grad_out-readonly",
+        ValueError,
+        r"grad_out.*read-only",
+        lambda ns, F=F: F(ns, X, T, return_grad=True, grad_out=_readonly(np.zeros((4, 5)))),
+    )
+    case(
+        f"{_f}-grad_out-no-return_grad",
+        ValueError,
+        r"grad_out.*return_grad",
+        lambda ns, F=F: F(ns, X, T, grad_out=np.zeros((4, 5))),
+    )
+    case(
+        f"{_f}-grad_out-list",
+        TypeError,
+        r"grad_out",
+        lambda ns, F=F: F(ns, X, T, return_grad=True, grad_out=[[0.0] * 5] * 4),
+    )
     # grad_output
-    case(f"{_f}-grad_output-shape-none", ValueError, r"grad_output.*\(3,\)",
-         lambda ns, F=F: F(ns, X, T, reduction="none", return_grad=True,
-                           grad_output=np.ones(3)))
-    case(f"{_f}-grad_output-array-for-mean", ValueError, r"grad_output.*scalar",
-         lambda ns, F=F: F(ns, X, T, reduction="mean", return_grad=True,
-                           grad_output=np.ones(4)))
-    case(f"{_f}-grad_output-str", TypeError, r"grad_output",
-         lambda ns, F=F: F(ns, X, T, reduction="sum", return_grad=True, grad_output="a"))
+    case(
+        f"{_f}-grad_output-shape-none",
+        ValueError,
+        r"grad_output.*\(3,\)",
+        lambda ns, F=F: F(ns, X, T, reduction="none", return_grad=True, grad_output=np.ones(3)),
+    )
+    case(
+        f"{_f}-grad_output-array-for-mean",
+        ValueError,
+        r"grad_output.*scalar",
+        lambda ns, F=F: F(ns, X, T, reduction="mean", return_grad=True, grad_output=np.ones(4)),
+    )
+    case(
+        f"{_f}-grad_output-str",
+        TypeError,
+        r"grad_output",
+        lambda ns, F=F: F(ns, X, T, reduction="sum", return_grad=True, grad_output="a"),
+    )
 
 for _f in ("nll_loss", "focal_loss"):
-    case(f"{_f}-float-target", TypeError, r"target.*integer",
-         lambda ns, _f=_f: getattr(ns, _f)(X, P))
+    case(
+        f"{_f}-float-target", TypeError, r"target.*integer", lambda ns, _f=_f: getattr(ns, _f)(X, P)
+    )
 
-case("cross_entropy-prob-target-shape", ValueError, r"probability target.*\(4, 5\)",
-     lambda ns: ns.cross_entropy(X, np.full((4, 4), 0.25)))
-case("cross_entropy-label_smoothing-negative", ValueError, r"label_smoothing",
-     lambda ns: ns.cross_entropy(X, T, label_smoothing=-0.1))
-case("cross_entropy-label_smoothing-above-1", ValueError, r"label_smoothing.*1\.5",
-     lambda ns: ns.cross_entropy(X, T, label_smoothing=1.5))
-case("cross_entropy-label_smoothing-nan", ValueError, r"label_smoothing",
-     lambda ns: ns.cross_entropy(X, T, label_smoothing=float("nan")))
-case("cross_entropy-label_smoothing-str", TypeError, r"label_smoothing",
-     lambda ns: ns.cross_entropy(X, T, label_smoothing="big"))
-case("focal_loss-gamma-negative", ValueError, r"gamma.*-1",
-     lambda ns: ns.focal_loss(X, T, gamma=-1.0))
-case("focal_loss-gamma-nan", ValueError, r"gamma",
-     lambda ns: ns.focal_loss(X, T, gamma=float("nan")))
-case("focal_loss-gamma-str", TypeError, r"gamma",
-     lambda ns: ns.focal_loss(X, T, gamma="two"))
-case("cross_entropy-grad_out-overlaps-input", ValueError, r"grad_out.*overlap",
-     _overlap_case)
-case("cross_entropy-grad_out-is-prob-target", ValueError, r"grad_out.*target",
-     _prob_target_overlap)
+case(
+    "cross_entropy-prob-target-shape",
+    ValueError,
+    r"probability target.*\(4, 5\)",
+    lambda ns: ns.cross_entropy(X, np.full((4, 4), 0.25)),
+)
+case(
+    "cross_entropy-label_smoothing-negative",
+    ValueError,
+    r"label_smoothing",
+    lambda ns: ns.cross_entropy(X, T, label_smoothing=-0.1),
+)
+case(
+    "cross_entropy-label_smoothing-above-1",
+    ValueError,
+    r"label_smoothing.*1\.5",
+    lambda ns: ns.cross_entropy(X, T, label_smoothing=1.5),
+)
+case(
+    "cross_entropy-label_smoothing-nan",
+    ValueError,
+    r"label_smoothing",
+    lambda ns: ns.cross_entropy(X, T, label_smoothing=float("nan")),
+)
+case(
+    "cross_entropy-label_smoothing-str",
+    TypeError,
+    r"label_smoothing",
+    lambda ns: ns.cross_entropy(X, T, label_smoothing="big"),
+)
+case(
+    "focal_loss-gamma-negative",
+    ValueError,
+    r"gamma.*-1",
+    lambda ns: ns.focal_loss(X, T, gamma=-1.0),
+)
+case(
+    "focal_loss-gamma-nan", ValueError, r"gamma", lambda ns: ns.focal_loss(X, T, gamma=float("nan"))
+)
+case("focal_loss-gamma-str", TypeError, r"gamma", lambda ns: ns.focal_loss(X, T, gamma="two"))
+case("cross_entropy-grad_out-overlaps-input", ValueError, r"grad_out.*overlap", _overlap_case)
+case("cross_entropy-grad_out-is-prob-target", ValueError, r"grad_out.*target", _prob_target_overlap)
 
 for _op in ("softmax", "log_softmax", "logsumexp"):
-    case(f"{_op}-axis-too-big", ValueError, r"axis 2 .*2 dimensions",
-         lambda ns, _op=_op: getattr(ns, _op)(X, axis=2))
-    case(f"{_op}-axis-too-negative", ValueError, r"axis -3",
-         lambda ns, _op=_op: getattr(ns, _op)(X, axis=-3))
-    case(f"{_op}-axis-float", TypeError, r"axis",
-         lambda ns, _op=_op: getattr(ns, _op)(X, axis=1.0))
-    case(f"{_op}-0d", ValueError, r"at least 1 dimension",
-         lambda ns, _op=_op: getattr(ns, _op)(np.float64(3.0)))
-    case(f"{_op}-str", TypeError, r"x",
-         lambda ns, _op=_op: getattr(ns, _op)(np.array(["a", "b"])))
-    case(f"{_op}-object", TypeError, r"x",
-         lambda ns, _op=_op: getattr(ns, _op)(np.array([1.0, None], dtype=object)))
+    case(
+        f"{_op}-axis-too-big",
+        ValueError,
+        r"axis 2 .*2 dimensions",
+        lambda ns, _op=_op: getattr(ns, _op)(X, axis=2),
+    )
+    case(
+        f"{_op}-axis-too-negative",
+        ValueError,
+        r"axis -3",
+        lambda ns, _op=_op: getattr(ns, _op)(X, axis=-3),
+    )
+    case(f"{_op}-axis-float", TypeError, r"axis", lambda ns, _op=_op: getattr(ns, _op)(X, axis=1.0))
+    case(
+        f"{_op}-0d",
+        ValueError,
+        r"at least 1 dimension",
+        lambda ns, _op=_op: getattr(ns, _op)(np.float64(3.0)),
+    )
+    case(f"{_op}-str", TypeError, r"x", lambda ns, _op=_op: getattr(ns, _op)(np.array(["a", "b"])))
+    case(
+        f"{_op}-object",
+        TypeError,
+        r"x",
+        lambda ns, _op=_op: getattr(ns, _op)(np.array([1.0, None], dtype=object)),
+    )
 
 
 @pytest.mark.parametrize("fn,exc,match", E)

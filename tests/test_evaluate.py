@@ -5,6 +5,7 @@ Every number is checked against fastloss / NumPy on the whole arrays, for severa
 (.npy, uncompressed and compressed .npz); every error case of the command line (exit status,
 one-line message, no traceback); and flat memory on a ~400 MB memory-mapped file.
 """
+
 import json
 import os
 import re
@@ -23,7 +24,7 @@ from fastloss import _evaluate, cli
 from fastloss.cli import eval as eval_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastloss.__file__)))
-CHUNKS = (1, 7, None)          # one row, a size that does not divide N, the default
+CHUNKS = (1, 7, None)  # one row, a size that does not divide N, the default
 N, C = 50, 9
 RTOL64 = 1e-12
 
@@ -40,6 +41,7 @@ def _rel(a, b):
 
 
 # ------------------------------------------------------------------ references (whole arrays)
+
 
 def _ref_class(x, t, ignore_index=-100, top_k=()):
     """accuracy, top-k accuracies and per-class (count, accuracy) with NumPy on whole arrays;
@@ -97,6 +99,7 @@ def _class_data(seed=0, shape=(N, C), dtype=np.float64, ignore=-100, frac_ignore
 
 # ------------------------------------------------------------------ equality with whole arrays
 
+
 @pytest.mark.parametrize("chunk", CHUNKS)
 def test_cross_entropy_plain_matches_whole_array(chunk):
     x, t = _class_data(frac_ignored=0)
@@ -110,8 +113,7 @@ def test_cross_entropy_plain_matches_whole_array(chunk):
 def test_cross_entropy_weight_ignore_smoothing(chunk):
     x, t = _class_data(seed=1)
     w = rng(2).uniform(0.2, 3.0, C)
-    doc = fastloss.evaluate("cross_entropy", x, t, weight=w, label_smoothing=0.15,
-                            chunk_rows=chunk)
+    doc = fastloss.evaluate("cross_entropy", x, t, weight=w, label_smoothing=0.15, chunk_rows=chunk)
     _check_class(doc, fastloss.cross_entropy, x, t, weight=w, label_smoothing=0.15)
     valid = t != -100
     assert _rel(doc["normalizer"], w[t[valid]].sum()) <= RTOL64
@@ -192,8 +194,12 @@ def _elementwise_cases():
         ("kl_div", lp, np.log(q), {"log_target": True}),
         ("binary_cross_entropy", prob, hard, {"weight": w_full}),
         ("binary_cross_entropy", prob, hard, {"weight": w_row}),
-        ("binary_cross_entropy_with_logits", x, hard, {"weight": w_full[:, :1],
-                                                       "pos_weight": w_row}),
+        (
+            "binary_cross_entropy_with_logits",
+            x,
+            hard,
+            {"weight": w_full[:, :1], "pos_weight": w_row},
+        ),
         ("sigmoid_focal_loss", x, hard, {"alpha": 0.4, "gamma": 1.5}),
     ]
 
@@ -207,8 +213,7 @@ def test_elementwise_and_binary_losses(case, chunk):
     assert _rel(doc["mean"], fn(x, t, reduction="mean", **kw)) <= RTOL64
     assert _rel(doc["sum"], fn(x, t, reduction="sum", **kw)) <= RTOL64
     assert doc["n_samples"] == doc["normalizer"] == x.size
-    if name in ("binary_cross_entropy", "binary_cross_entropy_with_logits",
-                "sigmoid_focal_loss"):
+    if name in ("binary_cross_entropy", "binary_cross_entropy_with_logits", "sigmoid_focal_loss"):
         p = x if name == "binary_cross_entropy" else 1 / (1 + np.exp(-x))
         assert doc["accuracy"] == pytest.approx(((p > 0.5) == (t > 0.5)).mean(), abs=1e-15)
     else:
@@ -241,8 +246,9 @@ def test_top_k_ties_follow_argmax():
 
 
 def test_nan_logits_rank_like_argmax():
-    x = np.array([[0.0, np.nan, 1.0], [np.nan, np.nan, np.nan], [np.nan, 0.0, np.nan],
-                  [1.0, 2.0, 3.0]])
+    x = np.array(
+        [[0.0, np.nan, 1.0], [np.nan, np.nan, np.nan], [np.nan, 0.0, np.nan], [1.0, 2.0, 3.0]]
+    )
     t = np.array([2, 2, 0, 2])  # argmax: 1, 0, 0, 2
     doc = fastloss.evaluate("nll_loss", x, t, top_k=[1, 2])
     assert doc["accuracy"] == pytest.approx((x.argmax(1) == t).mean())
@@ -269,18 +275,22 @@ def test_unbatched_and_empty_inputs(tmp_path):
 
 # ------------------------------------------------------------------ files and per-sample output
 
+
 def _save_all(tmp_path, x, t):
     """(logits, targets, keys) for .npy, uncompressed .npz and compressed .npz."""
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "t.npy", t)
-    np.savez(tmp_path / "one_x.npz", x)        # single arrays: no key needed
+    np.savez(tmp_path / "one_x.npz", x)  # single arrays: no key needed
     np.savez(tmp_path / "one_t.npz", t)
     np.savez_compressed(tmp_path / "both.npz", logits=x, labels=t)
     return [
         (tmp_path / "x.npy", tmp_path / "t.npy", {}),
         (tmp_path / "one_x.npz", tmp_path / "one_t.npz", {}),
-        (tmp_path / "both.npz", tmp_path / "both.npz",
-         {"logits_key": "logits", "targets_key": "labels"}),
+        (
+            tmp_path / "both.npz",
+            tmp_path / "both.npz",
+            {"logits_key": "logits", "targets_key": "labels"},
+        ),
     ]
 
 
@@ -291,8 +301,9 @@ def test_files_in_every_container_match_arrays(tmp_path, chunk):
     np.save(tmp_path / "w.npy", w)
     want = fastloss.evaluate("cross_entropy", x, t, weight=w, chunk_rows=chunk)
     for lx, lt, keys in _save_all(tmp_path, x, t):
-        doc = fastloss.evaluate("cross_entropy", str(lx), lt, weight=tmp_path / "w.npy",
-                                chunk_rows=chunk, **keys)
+        doc = fastloss.evaluate(
+            "cross_entropy", str(lx), lt, weight=tmp_path / "w.npy", chunk_rows=chunk, **keys
+        )
         for field in ("mean", "sum", "accuracy", "top_k_accuracy", "per_class", "n_samples"):
             assert doc[field] == want[field], (lx, field)
         assert doc["files"]["logits"] == str(lx)
@@ -325,18 +336,25 @@ def test_per_sample_equals_reduction_none(tmp_path, chunk, dtype):
     assert got.dtype == want.dtype and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
     _, xe, te, kw = _elementwise_cases()[8]
-    fastloss.evaluate("binary_cross_entropy_with_logits", xe, te, per_sample=out,
-                      chunk_rows=chunk, **kw)
+    fastloss.evaluate(
+        "binary_cross_entropy_with_logits", xe, te, per_sample=out, chunk_rows=chunk, **kw
+    )
     np.testing.assert_array_equal(
-        np.load(out), fastloss.binary_cross_entropy_with_logits(xe, te, reduction="none", **kw))
+        np.load(out), fastloss.binary_cross_entropy_with_logits(xe, te, reduction="none", **kw)
+    )
 
 
 def test_float16_logits_file(tmp_path):
     x, t = _class_data(seed=20, dtype=np.float16)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "t.npy", t.astype(np.int16))
-    doc = fastloss.evaluate("cross_entropy", tmp_path / "x.npy", tmp_path / "t.npy",
-                            chunk_rows=7, per_sample=tmp_path / "o.npy")
+    doc = fastloss.evaluate(
+        "cross_entropy",
+        tmp_path / "x.npy",
+        tmp_path / "t.npy",
+        chunk_rows=7,
+        per_sample=tmp_path / "o.npy",
+    )
     _check_class(doc, fastloss.cross_entropy, x, t, rtol=1e-6)
     assert np.load(tmp_path / "o.npy").dtype == np.float32
 
@@ -345,8 +363,7 @@ def test_fortran_ordered_npy(tmp_path):
     x, t = _class_data(seed=21)
     np.save(tmp_path / "x.npy", np.asfortranarray(x))
     np.save(tmp_path / "t.npy", t)
-    doc = fastloss.evaluate("cross_entropy", tmp_path / "x.npy", tmp_path / "t.npy",
-                            chunk_rows=7)
+    doc = fastloss.evaluate("cross_entropy", tmp_path / "x.npy", tmp_path / "t.npy", chunk_rows=7)
     _check_class(doc, fastloss.cross_entropy, x, t)
 
 
@@ -397,12 +414,17 @@ def test_cli_progress_only_on_a_terminal(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(eval_cli, "_isatty", lambda stream: True)
     assert cli.main(["eval", "--loss", "cross_entropy", "--logits", lx, "--targets", lt]) == 0
     assert seen == [N]
-    assert cli.main(["eval", "--loss", "cross_entropy", "--logits", lx, "--targets", lt,
-                     "--no-progress"]) == 0
+    assert (
+        cli.main(
+            ["eval", "--loss", "cross_entropy", "--logits", lx, "--targets", lt, "--no-progress"]
+        )
+        == 0
+    )
     assert seen == [N]
 
 
 # ------------------------------------------------------------------ command line
+
 
 def _write_class_files(tmp_path, seed=24, C_=C):
     x, t = _class_data(seed=seed, shape=(N, C_))
@@ -414,8 +436,25 @@ def _write_class_files(tmp_path, seed=24, C_=C):
 def test_cli_table_and_json(tmp_path, capsys):
     lx, lt = _write_class_files(tmp_path)
     x, t = np.load(lx), np.load(lt)
-    assert cli.main(["eval", "--loss", "cross_entropy", "--logits", lx, "--targets", lt,
-                     "--top-k", "2", "3", "--chunk-rows", "7"]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                "--loss",
+                "cross_entropy",
+                "--logits",
+                lx,
+                "--targets",
+                lt,
+                "--top-k",
+                "2",
+                "3",
+                "--chunk-rows",
+                "7",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr()
     assert out.err == ""
     mean = float(fastloss.cross_entropy(x, t))
@@ -423,17 +462,42 @@ def test_cli_table_and_json(tmp_path, capsys):
     assert _rel(shown, mean) < 1e-6
     assert re.search(r"loss \(mean\) +" + re.escape(f"{shown:.7g}") + "\n", out.out)
     assert "top-3 accuracy" in out.out and "per class (9 classes present)" in out.out
-    assert cli.main(["eval", "--loss", "cross_entropy", "--logits", lx, "--targets", lt,
-                     "--json", "--per-sample", str(tmp_path / "o.npy")]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                "--loss",
+                "cross_entropy",
+                "--logits",
+                lx,
+                "--targets",
+                lt,
+                "--json",
+                "--per-sample",
+                str(tmp_path / "o.npy"),
+            ]
+        )
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert _rel(doc["mean"], mean) < 1e-6
     assert doc["loss"] == "cross_entropy" and doc["files"]["logits"] == lx
     assert doc["files"]["per_sample"] == str(tmp_path / "o.npy")
     assert doc["options"]["ignore_index"] == -100 and doc["elapsed_s"] >= 0
-    assert set(doc) >= {"n_samples", "sum", "accuracy", "error_rate", "top_k_accuracy",
-                        "per_class", "options", "files", "elapsed_s"}
-    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"),
-                                  fastloss.cross_entropy(x, t, reduction="none"))
+    assert set(doc) >= {
+        "n_samples",
+        "sum",
+        "accuracy",
+        "error_rate",
+        "top_k_accuracy",
+        "per_class",
+        "options",
+        "files",
+        "elapsed_s",
+    }
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "o.npy"), fastloss.cross_entropy(x, t, reduction="none")
+    )
 
 
 def test_cli_many_classes_shows_the_worst_ten(tmp_path, capsys):
@@ -457,7 +521,7 @@ def test_readme_example(tmp_path, capsys, monkeypatch):
     shown = section.split("```text\n")[1].split("```")[0]
     assert commands[0].startswith('python -c "') and commands[1].startswith("fastloss eval ")
     monkeypatch.chdir(tmp_path)
-    exec(commands[0][len('python -c "'):-1], {})
+    exec(commands[0][len('python -c "') : -1], {})
     assert cli.main(commands[1].split()[1:]) == 0
     out = capsys.readouterr().out
     for line in shown.splitlines():  # every line but the timing and the elided rows
@@ -468,8 +532,21 @@ def test_readme_example(tmp_path, capsys, monkeypatch):
 def test_cli_json_nan_is_null(tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.zeros((3, 4)))
     np.save(tmp_path / "t.npy", np.full(3, -100))
-    assert cli.main(["eval", "--loss", "nll_loss", "--logits", str(tmp_path / "x.npy"),
-                     "--targets", str(tmp_path / "t.npy"), "--json"]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                "--loss",
+                "nll_loss",
+                "--logits",
+                str(tmp_path / "x.npy"),
+                "--targets",
+                str(tmp_path / "t.npy"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["mean"] is None and doc["accuracy"] is None and doc["n_ignored"] == 3
 
@@ -478,10 +555,28 @@ def test_module_subprocess(tmp_path):
     lx, lt = _write_class_files(tmp_path)
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    res = subprocess.run([sys.executable, "-m", "fastloss", "eval", "--loss", "focal_loss",
-                          "--gamma", "1", "--logits", "preds.npy", "--targets", "labels.npy",
-                          "--json"],
-                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastloss",
+            "eval",
+            "--loss",
+            "focal_loss",
+            "--gamma",
+            "1",
+            "--logits",
+            "preds.npy",
+            "--targets",
+            "labels.npy",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     want = fastloss.focal_loss(np.load(lx), np.load(lt), gamma=1.0)
@@ -490,6 +585,7 @@ def test_module_subprocess(tmp_path):
 
 # ------------------------------------------------------------------ errors
 
+
 def _err_files(tmp_path):
     x, t = _class_data(seed=25, shape=(10, 5), frac_ignored=0)
     p = {}
@@ -497,6 +593,7 @@ def _err_files(tmp_path):
     def save(name, arr):
         np.save(tmp_path / name, arr)
         p[name] = str(tmp_path / name)
+
     save("x.npy", x)
     save("t.npy", t)
     save("t9.npy", t[:9])
@@ -516,24 +613,35 @@ def _err_files(tmp_path):
     np.savez_compressed(tmp_path / "obj.npz", np.array([{}, 1], dtype=object))
     p["obj.npz"] = str(tmp_path / "obj.npz")
     raw = (tmp_path / "x.npy").read_bytes()
-    (tmp_path / "trunc.npy").write_bytes(raw[:len(raw) - 40])       # header fine, data short
-    (tmp_path / "header.npy").write_bytes(raw[:30])                  # header cut
+    (tmp_path / "trunc.npy").write_bytes(raw[: len(raw) - 40])  # header fine, data short
+    (tmp_path / "header.npy").write_bytes(raw[:30])  # header cut
     (tmp_path / "garbage.npy").write_bytes(b"this is not an array\n" * 20)
     (tmp_path / "empty.npy").write_bytes(b"")
     (tmp_path / "zipgarbage.npz").write_bytes(b"PK\x03\x04" + b"\x00" * 100)
     np.savez(tmp_path / "two.npz", a=x, b=t)
-    for name, comp in (("short_stored.npz", zipfile.ZIP_STORED),
-                       ("short_deflated.npz", zipfile.ZIP_DEFLATED)):
-        member = (tmp_path / "x.npy").read_bytes()[:-40]             # valid zip, short member
+    for name, comp in (
+        ("short_stored.npz", zipfile.ZIP_STORED),
+        ("short_deflated.npz", zipfile.ZIP_DEFLATED),
+    ):
+        member = (tmp_path / "x.npy").read_bytes()[:-40]  # valid zip, short member
         with zipfile.ZipFile(tmp_path / name, "w", compression=comp) as zf:
             zf.writestr("x.npy", member)
     np.savez_compressed(tmp_path / "comp.npz", x=x)
     data = bytearray((tmp_path / "comp.npz").read_bytes())
-    for i in range(120, 260):                                         # corrupt the stream
+    for i in range(120, 260):  # corrupt the stream
         data[i] ^= 0x5A
     (tmp_path / "corrupt.npz").write_bytes(bytes(data))
-    for name in ("trunc.npy", "header.npy", "garbage.npy", "empty.npy", "zipgarbage.npz",
-                 "two.npz", "short_stored.npz", "short_deflated.npz", "corrupt.npz"):
+    for name in (
+        "trunc.npy",
+        "header.npy",
+        "garbage.npy",
+        "empty.npy",
+        "zipgarbage.npz",
+        "two.npz",
+        "short_stored.npz",
+        "short_deflated.npz",
+        "corrupt.npz",
+    ):
         p[name] = str(tmp_path / name)
     p["missing.npy"] = str(tmp_path / "missing.npy")
     p["dir"] = str(tmp_path)
@@ -544,82 +652,223 @@ def _err_files(tmp_path):
 CE = ["--loss", "cross_entropy"]
 ERROR_CASES = [
     # (id, argv using {file} names, exit status, message fragment)
-    ("missing-file", CE + ["--logits", "{missing.npy}", "--targets", "{t.npy}"], 2,
-     "logits: no such file"),
+    (
+        "missing-file",
+        CE + ["--logits", "{missing.npy}", "--targets", "{t.npy}"],
+        2,
+        "logits: no such file",
+    ),
     ("directory", CE + ["--logits", "{dir}", "--targets", "{t.npy}"], 2, "is a directory"),
-    ("not-npy", CE + ["--logits", "{garbage.npy}", "--targets", "{t.npy}"], 1,
-     "is not a .npy or .npz file"),
-    ("empty-file", CE + ["--logits", "{empty.npy}", "--targets", "{t.npy}"], 1,
-     "is not a .npy or .npz file"),
-    ("truncated-data", CE + ["--logits", "{trunc.npy}", "--targets", "{t.npy}"], 1,
-     "corrupt or truncated .npy file"),
-    ("truncated-header", CE + ["--logits", "{header.npy}", "--targets", "{t.npy}"], 1,
-     "corrupt or truncated .npy file"),
-    ("object-dtype", CE + ["--logits", "{x.npy}", "--targets", "{obj.npy}"], 1,
-     "holds Python objects (pickled data), which are never loaded"),
-    ("object-dtype-npz", CE + ["--logits", "{x.npy}", "--targets", "{obj.npz}"], 1,
-     "holds Python objects (pickled data), which are never loaded"),
-    ("bad-zip", CE + ["--logits", "{zipgarbage.npz}", "--targets", "{t.npy}"], 1,
-     "is not a valid .npz file"),
-    ("npz-short-stored", CE + ["--logits", "{short_stored.npz}", "--targets", "{t.npy}"], 1,
-     "is truncated"),
-    ("npz-short-deflated", CE + ["--logits", "{short_deflated.npz}", "--targets", "{t.npy}"],
-     1, "is truncated"),
-    ("npz-corrupt-stream", CE + ["--logits", "{corrupt.npz}", "--targets", "{t.npy}"], 1,
-     "corrupt"),
-    ("npz-needs-key", CE + ["--logits", "{two.npz}", "--targets", "{t.npy}"], 2,
-     "holds 2 arrays ('a', 'b'): select one with logits_key (--logits-key)"),
-    ("npz-unknown-key", CE + ["--logits", "{two.npz}", "--logits-key", "c", "--targets",
-                              "{t.npy}"], 2, "has no array 'c' (arrays: 'a', 'b')"),
-    ("key-for-npy", CE + ["--logits", "{x.npy}", "--logits-key", "a", "--targets",
-                          "{t.npy}"], 2, "only used with a .npz file"),
-    ("n-mismatch", CE + ["--logits", "{x.npy}", "--targets", "{t9.npy}"], 1,
-     "has shape (9,) but logits"),
-    ("float-labels", CE + ["--logits", "{x.npy}", "--targets", "{tf.npy}"], 1,
-     "must have an integer dtype"),
-    ("float-targets-nll", ["--loss", "nll_loss", "--logits", "{x.npy}", "--targets",
-                           "{tf.npy}"], 1, "nll_loss needs integer class indices"),
-    ("string-targets", CE + ["--logits", "{x.npy}", "--targets", "{tstr.npy}"], 1,
-     "targets must be integer class indices or float probabilities"),
-    ("target-out-of-range", CE + ["--logits", "{x.npy}", "--targets", "{tbad.npy}",
-                                  "--chunk-rows", "3"], 1,
-     "target 5 at position (7,) is out of range [0, 5)"),
-    ("negative-target", CE + ["--logits", "{x.npy}", "--targets", "{tneg.npy}"], 1,
-     "target -1 at position (4,) is out of range"),
-    ("weight-shape", CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--weight",
-                           "{w3.npy}"], 1, "weight must have shape (5,)"),
-    ("bce-domain", ["--loss", "binary_cross_entropy", "--logits", "{p2.npy}", "--targets",
-                    "{hard.npy}"], 1, "must be a probability in [0, 1]"),
-    ("unknown-loss", ["--loss", "hinge", "--logits", "{x.npy}", "--targets", "{t.npy}"], 2,
-     "invalid choice: 'hinge'"),
-    ("missing-args", ["--loss", "cross_entropy"], 2,
-     "the following arguments are required: --logits, --targets"),
-    ("unknown-option", CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--frobnicate"],
-     2, "unrecognized arguments: --frobnicate"),
-    ("smoothing-range", CE + ["--logits", "{x.npy}", "--targets", "{t.npy}",
-                              "--label-smoothing", "1.5"], 2, "label_smoothing must be in [0, 1]"),
-    ("gamma-negative", ["--loss", "focal_loss", "--logits", "{x.npy}", "--targets",
-                        "{t.npy}", "--gamma", "-1"], 2, "gamma must be >= 0"),
-    ("gamma-nan", ["--loss", "focal_loss", "--logits", "{x.npy}", "--targets", "{t.npy}",
-                   "--gamma", "nan"], 2, "gamma must be >= 0"),
-    ("gamma-not-a-number", ["--loss", "focal_loss", "--logits", "{x.npy}", "--targets",
-                            "{t.npy}", "--gamma", "abc"], 2, "expected a number, got 'abc'"),
-    ("option-not-for-loss", ["--loss", "mse_loss", "--logits", "{x.npy}", "--targets",
-                             "{x.npy}", "--gamma", "1"], 2,
-     "option gamma does not apply to mse_loss"),
-    ("top-k-zero", CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--top-k", "0"], 2,
-     "expected a positive integer, got '0'"),
-    ("top-k-too-big", CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--top-k", "6"], 2,
-     "top_k 6 exceeds the number of classes (5)"),
-    ("chunk-rows-zero", CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--chunk-rows",
-                              "0"], 2, "expected a positive integer"),
-    ("batchmean-for-ce", CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--reduction",
-                               "batchmean"], 2, "reduction must be one of ('mean', 'sum')"),
-    ("per-sample-no-folder", CE + ["--logits", "{x.npy}", "--targets", "{t.npy}",
-                                   "--per-sample", "{nofolder/out.npy}"], 2, "cannot write"),
-    ("per-sample-is-input", CE + ["--logits", "{x.npy}", "--targets", "{t.npy}",
-                                  "--per-sample", "{x.npy}"], 2,
-     "is the logits file; refusing to overwrite an input"),
+    (
+        "not-npy",
+        CE + ["--logits", "{garbage.npy}", "--targets", "{t.npy}"],
+        1,
+        "is not a .npy or .npz file",
+    ),
+    (
+        "empty-file",
+        CE + ["--logits", "{empty.npy}", "--targets", "{t.npy}"],
+        1,
+        "is not a .npy or .npz file",
+    ),
+    (
+        "truncated-data",
+        CE + ["--logits", "{trunc.npy}", "--targets", "{t.npy}"],
+        1,
+        "corrupt or truncated .npy file",
+    ),
+    (
+        "truncated-header",
+        CE + ["--logits", "{header.npy}", "--targets", "{t.npy}"],
+        1,
+        "corrupt or truncated .npy file",
+    ),
+    (
+        "object-dtype",
+        CE + ["--logits", "{x.npy}", "--targets", "{obj.npy}"],
+        1,
+        "holds Python objects (pickled data), which are never loaded",
+    ),
+    (
+        "object-dtype-npz",
+        CE + ["--logits", "{x.npy}", "--targets", "{obj.npz}"],
+        1,
+        "holds Python objects (pickled data), which are never loaded",
+    ),
+    (
+        "bad-zip",
+        CE + ["--logits", "{zipgarbage.npz}", "--targets", "{t.npy}"],
+        1,
+        "is not a valid .npz file",
+    ),
+    (
+        "npz-short-stored",
+        CE + ["--logits", "{short_stored.npz}", "--targets", "{t.npy}"],
+        1,
+        "is truncated",
+    ),
+    (
+        "npz-short-deflated",
+        CE + ["--logits", "{short_deflated.npz}", "--targets", "{t.npy}"],
+        1,
+        "is truncated",
+    ),
+    (
+        "npz-corrupt-stream",
+        CE + ["--logits", "{corrupt.npz}", "--targets", "{t.npy}"],
+        1,
+        "corrupt",
+    ),
+    (
+        "npz-needs-key",
+        CE + ["--logits", "{two.npz}", "--targets", "{t.npy}"],
+        2,
+        "holds 2 arrays ('a', 'b'): select one with logits_key (--logits-key)",
+    ),
+    (
+        "npz-unknown-key",
+        CE + ["--logits", "{two.npz}", "--logits-key", "c", "--targets", "{t.npy}"],
+        2,
+        "has no array 'c' (arrays: 'a', 'b')",
+    ),
+    (
+        "key-for-npy",
+        CE + ["--logits", "{x.npy}", "--logits-key", "a", "--targets", "{t.npy}"],
+        2,
+        "only used with a .npz file",
+    ),
+    (
+        "n-mismatch",
+        CE + ["--logits", "{x.npy}", "--targets", "{t9.npy}"],
+        1,
+        "has shape (9,) but logits",
+    ),
+    (
+        "float-labels",
+        CE + ["--logits", "{x.npy}", "--targets", "{tf.npy}"],
+        1,
+        "must have an integer dtype",
+    ),
+    (
+        "float-targets-nll",
+        ["--loss", "nll_loss", "--logits", "{x.npy}", "--targets", "{tf.npy}"],
+        1,
+        "nll_loss needs integer class indices",
+    ),
+    (
+        "string-targets",
+        CE + ["--logits", "{x.npy}", "--targets", "{tstr.npy}"],
+        1,
+        "targets must be integer class indices or float probabilities",
+    ),
+    (
+        "target-out-of-range",
+        CE + ["--logits", "{x.npy}", "--targets", "{tbad.npy}", "--chunk-rows", "3"],
+        1,
+        "target 5 at position (7,) is out of range [0, 5)",
+    ),
+    (
+        "negative-target",
+        CE + ["--logits", "{x.npy}", "--targets", "{tneg.npy}"],
+        1,
+        "target -1 at position (4,) is out of range",
+    ),
+    (
+        "weight-shape",
+        CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--weight", "{w3.npy}"],
+        1,
+        "weight must have shape (5,)",
+    ),
+    (
+        "bce-domain",
+        ["--loss", "binary_cross_entropy", "--logits", "{p2.npy}", "--targets", "{hard.npy}"],
+        1,
+        "must be a probability in [0, 1]",
+    ),
+    (
+        "unknown-loss",
+        ["--loss", "hinge", "--logits", "{x.npy}", "--targets", "{t.npy}"],
+        2,
+        "invalid choice: 'hinge'",
+    ),
+    (
+        "missing-args",
+        ["--loss", "cross_entropy"],
+        2,
+        "the following arguments are required: --logits, --targets",
+    ),
+    (
+        "unknown-option",
+        CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--frobnicate"],
+        2,
+        "unrecognized arguments: --frobnicate",
+    ),
+    (
+        "smoothing-range",
+        CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--label-smoothing", "1.5"],
+        2,
+        "label_smoothing must be in [0, 1]",
+    ),
+    (
+        "gamma-negative",
+        ["--loss", "focal_loss", "--logits", "{x.npy}", "--targets", "{t.npy}", "--gamma", "-1"],
+        2,
+        "gamma must be >= 0",
+    ),
+    (
+        "gamma-nan",
+        ["--loss", "focal_loss", "--logits", "{x.npy}", "--targets", "{t.npy}", "--gamma", "nan"],
+        2,
+        "gamma must be >= 0",
+    ),
+    (
+        "gamma-not-a-number",
+        ["--loss", "focal_loss", "--logits", "{x.npy}", "--targets", "{t.npy}", "--gamma", "abc"],
+        2,
+        "expected a number, got 'abc'",
+    ),
+    (
+        "option-not-for-loss",
+        ["--loss", "mse_loss", "--logits", "{x.npy}", "--targets", "{x.npy}", "--gamma", "1"],
+        2,
+        "option gamma does not apply to mse_loss",
+    ),
+    (
+        "top-k-zero",
+        CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--top-k", "0"],
+        2,
+        "expected a positive integer, got '0'",
+    ),
+    (
+        "top-k-too-big",
+        CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--top-k", "6"],
+        2,
+        "top_k 6 exceeds the number of classes (5)",
+    ),
+    (
+        "chunk-rows-zero",
+        CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--chunk-rows", "0"],
+        2,
+        "expected a positive integer",
+    ),
+    (
+        "batchmean-for-ce",
+        CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--reduction", "batchmean"],
+        2,
+        "reduction must be one of ('mean', 'sum')",
+    ),
+    (
+        "per-sample-no-folder",
+        CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--per-sample", "{nofolder/out.npy}"],
+        2,
+        "cannot write",
+    ),
+    (
+        "per-sample-is-input",
+        CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--per-sample", "{x.npy}"],
+        2,
+        "is the logits file; refusing to overwrite an input",
+    ),
 ]
 
 
@@ -628,8 +877,9 @@ def err_files(tmp_path_factory):
     return _err_files(tmp_path_factory.mktemp("errors"))
 
 
-@pytest.mark.parametrize("argv,status,message", [c[1:] for c in ERROR_CASES],
-                         ids=[c[0] for c in ERROR_CASES])
+@pytest.mark.parametrize(
+    "argv,status,message", [c[1:] for c in ERROR_CASES], ids=[c[0] for c in ERROR_CASES]
+)
 def test_cli_errors(err_files, capsys, argv, status, message):
     before = {k: os.path.getsize(v) for k, v in err_files.items() if os.path.isfile(v)}
     args = ["eval"] + [err_files[a[1:-1]] if a.startswith("{") else a for a in argv]
@@ -647,9 +897,25 @@ def test_cli_errors(err_files, capsys, argv, status, message):
 def test_subprocess_error_has_no_traceback(err_files, tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    res = subprocess.run([sys.executable, "-m", "fastloss", "eval", "--loss", "cross_entropy",
-                          "--logits", err_files["trunc.npy"], "--targets", err_files["t.npy"]],
-                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastloss",
+            "eval",
+            "--loss",
+            "cross_entropy",
+            "--logits",
+            err_files["trunc.npy"],
+            "--targets",
+            err_files["t.npy"],
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
     assert res.returncode == 1 and res.stdout == ""
     assert res.stderr.startswith("fastloss eval: error: ") and "Traceback" not in res.stderr
     assert len(res.stderr.splitlines()) == 1
@@ -658,8 +924,9 @@ def test_subprocess_error_has_no_traceback(err_files, tmp_path):
 def test_failed_run_removes_the_partial_per_sample_file(err_files, tmp_path):
     out = tmp_path / "ps.npy"
     with pytest.raises(IndexError, match=r"position \(7,\)"):
-        fastloss.evaluate("cross_entropy", err_files["x.npy"], err_files["tbad.npy"],
-                          chunk_rows=2, per_sample=out)
+        fastloss.evaluate(
+            "cross_entropy", err_files["x.npy"], err_files["tbad.npy"], chunk_rows=2, per_sample=out
+        )
     assert not out.exists()
 
 
@@ -685,24 +952,27 @@ def test_python_api_raises_the_library_exceptions(err_files):
 
 # ------------------------------------------------------------------ flat memory
 
+
 def _rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc/self/statm")
-@pytest.mark.skipif(bool(os.environ.get("FASTLOSS_SANITIZED"))
-                    or "asan" in os.environ.get("LD_PRELOAD", ""),
-                    reason="AddressSanitizer's quarantine keeps freed memory resident")
+@pytest.mark.skipif(
+    bool(os.environ.get("FASTLOSS_SANITIZED")) or "asan" in os.environ.get("LD_PRELOAD", ""),
+    reason="AddressSanitizer's quarantine keeps freed memory resident",
+)
 def test_memory_stays_flat_on_a_400mb_memmapped_file(tmp_path):
     if fastloss.get_backend() != "compiled":
         pytest.skip("the NumPy reference backend allocates float64 temporaries per chunk")
-    rows, cols = 100_000, 1000                        # float32: 400 MB
+    rows, cols = 100_000, 1000  # float32: 400 MB
     path = tmp_path / "big.npy"
     block = rng(26).standard_normal((10_000, cols), dtype=np.float32)
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(
-            f, {"descr": "<f4", "fortran_order": False, "shape": (rows, cols)})
+            f, {"descr": "<f4", "fortran_order": False, "shape": (rows, cols)}
+        )
         for _ in range(rows // block.shape[0]):
             f.write(block.tobytes())
     labels = rng(27).integers(0, cols, rows)
@@ -719,21 +989,30 @@ def test_memory_stays_flat_on_a_400mb_memmapped_file(tmp_path):
         while not done.is_set():
             peak[0] = max(peak[0], _rss())
             time.sleep(0.002)
+
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        doc = fastloss.evaluate("cross_entropy", path, tmp_path / "labels.npy",
-                                per_sample=tmp_path / "ps.npy")
+        doc = fastloss.evaluate(
+            "cross_entropy", path, tmp_path / "labels.npy", per_sample=tmp_path / "ps.npy"
+        )
     finally:
         done.set()
         sampler.join()
     growth = peak[0] - base
     assert doc["n_chunks"] >= 5
-    assert growth < 0.4 * size, f"RSS grew by {growth / 2**20:.0f} MB for a " \
-                                f"{size / 2**20:.0f} MB file"
+    assert growth < 0.4 * size, (
+        f"RSS grew by {growth / 2**20:.0f} MB for a {size / 2**20:.0f} MB file"
+    )
     # and the numbers are those of the whole array
     x = np.load(path, mmap_mode="r")
     assert _rel(doc["mean"], fastloss.cross_entropy(x, labels)) < 1e-6
     assert doc["accuracy"] == pytest.approx(
-        np.mean([(np.asarray(x[i:i + 20_000]).argmax(1) == labels[i:i + 20_000]).mean()
-                 for i in range(0, rows, 20_000)]), abs=1e-12)
+        np.mean(
+            [
+                (np.asarray(x[i : i + 20_000]).argmax(1) == labels[i : i + 20_000]).mean()
+                for i in range(0, rows, 20_000)
+            ]
+        ),
+        abs=1e-12,
+    )

@@ -1,10 +1,12 @@
 """Property-based tests: every public function against its NumPy reference twin over random
 shapes, dtypes, options and awkward values (+-inf, NaN, 1e30, subnormals, ties)."""
+
 import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 import fastloss  # noqa: E402
 import fastloss.reference as ref  # noqa: E402
@@ -12,8 +14,11 @@ from fastloss._losses import LOSSES  # noqa: E402
 
 from _helpers import registry  # noqa: E402
 
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 AWKWARD = [0.0, -0.0, 1.0, -1.0, 1e30, -1e30, 1e-40, -1e-40, np.inf, -np.inf, np.nan, 20.0, -20.0]
 
@@ -77,8 +82,13 @@ def class_case(draw):
 @given(case=class_case(), smoothing=st.sampled_from([0.0, 0.1, 1.0]))
 def test_cross_entropy_matches_reference(case, smoothing):
     x, y, ignore, weight, reduction = case
-    kw = dict(weight=weight, ignore_index=ignore, label_smoothing=smoothing,
-              reduction=reduction, return_grad=True)
+    kw = dict(
+        weight=weight,
+        ignore_index=ignore,
+        label_smoothing=smoothing,
+        reduction=reduction,
+        return_grad=True,
+    )
     with np.errstate(all="ignore"):
         la, ga = fastloss.cross_entropy(x, y, **kw)
         le, ge = ref.cross_entropy(x, y, **kw)
@@ -90,8 +100,9 @@ def test_cross_entropy_matches_reference(case, smoothing):
 @given(case=class_case(), gamma=st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 3.5]))
 def test_focal_loss_matches_reference(case, gamma):
     x, y, ignore, weight, reduction = case
-    kw = dict(gamma=gamma, weight=weight, ignore_index=ignore, reduction=reduction,
-              return_grad=True)
+    kw = dict(
+        gamma=gamma, weight=weight, ignore_index=ignore, reduction=reduction, return_grad=True
+    )
     with np.errstate(all="ignore"):
         la, ga = fastloss.focal_loss(x, y, **kw)
         le, ge = ref.focal_loss(x, y, **kw)
@@ -104,10 +115,12 @@ def test_focal_loss_matches_reference(case, gamma):
 def test_nll_and_probability_targets_match_reference(case):
     x, y, ignore, weight, reduction = case
     with np.errstate(all="ignore"):
-        la, ga = fastloss.nll_loss(x, y, weight=weight, ignore_index=ignore,
-                                   reduction=reduction, return_grad=True)
-        le, ge = ref.nll_loss(x, y, weight=weight, ignore_index=ignore, reduction=reduction,
-                              return_grad=True)
+        la, ga = fastloss.nll_loss(
+            x, y, weight=weight, ignore_index=ignore, reduction=reduction, return_grad=True
+        )
+        le, ge = ref.nll_loss(
+            x, y, weight=weight, ignore_index=ignore, reduction=reduction, return_grad=True
+        )
     assert_matches(la, le, x.dtype, "nll loss")
     assert_matches(ga, ge, x.dtype, "nll grad")
     t = np.abs(np.nan_to_num(x, nan=0.5, posinf=1.0, neginf=0.0)) % 1.0
@@ -119,8 +132,11 @@ def test_nll_and_probability_targets_match_reference(case):
 
 
 @SETTINGS
-@given(dtype=dtypes, shape=st.sampled_from([(5,), (3, 4), (2, 17, 3), (0, 4), (4, 0, 2)]),
-       data=st.data())
+@given(
+    dtype=dtypes,
+    shape=st.sampled_from([(5,), (3, 4), (2, 17, 3), (0, 4), (4, 0, 2)]),
+    data=st.data(),
+)
 def test_softmax_family_matches_reference(dtype, shape, data):
     x = data.draw(float_arrays(shape, dtype))
     axis = data.draw(st.integers(-len(shape), len(shape) - 1))
@@ -145,8 +161,12 @@ ELEMENTWISE = {spec.name: _param_strategies(spec) for spec in registry("elementw
 
 
 @SETTINGS
-@given(name=st.sampled_from(sorted(ELEMENTWISE)), dtype=dtypes,
-       shape=st.sampled_from([(), (0,), (7,), (3, 5), (2, 3, 33)]), data=st.data())
+@given(
+    name=st.sampled_from(sorted(ELEMENTWISE)),
+    dtype=dtypes,
+    shape=st.sampled_from([(), (0,), (7,), (3, 5), (2, 3, 33)]),
+    data=st.data(),
+)
 def test_elementwise_losses_match_reference(name, dtype, shape, data):
     kw = {k: data.draw(v) for k, v in ELEMENTWISE[name].items()}
     spec = LOSSES[name]
@@ -169,8 +189,15 @@ def test_elementwise_losses_match_reference(name, dtype, shape, data):
     for w in spec.weights:  # one value per last-axis entry
         if x.ndim and data.draw(st.booleans()):
             low = 0.125 if w.broadcast == "last" else 0.0
-            kw[w.name] = data.draw(float_arrays(shape[-1:], dtype, awkward=False, low=low,
-                                                high=3 if w.broadcast == "last" else 2))
+            kw[w.name] = data.draw(
+                float_arrays(
+                    shape[-1:],
+                    dtype,
+                    awkward=False,
+                    low=low,
+                    high=3 if w.broadcast == "last" else 2,
+                )
+            )
     with np.errstate(all="ignore"):
         la, ga = getattr(fastloss, name)(x, t, return_grad=True, **kw)
         le, ge = getattr(ref, name)(x, t, return_grad=True, **kw)

@@ -18,6 +18,7 @@ def _load_math_module():
     tests do not depend on the rest of the package importing cleanly."""
     try:
         from fastloss.reference import _math
+
         return _math
     except Exception:
         path = Path(__file__).resolve().parents[1] / "fastloss" / "reference" / "_math.py"
@@ -98,7 +99,7 @@ CLASS_SHAPES = [(6, 4), (3, 4, 2, 3)]
 def class_inputs(rng, shape, ignore_index=None, scale=2.0):
     """Logits of torch shape `shape` and index targets; a third of them set to ignore_index
     (when it lies outside [0, C)), and class `ignore_index` guaranteed present when inside."""
-    n, c = shape[0], shape[1]
+    c = shape[1]
     x = rng.normal(size=shape) * scale
     t = rng.integers(0, c, size=per_sample_shape(shape))
     flat = t.reshape(-1)
@@ -113,17 +114,19 @@ def class_inputs(rng, shape, ignore_index=None, scale=2.0):
 # ----------------------------------------------------------------------------------------------
 # softmax family
 # ----------------------------------------------------------------------------------------------
-SPECIAL_ROWS = np.array([
-    [0.5, -1.0, 2.0, 0.0],
-    [INF, 0.0, 1.0, 2.0],
-    [-INF, -INF, -INF, -INF],
-    [INF, INF, 0.0, -INF],
-    [-INF, 0.0, 1.0, -INF],
-    [NAN, 0.0, 1.0, 2.0],
-    [1e308, 1e308, 0.0, -1e308],
-    [1e30, -1e30, 1e30, 0.0],
-    [-1e4, 1e4, 0.0, 3.0],
-])
+SPECIAL_ROWS = np.array(
+    [
+        [0.5, -1.0, 2.0, 0.0],
+        [INF, 0.0, 1.0, 2.0],
+        [-INF, -INF, -INF, -INF],
+        [INF, INF, 0.0, -INF],
+        [-INF, 0.0, 1.0, -INF],
+        [NAN, 0.0, 1.0, 2.0],
+        [1e308, 1e308, 0.0, -1e308],
+        [1e30, -1e30, 1e30, 0.0],
+        [-1e4, 1e4, 0.0, 3.0],
+    ]
+)
 
 
 @pytest.mark.parametrize("name", ["log_softmax", "softmax", "logsumexp"])
@@ -160,11 +163,29 @@ def run_ce_index(shape, reduction, use_weight, ignore_index, smoothing, seed=1):
     c = shape[1]
     w = rng.uniform(0.2, 2.0, size=c) if use_weight else None
     go, go_t = make_grad_output(rng, reduction, per_sample_shape(shape))
-    loss, grad = M.cross_entropy(canon(x), canon_target(t), weight=w, ignore_index=ignore_index, label_smoothing=smoothing, reduction=reduction, grad_output=canon_target(go) if reduction == "none" else go, need_grad=True)
+    loss, grad = M.cross_entropy(
+        canon(x),
+        canon_target(t),
+        weight=w,
+        ignore_index=ignore_index,
+        label_smoothing=smoothing,
+        reduction=reduction,
+        grad_output=canon_target(go) if reduction == "none" else go,
+        need_grad=True,
+    )
     wt = None if w is None else torch.from_numpy(w)
     tl, tg = torch_loss_and_grad(
-        lambda xt: F.cross_entropy(xt, torch.from_numpy(t), weight=wt, ignore_index=ignore_index,
-                                   label_smoothing=smoothing, reduction=reduction), x, go_t)
+        lambda xt: F.cross_entropy(
+            xt,
+            torch.from_numpy(t),
+            weight=wt,
+            ignore_index=ignore_index,
+            label_smoothing=smoothing,
+            reduction=reduction,
+        ),
+        x,
+        go_t,
+    )
     return loss, grad, tl, tg, t
 
 
@@ -191,11 +212,27 @@ def test_cross_entropy_all_ignored(smoothing, reduction):
     x = rng.normal(size=(4, 3, 2))
     t = np.full((4, 2), -100)
     w = np.array([1.0, 2.0, 0.5])
-    loss, grad = M.cross_entropy(x, t, weight=w, ignore_index=-100, label_smoothing=smoothing, reduction=reduction, grad_output=None, need_grad=True)
+    loss, grad = M.cross_entropy(
+        x,
+        t,
+        weight=w,
+        ignore_index=-100,
+        label_smoothing=smoothing,
+        reduction=reduction,
+        grad_output=None,
+        need_grad=True,
+    )
     tl, tg = torch_loss_and_grad(
-        lambda xt: F.cross_entropy(xt, torch.from_numpy(t), weight=torch.from_numpy(w),
-                                   label_smoothing=smoothing, reduction=reduction), x,
-        torch.ones(4, 2, dtype=torch.float64) if reduction == "none" else None)
+        lambda xt: F.cross_entropy(
+            xt,
+            torch.from_numpy(t),
+            weight=torch.from_numpy(w),
+            label_smoothing=smoothing,
+            reduction=reduction,
+        ),
+        x,
+        torch.ones(4, 2, dtype=torch.float64) if reduction == "none" else None,
+    )
     if reduction == "mean":
         assert np.isnan(loss)
     else:
@@ -211,10 +248,23 @@ def test_cross_entropy_zero_total_weight_matches_torch(smoothing):
     x = np.array([[0.5, -1.0, 2.0], [1.0, 0.0, 0.0], [0.3, 0.2, 0.1]])
     t = np.array([0, 0, -100])
     w = np.array([0.0, 1.0, 1.0])
-    loss, grad = M.cross_entropy(x[:, :, None], t[:, None], weight=w, ignore_index=-100, label_smoothing=smoothing, reduction="mean", grad_output=None, need_grad=True)
+    loss, grad = M.cross_entropy(
+        x[:, :, None],
+        t[:, None],
+        weight=w,
+        ignore_index=-100,
+        label_smoothing=smoothing,
+        reduction="mean",
+        grad_output=None,
+        need_grad=True,
+    )
     tl, tg = torch_loss_and_grad(
-        lambda xt: F.cross_entropy(xt, torch.from_numpy(t), weight=torch.from_numpy(w),
-                                   label_smoothing=smoothing), x, None)
+        lambda xt: F.cross_entropy(
+            xt, torch.from_numpy(t), weight=torch.from_numpy(w), label_smoothing=smoothing
+        ),
+        x,
+        None,
+    )
     assert np.isnan(loss) and np.isnan(tl)
     close(grad[:, :, 0], tg)
 
@@ -223,22 +273,60 @@ def test_cross_entropy_zero_total_weight_matches_torch(smoothing):
 def test_cross_entropy_empty(probs):
     x = np.zeros((0, 3, 2))
     t = np.zeros((0, 3, 2)) if probs else np.zeros((0, 2), dtype=np.int64)
-    loss, grad = M.cross_entropy(x, t, weight=None, ignore_index=-100, label_smoothing=0.1, reduction="mean", grad_output=None, need_grad=True)
+    loss, grad = M.cross_entropy(
+        x,
+        t,
+        weight=None,
+        ignore_index=-100,
+        label_smoothing=0.1,
+        reduction="mean",
+        grad_output=None,
+        need_grad=True,
+    )
     assert np.isnan(loss) and grad.shape == x.shape
-    loss, grad = M.cross_entropy(x, t, weight=None, ignore_index=-100, label_smoothing=0.1, reduction="sum", grad_output=2.0, need_grad=True)
+    loss, grad = M.cross_entropy(
+        x,
+        t,
+        weight=None,
+        ignore_index=-100,
+        label_smoothing=0.1,
+        reduction="sum",
+        grad_output=2.0,
+        need_grad=True,
+    )
     assert loss == 0.0 and grad.shape == x.shape
-    loss, grad = M.cross_entropy(x, t, weight=None, ignore_index=-100, label_smoothing=0.1, reduction="none", grad_output=np.zeros((0, 2)), need_grad=True)
+    loss, grad = M.cross_entropy(
+        x,
+        t,
+        weight=None,
+        ignore_index=-100,
+        label_smoothing=0.1,
+        reduction="none",
+        grad_output=np.zeros((0, 2)),
+        need_grad=True,
+    )
     assert loss.shape == (0, 2) and grad.shape == x.shape
 
 
 def test_cross_entropy_nan_row_is_local():
     x = np.array([[NAN, 0.0, 1.0], [0.0, 1.0, 2.0], [2.0, NAN, 0.0], [1.0, 1.0, -1.0]])
     t = np.array([0, 1, -100, 2])
-    loss, grad = M.cross_entropy(x[:, :, None], t[:, None], weight=None, ignore_index=-100, label_smoothing=0.0, reduction="none", grad_output=None, need_grad=True)
+    loss, grad = M.cross_entropy(
+        x[:, :, None],
+        t[:, None],
+        weight=None,
+        ignore_index=-100,
+        label_smoothing=0.0,
+        reduction="none",
+        grad_output=None,
+        need_grad=True,
+    )
     loss, grad = loss[:, 0], grad[:, :, 0]
     tl, tg = torch_loss_and_grad(
-        lambda xt: F.cross_entropy(xt, torch.from_numpy(t), reduction="none"), x,
-        torch.ones(4, dtype=torch.float64))
+        lambda xt: F.cross_entropy(xt, torch.from_numpy(t), reduction="none"),
+        x,
+        torch.ones(4, dtype=torch.float64),
+    )
     close(loss, tl)  # NaN only in row 0; the ignored NaN row 2 has loss 0 like torch
     assert np.all(np.isnan(grad[0])) and np.all(np.isfinite(grad[1:]))
     close(grad[[0, 1, 3]], tg[[0, 1, 3]])
@@ -251,11 +339,23 @@ def test_cross_entropy_nan_row_is_local():
 def test_cross_entropy_masked_logits(smoothing, reduction):
     x = np.array([[-INF, 0.0, 1.0, -INF], [0.0, -INF, 2.0, 1.0], [3.0, 1.0, -INF, 0.0]])
     t = np.array([1, 3, 0])
-    loss, grad = M.cross_entropy(x[:, :, None], t[:, None], weight=None, ignore_index=-100, label_smoothing=smoothing, reduction=reduction, grad_output=None, need_grad=True)
+    loss, grad = M.cross_entropy(
+        x[:, :, None],
+        t[:, None],
+        weight=None,
+        ignore_index=-100,
+        label_smoothing=smoothing,
+        reduction=reduction,
+        grad_output=None,
+        need_grad=True,
+    )
     tl, tg = torch_loss_and_grad(
-        lambda xt: F.cross_entropy(xt, torch.from_numpy(t), reduction=reduction,
-                                   label_smoothing=smoothing), x,
-        torch.ones(3, dtype=torch.float64) if reduction == "none" else None)
+        lambda xt: F.cross_entropy(
+            xt, torch.from_numpy(t), reduction=reduction, label_smoothing=smoothing
+        ),
+        x,
+        torch.ones(3, dtype=torch.float64) if reduction == "none" else None,
+    )
     close(np.reshape(loss, np.shape(tl)), tl)
     close(grad[:, :, 0], tg)
     assert np.all(np.isfinite(grad))
@@ -267,15 +367,25 @@ def test_cross_entropy_masked_logits(smoothing, reduction):
 
 
 def test_cross_entropy_huge_logits_float32():
-    x32 = np.array([[1e30, -1e30, 0.0], [-1e30, 0.0, 1e30], [3e38, 3e38, -3e38]],
-                   dtype=np.float32)
+    x32 = np.array([[1e30, -1e30, 0.0], [-1e30, 0.0, 1e30], [3e38, 3e38, -3e38]], dtype=np.float32)
     t = np.array([0, 0, 1])
     before = x32.copy()
-    loss, grad = M.cross_entropy(x32[:, :, None], t[:, None], weight=None, ignore_index=-100, label_smoothing=0.0, reduction="none", grad_output=None, need_grad=True)
+    loss, grad = M.cross_entropy(
+        x32[:, :, None],
+        t[:, None],
+        weight=None,
+        ignore_index=-100,
+        label_smoothing=0.0,
+        reduction="none",
+        grad_output=None,
+        need_grad=True,
+    )
     assert np.array_equal(x32, before)
     tl, tg = torch_loss_and_grad(
         lambda xt: F.cross_entropy(xt, torch.from_numpy(t), reduction="none"),
-        x32.astype(np.float64), torch.ones(3, dtype=torch.float64))
+        x32.astype(np.float64),
+        torch.ones(3, dtype=torch.float64),
+    )
     close(loss[:, 0], tl, atol=0)
     close(grad[:, :, 0], tg)
     close(loss[:, 0], [0.0, np.float64(np.float32(1e30)) * 2, np.log(2.0)], rtol=1e-15)
@@ -284,7 +394,16 @@ def test_cross_entropy_huge_logits_float32():
 def test_cross_entropy_saturated_gradient_keeps_relative_precision():
     # p_y = 1 - q with q ~ 4e-18: the target entry of the gradient is -q, not 0
     x = np.array([[40.0, 0.0, 0.0]])[:, :, None]
-    loss, grad = M.cross_entropy(x, np.array([[0]]), weight=None, ignore_index=-100, label_smoothing=0.0, reduction="sum", grad_output=None, need_grad=True)
+    loss, grad = M.cross_entropy(
+        x,
+        np.array([[0]]),
+        weight=None,
+        ignore_index=-100,
+        label_smoothing=0.0,
+        reduction="sum",
+        grad_output=None,
+        need_grad=True,
+    )
     q = 2 * np.exp(-40.0) / (1 + 2 * np.exp(-40.0))
     close(grad[0, :, 0], [-q, q / 2, q / 2], rtol=1e-14, atol=0)
     close(loss, np.log1p(2 * np.exp(-40.0)), rtol=1e-14, atol=0)
@@ -293,9 +412,27 @@ def test_cross_entropy_saturated_gradient_keeps_relative_precision():
 def test_cross_entropy_need_grad_false():
     x = np.random.default_rng(3).normal(size=(4, 3, 1))
     t = np.array([[0], [1], [2], [1]])
-    loss, grad = M.cross_entropy(x, t, weight=None, ignore_index=-100, label_smoothing=0.1, reduction="mean", grad_output=None, need_grad=False)
+    loss, grad = M.cross_entropy(
+        x,
+        t,
+        weight=None,
+        ignore_index=-100,
+        label_smoothing=0.1,
+        reduction="mean",
+        grad_output=None,
+        need_grad=False,
+    )
     assert grad is None
-    loss2, _ = M.cross_entropy(x, t, weight=None, ignore_index=-100, label_smoothing=0.1, reduction="mean", grad_output=5.0, need_grad=True)
+    loss2, _ = M.cross_entropy(
+        x,
+        t,
+        weight=None,
+        ignore_index=-100,
+        label_smoothing=0.1,
+        reduction="mean",
+        grad_output=5.0,
+        need_grad=True,
+    )
     assert loss == loss2  # grad_output scales the gradient only
 
 
@@ -314,12 +451,25 @@ def test_cross_entropy_probs_matches_torch(shape, reduction, use_weight, smoothi
     w = rng.uniform(0.2, 2.0, size=shape[1]) if use_weight else None
     go, go_t = make_grad_output(rng, reduction, per_sample_shape(shape))
     before = (x.copy(), t.copy())
-    loss, grad = M.cross_entropy(canon(x), canon(t), weight=w, ignore_index=-100, label_smoothing=smoothing, reduction=reduction, grad_output=canon_target(go) if reduction == "none" else go, need_grad=True)
+    loss, grad = M.cross_entropy(
+        canon(x),
+        canon(t),
+        weight=w,
+        ignore_index=-100,
+        label_smoothing=smoothing,
+        reduction=reduction,
+        grad_output=canon_target(go) if reduction == "none" else go,
+        need_grad=True,
+    )
     assert np.array_equal(x, before[0]) and np.array_equal(t, before[1])
     wt = None if w is None else torch.from_numpy(w)
     tl, tg = torch_loss_and_grad(
-        lambda xt: F.cross_entropy(xt, torch.from_numpy(t), weight=wt, label_smoothing=smoothing,
-                                   reduction=reduction), x, go_t)
+        lambda xt: F.cross_entropy(
+            xt, torch.from_numpy(t), weight=wt, label_smoothing=smoothing, reduction=reduction
+        ),
+        x,
+        go_t,
+    )
     close(np.reshape(loss, np.shape(tl)), tl)
     close(grad.reshape(tg.shape), tg)
 
@@ -331,22 +481,42 @@ def test_cross_entropy_probs_zero_target_masked_logit_is_zero_not_nan():
     t = np.array([[0.0, 0.5, 0.5], [0.2, 0.3, 0.5]])
     w = np.array([0.0, 1.0, 2.0])
     for weight in (None, w):
-        loss, grad = M.cross_entropy(x[:, :, None], t[:, :, None], weight=weight, ignore_index=-100, label_smoothing=0.0, reduction="sum", grad_output=None, need_grad=True)
+        loss, grad = M.cross_entropy(
+            x[:, :, None],
+            t[:, :, None],
+            weight=weight,
+            ignore_index=-100,
+            label_smoothing=0.0,
+            reduction="sum",
+            grad_output=None,
+            need_grad=True,
+        )
         wt = None if weight is None else torch.from_numpy(weight)
         nan_loss, _ = torch_loss_and_grad(
-            lambda xt: F.cross_entropy(xt, torch.from_numpy(t), weight=wt, reduction="sum"),
-            x, None)
+            lambda xt: F.cross_entropy(xt, torch.from_numpy(t), weight=wt, reduction="sum"), x, None
+        )
         assert np.isnan(nan_loss)
         x_fin = np.where(np.isinf(x), -1e300, x)
         tl, tg = torch_loss_and_grad(
             lambda xt: F.cross_entropy(xt, torch.from_numpy(t), weight=wt, reduction="sum"),
-            x_fin, None)
+            x_fin,
+            None,
+        )
         assert np.isfinite(loss)
         close(loss, tl)
         close(grad[:, :, 0], tg)
     # zero weight times -inf log-probability also contributes 0 (target class 0 has w = 0)
     t2 = np.array([[0.5, 0.5, 0.0]])
-    loss, _ = M.cross_entropy(x[:1, :, None], t2[:, :, None], weight=w, ignore_index=-100, label_smoothing=0.0, reduction="sum", grad_output=None, need_grad=False)
+    loss, _ = M.cross_entropy(
+        x[:1, :, None],
+        t2[:, :, None],
+        weight=w,
+        ignore_index=-100,
+        label_smoothing=0.0,
+        reduction="sum",
+        grad_output=None,
+        need_grad=False,
+    )
     assert np.isfinite(loss)
 
 
@@ -362,11 +532,23 @@ def test_nll_loss_matches_torch(shape, reduction, use_weight, ignore_index):
     x, t = class_inputs(rng, shape, ignore_index)
     w = rng.uniform(0.2, 2.0, size=shape[1]) if use_weight else None
     go, go_t = make_grad_output(rng, reduction, per_sample_shape(shape))
-    loss, grad = M.nll_loss(canon(x), canon_target(t), weight=w, ignore_index=ignore_index, reduction=reduction, grad_output=canon_target(go) if reduction == "none" else go, need_grad=True)
+    loss, grad = M.nll_loss(
+        canon(x),
+        canon_target(t),
+        weight=w,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        grad_output=canon_target(go) if reduction == "none" else go,
+        need_grad=True,
+    )
     wt = None if w is None else torch.from_numpy(w)
     tl, tg = torch_loss_and_grad(
-        lambda xt: F.nll_loss(xt, torch.from_numpy(t), weight=wt, ignore_index=ignore_index,
-                              reduction=reduction), x, go_t)
+        lambda xt: F.nll_loss(
+            xt, torch.from_numpy(t), weight=wt, ignore_index=ignore_index, reduction=reduction
+        ),
+        x,
+        go_t,
+    )
     close(np.reshape(loss, np.shape(tl)), tl)
     close(grad.reshape(tg.shape), tg)
 
@@ -377,11 +559,22 @@ def test_nll_loss_all_ignored_and_zero_weight(targets, reduction):
     x = np.array([[-1.0, -2.0, -0.5], [-0.1, -3.0, -2.0], [-INF, -1.0, -1.0]])
     t = np.array(targets)
     w = np.array([0.0, 1.0, 1.0])
-    loss, grad = M.nll_loss(x[:, :, None], t[:, None], weight=w, ignore_index=-100, reduction=reduction, grad_output=None, need_grad=True)
+    loss, grad = M.nll_loss(
+        x[:, :, None],
+        t[:, None],
+        weight=w,
+        ignore_index=-100,
+        reduction=reduction,
+        grad_output=None,
+        need_grad=True,
+    )
     tl, tg = torch_loss_and_grad(
-        lambda xt: F.nll_loss(xt, torch.from_numpy(t), weight=torch.from_numpy(w),
-                              reduction=reduction), x,
-        torch.ones(3, dtype=torch.float64) if reduction == "none" else None)
+        lambda xt: F.nll_loss(
+            xt, torch.from_numpy(t), weight=torch.from_numpy(w), reduction=reduction
+        ),
+        x,
+        torch.ones(3, dtype=torch.float64) if reduction == "none" else None,
+    )
     close(np.reshape(loss, np.shape(tl)), tl)
     close(grad[:, :, 0], tg)
     if targets[0] == -100:
@@ -392,8 +585,14 @@ def test_nll_loss_all_ignored_and_zero_weight(targets, reduction):
 def test_nll_loss_empty():
     x = np.zeros((0, 4, 1))
     t = np.zeros((0, 1), dtype=np.int64)
-    assert np.isnan(M.nll_loss(x, t, weight=None, ignore_index=-100, reduction="mean", grad_output=None, need_grad=True)[0])
-    loss, grad = M.nll_loss(x, t, weight=None, ignore_index=-100, reduction="sum", grad_output=None, need_grad=True)
+    assert np.isnan(
+        M.nll_loss(
+            x, t, weight=None, ignore_index=-100, reduction="mean", grad_output=None, need_grad=True
+        )[0]
+    )
+    loss, grad = M.nll_loss(
+        x, t, weight=None, ignore_index=-100, reduction="sum", grad_output=None, need_grad=True
+    )
     assert loss == 0.0 and grad.shape == x.shape
 
 
@@ -426,11 +625,24 @@ def test_focal_gamma0_is_cross_entropy(shape, reduction, use_weight, ignore_inde
     x, t = class_inputs(rng, shape, ignore_index)
     w = rng.uniform(0.2, 2.0, size=shape[1]) if use_weight else None
     go, go_t = make_grad_output(rng, reduction, per_sample_shape(shape))
-    loss, grad = M.focal_loss(canon(x), canon_target(t), gamma=0.0, weight=w, ignore_index=ignore_index, reduction=reduction, grad_output=canon_target(go) if reduction == "none" else go, need_grad=True)
+    loss, grad = M.focal_loss(
+        canon(x),
+        canon_target(t),
+        gamma=0.0,
+        weight=w,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        grad_output=canon_target(go) if reduction == "none" else go,
+        need_grad=True,
+    )
     wt = None if w is None else torch.from_numpy(w)
     tl, tg = torch_loss_and_grad(
-        lambda xt: F.cross_entropy(xt, torch.from_numpy(t), weight=wt, ignore_index=ignore_index,
-                                   reduction=reduction), x, go_t)
+        lambda xt: F.cross_entropy(
+            xt, torch.from_numpy(t), weight=wt, ignore_index=ignore_index, reduction=reduction
+        ),
+        x,
+        go_t,
+    )
     close(np.reshape(loss, np.shape(tl)), tl)
     close(grad.reshape(tg.shape), tg)
 
@@ -443,9 +655,17 @@ def test_focal_matches_torch_composed(shape, reduction, gamma):
     x, t = class_inputs(rng, shape, -100)
     w = rng.uniform(0.2, 2.0, size=shape[1])
     go, go_t = make_grad_output(rng, reduction, per_sample_shape(shape))
-    loss, grad = M.focal_loss(canon(x), canon_target(t), gamma=gamma, weight=w, ignore_index=-100, reduction=reduction, grad_output=canon_target(go) if reduction == "none" else go, need_grad=True)
-    tl, tg = torch_loss_and_grad(lambda xt: torch_focal(xt, t, gamma, w, -100, reduction), x,
-                                 go_t)
+    loss, grad = M.focal_loss(
+        canon(x),
+        canon_target(t),
+        gamma=gamma,
+        weight=w,
+        ignore_index=-100,
+        reduction=reduction,
+        grad_output=canon_target(go) if reduction == "none" else go,
+        need_grad=True,
+    )
+    tl, tg = torch_loss_and_grad(lambda xt: torch_focal(xt, t, gamma, w, -100, reduction), x, go_t)
     close(np.reshape(loss, np.shape(tl)), tl, rtol=1e-9, atol=1e-12)
     close(grad.reshape(tg.shape), tg, rtol=1e-9, atol=1e-12)
 
@@ -461,9 +681,27 @@ def test_focal_gradient_finite_differences(gamma, reduction):
     w = np.array([0.5, 1.5, 1.0])
 
     def f(xx):
-        return M.focal_loss(xx, t, gamma=gamma, weight=w, ignore_index=-100, reduction=reduction, grad_output=None, need_grad=False)[0]
+        return M.focal_loss(
+            xx,
+            t,
+            gamma=gamma,
+            weight=w,
+            ignore_index=-100,
+            reduction=reduction,
+            grad_output=None,
+            need_grad=False,
+        )[0]
 
-    _, grad = M.focal_loss(x, t, gamma=gamma, weight=w, ignore_index=-100, reduction=reduction, grad_output=1.3, need_grad=True)
+    _, grad = M.focal_loss(
+        x,
+        t,
+        gamma=gamma,
+        weight=w,
+        ignore_index=-100,
+        reduction=reduction,
+        grad_output=1.3,
+        need_grad=True,
+    )
     close(grad, 1.3 * fd_grad(f, x), rtol=1e-7, atol=1e-9)
 
 
@@ -479,7 +717,7 @@ def _mp_focal_sample(xs, y, gamma, w):
         s = mpmath.fsum(mpmath.exp(a - m) for a in v)
         log_p = (v[y] - m) - mpmath.log(s)
         q = -mpmath.expm1(log_p)
-        return -w * q ** gamma * log_p
+        return -w * q**gamma * log_p
 
     xs = [mpmath.mpf(float(a)) for a in xs]
     value = loss(*xs)
@@ -498,7 +736,16 @@ def test_focal_near_saturation_high_precision(gamma, margin):
     rows = np.array([[margin, 0.0, -1.0], [0.0, margin, 0.5]])
     t = np.array([0, 2])  # sample 0: confident and right; sample 1: confident and wrong
     w = np.array([0.7, 1.0, 1.3])
-    loss, grad = M.focal_loss(rows[:, :, None], t[:, None], gamma=gamma, weight=w, ignore_index=-100, reduction="none", grad_output=None, need_grad=True)
+    loss, grad = M.focal_loss(
+        rows[:, :, None],
+        t[:, None],
+        gamma=gamma,
+        weight=w,
+        ignore_index=-100,
+        reduction="none",
+        grad_output=None,
+        need_grad=True,
+    )
     for i in range(2):
         value, g = _mp_focal_sample(rows[i], t[i], gamma, w[t[i]])
         close(loss[i, 0], value, rtol=1e-13, atol=0)
@@ -512,9 +759,27 @@ def test_focal_saturation_finite(gamma, reduction):
     x = np.array([[big, -big, 0.0], [-big, big, 0.0], [0.0, 0.0, big], [big, big, -big]])
     t = np.array([0, 0, 2, 1])
     w = np.array([2.0, 1.0, 0.5])
-    loss, grad = M.focal_loss(x[:, :, None], t[:, None], gamma=gamma, weight=w, ignore_index=-100, reduction=reduction, grad_output=None, need_grad=True)
+    loss, grad = M.focal_loss(
+        x[:, :, None],
+        t[:, None],
+        gamma=gamma,
+        weight=w,
+        ignore_index=-100,
+        reduction=reduction,
+        grad_output=None,
+        need_grad=True,
+    )
     assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad))
-    loss_n, grad_n = M.focal_loss(x[:, :, None], t[:, None], gamma=gamma, weight=w, ignore_index=-100, reduction="none", grad_output=None, need_grad=True)
+    loss_n, grad_n = M.focal_loss(
+        x[:, :, None],
+        t[:, None],
+        gamma=gamma,
+        weight=w,
+        ignore_index=-100,
+        reduction="none",
+        grad_output=None,
+        need_grad=True,
+    )
     loss_n, grad_n = loss_n[:, 0], grad_n[:, :, 0]
     # confident and right: loss 0 and gradient 0
     assert loss_n[0] == 0.0 and loss_n[2] == 0.0
@@ -523,14 +788,17 @@ def test_focal_saturation_finite(gamma, reduction):
     close(loss_n[1], 2.0 * 2e4, rtol=1e-15)
     close(grad_n[1], [-2.0, 2.0, 0.0], rtol=1e-15)
     # tie between two saturated classes: p_y = q = 1/2
-    close(loss_n[3], 0.5 ** gamma * np.log(2.0), rtol=1e-14)
-    factor = 0.5 ** gamma * (1 + gamma * np.log(2.0))
+    close(loss_n[3], 0.5**gamma * np.log(2.0), rtol=1e-14)
+    factor = 0.5**gamma * (1 + gamma * np.log(2.0))
     close(grad_n[3], [0.5 * factor, -0.5 * factor, 0.0], rtol=1e-14)
     if gamma == 0.0:
         tl, tg = torch_loss_and_grad(
-            lambda xt: F.cross_entropy(xt, torch.from_numpy(t), weight=torch.from_numpy(w),
-                                       reduction=reduction), x,
-            torch.ones(4, dtype=torch.float64) if reduction == "none" else None)
+            lambda xt: F.cross_entropy(
+                xt, torch.from_numpy(t), weight=torch.from_numpy(w), reduction=reduction
+            ),
+            x,
+            torch.ones(4, dtype=torch.float64) if reduction == "none" else None,
+        )
         close(np.reshape(loss, np.shape(tl)), tl)
         close(grad[:, :, 0], tg)
 
@@ -538,9 +806,27 @@ def test_focal_saturation_finite(gamma, reduction):
 def test_focal_all_ignored_and_empty():
     x = np.random.default_rng(9).normal(size=(3, 4, 1))
     t = np.full((3, 1), 1)
-    loss, grad = M.focal_loss(x, t, gamma=2.0, weight=None, ignore_index=1, reduction="mean", grad_output=None, need_grad=True)
+    loss, grad = M.focal_loss(
+        x,
+        t,
+        gamma=2.0,
+        weight=None,
+        ignore_index=1,
+        reduction="mean",
+        grad_output=None,
+        need_grad=True,
+    )
     assert np.isnan(loss) and np.array_equal(grad, np.zeros_like(x))
-    loss, grad = M.focal_loss(np.zeros((0, 4, 1)), np.zeros((0, 1), np.int64), gamma=2.0, weight=None, ignore_index=-100, reduction="mean", grad_output=None, need_grad=True)
+    loss, grad = M.focal_loss(
+        np.zeros((0, 4, 1)),
+        np.zeros((0, 1), np.int64),
+        gamma=2.0,
+        weight=None,
+        ignore_index=-100,
+        reduction="mean",
+        grad_output=None,
+        need_grad=True,
+    )
     assert np.isnan(loss) and grad.shape == (0, 4, 1)
 
 
@@ -548,7 +834,16 @@ def test_focal_masked_logits():
     x = np.array([[-INF, 0.0, 1.0], [1.0, -INF, 0.0]])[:, :, None]
     t = np.array([[1], [1]])  # second sample targets a masked class
     for gamma in GAMMAS:
-        loss, grad = M.focal_loss(x, t, gamma=gamma, weight=None, ignore_index=-100, reduction="none", grad_output=None, need_grad=True)
+        loss, grad = M.focal_loss(
+            x,
+            t,
+            gamma=gamma,
+            weight=None,
+            ignore_index=-100,
+            reduction="none",
+            grad_output=None,
+            need_grad=True,
+        )
         assert np.isfinite(loss[0, 0]) and np.isposinf(loss[1, 0])
         assert np.all(np.isfinite(grad)) and grad[0, 0, 0] == 0.0
         p = np.exp(1.0) / (1 + np.exp(1.0))
@@ -561,6 +856,7 @@ def test_focal_masked_logits():
 def torch_sigmoid_focal(xt, t, alpha, gamma, reduction):
     """torchvision.ops.sigmoid_focal_loss, written out."""
     from fastloss.reference._oracles import torchvision_sigmoid_focal_loss
+
     tt = torch.from_numpy(np.asarray(t, dtype=np.float64))
     return torchvision_sigmoid_focal_loss(xt, tt, alpha, gamma, reduction)
 
@@ -578,9 +874,12 @@ def test_sigmoid_focal_matches_torch(shape, reduction, alpha, gamma, soft):
     x = rng.normal(size=shape) * 3
     t = rng.uniform(size=shape) if soft else rng.integers(0, 2, size=shape).astype(np.float64)
     go, go_t = make_grad_output(rng, reduction, shape)
-    loss, grad = M.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma, reduction=reduction, grad_output=go, need_grad=True)
-    tl, tg = torch_loss_and_grad(lambda xt: torch_sigmoid_focal(xt, t, alpha, gamma, reduction),
-                                 x, go_t)
+    loss, grad = M.sigmoid_focal_loss(
+        x, t, alpha=alpha, gamma=gamma, reduction=reduction, grad_output=go, need_grad=True
+    )
+    tl, tg = torch_loss_and_grad(
+        lambda xt: torch_sigmoid_focal(xt, t, alpha, gamma, reduction), x, go_t
+    )
     close(np.reshape(loss, np.shape(tl)), tl, rtol=1e-9, atol=1e-13)
     close(grad, tg, rtol=1e-9, atol=1e-13)
 
@@ -593,9 +892,13 @@ def test_sigmoid_focal_gradient_finite_differences(gamma, alpha):
     t = np.concatenate([rng.uniform(size=4), rng.integers(0, 2, size=4), [1.0, 0.0, 0.0, 1.0]])
 
     def f(xx):
-        return M.sigmoid_focal_loss(xx, t, alpha=alpha, gamma=gamma, reduction="sum", grad_output=None, need_grad=False)[0]
+        return M.sigmoid_focal_loss(
+            xx, t, alpha=alpha, gamma=gamma, reduction="sum", grad_output=None, need_grad=False
+        )[0]
 
-    _, grad = M.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma, reduction="sum", grad_output=None, need_grad=True)
+    _, grad = M.sigmoid_focal_loss(
+        x, t, alpha=alpha, gamma=gamma, reduction="sum", grad_output=None, need_grad=True
+    )
     close(grad, fd_grad(f, x), rtol=1e-7, atol=1e-9)
 
 
@@ -606,7 +909,9 @@ def test_sigmoid_focal_near_saturation_high_precision(gamma):
     x = np.array([20.0, -20.0, 40.0, -300.0, 5.0, -30.0])
     t = np.array([1.0, 0.0, 1.0, 0.0, 0.3, 1.0])
     alpha = 0.25
-    loss, grad = M.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma, reduction="none", grad_output=None, need_grad=True)
+    loss, grad = M.sigmoid_focal_loss(
+        x, t, alpha=alpha, gamma=gamma, reduction="none", grad_output=None, need_grad=True
+    )
     g = mpmath.mpf(gamma)
     for k in range(x.size):
         tk = mpmath.mpf(t[k])
@@ -616,7 +921,7 @@ def test_sigmoid_focal_near_saturation_high_precision(gamma):
             p = 1 / (1 + mpmath.exp(-v))
             ce = -(tk * mpmath.log(p) + (1 - tk) * mpmath.log(1 - p))
             u = tk * (1 - p) + (1 - tk) * p
-            return a_t * ce * u ** g
+            return a_t * ce * u**g
 
         xv = mpmath.mpf(x[k])
         close(loss[k], float(f(xv)), rtol=1e-13, atol=1e-300)
@@ -629,7 +934,9 @@ def test_sigmoid_focal_saturation(gamma, big):
     x = np.array([big, -big, big, -big])
     t = np.array([1.0, 0.0, 0.0, 1.0])
     alpha = 0.25
-    loss, grad = M.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma, reduction="none", grad_output=None, need_grad=True)
+    loss, grad = M.sigmoid_focal_loss(
+        x, t, alpha=alpha, gamma=gamma, reduction="none", grad_output=None, need_grad=True
+    )
     assert np.all(np.isfinite(grad))
     # agreeing targets: exactly 0 (torch's composed formula: NaN for gamma < 1 or at inf)
     assert loss[0] == 0.0 and loss[1] == 0.0 and grad[0] == 0.0 and grad[1] == 0.0
@@ -638,7 +945,15 @@ def test_sigmoid_focal_saturation(gamma, big):
     close(grad[2:], [0.75, -0.25], rtol=1e-15)
     if np.isfinite(big):
         for reduction in ("mean", "sum"):
-            lr, gr = M.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma, reduction=reduction, grad_output=None, need_grad=True)
+            lr, gr = M.sigmoid_focal_loss(
+                x,
+                t,
+                alpha=alpha,
+                gamma=gamma,
+                reduction=reduction,
+                grad_output=None,
+                need_grad=True,
+            )
             assert np.isfinite(lr) and np.all(np.isfinite(gr))
 
 
@@ -654,11 +969,17 @@ def test_bce_matches_torch(shape, reduction, use_weight):
     t = rng.uniform(size=shape)
     w = rng.uniform(0.2, 2.0, size=shape) if use_weight else None
     go, go_t = make_grad_output(rng, reduction, shape)
-    loss, grad = M.binary_cross_entropy(x, t, weight=w, reduction=reduction, grad_output=go, need_grad=True)
+    loss, grad = M.binary_cross_entropy(
+        x, t, weight=w, reduction=reduction, grad_output=go, need_grad=True
+    )
     wt = None if w is None else torch.from_numpy(np.asarray(w))
     tl, tg = torch_loss_and_grad(
-        lambda xt: F.binary_cross_entropy(xt, torch.from_numpy(np.asarray(t)), weight=wt,
-                                          reduction=reduction), x, go_t)
+        lambda xt: F.binary_cross_entropy(
+            xt, torch.from_numpy(np.asarray(t)), weight=wt, reduction=reduction
+        ),
+        x,
+        go_t,
+    )
     close(np.reshape(loss, np.shape(tl)), tl)
     close(grad, tg)
 
@@ -668,11 +989,16 @@ def test_bce_edges_match_torch_exactly():
     xs = np.array([0.0, 0.0, 1.0, 1.0, 1e-14, 1e-14, 1 - 1e-14, 1e-10, 1e-7, 0.5, 1e-300])
     ts = np.array([0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.3, 0.0])
     w = np.linspace(0.5, 1.5, xs.size)
-    loss, grad = M.binary_cross_entropy(xs, ts, weight=w, reduction="none", grad_output=None, need_grad=True)
+    loss, grad = M.binary_cross_entropy(
+        xs, ts, weight=w, reduction="none", grad_output=None, need_grad=True
+    )
     tl, tg = torch_loss_and_grad(
-        lambda xt: F.binary_cross_entropy(xt, torch.from_numpy(ts), weight=torch.from_numpy(w),
-                                          reduction="none"), xs,
-        torch.ones(xs.size, dtype=torch.float64))
+        lambda xt: F.binary_cross_entropy(
+            xt, torch.from_numpy(ts), weight=torch.from_numpy(w), reduction="none"
+        ),
+        xs,
+        torch.ones(xs.size, dtype=torch.float64),
+    )
     close(loss, tl, rtol=1e-15, atol=0)
     close(grad, tg, rtol=1e-15, atol=0)
     assert M.BCE_EPSILON == float(np.float32(1e-12))
@@ -695,12 +1021,20 @@ def test_bce_with_logits_matches_torch(reduction, use_weight, use_pos_weight, so
     pw = rng.uniform(0.5, 3.0, size=shape[-1]) if use_pos_weight else None
     go, go_t = make_grad_output(rng, reduction, shape)
     pw_b = None if pw is None else np.broadcast_to(pw, shape).copy()
-    loss, grad = M.binary_cross_entropy_with_logits(x, t, weight=w, pos_weight=pw_b, reduction=reduction, grad_output=go, need_grad=True)
+    loss, grad = M.binary_cross_entropy_with_logits(
+        x, t, weight=w, pos_weight=pw_b, reduction=reduction, grad_output=go, need_grad=True
+    )
     tl, tg = torch_loss_and_grad(
         lambda xt: F.binary_cross_entropy_with_logits(
-            xt, torch.from_numpy(t), weight=None if w is None else torch.from_numpy(w),
-            pos_weight=None if pw is None else torch.from_numpy(pw), reduction=reduction),
-        x, go_t)
+            xt,
+            torch.from_numpy(t),
+            weight=None if w is None else torch.from_numpy(w),
+            pos_weight=None if pw is None else torch.from_numpy(pw),
+            reduction=reduction,
+        ),
+        x,
+        go_t,
+    )
     close(np.reshape(loss, np.shape(tl)), tl, rtol=1e-12, atol=1e-14)
     close(grad, tg, rtol=1e-12, atol=1e-14)
 
@@ -709,11 +1043,16 @@ def test_bce_with_logits_infinite_logits():
     x = np.array([INF, -INF, INF, -INF, 1e4, -1e4])
     t = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
     pw = np.full(6, 2.0)
-    loss, grad = M.binary_cross_entropy_with_logits(x, t, weight=None, pos_weight=pw, reduction="none", grad_output=None, need_grad=True)
+    loss, grad = M.binary_cross_entropy_with_logits(
+        x, t, weight=None, pos_weight=pw, reduction="none", grad_output=None, need_grad=True
+    )
     tl, tg = torch_loss_and_grad(
         lambda xt: F.binary_cross_entropy_with_logits(
-            xt, torch.from_numpy(t), pos_weight=torch.from_numpy(pw), reduction="none"),
-        x, torch.ones(6, dtype=torch.float64))
+            xt, torch.from_numpy(t), pos_weight=torch.from_numpy(pw), reduction="none"
+        ),
+        x,
+        torch.ones(6, dtype=torch.float64),
+    )
     # deliberate difference: agreeing targets give 0 (torch: NaN)
     assert np.isnan(tl[0]) and np.isnan(tl[1])
     close(loss, [0.0, 0.0, INF, INF, 0.0, 0.0], rtol=0, atol=0)
@@ -722,7 +1061,15 @@ def test_bce_with_logits_infinite_logits():
     # torch's (1 - t) * x term also makes x = -inf, t = 1 NaN (0 * -inf); ours is inf
     assert np.isnan(tl[3])
     close(loss[[2, 4, 5]], tl[[2, 4, 5]], rtol=0, atol=0)
-    lsum, gsum = M.binary_cross_entropy_with_logits(x[[0, 1, 4, 5]], t[[0, 1, 4, 5]], weight=None, pos_weight=None, reduction="mean", grad_output=None, need_grad=True)
+    lsum, gsum = M.binary_cross_entropy_with_logits(
+        x[[0, 1, 4, 5]],
+        t[[0, 1, 4, 5]],
+        weight=None,
+        pos_weight=None,
+        reduction="mean",
+        grad_output=None,
+        need_grad=True,
+    )
     assert lsum == 0.0 and np.all(gsum == 0.0)
 
 
@@ -776,8 +1123,9 @@ def test_regression_matches_torch(name, param, shape, reduction):
     x, t = regression_inputs(rng, shape, param)
     go, go_t = make_grad_output(rng, reduction, shape)
     loss, grad = call_regression(name, param, x, t, reduction, go)
-    tl, tg = torch_loss_and_grad(lambda xt: torch_regression(name, param, xt, t, reduction), x,
-                                 go_t)
+    tl, tg = torch_loss_and_grad(
+        lambda xt: torch_regression(name, param, xt, t, reduction), x, go_t
+    )
     close(np.reshape(loss, np.shape(tl)), tl)
     close(grad, tg)
 
@@ -787,8 +1135,11 @@ def test_regression_special_values_match_torch(name, param):
     x = np.array([0.0, 1.0, INF, -INF, NAN, 3.0, 1e300])
     t = np.array([0.0, 1.0, 0.0, 0.0, 0.0, NAN, -1e300])
     loss, grad = call_regression(name, param, x, t, "none", None)
-    tl, tg = torch_loss_and_grad(lambda xt: torch_regression(name, param, xt, t, "none"), x,
-                                 torch.ones(x.size, dtype=torch.float64))
+    tl, tg = torch_loss_and_grad(
+        lambda xt: torch_regression(name, param, xt, t, "none"),
+        x,
+        torch.ones(x.size, dtype=torch.float64),
+    )
     close(loss, tl, rtol=1e-15, atol=0)
     assert grad[0] == 0.0 and grad[1] == 0.0
     if name == "l1_loss" or param == 0.0:
@@ -814,10 +1165,16 @@ def test_kl_div_matches_torch(shape, reduction, log_target):
     if log_target:
         t = np.log(rng.uniform(0.05, 1.0, size=shape))
     go, go_t = make_grad_output(rng, reduction, shape)
-    loss, grad = M.kl_div(x, t, reduction=reduction, log_target=log_target, grad_output=go, need_grad=True)
+    loss, grad = M.kl_div(
+        x, t, reduction=reduction, log_target=log_target, grad_output=go, need_grad=True
+    )
     tl, tg = torch_loss_and_grad(
-        lambda xt: F.kl_div(xt, torch.from_numpy(np.asarray(t)), reduction=reduction,
-                            log_target=log_target), x, go_t)
+        lambda xt: F.kl_div(
+            xt, torch.from_numpy(np.asarray(t)), reduction=reduction, log_target=log_target
+        ),
+        x,
+        go_t,
+    )
     close(np.reshape(loss, np.shape(tl)), tl, rtol=1e-10, atol=1e-14)
     close(grad, tg)
 
@@ -825,9 +1182,14 @@ def test_kl_div_matches_torch(shape, reduction, log_target):
 def test_kl_div_zero_probability_targets():
     x = np.array([-INF, -1.0, NAN, -0.5, -INF])
     t = np.array([0.0, 0.0, 0.0, 0.5, 0.5])
-    loss, grad = M.kl_div(x, t, reduction="none", log_target=False, grad_output=None, need_grad=True)
-    tl, tg = torch_loss_and_grad(lambda xt: F.kl_div(xt, torch.from_numpy(t), reduction="none"),
-                                 x, torch.ones(5, dtype=torch.float64))
+    loss, grad = M.kl_div(
+        x, t, reduction="none", log_target=False, grad_output=None, need_grad=True
+    )
+    tl, tg = torch_loss_and_grad(
+        lambda xt: F.kl_div(xt, torch.from_numpy(t), reduction="none"),
+        x,
+        torch.ones(5, dtype=torch.float64),
+    )
     assert np.isnan(tl[0])  # torch: 0 * (-inf) = NaN; ours: 0 (zero target contributes 0)
     close(loss, [0.0, 0.0, NAN, 0.5 * (np.log(0.5) + 0.5), INF], rtol=1e-15, atol=0)
     close(loss[1:], tl[1:], rtol=1e-15, atol=0)
@@ -835,10 +1197,14 @@ def test_kl_div_zero_probability_targets():
 
     with np.errstate(divide="ignore"):
         lt = np.log(t)  # log_target: -inf log-targets; torch gives NaN even for finite x
-    loss, grad = M.kl_div(x, lt, reduction="none", log_target=True, grad_output=None, need_grad=True)
+    loss, grad = M.kl_div(
+        x, lt, reduction="none", log_target=True, grad_output=None, need_grad=True
+    )
     tl, tg = torch_loss_and_grad(
         lambda xt: F.kl_div(xt, torch.from_numpy(lt), reduction="none", log_target=True),
-        x, torch.ones(5, dtype=torch.float64))
+        x,
+        torch.ones(5, dtype=torch.float64),
+    )
     assert np.isnan(tl[1])
     close(loss, [0.0, 0.0, NAN, 0.5 * (np.log(0.5) + 0.5), INF], rtol=1e-15, atol=0)
     close(loss[3:], tl[3:], rtol=1e-15, atol=0)
@@ -846,9 +1212,19 @@ def test_kl_div_zero_probability_targets():
 
 
 def test_kl_div_batchmean_zero_d():
-    loss, grad = M.kl_div(np.float64(-1.0), np.float64(0.5), reduction="batchmean", log_target=False, grad_output=2.0, need_grad=True)
-    tl = F.kl_div(torch.tensor(-1.0, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64),
-                  reduction="batchmean")
+    loss, grad = M.kl_div(
+        np.float64(-1.0),
+        np.float64(0.5),
+        reduction="batchmean",
+        log_target=False,
+        grad_output=2.0,
+        need_grad=True,
+    )
+    tl = F.kl_div(
+        torch.tensor(-1.0, dtype=torch.float64),
+        torch.tensor(0.5, dtype=torch.float64),
+        reduction="batchmean",
+    )
     close(loss, tl.numpy())
     close(grad, -1.0)
 
@@ -871,6 +1247,7 @@ def elementwise_calls():
             if batchmean and r == "mean":
                 r = "batchmean"
             return spec.reference(x, t, reduction=r, grad_output=go, need_grad=ng)
+
         return call
 
     calls = {}

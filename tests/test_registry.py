@@ -2,6 +2,7 @@
 public functions and their signatures, the reference twins, the kernel op names, the torch
 bridge, and the generic suites, which must cover every row.  Plus the generic class-axis
 suite: every class row against its reference on every SIMD path and by finite differences."""
+
 import importlib
 import inspect
 
@@ -62,8 +63,9 @@ def test_kernel_names_exist_in_the_compiled_op_tables():
         assert spec.kernel in tables[spec.family], spec.name
         if spec.kernel_switch:
             assert spec.kernel_switch[1] in tables[spec.family], spec.name
-    used = {s.kernel for s in LOSSES.values()} | {s.kernel_switch[1] for s in LOSSES.values()
-                                                  if s.kernel_switch}
+    used = {s.kernel for s in LOSSES.values()} | {
+        s.kernel_switch[1] for s in LOSSES.values() if s.kernel_switch
+    }
     for table in tables.values():  # no compiled kernel without a row
         assert set(table) <= used
 
@@ -85,6 +87,7 @@ def test_torch_bridge_generates_a_functional_for_a_new_row(monkeypatch):
     import dataclasses
 
     import fastloss.torch as FL
+
     spec = dataclasses.replace(LOSSES["huber_loss"], name="huber_again", torch_module="HA")
     monkeypatch.setitem(LOSSES, "huber_again", spec)
     monkeypatch.setattr(fastloss, "huber_again", fastloss.huber_loss, raising=False)
@@ -101,16 +104,21 @@ def test_torch_bridge_generates_a_functional_for_a_new_row(monkeypatch):
     torch.testing.assert_close(loss, ref_loss)
     torch.testing.assert_close(x.grad, x2.grad)
     module = FL._make_module(spec, fn)(delta=0.5, reduction="sum")
-    torch.testing.assert_close(module(x.detach(), t), torch.nn.functional.huber_loss(
-        x.detach(), t, delta=0.5, reduction="sum"))
+    torch.testing.assert_close(
+        module(x.detach(), t),
+        torch.nn.functional.huber_loss(x.detach(), t, delta=0.5, reduction="sum"),
+    )
 
 
 # suite module -> attribute naming the losses it runs (and the families it must cover)
 SUITES = [
     ("test_elementwise", lambda m: {n for n, _ in m.CASES}, ("elementwise",)),
     ("test_properties", lambda m: set(m.ELEMENTWISE), ("elementwise",)),
-    ("test_robustness", lambda m: set(m.ELEMENTWISE) | set(m.CLASS_LOSSES),
-     ("class", "elementwise")),
+    (
+        "test_robustness",
+        lambda m: set(m.ELEMENTWISE) | set(m.CLASS_LOSSES),
+        ("class", "elementwise"),
+    ),
     ("test_errors", lambda m: set(m.CLASS_FNS), ("class",)),
     ("test_registry", lambda m: {s.name for s, _ in m.CLASS_CASES}, ("class",)),
     ("test_torch_bridge", lambda m: set(m.VARIANTS) & set(m.REF), ("class", "elementwise")),
@@ -153,8 +161,9 @@ def class_inputs(spec, shape, dtype, rng, opts):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
-@pytest.mark.parametrize("spec,opts", CLASS_CASES,
-                         ids=[f"{s.name}-{i}" for i, (s, _) in enumerate(CLASS_CASES)])
+@pytest.mark.parametrize(
+    "spec,opts", CLASS_CASES, ids=[f"{s.name}-{i}" for i, (s, _) in enumerate(CLASS_CASES)]
+)
 def test_class_rows_match_reference(spec, opts, layout, dtype, simd):
     rng = np.random.default_rng(len(spec.name) * 31 + len(layout))
     x, y, kw = class_inputs(spec, LAYOUTS[layout], dtype, rng, opts)
@@ -166,8 +175,9 @@ def test_class_rows_match_reference(spec, opts, layout, dtype, simd):
         assert ga.dtype == dtype and np.asarray(la).dtype == dtype
 
 
-@pytest.mark.parametrize("spec,opts", CLASS_CASES,
-                         ids=[f"{s.name}-{i}" for i, (s, _) in enumerate(CLASS_CASES)])
+@pytest.mark.parametrize(
+    "spec,opts", CLASS_CASES, ids=[f"{s.name}-{i}" for i, (s, _) in enumerate(CLASS_CASES)]
+)
 def test_class_rows_gradient_matches_finite_differences(spec, opts):
     rng = np.random.default_rng(5)
     x, y, kw = class_inputs(spec, (4, 5), np.float64, rng, opts)

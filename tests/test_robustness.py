@@ -1,4 +1,5 @@
 """Odd but valid input, inputs never modified, flat memory, 64-bit indexing, GIL release."""
+
 import gc
 import os
 import threading
@@ -94,8 +95,10 @@ def test_odd_but_valid_inputs(tmp_path):
     }
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y)
-    variants["memmap"] = (np.load(tmp_path / "x.npy", mmap_mode="r"),
-                          np.load(tmp_path / "y.npy", mmap_mode="r"))
+    variants["memmap"] = (
+        np.load(tmp_path / "x.npy", mmap_mode="r"),
+        np.load(tmp_path / "y.npy", mmap_mode="r"),
+    )
     for what, (xv, yv) in variants.items():
         loss, g = fastloss.cross_entropy(xv, yv, return_grad=True)
         np.testing.assert_allclose(loss, expected, rtol=1e-12, err_msg=what)
@@ -136,8 +139,10 @@ def _rss_bytes():
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
-@pytest.mark.skipif(bool(os.environ.get("FASTLOSS_SANITIZED")),
-                    reason="AddressSanitizer's quarantine keeps freed memory resident")
+@pytest.mark.skipif(
+    bool(os.environ.get("FASTLOSS_SANITIZED")),
+    reason="AddressSanitizer's quarantine keeps freed memory resident",
+)
 def test_rss_stays_flat_over_100k_calls():
     x, y = class_inputs(shape=(8, 10))
     t = np.random.default_rng(0).uniform(0, 1, (8, 10)).astype(np.float32)
@@ -231,8 +236,9 @@ def test_misaligned_arrays_are_copied_not_read_through_typed_pointers():
     np.testing.assert_allclose(g, ge, rtol=1e-12, atol=1e-15)
     t = np.random.default_rng(0).uniform(0, 1, x.shape)
     a = fastloss.binary_cross_entropy_with_logits(xm, _misaligned(t), reduction="none")
-    np.testing.assert_allclose(a, ref.binary_cross_entropy_with_logits(x, t, reduction="none"),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        a, ref.binary_cross_entropy_with_logits(x, t, reduction="none"), rtol=1e-12
+    )
     with pytest.raises(ValueError, match="grad_out"):
         fastloss.cross_entropy(x, y, return_grad=True, grad_out=_misaligned(np.empty_like(x)))
 
@@ -246,6 +252,7 @@ def _loss_in_child(args):
 def test_forked_children_do_not_hang_after_parent_used_threads():
     """GNU OpenMP's pool does not survive fork(); children must run without it."""
     import multiprocessing as mp
+
     x = np.random.default_rng(0).standard_normal((4096, 256)).astype(np.float32)
     y = np.zeros(4096, np.int64)
     old = fastloss.get_num_threads()
@@ -279,10 +286,11 @@ def test_large_outputs_start_on_a_huge_page_boundary(dtype):
     2 MiB-aligned (whole transparent huge pages); they are ordinary writeable C arrays that
     own no memory shared with the inputs, and hold the right values."""
     from fastloss import _validate as V
+
     small = V.empty((3, 5), dtype)
     assert small.shape == (3, 5) and small.dtype == dtype and small.flags.c_contiguous
     rng = np.random.default_rng(7)
-    n = (4 << 20) // np.dtype(dtype).itemsize // 10 + 3     # just over 4 MiB of (n, 10)
+    n = (4 << 20) // np.dtype(dtype).itemsize // 10 + 3  # just over 4 MiB of (n, 10)
     x = rng.normal(0, 2, (n, 10)).astype(dtype)
     y = rng.integers(0, 10, n)
     loss, g = fastloss.cross_entropy(x, y, reduction="none", return_grad=True)
@@ -294,8 +302,9 @@ def test_large_outputs_start_on_a_huge_page_boundary(dtype):
         assert a.ctypes.data % (2 << 20) == 0
         assert not np.shares_memory(a, x)
     assert not np.shares_memory(g, sm)
-    exp_loss, exp_grad = ref.cross_entropy(x.astype(np.float64), y, reduction="none",
-                                           return_grad=True)
+    exp_loss, exp_grad = ref.cross_entropy(
+        x.astype(np.float64), y, reduction="none", return_grad=True
+    )
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(g, exp_grad, rtol=tol, atol=tol)
     np.testing.assert_allclose(sm, ref.softmax(x.astype(np.float64)), rtol=tol, atol=tol)

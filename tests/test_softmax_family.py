@@ -1,5 +1,6 @@
 """log_softmax / softmax / logsumexp along any axis: compiled kernels vs the NumPy float64
 reference and scipy.special."""
+
 import zlib
 
 import numpy as np
@@ -12,8 +13,11 @@ from _helpers import FLOATS, assert_close, readonly, ref_axis
 OPS = ("softmax", "log_softmax", "logsumexp")
 SHAPES = [(7,), (5, 19), (3, 4, 21), (2, 3, 5, 7), (2, 3000), (2, 70, 5)]
 DT_IDS = {np.float32: "f32", np.float64: "f64"}
-AXIS_PARAMS = [pytest.param(shape, axis, id=f"{'x'.join(map(str, shape))}-ax{axis}")
-               for shape in SHAPES for axis in range(-len(shape), len(shape))]
+AXIS_PARAMS = [
+    pytest.param(shape, axis, id=f"{'x'.join(map(str, shape))}-ax{axis}")
+    for shape in SHAPES
+    for axis in range(-len(shape), len(shape))
+]
 
 
 def seeded(*parts):
@@ -38,7 +42,7 @@ def expected_shape(op, shape, axis):
     if op != "logsumexp":
         return shape
     ax = axis % len(shape)
-    return shape[:ax] + shape[ax + 1:]
+    return shape[:ax] + shape[ax + 1 :]
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
@@ -84,13 +88,14 @@ def test_hand_computed_values(compiled):
     np.testing.assert_allclose(fastloss.logsumexp(x), np.log(4.0), rtol=1e-15)
     assert fastloss.logsumexp(x).shape == ()
     out = fastloss.softmax([[1.0, 1.0], [2.0, 2.0]], axis=np.int64(0))
-    np.testing.assert_allclose(out, [[1 / (1 + np.e)] * 2, [np.e / (1 + np.e)] * 2],
-                               rtol=1e-15)
+    np.testing.assert_allclose(out, [[1 / (1 + np.e)] * 2, [np.e / (1 + np.e)] * 2], rtol=1e-15)
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
-@pytest.mark.parametrize("shape,axis", [((6, 19), -1), ((6, 19), 0), ((3, 19, 6), 1),
-                                        ((4, 3000), 1), ((2, 70, 9), 1), ((19,), 0)])
+@pytest.mark.parametrize(
+    "shape,axis",
+    [((6, 19), -1), ((6, 19), 0), ((3, 19, 6), 1), ((4, 3000), 1), ((2, 70, 9), 1), ((19,), 0)],
+)
 def test_masked_and_non_finite_slices(compiled, shape, axis, dtype):
     rng = seeded("masked", shape, axis, DT_IDS[dtype])
     x = (rng.standard_normal(shape) * 3).astype(dtype)
@@ -101,9 +106,9 @@ def test_masked_and_non_finite_slices(compiled, shape, axis, dtype):
     special = {}
     if xm.ndim >= 2:
         idx = [np.unravel_index(k, xm.shape[:-1]) for k in range(4)]
-        xm[idx[1]] = -np.inf                 # an all -inf slice
-        xm[idx[2]][3] = np.nan               # a NaN in a slice
-        xm[idx[3]][5] = np.inf               # a +inf in a slice
+        xm[idx[1]] = -np.inf  # an all -inf slice
+        xm[idx[2]][3] = np.nan  # a NaN in a slice
+        xm[idx[3]][5] = np.inf  # a +inf in a slice
         special = {"allneg": idx[1], "nan": idx[2], "posinf": idx[3]}
     x = readonly(x)
     outs = {op: getattr(fastloss, op)(x, axis=axis) for op in OPS}
@@ -161,9 +166,19 @@ def test_all_minus_inf_1d(compiled, op, dtype):
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
-@pytest.mark.parametrize("shape,axis", [((3, 0), -1), ((3, 0), 0), ((0, 5), 0), ((0, 5), 1),
-                                        ((2, 0, 4), 1), ((2, 0, 4), 2), ((0,), 0),
-                                        ((0, 0), 1)])
+@pytest.mark.parametrize(
+    "shape,axis",
+    [
+        ((3, 0), -1),
+        ((3, 0), 0),
+        ((0, 5), 0),
+        ((0, 5), 1),
+        ((2, 0, 4), 1),
+        ((2, 0, 4), 2),
+        ((0,), 0),
+        ((0, 0), 1),
+    ],
+)
 @pytest.mark.parametrize("op", OPS)
 def test_empty_axes(compiled, op, shape, axis, dtype):
     x = np.zeros(shape, dtype=dtype)
@@ -174,8 +189,9 @@ def test_empty_axes(compiled, op, shape, axis, dtype):
     assert_close(out, ref_axis(op, x, axis), dtype)
 
 
-@pytest.mark.parametrize("dtype,scale", [(np.float32, 1e30), (np.float64, 1e300)],
-                         ids=["f32-1e30", "f64-1e300"])
+@pytest.mark.parametrize(
+    "dtype,scale", [(np.float32, 1e30), (np.float64, 1e300)], ids=["f32-1e30", "f64-1e300"]
+)
 @pytest.mark.parametrize("shape,axis", [((6, 19), -1), ((3, 19, 6), 1), ((6, 19), 0)])
 @pytest.mark.parametrize("op", OPS)
 def test_huge_logits(compiled, op, shape, axis, dtype, scale):
@@ -189,8 +205,15 @@ def test_huge_logits(compiled, op, shape, axis, dtype, scale):
 @pytest.mark.parametrize("dtype", FLOATS, ids=DT_IDS.get)
 @pytest.mark.parametrize("op", OPS)
 def test_every_simd_path(simd, op, dtype):
-    for shape, axis in [((5, 19), -1), ((2, 3000), -1), ((3, 4, 21), 1), ((2, 70, 9), 1),
-                        ((3, 4, 21), 0), ((7,), 0), ((4, 3), 1)]:
+    for shape, axis in [
+        ((5, 19), -1),
+        ((2, 3000), -1),
+        ((3, 4, 21), 1),
+        ((2, 70, 9), 1),
+        ((3, 4, 21), 0),
+        ((7,), 0),
+        ((4, 3), 1),
+    ]:
         rng = seeded("simd", op, shape, axis, DT_IDS[dtype])
         x = (rng.standard_normal(shape) * 3).astype(dtype)
         x.reshape(-1)[::7] = -np.inf

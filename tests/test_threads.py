@@ -1,5 +1,6 @@
 """Thread-count configuration, determinism across thread counts, concurrent Python threads,
 and thread-local backend selection."""
+
 import concurrent.futures
 import dataclasses
 import threading
@@ -66,6 +67,7 @@ def steal_test(request):
     its test hook on (the first thread starts on the other blocks' chunks from their ends):
     either way every chunk must run exactly once and the results must not change."""
     from fastloss import _kernels
+
     _kernels.set_steal_test(request.param)
     yield request.param
     _kernels.set_steal_test(False)
@@ -81,8 +83,9 @@ def _elementwise_bits(dtype):
         for i, spec in enumerate(registry("elementwise")):  # every row, reductions in turn
             reduction = ("sum", "mean", "none")[i % 3]
             xi = inputs.get(spec.input_domain, x)
-            out.append(_bits(getattr(fastloss, spec.name)(xi, t, reduction=reduction,
-                                                          return_grad=True)))
+            out.append(
+                _bits(getattr(fastloss, spec.name)(xi, t, reduction=reduction, return_grad=True))
+            )
     return out
 
 
@@ -94,9 +97,12 @@ def test_identical_bits_for_any_thread_count(restore_threads, steal_test, dtype)
         fastloss.set_num_threads(n)
         by_threads[n] = [_bits(_run(*c)) for c in calls]
         with fastloss.use_backend("compiled"):
-            by_threads[n] += [getattr(fastloss, op)(a, axis=ax).tobytes()
-                              for a in arrays for ax in (0, 1, -1)
-                              for op in ("softmax", "log_softmax", "logsumexp")]
+            by_threads[n] += [
+                getattr(fastloss, op)(a, axis=ax).tobytes()
+                for a in arrays
+                for ax in (0, 1, -1)
+                for op in ("softmax", "log_softmax", "logsumexp")
+            ]
         by_threads[n] += _elementwise_bits(dtype)
     for n in (2, 3, 4):
         for i, (a, b) in enumerate(zip(by_threads[1], by_threads[n])):

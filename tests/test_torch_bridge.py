@@ -10,6 +10,7 @@
 * errors (non-CPU tensors, targets/weights requiring grad, bad shapes, double backward);
 * exactly one fastloss call per forward+backward, zero-copy input and gradient buffers.
 """
+
 import copy
 import warnings
 import zlib
@@ -25,15 +26,16 @@ import fastloss.torch as FL  # noqa: E402
 from fastloss.reference._oracles import torchvision_sigmoid_focal_loss  # noqa: E402
 
 # torch's own warning for kl_div(reduction="mean") on the reference side
-pytestmark = [pytest.mark.filterwarnings("ignore:reduction:UserWarning"),
-              pytest.mark.usefixtures("torch_single_thread")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:reduction:UserWarning"),
+    pytest.mark.usefixtures("torch_single_thread"),
+]
 
 REDUCTIONS = ("none", "mean", "sum")
 DTYPES = (torch.float32, torch.float64)
 # rtol per dtype; atol is ATOL * the largest |expected| entry
 RTOL = {torch.float32: 2e-4, torch.float64: 1e-9}
 ATOL = {torch.float32: 1e-6, torch.float64: 1e-12}
-
 
 
 def assert_close(actual, expected, dtype, what=""):
@@ -49,12 +51,15 @@ def assert_close(actual, expected, dtype, what=""):
     bound = RTOL[dtype] * e.abs() + ATOL[dtype] * scale
     if not bool((err <= bound).all()):
         worst = int(torch.argmax(err - bound))
-        raise AssertionError(f"{what}: mismatch, worst flat index {worst}: "
-                             f"{a.reshape(-1)[worst].item()!r} vs {e.reshape(-1)[worst].item()!r}"
-                             f" (max abs err {err.max().item():.3e})")
+        raise AssertionError(
+            f"{what}: mismatch, worst flat index {worst}: "
+            f"{a.reshape(-1)[worst].item()!r} vs {e.reshape(-1)[worst].item()!r}"
+            f" (max abs err {err.max().item():.3e})"
+        )
 
 
 # ------------------------------------------------------------------ torch references
+
 
 def torch_focal(input, target, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
     """-w[y] (1 - p_y)^gamma log p_y from torch ops; "mean" divides by the kept sum of w[y]."""
@@ -75,8 +80,6 @@ def torch_focal(input, target, gamma=2.0, weight=None, ignore_index=-100, reduct
     return loss.sum() / wy.sum()
 
 
-
-
 REF = {
     "cross_entropy": F.cross_entropy,
     "nll_loss": F.nll_loss,
@@ -94,6 +97,7 @@ CLASS_LOSSES = ("cross_entropy", "nll_loss", "focal_loss")
 
 
 # ------------------------------------------------------------------ cases
+
 
 def _rng(*key):
     return np.random.default_rng(zlib.crc32(repr(key).encode()))
@@ -163,8 +167,9 @@ def make_case(name, variant, rng, gradcheck=False):
             target = p
     else:
         # |d| in [0.15, 0.85] or [1.15, 2.5]: away from 0 and from beta/delta in {0.5?, 1, 2}
-        mag = np.where(rng.random(shape) < 0.5, rng.uniform(0.15, 0.4, shape),
-                       rng.uniform(1.15, 1.85, shape))
+        mag = np.where(
+            rng.random(shape) < 0.5, rng.uniform(0.15, 0.4, shape), rng.uniform(1.15, 1.85, shape)
+        )
         sign = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
         target = x - _t(sign * mag)
         if name == "l1_loss" and not gradcheck:
@@ -177,16 +182,31 @@ def make_case(name, variant, rng, gradcheck=False):
 
 
 VARIANTS = {
-    "cross_entropy": ["plain", "weight", "ignore", "ignore-inrange+weight", "smooth",
-                      "weight+ignore+smooth", "probs", "probs+weight+smooth", "NCd",
-                      "NCdd+weight+ignore+smooth", "unbatched", "unbatched+weight+smooth"],
+    "cross_entropy": [
+        "plain",
+        "weight",
+        "ignore",
+        "ignore-inrange+weight",
+        "smooth",
+        "weight+ignore+smooth",
+        "probs",
+        "probs+weight+smooth",
+        "NCd",
+        "NCdd+weight+ignore+smooth",
+        "unbatched",
+        "unbatched+weight+smooth",
+    ],
     "nll_loss": ["plain", "weight", "ignore+weight", "NCd+weight", "unbatched"],
-    "focal_loss": ["plain", "gamma0.5+weight", "gamma0+ignore", "NCd+weight+ignore",
-                   "unbatched"],
+    "focal_loss": ["plain", "gamma0.5+weight", "gamma0+ignore", "NCd+weight+ignore", "unbatched"],
     "sigmoid_focal_loss": ["plain", "noalpha", "soft+gamma0.5", "3d+gamma1.5"],
     "binary_cross_entropy": ["plain", "weight"],
-    "binary_cross_entropy_with_logits": ["plain", "weight", "pos_weight", "weight+pos_weight",
-                                         "3d"],
+    "binary_cross_entropy_with_logits": [
+        "plain",
+        "weight",
+        "pos_weight",
+        "weight+pos_weight",
+        "3d",
+    ],
     "mse_loss": ["plain", "3d"],
     "l1_loss": ["plain"],
     "smooth_l1_loss": ["plain", "beta0.5", "beta2.0", "beta0"],
@@ -202,8 +222,7 @@ def _reductions(name):
 
 # ------------------------------------------------------------------ gradcheck
 
-GRADCHECK = [pytest.param(n, v, r, id=f"{n}-{v}-{r}")
-             for n, v in ALL_CASES for r in _reductions(n)]
+GRADCHECK = [pytest.param(n, v, r, id=f"{n}-{v}-{r}") for n, v in ALL_CASES for r in _reductions(n)]
 
 
 @pytest.mark.parametrize("name,variant,reduction", GRADCHECK)
@@ -211,11 +230,13 @@ def test_gradcheck(name, variant, reduction):
     x, target, kw = make_case(name, variant, _rng(name, variant, "gc"), gradcheck=True)
     fn = getattr(FL, name)
     x.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda a: fn(a, target, reduction=reduction, **kw), (x,),
-                                    eps=1e-6, atol=1e-7, rtol=1e-5)
+    assert torch.autograd.gradcheck(
+        lambda a: fn(a, target, reduction=reduction, **kw), (x,), eps=1e-6, atol=1e-7, rtol=1e-5
+    )
 
 
 # ------------------------------------------------------------------ parity with torch
+
 
 def _run(fn, x, target, kw, reduction, upstream, dtype):
     """loss and d(<upstream, loss>)/dx, with x a fresh leaf of `dtype`."""
@@ -228,30 +249,37 @@ def _run(fn, x, target, kw, reduction, upstream, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-@pytest.mark.parametrize("name,variant", [pytest.param(n, v, id=f"{n}-{v}")
-                                          for n, v in ALL_CASES])
+@pytest.mark.parametrize("name,variant", [pytest.param(n, v, id=f"{n}-{v}") for n, v in ALL_CASES])
 def test_matches_torch(name, variant, dtype):
     rng = _rng(name, variant, "parity")
     x, target, kw = make_case(name, variant, rng)
     if dtype == torch.float32:  # inputs exactly representable in both dtypes
         x = x.float().double()
         target = target.float().double() if target.dtype.is_floating_point else target
-        kw = {k: (v.float().double() if isinstance(v, torch.Tensor) else v)
-              for k, v in kw.items()}
+        kw = {k: (v.float().double() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
     for reduction in _reductions(name):
         ref_loss = REF[name](x, target, reduction=reduction, **kw)
-        upstream = (_t(rng.standard_normal(ref_loss.shape)) if reduction == "none"
-                    else torch.tensor(-1.7, dtype=torch.float64))
+        upstream = (
+            _t(rng.standard_normal(ref_loss.shape))
+            if reduction == "none"
+            else torch.tensor(-1.7, dtype=torch.float64)
+        )
         exp_loss, exp_grad = _run(REF[name], x, target, kw, reduction, upstream, torch.float64)
         loss, grad = _run(getattr(FL, name), x, target, kw, reduction, upstream, dtype)
         assert_close(loss, exp_loss, dtype, f"{name} {reduction} loss")
         assert_close(grad, exp_grad, dtype, f"{name} {reduction} grad")
 
 
-@pytest.mark.parametrize("name,variant", [("cross_entropy", "weight+ignore+smooth"),
-                                          ("cross_entropy", "NCd"),
-                                          ("binary_cross_entropy_with_logits", "pos_weight"),
-                                          ("mse_loss", "plain"), ("kl_div", "plain")])
+@pytest.mark.parametrize(
+    "name,variant",
+    [
+        ("cross_entropy", "weight+ignore+smooth"),
+        ("cross_entropy", "NCd"),
+        ("binary_cross_entropy_with_logits", "pos_weight"),
+        ("mse_loss", "plain"),
+        ("kl_div", "plain"),
+    ],
+)
 def test_plain_backward_returns_saved_buffer(name, variant):
     """loss.backward() (upstream 1): the gradient is fastloss's grad_out buffer itself."""
     x, target, kw = make_case(name, variant, _rng(name, variant, "unit"))
@@ -267,14 +295,14 @@ def test_plain_backward_returns_saved_buffer(name, variant):
 
 def test_noncontiguous_and_expanded_upstream():
     rng = _rng("noncontig")
-    x = _t(rng.standard_normal((5, 8))).t()     # (8, 5), not contiguous
+    x = _t(rng.standard_normal((5, 8))).t()  # (8, 5), not contiguous
     target = torch.from_numpy(rng.integers(0, 5, size=8))
     xa = x.clone().requires_grad_(True)
-    xb = x.detach().t().contiguous().t().requires_grad_(True)   # non-contiguous leaf
+    xb = x.detach().t().contiguous().t().requires_grad_(True)  # non-contiguous leaf
     assert not xb.is_contiguous()
     la = F.cross_entropy(xa, target, reduction="none")
     lb = FL.cross_entropy(xb, target, reduction="none")
-    la.sum().backward()                         # upstream is an expanded (stride 0) tensor
+    la.sum().backward()  # upstream is an expanded (stride 0) tensor
     lb.sum().backward()
     assert_close(lb, la, torch.float64, "loss")
     assert_close(xb.grad, xa.grad, torch.float64, "grad")
@@ -293,11 +321,16 @@ def test_retain_graph_repeated_backward():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
-@pytest.mark.parametrize("name,variant", [("cross_entropy", "weight+smooth"),
-                                          ("cross_entropy", "probs"),
-                                          ("binary_cross_entropy_with_logits", "weight+pos_weight"),
-                                          ("sigmoid_focal_loss", "plain"),
-                                          ("huber_loss", "plain")])
+@pytest.mark.parametrize(
+    "name,variant",
+    [
+        ("cross_entropy", "weight+smooth"),
+        ("cross_entropy", "probs"),
+        ("binary_cross_entropy_with_logits", "weight+pos_weight"),
+        ("sigmoid_focal_loss", "plain"),
+        ("huber_loss", "plain"),
+    ],
+)
 def test_half_precision_computed_in_float32(name, variant, dtype):
     x, target, kw = make_case(name, variant, _rng(name, variant, "half"))
     xh = x.to(dtype)
@@ -322,14 +355,29 @@ def test_half_precision_computed_in_float32(name, variant, dtype):
 # ------------------------------------------------------------------ modules
 
 MODULES = [
-    ("CrossEntropyLoss", "cross_entropy", "weight+ignore+smooth",
-     lambda kw: dict(weight=kw["weight"], ignore_index=kw["ignore_index"],
-                     label_smoothing=kw["label_smoothing"])),
-    ("NLLLoss", "nll_loss", "ignore+weight",
-     lambda kw: dict(weight=kw["weight"], ignore_index=kw["ignore_index"])),
+    (
+        "CrossEntropyLoss",
+        "cross_entropy",
+        "weight+ignore+smooth",
+        lambda kw: dict(
+            weight=kw["weight"],
+            ignore_index=kw["ignore_index"],
+            label_smoothing=kw["label_smoothing"],
+        ),
+    ),
+    (
+        "NLLLoss",
+        "nll_loss",
+        "ignore+weight",
+        lambda kw: dict(weight=kw["weight"], ignore_index=kw["ignore_index"]),
+    ),
     ("BCELoss", "binary_cross_entropy", "weight", lambda kw: dict(weight=kw["weight"])),
-    ("BCEWithLogitsLoss", "binary_cross_entropy_with_logits", "weight+pos_weight",
-     lambda kw: dict(weight=kw["weight"], pos_weight=kw["pos_weight"])),
+    (
+        "BCEWithLogitsLoss",
+        "binary_cross_entropy_with_logits",
+        "weight+pos_weight",
+        lambda kw: dict(weight=kw["weight"], pos_weight=kw["pos_weight"]),
+    ),
     ("MSELoss", "mse_loss", "plain", lambda kw: {}),
     ("L1Loss", "l1_loss", "plain", lambda kw: {}),
     ("SmoothL1Loss", "smooth_l1_loss", "beta0.5", lambda kw: dict(beta=kw["beta"])),
@@ -353,8 +401,11 @@ def test_module_matches_torch_nn(cls, name, variant, ctor, reduction):
     xa = x.clone().requires_grad_(True)
     xb = x.clone().requires_grad_(True)
     la, lb = theirs(xa, target), ours(xb, target)
-    up = (_t(rng.standard_normal(la.shape)) if reduction == "none"
-          else torch.tensor(2.5, dtype=torch.float64))
+    up = (
+        _t(rng.standard_normal(la.shape))
+        if reduction == "none"
+        else torch.tensor(2.5, dtype=torch.float64)
+    )
     la.backward(up)
     lb.backward(up)
     assert_close(lb, la, torch.float64, f"{cls} loss")
@@ -375,21 +426,32 @@ def test_focal_modules(reduction):
     rng = _rng("focal-modules")
     x, target, kw = make_case("focal_loss", "NCd+weight+ignore", rng)
     m = FL.FocalLoss(gamma=1.5, weight=kw["weight"], ignore_index=-100, reduction=reduction)
-    assert_close(m(x, target), torch_focal(x, target, 1.5, kw["weight"], -100, reduction),
-                 torch.float64, "FocalLoss")
+    assert_close(
+        m(x, target),
+        torch_focal(x, target, 1.5, kw["weight"], -100, reduction),
+        torch.float64,
+        "FocalLoss",
+    )
     x, target, _ = make_case("sigmoid_focal_loss", "soft", rng)
     m = FL.SigmoidFocalLoss(alpha=0.4, gamma=1.0, reduction=reduction)
-    assert_close(m(x, target),
-                 torchvision_sigmoid_focal_loss(x, target, 0.4, 1.0, reduction),
-                 torch.float64, "SigmoidFocalLoss")
-    assert FL.SigmoidFocalLoss().reduction == "none"   # torchvision's default
+    assert_close(
+        m(x, target),
+        torchvision_sigmoid_focal_loss(x, target, 0.4, 1.0, reduction),
+        torch.float64,
+        "SigmoidFocalLoss",
+    )
+    assert FL.SigmoidFocalLoss().reduction == "none"  # torchvision's default
 
 
 def test_legacy_size_average_reduce():
     x = torch.randn(5, 3, dtype=torch.float64)
     y = torch.randint(0, 3, (5,))
-    for sa, rd, red in [(None, False, "none"), (False, None, "sum"), (True, True, "mean"),
-                        (False, False, "none")]:
+    for sa, rd, red in [
+        (None, False, "none"),
+        (False, None, "sum"),
+        (True, True, "mean"),
+        (False, False, "none"),
+    ]:
         with pytest.warns(UserWarning, match="deprecated"):
             got = FL.cross_entropy(x, y, size_average=sa, reduce=rd)
         assert_close(got, F.cross_entropy(x, y, reduction=red), torch.float64, red)
@@ -404,17 +466,26 @@ def test_positional_arguments_like_torch():
     w = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert_close(FL.cross_entropy(x, y, w, None, 1, None, "sum", 0.1),
-                     F.cross_entropy(x, y, w, None, 1, None, "sum", 0.1), torch.float64, "ce")
+        assert_close(
+            FL.cross_entropy(x, y, w, None, 1, None, "sum", 0.1),
+            F.cross_entropy(x, y, w, None, 1, None, "sum", 0.1),
+            torch.float64,
+            "ce",
+        )
         t = torch.rand(5, 3, dtype=torch.float64)
-        assert_close(FL.binary_cross_entropy_with_logits(x, t, w, None, None, "sum", w),
-                     F.binary_cross_entropy_with_logits(x, t, w, None, None, "sum", w),
-                     torch.float64, "bcel")
-        assert_close(FL.huber_loss(x, t, "sum", 0.3), F.huber_loss(x, t, "sum", 0.3),
-                     torch.float64, "huber")
+        assert_close(
+            FL.binary_cross_entropy_with_logits(x, t, w, None, None, "sum", w),
+            F.binary_cross_entropy_with_logits(x, t, w, None, None, "sum", w),
+            torch.float64,
+            "bcel",
+        )
+        assert_close(
+            FL.huber_loss(x, t, "sum", 0.3), F.huber_loss(x, t, "sum", 0.3), torch.float64, "huber"
+        )
 
 
 # ------------------------------------------------------------------ training parity
+
 
 def _train(loss_fn, model, X, y, steps=300, lr=0.1):
     model = copy.deepcopy(model)
@@ -431,12 +502,14 @@ def _train(loss_fn, model, X, y, steps=300, lr=0.1):
 
 def _mlp(n_out, seed):
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(20, 32), torch.nn.Tanh(),
-                               torch.nn.Linear(32, n_out)).double()
+    return torch.nn.Sequential(
+        torch.nn.Linear(20, 32), torch.nn.Tanh(), torch.nn.Linear(32, n_out)
+    ).double()
 
 
-@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1, "weight": "w"}],
-                         ids=["plain", "weight+smoothing"])
+@pytest.mark.parametrize(
+    "options", [{}, {"label_smoothing": 0.1, "weight": "w"}], ids=["plain", "weight+smoothing"]
+)
 def test_training_parity_cross_entropy(options):
     g = torch.Generator().manual_seed(1)
     X = torch.randn(256, 20, generator=g, dtype=torch.float64)
@@ -448,7 +521,7 @@ def test_training_parity_cross_entropy(options):
     model = _mlp(5, 0)
     ref, m_ref = _train(lambda out, t: F.cross_entropy(out, t, **kw), model, X, y)
     got, m_got = _train(lambda out, t: FL.cross_entropy(out, t, **kw), model, X, y)
-    assert ref[-1] < 0.6 * ref[0]   # it actually learned something
+    assert ref[-1] < 0.6 * ref[0]  # it actually learned something
     np.testing.assert_allclose(got, ref, rtol=1e-8, atol=0)
     for (k, a), (_, b) in zip(m_got.state_dict().items(), m_ref.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9, msg=k)
@@ -457,7 +530,7 @@ def test_training_parity_cross_entropy(options):
 def test_training_parity_bce_with_logits():
     g = torch.Generator().manual_seed(2)
     X = torch.randn(256, 20, generator=g, dtype=torch.float64)
-    y = ((X[:, :3].sum(1) + 0.3 * torch.randn(256, generator=g, dtype=torch.float64)) > 0)
+    y = (X[:, :3].sum(1) + 0.3 * torch.randn(256, generator=g, dtype=torch.float64)) > 0
     y = y.to(torch.float64).unsqueeze(1)
     pw = torch.tensor([1.7], dtype=torch.float64)
     model = _mlp(1, 3)
@@ -468,6 +541,7 @@ def test_training_parity_bce_with_logits():
 
 
 # ------------------------------------------------------------------ errors
+
 
 def _meta(t):
     return torch.empty(t.shape, dtype=t.dtype, device="meta")
@@ -504,18 +578,32 @@ def test_non_tensor_and_integer_input_raise_type_error():
         FL.mse_loss(torch.zeros(3, 3).to_sparse(), torch.zeros(3, 3))
 
 
-@pytest.mark.parametrize("fn,make", [
-    ("mse_loss", lambda: dict(target=torch.rand(4, 3, requires_grad=True))),
-    ("kl_div", lambda: dict(target=torch.rand(4, 3, requires_grad=True))),
-    ("sigmoid_focal_loss", lambda: dict(target=torch.rand(4, 3, requires_grad=True))),
-    ("cross_entropy", lambda: dict(target=torch.softmax(torch.randn(4, 3), 1).requires_grad_())),
-    ("cross_entropy", lambda: dict(target=torch.tensor([0, 1, 2, 0]),
-                                   weight=torch.ones(3, requires_grad=True))),
-    ("binary_cross_entropy", lambda: dict(target=torch.rand(4, 3),
-                                          weight=torch.ones(3, requires_grad=True))),
-    ("binary_cross_entropy_with_logits",
-     lambda: dict(target=torch.rand(4, 3), pos_weight=torch.ones(3, requires_grad=True))),
-])
+@pytest.mark.parametrize(
+    "fn,make",
+    [
+        ("mse_loss", lambda: dict(target=torch.rand(4, 3, requires_grad=True))),
+        ("kl_div", lambda: dict(target=torch.rand(4, 3, requires_grad=True))),
+        ("sigmoid_focal_loss", lambda: dict(target=torch.rand(4, 3, requires_grad=True))),
+        (
+            "cross_entropy",
+            lambda: dict(target=torch.softmax(torch.randn(4, 3), 1).requires_grad_()),
+        ),
+        (
+            "cross_entropy",
+            lambda: dict(
+                target=torch.tensor([0, 1, 2, 0]), weight=torch.ones(3, requires_grad=True)
+            ),
+        ),
+        (
+            "binary_cross_entropy",
+            lambda: dict(target=torch.rand(4, 3), weight=torch.ones(3, requires_grad=True)),
+        ),
+        (
+            "binary_cross_entropy_with_logits",
+            lambda: dict(target=torch.rand(4, 3), pos_weight=torch.ones(3, requires_grad=True)),
+        ),
+    ],
+)
 def test_target_or_weight_requiring_grad_raises_value_error(fn, make):
     kw = make()
     target = kw.pop("target")
@@ -529,13 +617,10 @@ BAD = [
     ("cross_entropy", lambda: (np.zeros((4, 3)), np.zeros(5, np.int64)), {}),
     ("cross_entropy", lambda: (np.zeros((4, 3)), np.array([0, 1, 3, 0])), {}),
     ("cross_entropy", lambda: (np.zeros((4, 3)), np.array([0, 1, -1, 0])), {}),
-    ("cross_entropy", lambda: (np.zeros((4, 3)), np.array([0, 1, 2, 0])),
-     {"weight": np.ones(4)}),
+    ("cross_entropy", lambda: (np.zeros((4, 3)), np.array([0, 1, 2, 0])), {"weight": np.ones(4)}),
     ("cross_entropy", lambda: (np.zeros((4, 3)), np.zeros((4, 2))), {}),
-    ("cross_entropy", lambda: (np.zeros((4, 3)), np.array([0, 1, 2, 0])),
-     {"reduction": "avg"}),
-    ("cross_entropy", lambda: (np.zeros((4, 3)), np.array([0, 1, 2, 0])),
-     {"label_smoothing": 1.5}),
+    ("cross_entropy", lambda: (np.zeros((4, 3)), np.array([0, 1, 2, 0])), {"reduction": "avg"}),
+    ("cross_entropy", lambda: (np.zeros((4, 3)), np.array([0, 1, 2, 0])), {"label_smoothing": 1.5}),
     ("nll_loss", lambda: (np.zeros((4, 3)), np.zeros((4, 3))), {}),
     ("nll_loss", lambda: (np.zeros((2, 3, 4)), np.zeros((2, 3), np.int64)), {}),
     ("focal_loss", lambda: (np.zeros((4, 3)), np.array([0, 1, 2, 0])), {"gamma": -1.0}),
@@ -543,10 +628,16 @@ BAD = [
     ("mse_loss", lambda: (np.zeros((4, 3)), np.zeros((4, 1))), {}),
     ("l1_loss", lambda: (np.zeros((4, 3)), np.zeros(3)), {}),
     ("binary_cross_entropy", lambda: (np.full((4, 3), 1.5), np.zeros((4, 3))), {}),
-    ("binary_cross_entropy", lambda: (np.full((4, 3), 0.5), np.zeros((4, 3))),
-     {"weight": np.ones(2)}),
-    ("binary_cross_entropy_with_logits", lambda: (np.zeros((4, 3)), np.zeros((4, 3))),
-     {"pos_weight": np.ones(4)}),
+    (
+        "binary_cross_entropy",
+        lambda: (np.full((4, 3), 0.5), np.zeros((4, 3))),
+        {"weight": np.ones(2)},
+    ),
+    (
+        "binary_cross_entropy_with_logits",
+        lambda: (np.zeros((4, 3)), np.zeros((4, 3))),
+        {"pos_weight": np.ones(4)},
+    ),
     ("smooth_l1_loss", lambda: (np.zeros(3), np.zeros(3)), {"beta": -1.0}),
     ("huber_loss", lambda: (np.zeros(3), np.zeros(3)), {"delta": 0.0}),
     ("kl_div", lambda: (np.zeros((4, 3)), np.zeros((4, 3))), {"reduction": "batchsum"}),
@@ -576,7 +667,7 @@ def test_double_backward_raises():
     with pytest.raises(RuntimeError, match="double backward"):
         torch.autograd.grad(loss, x, create_graph=True)
     loss = FL.mse_loss(x, torch.zeros(4, 3, dtype=torch.float64))
-    (g,) = torch.autograd.grad(loss, x)     # first order still fine
+    (g,) = torch.autograd.grad(loss, x)  # first order still fine
     assert_close(g, 2 * x.detach() / 12, torch.float64, "mse grad")
 
 
@@ -589,6 +680,7 @@ def test_elementwise_weight_not_supported(fn):
 
 # ------------------------------------------------------------------ one fused call
 
+
 @pytest.fixture
 def calls(monkeypatch):
     """Count fastloss.<name> calls made by the bridge; record their arguments."""
@@ -600,12 +692,13 @@ def calls(monkeypatch):
         def counting(*args, **kwargs):
             log.append((args, kwargs))
             return original(*args, **kwargs)
+
         monkeypatch.setattr(fastloss, name, counting)
+
     return log, install
 
 
-@pytest.mark.parametrize("name,variant", [pytest.param(n, VARIANTS[n][-1], id=n)
-                                          for n in VARIANTS])
+@pytest.mark.parametrize("name,variant", [pytest.param(n, VARIANTS[n][-1], id=n) for n in VARIANTS])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_one_fastloss_call_per_forward_backward(calls, name, variant, reduction):
     log, install = calls
@@ -616,7 +709,7 @@ def test_one_fastloss_call_per_forward_backward(calls, name, variant, reduction)
     assert len(log) == 1
     args, kwargs = log[0]
     assert kwargs["return_grad"] is True
-    assert args[0].ctypes.data == x.data_ptr()                  # input passed zero-copy
+    assert args[0].ctypes.data == x.data_ptr()  # input passed zero-copy
     (saved,) = loss.grad_fn.saved_tensors
     assert kwargs["grad_out"].ctypes.data == saved.data_ptr()  # gradient in a torch buffer
     loss.backward(torch.full_like(loss, 0.75))
@@ -642,8 +735,9 @@ def test_no_gradient_computed_without_requires_grad(calls, name):
         loss_ng = getattr(FL, name)(xg, target, **kw)
     assert not loss_ng.requires_grad
     assert len(log) == 2
-    assert all(not kwargs.get("return_grad", False) and kwargs.get("grad_out") is None
-               for _, kwargs in log)
+    assert all(
+        not kwargs.get("return_grad", False) and kwargs.get("grad_out") is None for _, kwargs in log
+    )
     assert_close(loss, REF[name](x, target, **kw), torch.float64, "loss")
 
 
@@ -661,7 +755,7 @@ def test_empty_batch_and_all_ignored(reduction):
     t = torch.full((3,), -100)
     loss = FL.cross_entropy(x, t, reduction=reduction)
     expected = F.cross_entropy(x.detach(), t, reduction=reduction)
-    assert torch.equal(loss.isnan(), expected.isnan())       # mean: NaN like torch
+    assert torch.equal(loss.isnan(), expected.isnan())  # mean: NaN like torch
     assert torch.equal(loss.nan_to_num(), expected.nan_to_num())
     loss.sum().backward()
     assert torch.equal(x.grad, torch.zeros_like(x))

@@ -4,6 +4,7 @@ A seeded random sweep of option combinations for cross_entropy / nll_loss, and t
 focal loss against a torch composition of its formula at moderate logits.  float32 results
 are compared with torch in float64 on the (exactly upcast) float32 inputs.
 """
+
 import zlib
 
 import numpy as np
@@ -31,8 +32,12 @@ def _shape(rng, family):
     if family in ("NCd", "NCd-strided"):
         return (int(rng.integers(1, 5)), int(rng.integers(2, 13)), int(rng.integers(1, 21)))
     if family == "NCdd":
-        return (int(rng.integers(1, 4)), int(rng.integers(2, 9)), int(rng.integers(1, 8)),
-                int(rng.integers(1, 8)))
+        return (
+            int(rng.integers(1, 4)),
+            int(rng.integers(2, 9)),
+            int(rng.integers(1, 8)),
+            int(rng.integers(1, 8)),
+        )
     return (int(rng.integers(2, 40)),)  # unbatched
 
 
@@ -50,7 +55,8 @@ def make_combos():
             "reduction": str(rng.choice(["none", "mean", "sum"])),
             "weight": bool(rng.random() < 0.4),
             "ignore": None if prob else rng.choice([None, -100, "in-range"]),
-            "smoothing": float(rng.choice([0.0, 0.0, 0.05, 0.3, 1.0])) if fn == "cross_entropy"
+            "smoothing": float(rng.choice([0.0, 0.0, 0.05, 0.3, 1.0]))
+            if fn == "cross_entropy"
             else 0.0,
             "prob": prob,
             "grad_output": bool(rng.random() < 0.5),
@@ -62,10 +68,12 @@ def make_combos():
 
 
 def combo_id(c):
-    return (f"{c['i']}-{c['fn']}-{c['family']}-{c['dtype']}-{c['reduction']}"
-            f"{'-w' if c['weight'] else ''}{'-ign' + str(c['ignore']) if c['ignore'] else ''}"
-            f"{'-ls' + str(c['smoothing']) if c['smoothing'] else ''}"
-            f"{'-prob' if c['prob'] else ''}{'-go' if c['grad_output'] else ''}-{c['extreme']}")
+    return (
+        f"{c['i']}-{c['fn']}-{c['family']}-{c['dtype']}-{c['reduction']}"
+        f"{'-w' if c['weight'] else ''}{'-ign' + str(c['ignore']) if c['ignore'] else ''}"
+        f"{'-ls' + str(c['smoothing']) if c['smoothing'] else ''}"
+        f"{'-prob' if c['prob'] else ''}{'-go' if c['grad_output'] else ''}-{c['extreme']}"
+    )
 
 
 COMBOS = make_combos()
@@ -143,15 +151,19 @@ def torch_focal(x, t, gamma, weight, ignore_index, reduction, go):
     """-w[y] (1 - p_y)^gamma log p_y composed from torch ops; "mean" / sum of w[y] kept."""
     xt = torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
     xb = xt[None] if xt.ndim == 1 else xt
-    tb = torch.from_numpy(np.asarray(t, dtype=np.int64).reshape((-1,) + np.shape(t)[1:]
-                                                                 if np.ndim(t) else (1,)))
+    tb = torch.from_numpy(
+        np.asarray(t, dtype=np.int64).reshape((-1,) + np.shape(t)[1:] if np.ndim(t) else (1,))
+    )
     keep = tb != ignore_index
     ts = torch.where(keep, tb, torch.zeros_like(tb))
     logp = F.log_softmax(xb, dim=1)
     logp_y = logp.gather(1, ts.unsqueeze(1)).squeeze(1)
     p_y = logp_y.exp()
-    w = torch.ones(xb.shape[1], dtype=torch.float64) if weight is None else \
-        torch.from_numpy(np.asarray(weight, dtype=np.float64))
+    w = (
+        torch.ones(xb.shape[1], dtype=torch.float64)
+        if weight is None
+        else torch.from_numpy(np.asarray(weight, dtype=np.float64))
+    )
     w_y = w[ts] * keep
     per = -w_y * (1 - p_y) ** gamma * logp_y
     if reduction == "mean":
@@ -160,36 +172,55 @@ def torch_focal(x, t, gamma, weight, ignore_index, reduction, go):
         loss = per.sum()
     else:
         loss = per if xt.ndim > 1 else per[0]
-    upstream = torch.ones_like(loss) if go is None else \
-        torch.as_tensor(np.asarray(go, dtype=np.float64)).reshape(loss.shape)
+    upstream = (
+        torch.ones_like(loss)
+        if go is None
+        else torch.as_tensor(np.asarray(go, dtype=np.float64)).reshape(loss.shape)
+    )
     loss.backward(upstream)
     return loss.detach().numpy(), xt.grad.numpy()
 
 
-FOCAL = [(g, fam, dt, red, w, ign)
-         for g in (0.0, 0.5, 1.0, 2.0, 3.5)
-         for fam, dt, red, w, ign in [("NC", "float64", "mean", True, -100),
-                                      ("NCd", "float32", "none", False, 1),
-                                      ("NCdd", "float64", "sum", True, 2),
-                                      ("C", "float64", "none", False, -100),
-                                      ("NC", "float32", "mean", False, 0),
-                                      ("NC-wide", "float64", "none", True, -100),
-                                      ("NCd-strided", "float64", "mean", True, -100),
-                                      ("NC-fortran", "float32", "sum", True, 3)]]
+FOCAL = [
+    (g, fam, dt, red, w, ign)
+    for g in (0.0, 0.5, 1.0, 2.0, 3.5)
+    for fam, dt, red, w, ign in [
+        ("NC", "float64", "mean", True, -100),
+        ("NCd", "float32", "none", False, 1),
+        ("NCdd", "float64", "sum", True, 2),
+        ("C", "float64", "none", False, -100),
+        ("NC", "float32", "mean", False, 0),
+        ("NC-wide", "float64", "none", True, -100),
+        ("NCd-strided", "float64", "mean", True, -100),
+        ("NC-fortran", "float32", "sum", True, 3),
+    ]
+]
 
 
 @pytest.mark.parametrize("gamma,family,dtype,reduction,weighted,ignore", FOCAL)
-def test_focal_matches_torch_composition(compiled, gamma, family, dtype, reduction, weighted,
-                                         ignore):
-    c = {"fn": "focal_loss", "family": family, "dtype": dtype, "reduction": reduction,
-         "weight": weighted, "ignore": ignore, "smoothing": 0.0, "prob": False,
-         "grad_output": True, "extreme": "none",
-         "seed": zlib.crc32(repr((gamma, family, dtype, reduction)).encode())}
+def test_focal_matches_torch_composition(
+    compiled, gamma, family, dtype, reduction, weighted, ignore
+):
+    c = {
+        "fn": "focal_loss",
+        "family": family,
+        "dtype": dtype,
+        "reduction": reduction,
+        "weight": weighted,
+        "ignore": ignore,
+        "smoothing": 0.0,
+        "prob": False,
+        "grad_output": True,
+        "extreme": "none",
+        "seed": zlib.crc32(repr((gamma, family, dtype, reduction)).encode()),
+    }
     x, t, kw, go = build(c)
     kw.pop("reduction")
-    exp_loss, exp_grad = torch_focal(x, t, gamma, kw.get("weight"),
-                                     kw.get("ignore_index", -100), reduction, go)
-    loss, grad = fastloss.focal_loss(x, t, gamma=gamma, reduction=reduction, return_grad=True,
-                                     grad_output=go, **kw)
+    exp_loss, exp_grad = torch_focal(
+        x, t, gamma, kw.get("weight"), kw.get("ignore_index", -100), reduction, go
+    )
+    loss, grad = fastloss.focal_loss(
+        x, t, gamma=gamma, reduction=reduction, return_grad=True, grad_output=go, **kw
+    )
     assert_close(loss, exp_loss, x.dtype, err_msg="loss")
     assert_close(grad, exp_grad, x.dtype, err_msg="grad")

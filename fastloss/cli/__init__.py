@@ -12,6 +12,7 @@ arguments; 130 when interrupted); the console script passes it to ``sys.exit``.
 The subcommands live in ``fastloss.cli.eval`` and ``fastloss.cli.bench.command``; each has an
 ``add_parser(subparsers)`` and a ``run(args)``.
 """
+
 import argparse
 import sys
 
@@ -25,16 +26,19 @@ __all__ = ["main", "build_parser"]
 
 def _version_text():
     conf = fastloss.config()
-    return (f"fastloss {conf['version']} (OpenMP {'on' if conf['openmp'] else 'off'}, "
-            f"{conf['threads']} threads, SIMD {conf['simd']}, backend {conf['backend']}, "
-            f"numpy {conf['numpy']})")
+    return (
+        f"fastloss {conf['version']} (OpenMP {'on' if conf['openmp'] else 'off'}, "
+        f"{conf['threads']} threads, SIMD {conf['simd']}, backend {conf['backend']}, "
+        f"numpy {conf['numpy']})"
+    )
 
 
 class _VersionAction(argparse.Action):
     """--version computed when asked (fastloss.config() reflects the environment)."""
 
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
-                 help=None):
+    def __init__(
+        self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None
+    ):
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
     def __call__(self, parser, namespace, values, option_string=None):
@@ -51,13 +55,20 @@ def _subparser(parser_class=argparse.ArgumentParser, **kwargs):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="fastloss",
-        description="fastloss: fused, SIMD, multi-threaded CPU kernels for ML losses.")
-    parser.add_argument("--version", action=_VersionAction,
-                        help="print the version, OpenMP on/off, threads and SIMD path, and exit")
+        description="fastloss: fused, SIMD, multi-threaded CPU kernels for ML losses.",
+    )
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        help="print the version, OpenMP on/off, threads and SIMD path, and exit",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_subparser)
 
-    sub.add_parser("show-config", help="print fastloss.show_config()",
-                   description="Print version, backend, OpenMP, threads and the SIMD path.")
+    sub.add_parser(
+        "show-config",
+        help="print fastloss.show_config()",
+        description="Print version, backend, OpenMP, threads and the SIMD path.",
+    )
     bench_command.add_parser(sub)
     eval_command.add_parser(sub)
     return parser
@@ -83,4 +94,3 @@ def main(argv=None):
         if code is None:
             return 0
         return code if isinstance(code, int) else 1
-

@@ -1,4 +1,5 @@
 """``python -m fastloss.cli``: the same command line as ``python -m fastloss``."""
+
 import sys
 
 from . import main

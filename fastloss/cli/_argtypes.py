@@ -1,5 +1,6 @@
 """argparse ``type=`` converters shared by the subcommands: a bad value becomes argparse's
 one-line error and exit status 2."""
+
 import argparse
 
 __all__ = ["positive_int", "cli_float", "parse_shape", "shape"]
@@ -23,13 +24,15 @@ def cli_float(text):
 
 
 def parse_shape(text):
-    """"65536x1000" -> (65536, 1000); "16777216" -> (16777216,).  ValueError when malformed."""
+    """ "65536x1000" -> (65536, 1000); "16777216" -> (16777216,).  ValueError when malformed."""
     parts = str(text).lower().replace("*", "x").split("x")
     try:
         shape = tuple(int(p) for p in parts)
     except ValueError:
-        raise ValueError(f"invalid shape {text!r}: expected positive integers joined by 'x', "
-                         f"e.g. 65536x1000 or 16777216") from None
+        raise ValueError(
+            f"invalid shape {text!r}: expected positive integers joined by 'x', "
+            f"e.g. 65536x1000 or 16777216"
+        ) from None
     if not shape or any(n < 1 for n in shape):
         raise ValueError(f"invalid shape {text!r}: every dimension must be >= 1")
     return shape

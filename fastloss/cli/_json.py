@@ -1,5 +1,6 @@
 """Strict JSON for the command line's documents (``fastloss eval --json``, ``fastloss bench
 --json``): NumPy scalars become Python numbers, NaN and infinities become null."""
+
 import json
 import math
 

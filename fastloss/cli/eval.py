@@ -1,5 +1,6 @@
 """``fastloss eval``: a loss and accuracies over .npy/.npz prediction files, with
 ``fastloss.evaluate`` (the options, the report table, the exit status)."""
+
 import argparse
 import math
 import pickle
@@ -13,7 +14,7 @@ from ._argtypes import cli_float, positive_int
 
 __all__ = ["add_parser", "run", "format_report"]
 
-MAX_TABLE_CLASSES = 20          # more classes than this: the table shows the worst 10
+MAX_TABLE_CLASSES = 20  # more classes than this: the table shows the worst 10
 WORST_SHOWN = 10
 
 
@@ -38,8 +39,10 @@ def format_report(doc):
     def source(role):
         path = doc["files"].get(role)
         name = repr(path) if path is not None else "<array>"
-        return (f"{name}  shape ({', '.join(map(str, doc['shapes'][role]))}"
-                f"{',' if len(doc['shapes'][role]) == 1 else ''}) {doc['dtypes'][role]}")
+        return (
+            f"{name}  shape ({', '.join(map(str, doc['shapes'][role]))}"
+            f"{',' if len(doc['shapes'][role]) == 1 else ''}) {doc['dtypes'][role]}"
+        )
 
     lines.append(f"fastloss eval: {doc['loss']}" + (f" ({', '.join(shown)})" if shown else ""))
     lines.append(f"  logits   {source('logits')}")
@@ -63,8 +66,13 @@ def format_report(doc):
     if doc["files"].get("per_sample"):
         rows.append(("per-sample losses", repr(doc["files"]["per_sample"])))
     chunks = "chunk" if doc["n_chunks"] == 1 else "chunks"
-    rows.append(("elapsed", f"{doc['elapsed_s']:.3f} s ({doc['n_chunks']} {chunks} of up to "
-                            f"{doc['chunk_rows']} rows, {doc['threads']} threads)"))
+    rows.append(
+        (
+            "elapsed",
+            f"{doc['elapsed_s']:.3f} s ({doc['n_chunks']} {chunks} of up to "
+            f"{doc['chunk_rows']} rows, {doc['threads']} threads)",
+        )
+    )
     width = max(len(r[0]) for r in rows)
     lines += [f"  {name:<{width}}  {value}" for name, value in rows]
 
@@ -73,19 +81,25 @@ def format_report(doc):
         lines.append("")
         n = len(per_class)
         if n > MAX_TABLE_CLASSES:
+
             def badness(r):
                 m = r["mean_loss"]
                 return math.inf if math.isnan(m) else m
+
             shown_rows = sorted(per_class, key=badness, reverse=True)[:WORST_SHOWN]
-            lines.append(f"  per class: the {WORST_SHOWN} classes with the highest mean loss, "
-                         f"of {n} classes present (--json lists all)")
+            lines.append(
+                f"  per class: the {WORST_SHOWN} classes with the highest mean loss, "
+                f"of {n} classes present (--json lists all)"
+            )
         else:
             shown_rows = per_class
             lines.append(f"  per class ({n} classes present)")
         lines.append(f"  {'class':>8}  {'count':>10}  {'mean loss':>12}  {'accuracy':>9}")
         for r in shown_rows:
-            lines.append(f"  {r['class']:>8}  {r['count']:>10}  {_g(r['mean_loss']):>12}  "
-                         f"{_pct(r['accuracy']):>9}")
+            lines.append(
+                f"  {r['class']:>8}  {r['count']:>10}  {_g(r['mean_loss']):>12}  "
+                f"{_pct(r['accuracy']):>9}"
+            )
     return "\n".join(lines)
 
 
@@ -129,51 +143,113 @@ def add_parser(subparsers):
     """Register the `eval` subcommand on fastloss.cli's subparsers (built by
     fastloss.cli._subparser, which takes the parser class)."""
     p = subparsers.add_parser(
-        "eval", parser_class=_EvalParser,
+        "eval",
+        parser_class=_EvalParser,
         help="evaluate a loss and accuracies over .npy/.npz prediction files",
         description="Evaluate a fastloss loss over whole prediction files, chunk by chunk: "
-                    "mean and sum, accuracies and per-class statistics.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--loss", required=True, choices=LOSSES, metavar="NAME",
-                   help=f"the loss: {', '.join(LOSSES)}")
-    p.add_argument("--logits", required=True, metavar="FILE",
-                   help="predictions (.npy or .npz): logits, log-probabilities for nll_loss "
-                        "and kl_div, probabilities for binary_cross_entropy")
-    p.add_argument("--targets", required=True, metavar="FILE",
-                   help="targets (.npy or .npz): class indices, or probabilities shaped like "
-                        "the logits")
+        "mean and sum, accuracies and per-class statistics.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--loss",
+        required=True,
+        choices=LOSSES,
+        metavar="NAME",
+        help=f"the loss: {', '.join(LOSSES)}",
+    )
+    p.add_argument(
+        "--logits",
+        required=True,
+        metavar="FILE",
+        help="predictions (.npy or .npz): logits, log-probabilities for nll_loss "
+        "and kl_div, probabilities for binary_cross_entropy",
+    )
+    p.add_argument(
+        "--targets",
+        required=True,
+        metavar="FILE",
+        help="targets (.npy or .npz): class indices, or probabilities shaped like the logits",
+    )
     p.add_argument("--logits-key", metavar="KEY", help="array to use in a .npz logits file")
     p.add_argument("--targets-key", metavar="KEY", help="array to use in a .npz targets file")
-    p.add_argument("--weight", metavar="FILE",
-                   help="class weights (C,) for class losses; elementwise weights for BCE")
-    p.add_argument("--pos-weight", metavar="FILE",
-                   help="pos_weight for binary_cross_entropy_with_logits")
-    p.add_argument("--ignore-index", type=int, metavar="N",
-                   help="target value to ignore (class losses; default -100)")
-    p.add_argument("--label-smoothing", type=cli_float, metavar="E",
-                   help="cross_entropy's label smoothing in [0, 1]")
-    p.add_argument("--gamma", type=cli_float, metavar="G",
-                   help="focal_loss / sigmoid_focal_loss gamma (default 2)")
-    p.add_argument("--alpha", type=cli_float, metavar="A",
-                   help="sigmoid_focal_loss alpha (default 0.25; < 0 disables)")
+    p.add_argument(
+        "--weight",
+        metavar="FILE",
+        help="class weights (C,) for class losses; elementwise weights for BCE",
+    )
+    p.add_argument(
+        "--pos-weight", metavar="FILE", help="pos_weight for binary_cross_entropy_with_logits"
+    )
+    p.add_argument(
+        "--ignore-index",
+        type=int,
+        metavar="N",
+        help="target value to ignore (class losses; default -100)",
+    )
+    p.add_argument(
+        "--label-smoothing",
+        type=cli_float,
+        metavar="E",
+        help="cross_entropy's label smoothing in [0, 1]",
+    )
+    p.add_argument(
+        "--gamma",
+        type=cli_float,
+        metavar="G",
+        help="focal_loss / sigmoid_focal_loss gamma (default 2)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=cli_float,
+        metavar="A",
+        help="sigmoid_focal_loss alpha (default 0.25; < 0 disables)",
+    )
     p.add_argument("--beta", type=cli_float, metavar="B", help="smooth_l1_loss beta (default 1)")
     p.add_argument("--delta", type=cli_float, metavar="D", help="huber_loss delta (default 1)")
-    p.add_argument("--log-target", action="store_const", const=True,
-                   help="kl_div: the targets are log-probabilities")
-    p.add_argument("--reduction", default="mean", choices=("mean", "sum", "batchmean"),
-                   help="the reduction reported as the loss (default mean; batchmean: kl_div)")
-    p.add_argument("--top-k", nargs="+", action="extend", type=positive_int, metavar="K",
-                   help="top-k accuracies to report (default 5 when there are more than 5 "
-                        "classes)")
-    p.add_argument("--chunk-rows", type=positive_int, metavar="N",
-                   help="rows per chunk (default: about 64 MB of logits)")
-    p.add_argument("--per-sample", metavar="OUT.npy",
-                   help="write the per-sample losses (reduction='none') to OUT.npy")
+    p.add_argument(
+        "--log-target",
+        action="store_const",
+        const=True,
+        help="kl_div: the targets are log-probabilities",
+    )
+    p.add_argument(
+        "--reduction",
+        default="mean",
+        choices=("mean", "sum", "batchmean"),
+        help="the reduction reported as the loss (default mean; batchmean: kl_div)",
+    )
+    p.add_argument(
+        "--top-k",
+        nargs="+",
+        action="extend",
+        type=positive_int,
+        metavar="K",
+        help="top-k accuracies to report (default 5 when there are more than 5 classes)",
+    )
+    p.add_argument(
+        "--chunk-rows",
+        type=positive_int,
+        metavar="N",
+        help="rows per chunk (default: about 64 MB of logits)",
+    )
+    p.add_argument(
+        "--per-sample",
+        metavar="OUT.npy",
+        help="write the per-sample losses (reduction='none') to OUT.npy",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--threads", type=positive_int, metavar="N",
-                   help="threads for fastloss (default: fastloss.get_num_threads())")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (shown on a terminal when tqdm is installed)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="threads for fastloss (default: fastloss.get_num_threads())",
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (shown on a terminal when tqdm is installed)",
+    )
     p.set_defaults(subparser=p)
     return p
 
@@ -188,21 +264,43 @@ def run(args):
     progress = not args.no_progress and _isatty(sys.stderr)
     try:
         doc = evaluate(
-            args.loss, args.logits, args.targets, weight=args.weight,
-            pos_weight=args.pos_weight, ignore_index=args.ignore_index,
-            label_smoothing=args.label_smoothing, gamma=args.gamma, alpha=args.alpha,
-            beta=args.beta, delta=args.delta, log_target=args.log_target,
-            reduction=args.reduction, top_k=args.top_k, chunk_rows=args.chunk_rows,
-            per_sample=args.per_sample, logits_key=args.logits_key,
-            targets_key=args.targets_key, threads=args.threads, progress=progress)
+            args.loss,
+            args.logits,
+            args.targets,
+            weight=args.weight,
+            pos_weight=args.pos_weight,
+            ignore_index=args.ignore_index,
+            label_smoothing=args.label_smoothing,
+            gamma=args.gamma,
+            alpha=args.alpha,
+            beta=args.beta,
+            delta=args.delta,
+            log_target=args.log_target,
+            reduction=args.reduction,
+            top_k=args.top_k,
+            chunk_rows=args.chunk_rows,
+            per_sample=args.per_sample,
+            logits_key=args.logits_key,
+            targets_key=args.targets_key,
+            threads=args.threads,
+            progress=progress,
+        )
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except (_OptionProblem, FileNotFoundError, IsADirectoryError) as exc:
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, IndexError, OSError, EOFError, zipfile.BadZipFile,
-            zlib.error, pickle.UnpicklingError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        IndexError,
+        OSError,
+        EOFError,
+        zipfile.BadZipFile,
+        zlib.error,
+        pickle.UnpicklingError,
+    ) as exc:
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     print(to_json(doc) if args.json else format_report(doc))

@@ -4,6 +4,7 @@
 same validation, but computes with the pure-NumPy float64 math in ``_math.py`` instead of the
 compiled kernels.  It is the oracle of the tests and a fallback anyone can call directly.
 """
+
 import functools as _functools
 
 
@@ -11,8 +12,10 @@ def _twin(public):
     @_functools.wraps(public)
     def twin(*args, **kwargs):
         from .._config import use_backend
+
         with use_backend("reference"):
             return public(*args, **kwargs)
+
     twin.__doc__ = f"NumPy reference twin of fastloss.{public.__name__}.\n\n{public.__doc__ or ''}"
     return twin
 
@@ -20,10 +23,9 @@ def _twin(public):
 def _install(api):
     """Called by fastloss/__init__.py once fastloss._api is importable (it imports _math
     from this package, so the twins cannot be built at this module's import time)."""
-    global __all__
-    __all__ = list(api.__all__)
+    __all__[:] = api.__all__
     for name in __all__:
         globals()[name] = _twin(getattr(api, name))
 
 
-__all__ = []
+__all__: list = []

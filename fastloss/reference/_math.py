@@ -222,8 +222,17 @@ def logsumexp(x):
 # --------------------------------------------------------------------------------------------
 # class losses, x: (N, C, S)
 # --------------------------------------------------------------------------------------------
-def cross_entropy(x, target, *, reduction, grad_output=None, need_grad=False, weight=None,
-                  ignore_index=-100, label_smoothing=0.0):
+def cross_entropy(
+    x,
+    target,
+    *,
+    reduction,
+    grad_output=None,
+    need_grad=False,
+    weight=None,
+    ignore_index=-100,
+    label_smoothing=0.0,
+):
     """torch.nn.functional.cross_entropy on canonical (N, C, S) logits.
 
     target: int (N, S) class indices, or float (N, C, S) class probabilities.
@@ -243,8 +252,9 @@ def cross_entropy(x, target, *, reduction, grad_output=None, need_grad=False, we
 
         target_arr = np.asarray(target)
         if target_arr.ndim == 3 and np.issubdtype(target_arr.dtype, np.floating):
-            return _cross_entropy_probs(x, logp, p, _f64(target_arr), weight, e, reduction,
-                                        grad_output, need_grad)
+            return _cross_entropy_probs(
+                x, logp, p, _f64(target_arr), weight, e, reduction, grad_output, need_grad
+            )
 
         target_safe, keep, w, w_y = _index_target_setup(x, target_arr, weight, ignore_index)
         w_c = w.reshape(1, num_classes, 1)
@@ -288,7 +298,9 @@ def _cross_entropy_probs(x, logp, p, t, weight, e, reduction, grad_output, need_
     return loss, d_per * scale
 
 
-def nll_loss(x, target, *, reduction, grad_output=None, need_grad=False, weight=None, ignore_index=-100):
+def nll_loss(
+    x, target, *, reduction, grad_output=None, need_grad=False, weight=None, ignore_index=-100
+):
     """torch.nn.functional.nll_loss on canonical (N, C, S) log-probabilities.
 
     l_i = -w[y_i] x[i, y_i] (0 where ignored); "mean" divides by sum of w[y_i] over kept
@@ -309,8 +321,17 @@ def nll_loss(x, target, *, reduction, grad_output=None, need_grad=False, weight=
         return loss, grad
 
 
-def focal_loss(x, target, *, reduction, grad_output=None, need_grad=False, weight=None, ignore_index=-100,
-               gamma=2.0):
+def focal_loss(
+    x,
+    target,
+    *,
+    reduction,
+    grad_output=None,
+    need_grad=False,
+    weight=None,
+    ignore_index=-100,
+    gamma=2.0,
+):
     """Multi-class softmax focal loss: per sample -w[y] (1 - p_y)^gamma log p_y.
 
     "mean" divides by sum of w[y] over non-ignored samples (gamma = 0 is cross_entropy).
@@ -331,7 +352,7 @@ def focal_loss(x, target, *, reduction, grad_output=None, need_grad=False, weigh
         p_minus_onehot, q = _p_minus_onehot(ex, s, onehot)  # q = 1 - p_y, (N, S)
         log_p_y = _log_p_target(shifted, s, q, target_safe)
         p_y = _gather(ex, target_safe) / s[:, 0, :]
-        modulating = q ** gamma  # 0 ** 0 == 1
+        modulating = q**gamma  # 0 ** 0 == 1
         per = np.where(keep, w_y * modulating * (-log_p_y), 0.0)
 
         d_per = None
@@ -355,7 +376,9 @@ def _finish_elementwise(per, d_per, reduction, grad_output, need_grad, denominat
     return loss, d_per * _grad_scale(reduction, denominator, grad_output)
 
 
-def sigmoid_focal_loss(x, target, *, reduction, grad_output=None, need_grad=False, alpha=0.25, gamma=2.0):
+def sigmoid_focal_loss(
+    x, target, *, reduction, grad_output=None, need_grad=False, alpha=0.25, gamma=2.0
+):
     """torchvision.ops.sigmoid_focal_loss (soft targets in [0, 1] allowed).
 
     ce = t softplus(-x) + (1 - t) softplus(x) (a term with coefficient 0 contributes 0),
@@ -370,10 +393,11 @@ def sigmoid_focal_loss(x, target, *, reduction, grad_output=None, need_grad=Fals
         gamma = float(gamma)
         p = _sigmoid(x)
         one_minus_p = _sigmoid(-x)
-        ce = (np.where(t == 0.0, 0.0, t * _softplus(-x))
-              + np.where(t == 1.0, 0.0, (1.0 - t) * _softplus(x)))
+        ce = np.where(t == 0.0, 0.0, t * _softplus(-x)) + np.where(
+            t == 1.0, 0.0, (1.0 - t) * _softplus(x)
+        )
         u = t * one_minus_p + (1.0 - t) * p
-        modulating = u ** gamma
+        modulating = u**gamma
         per = ce * modulating
         alpha_t = None
         if alpha >= 0:
@@ -384,8 +408,7 @@ def sigmoid_focal_loss(x, target, *, reduction, grad_output=None, need_grad=Fals
         if need_grad:
             d_ce = (1.0 - t) * p - t * one_minus_p  # = p - t
             pq = p * one_minus_p
-            second = np.where(pq == 0.0, 0.0,
-                              gamma * ce * modulating * (pq / u) * (1.0 - 2.0 * t))
+            second = np.where(pq == 0.0, 0.0, gamma * ce * modulating * (pq / u) * (1.0 - 2.0 * t))
             d_per = d_ce * modulating + second
             if alpha_t is not None:
                 d_per = alpha_t * d_per
@@ -414,8 +437,9 @@ def binary_cross_entropy(x, target, *, reduction, grad_output=None, need_grad=Fa
         return _finish_elementwise(per, d_per, reduction, grad_output, need_grad)
 
 
-def binary_cross_entropy_with_logits(x, target, *, reduction, grad_output=None, need_grad=False, weight=None,
-                                     pos_weight=None):
+def binary_cross_entropy_with_logits(
+    x, target, *, reduction, grad_output=None, need_grad=False, weight=None, pos_weight=None
+):
     """l = w [ pos_weight t softplus(-x) + (1 - t) softplus(x) ]; a term whose coefficient is 0
     contributes 0, so x = +-inf with an agreeing target gives loss 0 (torch: NaN).  x = NaN
     gives NaN (like torch) even when both coefficients are 0 (pos_weight = 0, t = 1).
@@ -426,8 +450,9 @@ def binary_cross_entropy_with_logits(x, target, *, reduction, grad_output=None, 
         t = _f64(target)
         pos_coef = t if pos_weight is None else _f64(pos_weight) * t
         neg_coef = 1.0 - t
-        per = (np.where(pos_coef == 0.0, 0.0, pos_coef * _softplus(-x))
-               + np.where(neg_coef == 0.0, 0.0, neg_coef * _softplus(x)))
+        per = np.where(pos_coef == 0.0, 0.0, pos_coef * _softplus(-x)) + np.where(
+            neg_coef == 0.0, 0.0, neg_coef * _softplus(x)
+        )
         per = np.where(np.isnan(x), x, per)
         if weight is not None:
             per = _f64(weight) * per

@@ -12,6 +12,7 @@ def torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduc
     needed): the peer of fastloss.sigmoid_focal_loss in the benchmark and in the tests."""
     import torch
     import torch.nn.functional as F
+
     p = torch.sigmoid(inputs)
     ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
     p_t = p * targets + (1 - p) * (1 - targets)

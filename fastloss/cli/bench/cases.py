@@ -7,6 +7,7 @@ benchmarked without an edit here; ``_EXTRAS`` adds peers and flags by name (and,
 kind of loss, a row to ``KINDS`` says which calls are timed and against which floor).  Only
 rows whose name is in ``fastloss.__all__`` are benchmarked.
 """
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,8 +17,20 @@ import fastloss
 from ... import _losses
 from ...reference._oracles import torchvision_sigmoid_focal_loss
 
-__all__ = ["CLASS_SHAPES", "CLASS_QUICK", "FLAT_SHAPES", "FLAT_QUICK", "FLOORS", "Kind",
-           "KINDS", "Loss", "LOSSES", "available_losses", "default_losses", "shape_str"]
+__all__ = [
+    "CLASS_SHAPES",
+    "CLASS_QUICK",
+    "FLAT_SHAPES",
+    "FLAT_QUICK",
+    "FLOORS",
+    "Kind",
+    "KINDS",
+    "Loss",
+    "LOSSES",
+    "available_losses",
+    "default_losses",
+    "shape_str",
+]
 
 CLASS_SHAPES = ((65536, 1000), (1048576, 10), (2048, 32000), (32, 10))
 CLASS_QUICK = ((8192, 1000), (131072, 10), (256, 32000), (32, 10))
@@ -35,12 +48,13 @@ FLOORS = {
 @dataclass(frozen=True)
 class Kind:
     """What is timed for a kind of loss and which memory floor each call is compared with."""
-    modes: tuple          # ((mode, floor name), ...) in table order
-    shapes: tuple         # default shapes
-    quick_shapes: tuple   # --quick shapes (about 1/8 of the default sizes)
-    target: str           # "index" (int64 class per sample), "same" (x's shape and dtype), "none"
-    min_ndim: int         # shapes with fewer dimensions are refused for this kind
-    peer_mode: str        # the mode the NumPy reference is timed in
+
+    modes: tuple  # ((mode, floor name), ...) in table order
+    shapes: tuple  # default shapes
+    quick_shapes: tuple  # --quick shapes (about 1/8 of the default sizes)
+    target: str  # "index" (int64 class per sample), "same" (x's shape and dtype), "none"
+    min_ndim: int  # shapes with fewer dimensions are refused for this kind
+    peer_mode: str  # the mode the NumPy reference is timed in
 
 
 _LOSS_MODES = (("loss", "sum"), ("fwd+bwd", "copy"), ("grad_out", "copyto"))
@@ -94,7 +108,6 @@ def _torch_focal(torch, F, x, t, gamma=2.0):
     return (-((1 - logpt.exp()) ** gamma) * logpt).mean()
 
 
-
 def _torch_sigmoid_focal(torch, F, x, t, alpha=0.25, gamma=2.0):
     return torchvision_sigmoid_focal_loss(x, t, alpha, gamma, reduction="mean")
 
@@ -103,54 +116,63 @@ def _torch_sigmoid_focal(torch, F, x, t, alpha=0.25, gamma=2.0):
 class Loss:
     name: str
     kind: str
-    make: object = _logits          # (rng, z, shape, dtype) -> x, or (x, target)
+    make: object = _logits  # (rng, z, shape, dtype) -> x, or (x, target)
     kwargs: dict = field(default_factory=dict)
-    torch: object = None            # (torch, F, x, t) -> tensor
-    sklearn: object = None          # (sklearn._loss.loss module, shape) -> loss object
-    default: bool = False           # benchmarked when no --loss is given
-    scaling: bool = False           # compute-bound: its 1 -> N thread scaling is measured
+    torch: object = None  # (torch, F, x, t) -> tensor
+    sklearn: object = None  # (sklearn._loss.loss module, shape) -> loss object
+    default: bool = False  # benchmarked when no --loss is given
+    scaling: bool = False  # compute-bound: its 1 -> N thread scaling is measured
 
 
 # input makers by the registry row's (input domain, target domain)
 _MAKERS = {
-    ("logits", "class"): _logits, ("logits", "class_or_prob"): _logits,
-    ("logprob", "class"): _make_logprobs, ("logits", "none"): _logits,
-    ("logits", "binary"): _make_logits_binary, ("prob", "binary"): _make_probs_binary,
-    ("real", "real"): _make_regression, ("logprob", "prob"): _make_kl,
+    ("logits", "class"): _logits,
+    ("logits", "class_or_prob"): _logits,
+    ("logprob", "class"): _make_logprobs,
+    ("logits", "none"): _logits,
+    ("logits", "binary"): _make_logits_binary,
+    ("prob", "binary"): _make_probs_binary,
+    ("real", "real"): _make_regression,
+    ("logprob", "prob"): _make_kl,
 }
 
 # what the benchmark adds to a registry row, by name: a kind other than the family's, a
 # torch formula other than F.<torch_name>(x, t), a scikit-learn peer, keyword arguments,
 # default=False (not timed unless asked for), scaling=True (compute-bound: thread scaling)
 _EXTRAS = {
-    "cross_entropy": dict(sklearn=lambda sk, shape: sk.HalfMultinomialLoss(n_classes=shape[1]),
-                          scaling=True),
+    "cross_entropy": dict(
+        sklearn=lambda sk, shape: sk.HalfMultinomialLoss(n_classes=shape[1]), scaling=True
+    ),
     "focal_loss": dict(kwargs={"gamma": 2.0}, torch=_torch_focal, scaling=True),
     "nll_loss": dict(default=False),
     "log_softmax": dict(torch=lambda torch, F, x, t: F.log_softmax(x, dim=-1)),
     "softmax": dict(torch=lambda torch, F, x, t: F.softmax(x, dim=-1)),
-    "logsumexp": dict(kind="rowreduce",
-                      torch=lambda torch, F, x, t: torch.logsumexp(x, dim=-1)),
-    "sigmoid_focal_loss": dict(kwargs={"alpha": 0.25, "gamma": 2.0, "reduction": "mean"},
-                               torch=_torch_sigmoid_focal, scaling=True),
+    "logsumexp": dict(kind="rowreduce", torch=lambda torch, F, x, t: torch.logsumexp(x, dim=-1)),
+    "sigmoid_focal_loss": dict(
+        kwargs={"alpha": 0.25, "gamma": 2.0, "reduction": "mean"},
+        torch=_torch_sigmoid_focal,
+        scaling=True,
+    ),
     "binary_cross_entropy_with_logits": dict(sklearn=lambda sk, shape: sk.HalfBinomialLoss()),
     "mse_loss": dict(sklearn=lambda sk, shape: sk.HalfSquaredError()),
     "l1_loss": dict(sklearn=lambda sk, shape: sk.AbsoluteError()),
     "smooth_l1_loss": dict(kwargs={"beta": 1.0}),
     "huber_loss": dict(kwargs={"delta": 1.0}, sklearn=lambda sk, shape: sk.HuberLoss(delta=1.0)),
-    "kl_div": dict(kwargs={"reduction": "batchmean"},
-                   torch=lambda torch, F, x, t: F.kl_div(x, t, reduction="batchmean")),
+    "kl_div": dict(
+        kwargs={"reduction": "batchmean"},
+        torch=lambda torch, F, x, t: F.kl_div(x, t, reduction="batchmean"),
+    ),
 }
 
 
 def _row(spec):
     """The benchmark row of a registry row (fastloss._losses.LOSSES)."""
     extra = dict(_EXTRAS.get(spec.name, {}))
-    kind = extra.pop("kind", {"class": "class", "elementwise": "elementwise",
-                              "axis": "softmax"}[spec.family])
+    kind = extra.pop(
+        "kind", {"class": "class", "elementwise": "elementwise", "axis": "softmax"}[spec.family]
+    )
     if "torch" not in extra and spec.torch_name and "." not in spec.torch_name:
-        extra["torch"] = (lambda fn: lambda torch, F, x, t: getattr(F, fn)(x, t))(
-            spec.torch_name)
+        extra["torch"] = (lambda fn: lambda torch, F, x, t: getattr(F, fn)(x, t))(spec.torch_name)
     extra.setdefault("default", spec.family != "axis")
     return Loss(spec.name, kind, _MAKERS[spec.input_domain, spec.target_domain], **extra)
 
@@ -166,7 +188,6 @@ def available_losses():
 
 def default_losses():
     return [name for name in available_losses() if LOSSES[name].default]
-
 
 
 def shape_str(shape):

@@ -1,5 +1,6 @@
 """``fastloss bench``: the subcommand's options, the checks argparse cannot make, and the run
 with its output files (the engine: runner, report)."""
+
 import argparse
 import os
 import sys
@@ -28,16 +29,18 @@ sklearn._loss loss_gradient (grad_out row, if importable) for cross_entropy,
 binary_cross_entropy_with_logits, mse_loss, l1_loss and huber_loss.
 
 With N > 1 threads, a last section times the compute-bound cases (cross_entropy and
-focal_loss with at most TUNING["small_c"] (48) classes, sigmoid_focal_loss; 65536 elements or more), loss only
-and grad_out, on 1 and on N threads, and as N Python threads each making the call on one
-thread at once (speedup over the same N calls one after another: the GIL is released).
+focal_loss with at most 48 classes, the kernels' small-C bound; sigmoid_focal_loss; 65536
+elements or more), loss only and grad_out, on 1 and on N threads, and as N Python threads
+each making the call on one thread at once (speedup over the same N calls one after another:
+the GIL is released).
 
 --json FILE writes every measurement: settings, machine, versions, fastloss_config and
 results[] with loss, kind, shape, dtype, mode, elements, bytes, threads, fastloss_s,
 ns_per_element, floor_op, floor_raw_s, floor_factor, floor_s, x_floor, numpy_s, vs_numpy,
 torch_s, vs_torch, sklearn_s, vs_sklearn, error, notes; checks[] (accuracy vs the
 reference or torch); and scaling[] (one_thread_s, threads_s, speedup, python_threads_s,
-python_serial_s, python_speedup per compute-bound case and mode).  --plot FILE.png needs matplotlib: pip install 'fastloss[plot]'.
+python_serial_s, python_speedup per compute-bound case and mode).
+--plot FILE.png needs matplotlib: pip install 'fastloss[plot]'.
 """
 
 
@@ -45,40 +48,77 @@ def add_parser(subparsers):
     """Register the `bench` subcommand on fastloss.cli's subparsers."""
     available = cases.available_losses()
     b = subparsers.add_parser(
-        "bench", help="benchmark against the memory floor, NumPy, torch and scikit-learn",
+        "bench",
+        help="benchmark against the memory floor, NumPy, torch and scikit-learn",
         description="Time fastloss's losses against the memory floor measured in the same "
-                    "run, the NumPy reference, torch and scikit-learn.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    b.add_argument("--quick", action="store_true",
-                   help="shapes about 1/8 of the default sizes, 3 repeats (under a minute)")
+        "run, the NumPy reference, torch and scikit-learn.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    b.add_argument(
+        "--quick",
+        action="store_true",
+        help="shapes about 1/8 of the default sizes, 3 repeats (under a minute)",
+    )
     b.add_argument("--json", metavar="FILE", help="write every measurement to FILE as JSON")
-    b.add_argument("--markdown", metavar="FILE.md",
-                   help="write the results as the README's Markdown table")
-    b.add_argument("--plot", metavar="FILE.png",
-                   help="draw ns per element (fastloss vs floor vs torch); needs matplotlib")
-    b.add_argument("--threads", type=_argtypes.positive_int, metavar="N",
-                   help="threads for fastloss, torch and sklearn (default: "
-                        f"{fastloss.get_num_threads()})")
-    b.add_argument("--dtype", choices=tuple(_DTYPES), default="both",
-                   help="float32, float64 or both (default)")
-    b.add_argument("--loss", nargs="+", action="extend", metavar="NAME",
-                   help=f"losses to time (default: {', '.join(cases.default_losses())}); "
-                        f"available: {', '.join(available)}")
-    b.add_argument("--shape", nargs="+", action="extend", type=_argtypes.shape,
-                   metavar="NxC",
-                   help="shapes to use for every selected loss instead of the defaults "
-                        "(e.g. 65536x1000; a flat N for elementwise losses)")
-    b.add_argument("--repeat", type=_argtypes.positive_int, metavar="K",
-                   help="best of K (default 5, --quick 3; slow peers use at most 3)")
-    b.add_argument("--passes", type=_argtypes.positive_int, metavar="P",
-                   help="time fastloss and the floors in P passes over all cases, keeping "
-                        "each row's best (default 2, --quick 1): a slow spell of a shared "
-                        "machine rarely covers the same case twice")
-    b.add_argument("--skip", nargs="+", action="extend", choices=_PEERS + ("scaling",),
-                   metavar="PEER",
-                   help=f"peers not to time: {', '.join(_PEERS)}; 'scaling': no thread-"
-                        "scaling section (1 -> N threads and N Python threads on the "
-                        "compute-bound cases, timed when N > 1)")
+    b.add_argument(
+        "--markdown", metavar="FILE.md", help="write the results as the README's Markdown table"
+    )
+    b.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="draw ns per element (fastloss vs floor vs torch); needs matplotlib",
+    )
+    b.add_argument(
+        "--threads",
+        type=_argtypes.positive_int,
+        metavar="N",
+        help=f"threads for fastloss, torch and sklearn (default: {fastloss.get_num_threads()})",
+    )
+    b.add_argument(
+        "--dtype", choices=tuple(_DTYPES), default="both", help="float32, float64 or both (default)"
+    )
+    b.add_argument(
+        "--loss",
+        nargs="+",
+        action="extend",
+        metavar="NAME",
+        help=f"losses to time (default: {', '.join(cases.default_losses())}); "
+        f"available: {', '.join(available)}",
+    )
+    b.add_argument(
+        "--shape",
+        nargs="+",
+        action="extend",
+        type=_argtypes.shape,
+        metavar="NxC",
+        help="shapes to use for every selected loss instead of the defaults "
+        "(e.g. 65536x1000; a flat N for elementwise losses)",
+    )
+    b.add_argument(
+        "--repeat",
+        type=_argtypes.positive_int,
+        metavar="K",
+        help="best of K (default 5, --quick 3; slow peers use at most 3)",
+    )
+    b.add_argument(
+        "--passes",
+        type=_argtypes.positive_int,
+        metavar="P",
+        help="time fastloss and the floors in P passes over all cases, keeping "
+        "each row's best (default 2, --quick 1): a slow spell of a shared "
+        "machine rarely covers the same case twice",
+    )
+    b.add_argument(
+        "--skip",
+        nargs="+",
+        action="extend",
+        choices=_PEERS + ("scaling",),
+        metavar="PEER",
+        help=f"peers not to time: {', '.join(_PEERS)}; 'scaling': no thread-"
+        "scaling section (1 -> N threads and N Python threads on the "
+        "compute-bound cases, timed when N > 1)",
+    )
     b.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     b.set_defaults(subparser=b)
     return b
@@ -90,11 +130,14 @@ def _check_args(parser, args):
     losses = []
     for name in args.loss or []:
         if name not in cases.LOSSES:
-            parser.error(f"argument --loss: unknown loss {name!r} (choose from "
-                         f"{', '.join(available)})")
+            parser.error(
+                f"argument --loss: unknown loss {name!r} (choose from {', '.join(available)})"
+            )
         if name not in available:
-            parser.error(f"argument --loss: {name!r} is not available in this fastloss "
-                         f"{fastloss.__version__} (available: {', '.join(available)})")
+            parser.error(
+                f"argument --loss: {name!r} is not available in this fastloss "
+                f"{fastloss.__version__} (available: {', '.join(available)})"
+            )
         if name not in losses:
             losses.append(name)
     if args.shape:
@@ -102,22 +145,30 @@ def _check_args(parser, args):
             kind = cases.KINDS[cases.LOSSES[name].kind]
             for shape in args.shape:
                 if len(shape) < kind.min_ndim:
-                    parser.error(f"argument --shape: {cases.shape_str(shape)} has "
-                                 f"{len(shape)} dimension(s) but {name} needs at least "
-                                 f"{kind.min_ndim} (NxC); select losses with --loss")
-    for option, path in (("--json", args.json), ("--markdown", args.markdown),
-                         ("--plot", args.plot)):
+                    parser.error(
+                        f"argument --shape: {cases.shape_str(shape)} has "
+                        f"{len(shape)} dimension(s) but {name} needs at least "
+                        f"{kind.min_ndim} (NxC); select losses with --loss"
+                    )
+    for option, path in (
+        ("--json", args.json),
+        ("--markdown", args.markdown),
+        ("--plot", args.plot),
+    ):
         if path is not None:
             folder = os.path.dirname(os.path.abspath(path))
             if os.path.isdir(path) or not os.path.isdir(folder):
-                parser.error(f"argument {option}: cannot write {path!r} (no such folder, or it "
-                             "is a folder)")
+                parser.error(
+                    f"argument {option}: cannot write {path!r} (no such folder, or it is a folder)"
+                )
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            parser.error("argument --plot: matplotlib is not installed; install it with "
-                         "pip install 'fastloss[plot]' (or pip install matplotlib)")
+            parser.error(
+                "argument --plot: matplotlib is not installed; install it with "
+                "pip install 'fastloss[plot]' (or pip install matplotlib)"
+            )
     return losses
 
 
@@ -125,25 +176,44 @@ def run(args):
     """Run `fastloss bench` for parsed arguments; returns the exit status."""
     losses = _check_args(args.subparser, args)
     cfg = runner.BenchConfig(
-        losses=losses or None, shapes=args.shape, dtypes=_DTYPES[args.dtype],
-        quick=args.quick, threads=args.threads, repeat=args.repeat, passes=args.passes,
-        skip=tuple(args.skip or ()), seed=args.seed, command=args.command_line)
+        losses=losses or None,
+        shapes=args.shape,
+        dtypes=_DTYPES[args.dtype],
+        quick=args.quick,
+        threads=args.threads,
+        repeat=args.repeat,
+        passes=args.passes,
+        skip=tuple(args.skip or ()),
+        seed=args.seed,
+        command=args.command_line,
+    )
     records = []
     status = 0
     try:
         doc = runner.run(cfg, records=records)
         # a failing fastloss call or a result that disagrees with the reference: exit 1
-        if (any(r["error"] for r in doc["results"] + doc["scaling"])
-                or not all(c["ok"] for c in doc["checks"])):
+        if any(r["error"] for r in doc["results"] + doc["scaling"]) or not all(
+            c["ok"] for c in doc["checks"]
+        ):
             status = 1
     except KeyboardInterrupt:
         print("\ninterrupted: writing the measurements taken so far", file=sys.stderr)
         status = 130
-        doc = {"schema": "fastloss-bench/1", "interrupted": True,
-               "settings": {"quick": cfg.quick, "threads": cfg.threads, "repeat": cfg.repeat,
-                            "dtypes": list(cfg.dtypes)},
-               "machine": machine.machine_facts(), "versions": machine.versions(),
-               "fastloss_config": fastloss.config(), "results": records, "checks": []}
+        doc = {
+            "schema": "fastloss-bench/1",
+            "interrupted": True,
+            "settings": {
+                "quick": cfg.quick,
+                "threads": cfg.threads,
+                "repeat": cfg.repeat,
+                "dtypes": list(cfg.dtypes),
+            },
+            "machine": machine.machine_facts(),
+            "versions": machine.versions(),
+            "fastloss_config": fastloss.config(),
+            "results": records,
+            "checks": [],
+        }
     for path, write in ((args.json, report.write_json), (args.markdown, report.write_markdown)):
         if path:
             try:
@@ -156,12 +226,14 @@ def run(args):
         try:
             report.plot(doc, args.plot)
         except ImportError as exc:
-            print(f"fastloss bench: --plot needs matplotlib ({exc}); install it with "
-                  "pip install 'fastloss[plot]'", file=sys.stderr)
+            print(
+                f"fastloss bench: --plot needs matplotlib ({exc}); install it with "
+                "pip install 'fastloss[plot]'",
+                file=sys.stderr,
+            )
             return 1
         except OSError as exc:
             print(f"fastloss bench: cannot write {args.plot}: {exc}", file=sys.stderr)
             return 1
         print(f"wrote {args.plot}")
     return status
-

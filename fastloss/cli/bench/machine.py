@@ -1,5 +1,6 @@
 """Facts about the machine (CPU, cores, cache, SIMD flags, memory, load) and the versions of
 fastloss and its peers (torch and scikit-learn, imported only when present)."""
+
 import os
 import platform
 
@@ -11,9 +12,16 @@ __all__ = ["machine_facts", "load_average", "versions", "import_torch", "import_
 
 
 def machine_facts():
-    info = {"cpu": platform.processor() or platform.machine(), "logical_cpus": os.cpu_count(),
-            "usable_cpus": None, "physical_cores": None, "cache": None, "simd_flags": [],
-            "memory_gib": None, "platform": platform.platform()}
+    info = {
+        "cpu": platform.processor() or platform.machine(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": None,
+        "physical_cores": None,
+        "cache": None,
+        "simd_flags": [],
+        "memory_gib": None,
+        "platform": platform.platform(),
+    }
     try:
         info["usable_cpus"] = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -43,9 +51,23 @@ def machine_facts():
         if core is not None:
             cores.add((phys, core))
         info["physical_cores"] = len(cores) or None
-        info["simd_flags"] = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw",
-                                          "avx512vl", "avx512dq", "avx512_bf16", "asimd", "sve")
-                              if f in flags]
+        info["simd_flags"] = [
+            f
+            for f in (
+                "sse4_2",
+                "avx",
+                "avx2",
+                "fma",
+                "avx512f",
+                "avx512bw",
+                "avx512vl",
+                "avx512dq",
+                "avx512_bf16",
+                "asimd",
+                "sve",
+            )
+            if f in flags
+        ]
     except OSError:
         pass
     try:
@@ -57,7 +79,6 @@ def machine_facts():
     except (OSError, ValueError, IndexError):
         pass
     return info
-
 
 
 def load_average():
@@ -86,12 +107,18 @@ def import_sklearn_loss():
 
 
 def versions(torch=None):
-    out = {"python": platform.python_version(), "numpy": np.__version__,
-           "fastloss": fastloss.__version__, "torch": None, "sklearn": None}
+    out = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "fastloss": fastloss.__version__,
+        "torch": None,
+        "sklearn": None,
+    }
     if torch is not None:
         out["torch"] = torch.__version__
     try:
         import sklearn
+
         out["sklearn"] = sklearn.__version__
     except Exception:  # noqa: BLE001
         pass

@@ -2,6 +2,7 @@
 reference, torch and scikit-learn, and a check of fastloss's result; later passes over all
 cases; the thread scaling of the compute-bound cases.  ``run`` returns the JSON document
 described in docs/bench-json.md."""
+
 import gc
 import math
 import sys
@@ -23,27 +24,25 @@ __all__ = ["BenchConfig", "run", "scaling_cases"]
 
 @dataclass
 class BenchConfig:
-    losses: list = None           # None: default_losses()
-    shapes: list = None           # None: each kind's default (or quick) shapes
+    losses: list = None  # None: default_losses()
+    shapes: list = None  # None: each kind's default (or quick) shapes
     dtypes: tuple = ("float32", "float64")
     quick: bool = False
-    threads: int = None           # None: fastloss.get_num_threads()
-    repeat: int = None            # None: 3 (quick) / 5
-    skip: tuple = ()              # peers not to run: "numpy", "torch", "sklearn"
-    reference_limit_s: float = None   # skip the reference above this estimated s/call
-    min_total: float = None       # keep measuring fastloss and the floors at least this long
-    passes: int = None            # None: 1 (quick) / 2: fastloss and the floors timed again
-                                  # after all cases, best of the passes kept per row
+    threads: int = None  # None: fastloss.get_num_threads()
+    repeat: int = None  # None: 3 (quick) / 5
+    skip: tuple = ()  # peers not to run: "numpy", "torch", "sklearn"
+    reference_limit_s: float = None  # skip the reference above this estimated s/call
+    min_total: float = None  # keep measuring fastloss and the floors at least this long
+    passes: int = None  # None: 1 (quick) / 2: fastloss and the floors timed again
+    # after all cases, best of the passes kept per row
     seed: int = 0
-    command: list = None          # recorded in the JSON document (default: sys.argv)
-
+    command: list = None  # recorded in the JSON document (default: sys.argv)
 
 
 def _ratio(num, den):
     if num is None or den is None or den <= 0 or not math.isfinite(num):
         return None
     return num / den
-
 
 
 def _rel_err(a, b):
@@ -66,7 +65,6 @@ def _rel_err(a, b):
 
 def _tolerance(dtype):
     return 2e-4 if dtype == "float32" else 1e-9
-
 
 
 def run(cfg, out=None, records=None):
@@ -105,64 +103,105 @@ def run(cfg, out=None, records=None):
 
     records = [] if records is None else records
     checks, scaling = [], []
-    doc = {"schema": "fastloss-bench/1",
-           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-           "command": list(cfg.command if cfg.command is not None else sys.argv),
-           "settings": None, "machine": machine, "versions": vers,
-           "fastloss_config": fastloss.config(), "results": records, "checks": checks,
-           "scaling": scaling,
-           "elapsed_s": None, "others_cpu_fraction": None}
+    doc = {
+        "schema": "fastloss-bench/1",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": list(cfg.command if cfg.command is not None else sys.argv),
+        "settings": None,
+        "machine": machine,
+        "versions": vers,
+        "fastloss_config": fastloss.config(),
+        "results": records,
+        "checks": checks,
+        "scaling": scaling,
+        "elapsed_s": None,
+        "others_cpu_fraction": None,
+    }
     plan = []
     for name in losses:
         kind = KINDS[LOSSES[name].kind]
         shapes = cfg.shapes or (kind.quick_shapes if cfg.quick else kind.shapes)
         for shape in shapes:
             plan.append((name, tuple(shape)))
-    doc["settings"] = {"quick": cfg.quick, "threads": threads, "repeat": cfg.repeat,
-                       "passes": cfg.passes,
-                       "dtypes": list(cfg.dtypes), "losses": losses,
-                       "shapes": [list(s) for s in (cfg.shapes or [])] or "default",
-                       "skip": list(cfg.skip)}
+    doc["settings"] = {
+        "quick": cfg.quick,
+        "threads": threads,
+        "repeat": cfg.repeat,
+        "passes": cfg.passes,
+        "dtypes": list(cfg.dtypes),
+        "losses": losses,
+        "shapes": [list(s) for s in (cfg.shapes or [])] or "default",
+        "skip": list(cfg.skip),
+    }
 
     for line in header_lines(cfg, machine, vers, threads, torch):
         print(line, file=out)
     load = machine["load_average_start"]
     ncpu = machine["usable_cpus"] or machine["logical_cpus"] or 1
     if load and load[0] > 0.25 * ncpu:
-        print(f"WARNING: load average {load[0]:.2f} on {ncpu} CPUs before the run: other "
-              "processes compete for the CPUs and inflate (multi-threaded) timings; rows "
-              "marked 'busy' below had other processes using >10% of the CPUs", file=out)
+        print(
+            f"WARNING: load average {load[0]:.2f} on {ncpu} CPUs before the run: other "
+            "processes compete for the CPUs and inflate (multi-threaded) timings; rows "
+            "marked 'busy' below had other processes using >10% of the CPUs",
+            file=out,
+        )
     if fastloss.get_backend() != "compiled":
-        print("WARNING: fastloss runs on the NumPy reference backend (FASTLOSS_BACKEND): the "
-              "'fastloss' column times the reference, not the compiled kernels", file=out)
+        print(
+            "WARNING: fastloss runs on the NumPy reference backend (FASTLOSS_BACKEND): the "
+            "'fastloss' column times the reference, not the compiled kernels",
+            file=out,
+        )
     print(file=out)
-    table = Table(out, max(len(n) for n in losses) if losses else 4,
-                  max(len(shape_str(s)) for _, s in plan) if plan else 5)
+    table = Table(
+        out,
+        max(len(n) for n in losses) if losses else 4,
+        max(len(shape_str(s)) for _, s in plan) if plan else 5,
+    )
     table.header()
 
     rng = np.random.default_rng(cfg.seed)
-    base = {}   # shape -> (z float32 N(0,1), int64 class targets or None)
+    base = {}  # shape -> (z float32 N(0,1), int64 class targets or None)
     try:
         for name, shape in plan:
             if shape not in base:
                 base.clear()
                 base[shape] = _shape_base(rng, shape)
             for dtype in cfg.dtypes:
-                _run_case(cfg, name, shape, dtype, base[shape], rng, threads, torch, F,
-                          sk_loss, slow_budget, slow_repeat, table, records,
-                          checks)
+                _run_case(
+                    cfg,
+                    name,
+                    shape,
+                    dtype,
+                    base[shape],
+                    rng,
+                    threads,
+                    torch,
+                    F,
+                    sk_loss,
+                    slow_budget,
+                    slow_repeat,
+                    table,
+                    records,
+                    checks,
+                )
         # a slow spell of the machine lasting a whole case (seconds, on shared VMs) inflates
         # every best-of-K time of that case: later passes time fastloss and the floors again
         # (peers are not repeated) and each row keeps its best fastloss and floor times
         for k in range(1, cfg.passes):
-            print(f"\npass {k + 1} of {cfg.passes}: fastloss and the floors timed again; "
-                  "each row keeps its best times of all passes", file=out)
+            print(
+                f"\npass {k + 1} of {cfg.passes}: fastloss and the floors timed again; "
+                "each row keeps its best times of all passes",
+                file=out,
+            )
             prng = np.random.default_rng(cfg.seed + k)
             for name, shape in plan:
                 shared = _shape_base(prng, shape)
                 for dtype in cfg.dtypes:
-                    recs = [r for r in records if r["loss"] == name and r["dtype"] == dtype
-                            and tuple(r["shape"]) == shape]
+                    recs = [
+                        r
+                        for r in records
+                        if r["loss"] == name and r["dtype"] == dtype and tuple(r["shape"]) == shape
+                    ]
                     if recs:
                         x, target = _case_inputs(name, shape, dtype, shared, prng)
                         floors, fl_time, _, _ = _time_fastloss(cfg, name, x, target)
@@ -176,15 +215,17 @@ def run(cfg, out=None, records=None):
         # threads making calls at once (the GIL is released)
         cases = scaling_cases(plan) if threads > 1 and "scaling" not in cfg.skip else []
         if cases:
-            print(f"\nthread scaling of the compute-bound cases, 1 -> {threads} threads, and "
-                  f"{threads} Python threads each making the call on one thread at once "
-                  "(speedup over the calls one after another):", file=out)
+            print(
+                f"\nthread scaling of the compute-bound cases, 1 -> {threads} threads, and "
+                f"{threads} Python threads each making the call on one thread at once "
+                "(speedup over the calls one after another):",
+                file=out,
+            )
             srng = np.random.default_rng(cfg.seed + cfg.passes)
             for name, shape in cases:
                 shared = _shape_base(srng, shape)
                 for dtype in cfg.dtypes:
-                    scaling.extend(_time_scaling(cfg, name, shape, dtype, shared, srng,
-                                                 threads))
+                    scaling.extend(_time_scaling(cfg, name, shape, dtype, shared, srng, threads))
                 del shared
             for line in scaling_lines(scaling, threads):
                 print(line, file=out)
@@ -195,20 +236,25 @@ def run(cfg, out=None, records=None):
         doc["elapsed_s"] = time.perf_counter() - started
         doc["others_cpu_fraction"] = watch.others_fraction()
     others = doc["others_cpu_fraction"]
-    busy = "" if others is None else (f"; other processes used {100 * others:.0f}% of the "
-                                      f"CPUs meanwhile")
+    busy = (
+        ""
+        if others is None
+        else (f"; other processes used {100 * others:.0f}% of the CPUs meanwhile")
+    )
     extra = f" (and {len(scaling)} thread-scaling rows)" if scaling else ""
     print(f"\n{len(records)} measurements{extra} in {doc['elapsed_s']:.1f} s{busy}", file=out)
     if others is not None and others > 0.1:
-        print("WARNING: the machine was busy: compare ratios from a run on an idle machine",
-              file=out)
+        print(
+            "WARNING: the machine was busy: compare ratios from a run on an idle machine", file=out
+        )
     failed = [r for r in records + scaling if r["error"]]
     if failed:
         print(f"WARNING: {len(failed)} fastloss call(s) failed (see ERROR rows)", file=out)
     bad = [c for c in checks if not c["ok"]]
     if bad:
-        print(f"WARNING: {len(bad)} case(s) disagree with the reference/torch (see notes)",
-              file=out)
+        print(
+            f"WARNING: {len(bad)} case(s) disagree with the reference/torch (see notes)", file=out
+        )
     return doc
 
 
@@ -216,8 +262,11 @@ def _shape_base(rng, shape):
     """The draws every case of one shape is made from: z ~ N(0, 1) (float32) and, for shapes
     with a class axis, class indices."""
     z = rng.standard_normal(shape, dtype=np.float32)
-    idx = (rng.integers(0, shape[1], size=(shape[0],) + shape[2:], dtype=np.int64)
-           if len(shape) >= 2 else None)
+    idx = (
+        rng.integers(0, shape[1], size=(shape[0],) + shape[2:], dtype=np.int64)
+        if len(shape) >= 2
+        else None
+    )
     return z, idx
 
 
@@ -246,22 +295,28 @@ def _time_fastloss(cfg, name, x, target):
     fn = getattr(fastloss, name)
     kw = dict(row.kwargs)
     buf = np.empty_like(x)
-    np.copyto(buf, x)   # fault the pages in
-    floor_fns = {"sum": lambda: x.sum(), "copy": lambda: np.copy(x),
-                 "copyto": lambda: np.copyto(buf, x)}
+    np.copyto(buf, x)  # fault the pages in
+    floor_fns = {
+        "sum": lambda: x.sum(),
+        "copy": lambda: np.copy(x),
+        "copyto": lambda: np.copyto(buf, x),
+    }
     floors = {}
     for _, floor in kind.modes:
         if floor not in floors:
             floors[floor] = measure(floor_fns[floor], cfg.repeat, min_total=cfg.min_total)[0]
-    calls = {"loss": lambda: fn(*args, **kw),
-             "fwd": lambda: fn(*args, **kw),
-             "fwd+bwd": lambda: fn(*args, return_grad=True, **kw),
-             "grad_out": lambda: fn(*args, return_grad=True, grad_out=buf, **kw)}
+    calls = {
+        "loss": lambda: fn(*args, **kw),
+        "fwd": lambda: fn(*args, **kw),
+        "fwd+bwd": lambda: fn(*args, return_grad=True, **kw),
+        "grad_out": lambda: fn(*args, return_grad=True, grad_out=buf, **kw),
+    }
     fl_time, fl_result, errors = {}, {}, {}
     for mode, _ in kind.modes:
         try:
-            fl_time[mode], fl_result[mode] = measure(calls[mode], cfg.repeat,
-                                                      min_total=cfg.min_total)
+            fl_time[mode], fl_result[mode] = measure(
+                calls[mode], cfg.repeat, min_total=cfg.min_total
+            )
         except Exception as exc:  # noqa: BLE001 - report and go on with the other cases
             errors[mode] = f"{type(exc).__name__}: {exc}"
         if mode != kind.peer_mode:
@@ -292,8 +347,23 @@ def _keep_best(rec, floors, fl_time):
     _derive(rec)
 
 
-def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, sk_loss,
-              slow_budget, slow_repeat, table, records, checks):
+def _run_case(
+    cfg,
+    name,
+    shape,
+    dtype,
+    base,
+    rng,
+    threads,
+    torch,
+    F,
+    sk_loss,
+    slow_budget,
+    slow_repeat,
+    table,
+    records,
+    checks,
+):
     row = LOSSES[name]
     kind = KINDS[row.kind]
     watch = CpuWatch()
@@ -319,8 +389,7 @@ def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, sk_loss,
             # estimate the cost from a slice of the rows, skip when too slow
             rows = max(1, shape[0] // 16)
             probe_args = tuple(a[:rows] for a in args)
-            probe = measure(lambda: ref_fn(*probe_args, **grad_kw, **kw), 1,
-                            min_time=0.0)[0]
+            probe = measure(lambda: ref_fn(*probe_args, **grad_kw, **kw), 1, min_time=0.0)[0]
             est = probe * shape[0] / rows
             if est > cfg.reference_limit_s:
                 notes.append(f"NumPy reference skipped (estimated {est:.1f} s per call)")
@@ -329,9 +398,12 @@ def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, sk_loss,
                 # call in --quick mode when it is slow, fewer repeats than fastloss otherwise
                 slow = est > (0.1 if cfg.quick else 1.0)
                 peer_time["numpy"], ref_result = measure(
-                    lambda: ref_fn(*args, **grad_kw, **kw), 1 if slow else slow_repeat,
-                    budget=slow_budget, min_total=cfg.min_total,
-                    warmup=not (slow and cfg.quick))
+                    lambda: ref_fn(*args, **grad_kw, **kw),
+                    1 if slow else slow_repeat,
+                    budget=slow_budget,
+                    min_total=cfg.min_total,
+                    warmup=not (slow and cfg.quick),
+                )
         except Exception as exc:  # noqa: BLE001
             notes.append(f"NumPy reference failed: {type(exc).__name__}: {exc}")
 
@@ -355,20 +427,26 @@ def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, sk_loss,
         try:
             first_mode = kind.modes[0][0]
             peer_time["torch:" + first_mode], res = measure(
-                torch_fwd, slow_repeat, budget=slow_budget, min_total=cfg.min_total)
+                torch_fwd, slow_repeat, budget=slow_budget, min_total=cfg.min_total
+            )
             if kind.peer_mode == "fwd":
                 torch_result = res
             res = None
             if kind.peer_mode == "fwd+bwd":
                 peer_time["torch:fwd+bwd"], torch_result = measure(
-                    torch_fwd_bwd, slow_repeat, budget=slow_budget, min_total=cfg.min_total)
+                    torch_fwd_bwd, slow_repeat, budget=slow_budget, min_total=cfg.min_total
+                )
         except Exception as exc:  # noqa: BLE001
             notes.append(f"torch failed: {type(exc).__name__}: {exc}")
 
     # ---- scikit-learn's loss_gradient (preallocated outputs), where it has the loss: its
     # class losses take (n_samples, n_classes) predictions, the others one per sample
-    if (sk_loss is not None and row.sklearn is not None and "grad_out" in dict(kind.modes)
-            and (x.ndim == 2 or row.kind != "class")):
+    if (
+        sk_loss is not None
+        and row.sklearn is not None
+        and "grad_out" in dict(kind.modes)
+        and (x.ndim == 2 or row.kind != "class")
+    ):
         try:
             sk = row.sklearn(sk_loss, shape)
             raw = x if row.kind == "class" else x.reshape(-1)
@@ -376,9 +454,17 @@ def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, sk_loss,
             loss_out = np.empty(raw.shape[0], dtype=dt)
             buf = np.empty_like(raw)
             peer_time["sklearn"] = measure(
-                lambda: sk.loss_gradient(y_true=y, raw_prediction=raw, loss_out=loss_out,
-                                         gradient_out=buf, n_threads=threads),
-                slow_repeat, budget=slow_budget, min_total=cfg.min_total)[0]
+                lambda: sk.loss_gradient(
+                    y_true=y,
+                    raw_prediction=raw,
+                    loss_out=loss_out,
+                    gradient_out=buf,
+                    n_threads=threads,
+                ),
+                slow_repeat,
+                budget=slow_budget,
+                min_total=cfg.min_total,
+            )[0]
         except Exception as exc:  # noqa: BLE001
             notes.append(f"sklearn failed: {type(exc).__name__}: {exc}")
 
@@ -387,16 +473,28 @@ def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, sk_loss,
     for mode, floor in kind.modes:
         label, writes = FLOORS[floor]
         factor = (xbytes * (1 + writes) + tbytes) / (xbytes * (1 + writes)) if xbytes else 1.0
-        rec = _derive({
-            "loss": name, "kind": row.kind, "shape": list(shape), "dtype": dtype,
-            "mode": mode, "elements": n, "bytes": xbytes, "threads": threads,
-            "fastloss_pass_s": [fl_time.get(mode)], "floor_pass_s": [floors[floor]],
-            "floor_op": label, "floor_factor": factor,
-            "numpy_s": peer_time.get("numpy") if mode == kind.peer_mode else None,
-            "torch_s": peer_time.get("torch:" + mode),
-            "sklearn_s": peer_time.get("sklearn") if mode == "grad_out" else None,
-            "others_cpu": others,
-            "error": errors.get(mode), "notes": list(notes) if mode == kind.peer_mode else []})
+        rec = _derive(
+            {
+                "loss": name,
+                "kind": row.kind,
+                "shape": list(shape),
+                "dtype": dtype,
+                "mode": mode,
+                "elements": n,
+                "bytes": xbytes,
+                "threads": threads,
+                "fastloss_pass_s": [fl_time.get(mode)],
+                "floor_pass_s": [floors[floor]],
+                "floor_op": label,
+                "floor_factor": factor,
+                "numpy_s": peer_time.get("numpy") if mode == kind.peer_mode else None,
+                "torch_s": peer_time.get("torch:" + mode),
+                "sklearn_s": peer_time.get("sklearn") if mode == "grad_out" else None,
+                "others_cpu": others,
+                "error": errors.get(mode),
+                "notes": list(notes) if mode == kind.peer_mode else [],
+            }
+        )
         records.append(rec)
         table.row(rec)
 
@@ -407,8 +505,11 @@ def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, sk_loss,
         against, want = "numpy", ref_result
     elif torch_result is not None:
         against = "torch"
-        want = (tuple(v.numpy() for v in torch_result) if isinstance(torch_result, tuple)
-                else torch_result.numpy())
+        want = (
+            tuple(v.numpy() for v in torch_result)
+            if isinstance(torch_result, tuple)
+            else torch_result.numpy()
+        )
     if got is not None and want is not None:
         if kind.peer_mode == "fwd+bwd":
             loss_err, grad_err = _rel_err(got[0], want[0]), _rel_err(got[1], want[1])
@@ -416,19 +517,30 @@ def _run_case(cfg, name, shape, dtype, base, rng, threads, torch, F, sk_loss,
             loss_err, grad_err = _rel_err(got, want), None
         tol = _tolerance(dtype)
         ok = loss_err <= tol and (grad_err is None or grad_err <= tol)
-        checks.append({"loss": name, "shape": list(shape), "dtype": dtype, "against": against,
-                       "loss_rel_err": loss_err, "grad_rel_err": grad_err, "ok": ok})
+        checks.append(
+            {
+                "loss": name,
+                "shape": list(shape),
+                "dtype": dtype,
+                "against": against,
+                "loss_rel_err": loss_err,
+                "grad_rel_err": grad_err,
+                "ok": ok,
+            }
+        )
         if not ok:
             what = "output" if grad_err is None else "loss/grad"
-            notes.append(f"MISMATCH vs {against}: {what} relative error "
-                         f"{loss_err:.2e}" + ("" if grad_err is None else f" / {grad_err:.2e}")
-                         + f" (tolerance {tol:g})")
-            for rec in records[-len(kind.modes):]:
+            notes.append(
+                f"MISMATCH vs {against}: {what} relative error "
+                f"{loss_err:.2e}"
+                + ("" if grad_err is None else f" / {grad_err:.2e}")
+                + f" (tolerance {tol:g})"
+            )
+            for rec in records[-len(kind.modes) :]:
                 if rec["mode"] == kind.peer_mode:
                     rec["notes"] = list(notes)
     for text in notes:
         table.note(f"{name} {shape_str(shape)} {dtype}: {text}")
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,7 +550,7 @@ SCALING_MODES = ("loss", "grad_out")
 # class losses: the small-C tile path (FL_SMALL_C in src/fl_config.h)
 SCALING_MAX_C = _config._kernels.TUNING["small_c"] if _config._kernels is not None else 48
 SCALING_MIN_ELEMENTS = 1 << 16  # smaller inputs run on one thread (the kernels' grain size)
-SCALING_SETTLE_S = 0.03       # Python threads start this long after a multi-threaded call
+SCALING_SETTLE_S = 0.03  # Python threads start this long after a multi-threaded call
 
 
 def scaling_cases(plan):
@@ -454,7 +566,6 @@ def scaling_cases(plan):
             continue
         cases.append((name, shape))
     return cases
-
 
 
 def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
@@ -473,7 +584,7 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
     kw = dict(row.kwargs)
     bufs = [np.empty_like(x) for _ in range(threads)]
     for b in bufs:
-        np.copyto(b, x)   # fault the pages in
+        np.copyto(b, x)  # fault the pages in
 
     def call(mode, k=0):
         if mode == "loss":
@@ -510,18 +621,21 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
             continue
         single = call(mode)
         concurrent = [call(mode, k) for k in range(threads)]
-        steps = (("one", lambda: timed(single, 1)), ("many", lambda: timed(single, threads)),
-                 ("py", lambda: python_threads(concurrent)))
+        steps = (
+            ("one", lambda: timed(single, 1)),
+            ("many", lambda: timed(single, threads)),
+            ("py", lambda: python_threads(concurrent)),
+        )
         best = dict.fromkeys(("one", "many", "py"), math.inf)
         error = None
         gc_was_enabled = gc.isenabled()
         try:
-            timed(single, 1)            # warm-up
+            timed(single, 1)  # warm-up
             timed(single, threads)
             gc.disable()
             for r in range(rounds):
                 # alternate the order, so that neither follows the other every time
-                for key, step in (steps if r % 2 == 0 else steps[::-1]):
+                for key, step in steps if r % 2 == 0 else steps[::-1]:
                     best[key] = min(best[key], step())
         except Exception as exc:  # noqa: BLE001 - report and go on
             error = f"{type(exc).__name__}: {exc}"
@@ -531,15 +645,25 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
             fastloss.set_num_threads(threads)
         ok = error is None
         one, many, py = best["one"], best["many"], best["py"]
-        records.append({
-            "loss": name, "kind": row.kind, "shape": list(shape), "dtype": dtype,
-            "mode": mode, "elements": x.size, "threads": threads,
-            "one_thread_s": one if ok else None, "threads_s": many if ok else None,
-            "speedup": _ratio(one, many) if ok else None,
-            "python_threads_s": py if ok else None,
-            "python_serial_s": threads * one if ok else None,
-            "python_speedup": _ratio(threads * one, py) if ok else None,
-            "others_cpu": None, "error": error})
+        records.append(
+            {
+                "loss": name,
+                "kind": row.kind,
+                "shape": list(shape),
+                "dtype": dtype,
+                "mode": mode,
+                "elements": x.size,
+                "threads": threads,
+                "one_thread_s": one if ok else None,
+                "threads_s": many if ok else None,
+                "speedup": _ratio(one, many) if ok else None,
+                "python_threads_s": py if ok else None,
+                "python_serial_s": threads * one if ok else None,
+                "python_speedup": _ratio(threads * one, py) if ok else None,
+                "others_cpu": None,
+                "error": error,
+            }
+        )
     others = watch.others_fraction()
     for rec in records:
         rec["others_cpu"] = others

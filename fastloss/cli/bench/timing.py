@@ -1,6 +1,7 @@
 """Timing: best-of-K wall times of one call (``measure``), of N Python threads calling at once
 (``python_threads_time``), and how much of the machine other processes used meanwhile
 (``CpuWatch``)."""
+
 import gc
 import math
 import os
@@ -10,8 +11,7 @@ import time
 __all__ = ["measure", "python_threads_time", "CpuWatch"]
 
 
-def measure(fn, repeat, *, budget=10.0, min_time=0.002, min_total=0.0, max_count=50,
-            warmup=True):
+def measure(fn, repeat, *, budget=10.0, min_time=0.002, min_total=0.0, max_count=50, warmup=True):
     """Best-of-`repeat` wall time of one call of fn (seconds), and the last result.
 
     One warm-up call (unless warmup=False), then single calls are timed.  Once three of them
@@ -88,8 +88,9 @@ def python_threads_time(calls, repeat, warmup=True, burst=1):
             stamps[r][k] = (t0, time.perf_counter())
             end.wait()
 
-    workers = [threading.Thread(target=worker, args=(k, call), daemon=True)
-               for k, call in enumerate(calls)]
+    workers = [
+        threading.Thread(target=worker, args=(k, call), daemon=True) for k, call in enumerate(calls)
+    ]
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -102,8 +103,7 @@ def python_threads_time(calls, repeat, warmup=True, burst=1):
             gc.enable()
     if errors:
         raise errors[0]
-    return min(max(t1 for _, t1 in st) - min(t0 for t0, _ in st)
-               for st in stamps[skip:]) / burst
+    return min(max(t1 for _, t1 in st) - min(t0 for t0, _ in st) for st in stamps[skip:]) / burst
 
 
 def _cpu_busy_seconds():
