@@ -70,7 +70,8 @@ extensions = [
         "fastloss._kernels",
         sources=["src/_kernels.pyx", "src/fl_kernels.c"],
         include_dirs=[np.get_include(), "src"],
-        depends=[os.path.join("src", f) for f in os.listdir("src") if f.endswith(".h")],
+        depends=[os.path.join(d, f) for d in ("src", "src/isa", "src/kernels")
+                 for f in sorted(os.listdir(d)) if f.endswith((".h", ".pxd"))],
         extra_compile_args=extra_compile,
         extra_link_args=extra_link,
         libraries=libraries,

@@ -21,6 +21,10 @@
 #define FL_CAT2(a, b) FL_CAT2_(a, b)
 #define FL_CAT3(a, b, c) FL_CAT2(FL_CAT2(a, b), c)
 
+/* the vector math and the kernels' specialised bodies must inline into the loops (a call
+ * passes vectors through memory) */
+#define FL_INLINE static inline __attribute__((always_inline))
+
 /* thread driver: elements per chunk of fl_run (chunk boundaries depend on the shape only) */
 #define FL_CHUNK_ELEMS 32768
 /* rows of at most this many classes (S == 1) go through transposed tiles of L samples */

@@ -1,6 +1,7 @@
 /*
  * One ISA instantiation of every kernel, for float32 and float64.  Included by fl_kernels.c
- * once per ISA with FL_ISA defined (base, avx2, avx512), inside the matching
+ * once per ISA with FL_ISA (base, wide, avx2, avx512), FL_VBYTES (vector width in bytes) and
+ * FL_OPS_HEADER (the ISA's primitives, isa/fl_ops_*.h) defined, inside the matching
  * `#pragma GCC target` region.  No include guard on purpose.
  */
 #define FN(name) FL_CAT3(name, FL_SUF, FL_ISA)
@@ -26,6 +27,17 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #define FL_M256 __m256
 #define FL_M512 __m512
 #include "fl_isa_dtype.h"
+#undef FL_REAL
+#undef FL_SUF
+#undef FL_IS_F32
+#undef FL_VR
+#undef FL_VI
+#undef FL_VX
+#undef FL_XLANE
+#undef FL_LANES
+#undef FL_PSD
+#undef FL_M256
+#undef FL_M512
 
 #define FL_REAL double
 #define FL_SUF f64
@@ -40,6 +52,17 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #define FL_M256 __m256d
 #define FL_M512 __m512d
 #include "fl_isa_dtype.h"
+#undef FL_REAL
+#undef FL_SUF
+#undef FL_IS_F32
+#undef FL_VR
+#undef FL_VI
+#undef FL_VX
+#undef FL_XLANE
+#undef FL_LANES
+#undef FL_PSD
+#undef FL_M256
+#undef FL_M512
 #undef FL_VU
 
 #undef FN

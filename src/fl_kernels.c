@@ -1,7 +1,8 @@
 /*
  * fastloss kernel driver: ISA instantiation, run-time dispatch, threading.
  *
- * Each kernel body lives once in fl_*_impl.h.  This file compiles it once per ISA:
+ * Each kernel body lives once in kernels/<family>-inl.h.  This file compiles it once per ISA, each
+ * with its primitives header isa/fl_ops_<isa>.h (ops and FL_HAS_* capability flags):
  *   base   - the compiler's default target (SSE2 on x86-64, NEON on arm64, ...)
  *   avx2   - AVX2 + FMA                      (x86-64 with GCC only)
  *   avx512 - AVX-512 F/DQ/VL/BW + AVX2 + FMA (x86-64 with GCC only)
@@ -39,7 +40,9 @@
 
 #define FL_ISA base
 #define FL_VBYTES 16
+#define FL_OPS_HEADER "isa/fl_ops_generic.h"
 #include "fl_isa.h"
+#undef FL_OPS_HEADER
 #undef FL_ISA
 #undef FL_VBYTES
 
@@ -48,7 +51,9 @@
  * AVX-512 path uses is exercised on machines without AVX-512. */
 #define FL_ISA wide
 #define FL_VBYTES 64
+#define FL_OPS_HEADER "isa/fl_ops_generic.h"
 #include "fl_isa.h"
+#undef FL_OPS_HEADER
 #undef FL_ISA
 #undef FL_VBYTES
 
@@ -58,9 +63,9 @@
 #pragma GCC target("avx2,fma")
 #define FL_ISA avx2
 #define FL_VBYTES 32
-#define FL_AVX2_BUILTINS 1 /* vmaxps/vminps */
+#define FL_OPS_HEADER "isa/fl_ops_avx2.h" /* vmaxps/vminps */
 #include "fl_isa.h"
-#undef FL_AVX2_BUILTINS
+#undef FL_OPS_HEADER
 #undef FL_ISA
 #undef FL_VBYTES
 #pragma GCC pop_options
@@ -73,9 +78,9 @@
  * one instruction), two-source permutes (exp and log tables), in-lane and 128-bit-lane
  * shuffles and masked loads/stores (small-C tile transposes), mask-register compares with
  * merge- or zero-masked moves, adds and multiplies, maxps/minps (clamps) */
-#define FL_AVX512_BUILTINS 1
+#define FL_OPS_HEADER "isa/fl_ops_avx512.h"
 #include "fl_isa.h"
-#undef FL_AVX512_BUILTINS
+#undef FL_OPS_HEADER
 #undef FL_ISA
 #undef FL_VBYTES
 #pragma GCC pop_options

@@ -1,8 +1,8 @@
 /*
- * Vector math for one (dtype, ISA) instantiation.  Included repeatedly by fl_isa.h with
- *   FL_REAL (float|double), FL_VR / FL_VI (vector / same-width integer vector types),
- *   FL_LANES (elements per vector) and FN(name) (suffixes name with dtype and ISA).
- * No include guard on purpose.
+ * Vector helpers and vector math (exp, log, log1p) for one (dtype, ISA) instantiation, and
+ * the vector_math test hook (fl_vector_math).  Included by fl_isa_dtype.h with the template
+ * parameters VR, VI, VX, R, L and FN(name) (suffixes name with dtype and ISA).  No include
+ * guard on purpose.
  *
  * exp: Cody-Waite range reduction x = n ln2 + r, |r| <= ln2/2, with n rounded by the
  * "magic number" addition (no float->int conversion, so NaN never reaches an integer
@@ -18,14 +18,7 @@
  * plus the classic correction (y - (u - 1)) / u for the rounding of 1 + y.
  */
 
-#define VR FL_VR
-#define VI FL_VI
-#define VX FL_VX
-#define R FL_REAL
-#ifndef FL_INLINE
-/* the vector math must inline into the loops (a call passes vectors through memory) */
-#define FL_INLINE static inline __attribute__((always_inline))
-#endif
+
 
 static inline VR FN(vsplat)(R v) { VR r = {0}; return r + v; }
 static inline VI FN(vsplat_i)(int64_t v)
@@ -86,8 +79,8 @@ static inline int FN(vany)(VI m)
 }
 /* all-ones lanes where v > c, for v >= +0 or NaN (NaN: set) and c > 0: such v order as
  * their bit patterns, so this is the sign of bits(c) - bits(v), an integer subtraction and
- * shift (on Zen 4 a compare into a mask register takes an FMA-pipe slot; with FN(vand) in
- * place of blends, the log1p branch measured 4% faster in the sigmoid focal loss).  The
+ * shift (on Zen 4 a compare into a mask register takes an FMA-pipe slot; timings: see
+ * docs/performance.md).  The
  * subtraction wraps (unsigned), so it cannot be turned back into a compare. */
 #if FL_IS_F32
 typedef uint32_t FN(vu_t) __attribute__((vector_size(sizeof(VI))));
@@ -97,23 +90,17 @@ typedef uint64_t FN(vu_t) __attribute__((vector_size(sizeof(VI))));
 static inline VI FN(gt_nonneg)(VR v, R c)
 {
     const VI d = (VI)((FN(vu_t))FN(vsplat)(c) - (FN(vu_t))v);
-#if FL_IS_F32 || defined(FL_AVX512_BUILTINS)
+#if FL_IS_F32 || FL_HAS_SRA64
     return d >> (8 * (int)sizeof(d[0]) - 1); /* arithmetic shift: vpsrad / vpsraq */
 #else
     return d < 0; /* 64-bit lanes without AVX-512: a compare is the sign mask */
 #endif
 }
-/* FN(vmax_or_b)(a, b) = a > b ? a : b and FN(vmin_or_b)(a, b) = a < b ? a : b: b when either
- * is NaN, which is exactly the x86 maxps/minps rule, so one instruction where available. */
-#ifdef FL_MAX_OR_B
-#define FN_MAX_OR_B(a, b) FL_MAX_OR_B(a, b)
-#define FN_MIN_OR_B(a, b) FL_MIN_OR_B(a, b)
-#else
-#define FN_MAX_OR_B(a, b) FN(vselect)((a) > (b), (a), (b))
-#define FN_MIN_OR_B(a, b) FN(vselect)((a) < (b), (a), (b))
-#endif
+/* FL_MAX_OR_B(a, b) = a > b ? a : b and FL_MIN_OR_B(a, b) = a < b ? a : b (isa/fl_ops_*.h):
+ * b when either is NaN, which is exactly the x86 maxps/minps rule, so one instruction where
+ * available. */
 /* max that ignores a NaN in `b` (NaN rows are caught by the exp-sum, not by the max). */
-static inline VR FN(vmax)(VR a, VR b) { return FN_MAX_OR_B(b, a); }
+static inline VR FN(vmax)(VR a, VR b) { return FL_MAX_OR_B(b, a); }
 static inline VI FN(viota_i)(void)
 {
     VI v;
@@ -167,7 +154,7 @@ static inline R FN(hmax)(VR v)
 #define FL_MANT_BITS 52
 #endif
 
-#if defined(FL_PERMUTE2) && defined(FL_ANY_LT)
+#if FL_HAS_EXP_TABLE
 /* AVX-512: exp with a table of 2^(j/N) (N = 32 float, 16 double) held in two registers and
  * looked up by one two-source permute, so the polynomial only covers |r| <= ln2 / (2N):
  * degree 3 (float) / 7 (double) instead of 6 / 11, and the scale is built by integer adds
@@ -248,7 +235,7 @@ FL_INLINE VR FN(vexp_table)(VR x) { return FN(vexp_table_impl)(x, 0); }
  * degree 6 / 11, for every input (used alone where there is no table) */
 FL_INLINE VR FN(vexp_poly)(VR x)
 {
-    x = FN_MAX_OR_B(FN(vsplat)(FL_EXP_LO), x); /* NaN stays NaN */
+    x = FL_MAX_OR_B(FN(vsplat)(FL_EXP_LO), x); /* NaN stays NaN */
     const VR magic = FN(vsplat)(FL_MAGIC);
     VR t = x * (R)FL_LOG2E + magic;
     VR n = t - magic;
@@ -275,7 +262,7 @@ FL_INLINE VR FN(vexp_poly)(VR x)
     VR p = FN(vsplat)(c[0]);
     for (int k = 1; k < 12; k++) p = p * r + c[k];
 #endif
-#ifdef FL_SCALEF
+#if FL_HAS_SCALEF
     (void)ni;
     return FL_SCALEF(p, n); /* p * 2^n in one instruction, rounded once (subnormals too) */
 #else
@@ -290,7 +277,7 @@ FL_INLINE VR FN(vexp_poly)(VR x)
 /* exp(x) for x <= 0 or NaN (the max-shifted exponents of a softmax): no overflow clamp. */
 FL_INLINE VR FN(vexp_nonpos)(VR x)
 {
-#if defined(FL_PERMUTE2) && defined(FL_ANY_LT)
+#if FL_HAS_EXP_TABLE
     /* results that are normal numbers: all but extreme inputs such as -inf masks */
     if (__builtin_expect(!FL_ANY_LT(x, FN(vsplat)(FL_EXP_TAB_LO)), 1)) return FN(vexp_table)(x);
 #endif
@@ -304,8 +291,8 @@ FL_INLINE VR FN(vexp_nonpos)(VR x)
  * reduction. */
 FL_INLINE VR FN(vexp_nonpos_term)(VR x)
 {
-#if defined(FL_PERMUTE2) && defined(FL_ANY_LT)
-    return FN(vexp_table_impl)(FN_MAX_OR_B(FN(vsplat)(FL_EXP_TAB_LO), x), 1); /* NaN stays NaN */
+#if FL_HAS_EXP_TABLE
+    return FN(vexp_table_impl)(FL_MAX_OR_B(FN(vsplat)(FL_EXP_TAB_LO), x), 1); /* NaN stays NaN */
 #else
     return FN(vexp_nonpos)(x);
 #endif
@@ -313,12 +300,12 @@ FL_INLINE VR FN(vexp_nonpos_term)(VR x)
 
 FL_INLINE VR FN(vexp)(VR x)
 {
-#if defined(FL_PERMUTE2) && defined(FL_ANY_LT)
+#if FL_HAS_EXP_TABLE
     if (__builtin_expect(!FL_ANY_LT(x, FN(vsplat)(FL_EXP_TAB_LO)) &&
                          !FL_ANY_LT(FN(vsplat)(FL_EXP_TAB_HI), x), 1))
         return FN(vexp_table)(x);
 #endif
-    return FN(vexp_poly)(FN_MIN_OR_B(FN(vsplat)(FL_EXP_HI), x));
+    return FN(vexp_poly)(FL_MIN_OR_B(FN(vsplat)(FL_EXP_HI), x));
 }
 
 /* 2 atanh(s) = log((1 + s) / (1 - s)) = 2 (s + s^3/3 + s^5/5 + ...) for |s| <= 0.1716, as
@@ -393,7 +380,7 @@ FL_INLINE VR FN(vlog_impl)(VR u, VR corr, const int special)
 }
 static inline VR FN(vlog_plus)(VR u, VR corr) { return FN(vlog_impl)(u, corr, 1); }
 
-#if FL_IS_F32 && defined(FL_PERMUTE2) && defined(FL_ANY_NOT_NORMAL_POS)
+#if FL_HAS_F32_LOG_TABLE
 /* AVX-512 float log of a normal positive finite u, plus corr (small, relative to u): table
  * driven, no division.  u = 2^k z with z in [0.7083, 1.4167) (the octave starting at the bit
  * pattern FL_LOG_OFF); the top 5 bits of z's offset pick one of 32 intervals, whose entry
@@ -447,7 +434,7 @@ FL_INLINE VR FN(vlog_table)(VR u, VR corr)
  * atanh form without its special cases */
 FL_INLINE VR FN(vlog_normal)(VR u, VR corr)
 {
-#if FL_IS_F32 && defined(FL_PERMUTE2) && defined(FL_ANY_NOT_NORMAL_POS)
+#if FL_HAS_F32_LOG_TABLE
     return FN(vlog_table)(u, corr);
 #else
     return FN(vlog_impl)(u, corr, 0);
@@ -458,7 +445,7 @@ FL_INLINE VR FN(vlog_normal)(VR u, VR corr)
  * skip the special cases. */
 static inline VR FN(vlog)(VR u)
 {
-#ifdef FL_ANY_NOT_NORMAL_POS
+#if FL_HAS_NORMAL_CHECK
     if (__builtin_expect(!FL_ANY_NOT_NORMAL_POS(u), 1)) return FN(vlog_normal)(u, FN(vsplat)(0));
 #endif
     return FN(vlog_plus)(u, FN(vsplat)(0));
@@ -469,7 +456,7 @@ static inline VR FN(vlog1p)(VR y)
 {
     const VR one = FN(vsplat)((R)1);
     const VR u = one + y;
-#if FL_IS_F32 && defined(FL_ANY_NOT_NORMAL_POS) && defined(FL_RCP14)
+#if FL_HAS_F32_LOG_TABLE && FL_HAS_RCP14
     /* the correction is below half an ulp of u, but for tiny y about as large as the result:
      * the 14-bit reciprocal with one Newton step (28 bits) instead of a division */
     if (__builtin_expect(!FL_ANY_NOT_NORMAL_POS(u), 1)) {
@@ -477,7 +464,7 @@ static inline VR FN(vlog1p)(VR y)
         rc = FL_FMA(rc, FL_FMA(-u, rc, one), rc);
         return FN(vlog_table)(u, (y - (u - one)) * rc);
     }
-#elif defined(FL_ANY_NOT_NORMAL_POS)
+#elif FL_HAS_NORMAL_CHECK
     if (__builtin_expect(!FL_ANY_NOT_NORMAL_POS(u), 1))
         return FN(vlog_impl)(u, (y - (u - one)) / u, 0);
 #endif
@@ -507,7 +494,7 @@ FL_INLINE VR FN(vlog1p_nonneg)(VR y)
     const VR kmagic = FN(vsplat)(FL_MAGIC);
     const VR kf = (VR)((VI)kmagic + k) - kmagic;
     const VR s = FN(vselect)(big, f - one, y) / FN(vselect)(big, f + one, y + (R)2);
-#ifdef FL_RCP14
+#if FL_HAS_RCP14
     const VR corr = FN(vand)(big, (y - (u - one)) * FL_RCP14(u));
 #else
     const VR corr = FN(vand)(big, (y - (u - one)) / u);
@@ -538,6 +525,19 @@ FL_INLINE VR FN(vlog1p_unit)(VR e)
            (FN(atanh2)(s) + FN(vand)(big, FN(vsplat)((R)FL_LN2_LO)));
 }
 
+/* The test hook behind fl_vector_math: op (an FL_VM_* code) applied elementwise. */
+static void FN(vector_math)(int op, int64_t n, const R *x, R *out)
+{
+    for (int64_t i = 0; i < n; i += L) {
+        const int64_t k = n - i < L ? n - i : L;
+        const VR v = k == L ? FN(vload)(x + i) : FN(vload_part)(x + i, k, 0);
+        const VR r = op == FL_VM_EXP ? FN(vexp)(v) : op == FL_VM_LOG ? FN(vlog)(v)
+                   : op == FL_VM_LOG1P ? FN(vlog1p)(v) : op == FL_VM_LOG1P_UNIT ? FN(vlog1p_unit)(v)
+                   : FN(vlog1p_nonneg)(v);
+        FN(vstore_part)(out + i, r, k);
+    }
+}
+
 #undef FL_SUBN_SHIFT
 #undef FL_NORM_MIN
 #undef FL_EXP_LO
@@ -556,7 +556,3 @@ FL_INLINE VR FN(vlog1p_unit)(VR e)
 #undef FL_EXP_BIAS
 #undef FL_MANT_BITS
 #undef FN_SRA
-#undef VR
-#undef VI
-#undef VX
-#undef R
