@@ -6,6 +6,7 @@ everything else works the same.  No -march=native (SIMD is dispatched at run tim
 src/fl_kernels.c) and no -ffast-math (it breaks inf/NaN semantics); only -fno-math-errno and
 -fno-trapping-math, which change no result.
 """
+
 import os
 import shutil
 import subprocess
@@ -46,7 +47,10 @@ def openmp_flags():
         with open(src, "w") as f:
             f.write(OPENMP_PROBE)
         cmd = _compiler() + flags + [src, "-o", os.path.join(tmp, "probe")]
-        ok = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+        ok = (
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+            == 0
+        )
     except OSError:
         ok = False
     finally:
@@ -59,8 +63,14 @@ if sys.platform == "win32":
     base_flags = ["/O2"]
     libraries = []
 else:
-    base_flags = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-std=gnu11", "-Wno-psabi",
-                  "-Wno-unused-function"]
+    base_flags = [
+        "-O3",
+        "-fno-math-errno",
+        "-fno-trapping-math",
+        "-std=gnu11",
+        "-Wno-psabi",
+        "-Wno-unused-function",
+    ]
     libraries = ["m"]
 extra_compile = base_flags + omp_compile + os.environ.get("FASTLOSS_EXTRA_CFLAGS", "").split()
 extra_link = omp_link + os.environ.get("FASTLOSS_EXTRA_LDFLAGS", "").split()
@@ -70,8 +80,12 @@ extensions = [
         "fastloss._kernels",
         sources=["src/_kernels.pyx", "src/fl_kernels.c"],
         include_dirs=[np.get_include(), "src"],
-        depends=[os.path.join(d, f) for d in ("src", "src/isa", "src/kernels")
-                 for f in sorted(os.listdir(d)) if f.endswith((".h", ".pxd"))],
+        depends=[
+            os.path.join(d, f)
+            for d in ("src", "src/isa", "src/kernels")
+            for f in sorted(os.listdir(d))
+            if f.endswith((".h", ".pxd"))
+        ],
         extra_compile_args=extra_compile,
         extra_link_args=extra_link,
         libraries=libraries,
@@ -82,7 +96,12 @@ extensions = [
 setup(
     ext_modules=cythonize(
         extensions,
-        compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False,
-                             "cdivision": True, "initializedcheck": False},
+        compiler_directives={
+            "language_level": "3",
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
     ),
 )

@@ -17,8 +17,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define FL_CAT2_(a, b) a##_##b
-#define FL_CAT2(a, b) FL_CAT2_(a, b)
+#define FL_CAT2_(a, b)   a##_##b
+#define FL_CAT2(a, b)    FL_CAT2_(a, b)
 #define FL_CAT3(a, b, c) FL_CAT2(FL_CAT2(a, b), c)
 
 /* the vector math and the kernels' specialised bodies must inline into the loops (a call
@@ -43,20 +43,20 @@
 #define FL_EW_BLOCK 8
 /* BCE on probabilities, sum only: window of elements checked for hard 0/1 targets, and
  * vectors whose log terms are taken as one log of their product */
-#define FL_BCE_WIN 2048
+#define FL_BCE_WIN   2048
 #define FL_BCE_GROUP 4
 
 /* X(name, value): the tuning constants exported to Python */
-#define FL_TUNING(X)                              \
-    X(chunk_elems, FL_CHUNK_ELEMS)                \
-    X(small_c, FL_SMALL_C)                        \
-    X(flush, FL_FLUSH)                            \
-    X(nll_block, FL_NLL_BLOCK)                    \
-    X(cols_scratch_c, FL_COLS_SCRATCH_C)          \
+#define FL_TUNING(X)                               \
+    X(chunk_elems, FL_CHUNK_ELEMS)                 \
+    X(small_c, FL_SMALL_C)                         \
+    X(flush, FL_FLUSH)                             \
+    X(nll_block, FL_NLL_BLOCK)                     \
+    X(cols_scratch_c, FL_COLS_SCRATCH_C)           \
     X(cols_prefetch_bytes, FL_COLS_PREFETCH_BYTES) \
-    X(raw_wait, FL_RAW_WAIT)                      \
-    X(ew_block, FL_EW_BLOCK)                      \
-    X(bce_win, FL_BCE_WIN)                        \
+    X(raw_wait, FL_RAW_WAIT)                       \
+    X(ew_block, FL_EW_BLOCK)                       \
+    X(bce_win, FL_BCE_WIN)                         \
     X(bce_group, FL_BCE_GROUP)
 
 #endif

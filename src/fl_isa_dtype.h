@@ -3,7 +3,8 @@
  * FL_REAL, FL_SUF, FL_IS_F32, FL_VR, FL_VI, FL_VX, FL_XLANE, FL_LANES and, for the x86
  * intrinsics, FL_PSD (ps | pd) with the matching FL_M256 / FL_M512 types.  Includes the ISA's
  * primitives (FL_OPS_HEADER, set by fl_kernels.c: the ops and the FL_HAS_* capability flags),
- * then the kernels, and undefines what it defined (fl_isa.h undefines its parameters).  No include guard on purpose.
+ * then the kernels, and undefines what it defined (fl_isa.h undefines its parameters).  No include
+ * guard on purpose.
  *
  * The kernels see the template parameters under short names: VR (vector of FL_REAL), VI (the
  * same-width integer vector), VX (lane-index vector), R (FL_REAL), L (lanes per vector).
@@ -11,8 +12,8 @@
 #define VR FL_VR
 #define VI FL_VI
 #define VX FL_VX
-#define R FL_REAL
-#define L FL_LANES
+#define R  FL_REAL
+#define L  FL_LANES
 
 #include FL_OPS_HEADER
 

@@ -19,27 +19,27 @@
 #ifndef FL_KERNEL_LIST_H
 #define FL_KERNEL_LIST_H
 
-#define FL_ELEMENTWISE_LOSSES(X)                  \
-    X(BCE_LOGITS, bce_logits, CUSTOM)             \
-    X(SIGMOID_FOCAL, sigmoid_focal, CUSTOM)       \
-    X(BCE, bce, CUSTOM)                           \
-    X(MSE, mse, PLAIN)                            \
-    X(L1, l1, PLAIN)                              \
-    X(SMOOTH_L1, smooth_l1, PLAIN)                \
-    X(HUBER, huber, PLAIN)                        \
-    X(KL_DIV, kl_div, PRE0)                       \
+#define FL_ELEMENTWISE_LOSSES(X)            \
+    X(BCE_LOGITS, bce_logits, CUSTOM)       \
+    X(SIGMOID_FOCAL, sigmoid_focal, CUSTOM) \
+    X(BCE, bce, CUSTOM)                     \
+    X(MSE, mse, PLAIN)                      \
+    X(L1, l1, PLAIN)                        \
+    X(SMOOTH_L1, smooth_l1, PLAIN)          \
+    X(HUBER, huber, PLAIN)                  \
+    X(KL_DIV, kl_div, PRE0)                 \
     X(KL_DIV_LOG_TARGET, kl_div_log_target, PRE0)
 
 /* Losses along a class axis, (N, C, d1..dk) inputs: X(ID, name), enum FL_<ID>. */
-#define FL_CLASS_LOSSES(X)            \
-    X(CROSS_ENTROPY, cross_entropy)   \
-    X(FOCAL, focal)                   \
+#define FL_CLASS_LOSSES(X)          \
+    X(CROSS_ENTROPY, cross_entropy) \
+    X(FOCAL, focal)                 \
     X(NLL, nll)
 
 /* Softmax-family ops along the class axis: X(ID, name), enum FL_<ID>. */
-#define FL_SOFTMAX_OPS(X)             \
-    X(LOG_SOFTMAX, log_softmax)       \
-    X(SOFTMAX, softmax)               \
+#define FL_SOFTMAX_OPS(X)       \
+    X(LOG_SOFTMAX, log_softmax) \
+    X(SOFTMAX, softmax)         \
     X(LOGSUMEXP, logsumexp)
 
 /* Reductions: X(ID, name), enum FL_REDUCTION_<ID>. */
@@ -50,19 +50,19 @@
 
 /* The kernels' vector math, exposed for accuracy tests (fl_vector_math): X(ID, name), enum
  * FL_VM_<ID>.  log1p_unit: argument in [0, 1] (softplus's); log1p_nonneg: argument >= 0. */
-#define FL_VECTOR_MATH_OPS(X)         \
-    X(EXP, exp)                       \
-    X(LOG, log)                       \
-    X(LOG1P, log1p)                   \
-    X(LOG1P_UNIT, log1p_unit)         \
+#define FL_VECTOR_MATH_OPS(X) \
+    X(EXP, exp)               \
+    X(LOG, log)               \
+    X(LOG1P, log1p)           \
+    X(LOG1P_UNIT, log1p_unit) \
     X(LOG1P_NONNEG, log1p_nonneg)
 
 /* The lists themselves, for fl_op_name(family, op): X(FAMILY, name, list). */
-#define FL_OP_FAMILIES(X)                                  \
-    X(ELEMENTWISE, elementwise, FL_ELEMENTWISE_LOSSES)    \
-    X(CLASS, class, FL_CLASS_LOSSES)                      \
-    X(SOFTMAX, softmax, FL_SOFTMAX_OPS)                   \
-    X(REDUCTION, reduction, FL_REDUCTIONS)                \
+#define FL_OP_FAMILIES(X)                              \
+    X(ELEMENTWISE, elementwise, FL_ELEMENTWISE_LOSSES) \
+    X(CLASS, class, FL_CLASS_LOSSES)                   \
+    X(SOFTMAX, softmax, FL_SOFTMAX_OPS)                \
+    X(REDUCTION, reduction, FL_REDUCTIONS)             \
     X(VECTOR_MATH, vector_math, FL_VECTOR_MATH_OPS)
 
 #endif

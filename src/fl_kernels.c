@@ -38,8 +38,8 @@
 #define FL_X86_DISPATCH 0
 #endif
 
-#define FL_ISA base
-#define FL_VBYTES 16
+#define FL_ISA        base
+#define FL_VBYTES     16
 #define FL_OPS_HEADER "isa/fl_ops_generic.h"
 #include "fl_isa.h"
 #undef FL_OPS_HEADER
@@ -49,8 +49,8 @@
 /* "wide": the AVX-512 code shape (64-byte vectors: 16 float / 8 double lanes) compiled for the
  * baseline ISA.  Never picked automatically; the tests select it so that every lane count the
  * AVX-512 path uses is exercised on machines without AVX-512. */
-#define FL_ISA wide
-#define FL_VBYTES 64
+#define FL_ISA        wide
+#define FL_VBYTES     64
 #define FL_OPS_HEADER "isa/fl_ops_generic.h"
 #include "fl_isa.h"
 #undef FL_OPS_HEADER
@@ -61,8 +61,8 @@
 #include <immintrin.h>
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
-#define FL_ISA avx2
-#define FL_VBYTES 32
+#define FL_ISA        avx2
+#define FL_VBYTES     32
 #define FL_OPS_HEADER "isa/fl_ops_avx2.h" /* vmaxps/vminps */
 #include "fl_isa.h"
 #undef FL_OPS_HEADER
@@ -72,7 +72,7 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
-#define FL_ISA avx512
+#define FL_ISA    avx512
 #define FL_VBYTES 64
 /* intrinsics where the vector extensions have no equivalent: vscalef (exp's 2^n scaling in
  * one instruction), two-source permutes (exp and log tables), in-lane and 128-bit-lane
@@ -107,22 +107,22 @@ typedef struct {
  * arguments are fixed by its list); designated initializers, so no slot depends on order. */
 #define FL_PAIR(name) {FL_CAT3(name, f32, FL_TABLE_ISA), FL_CAT3(name, f64, FL_TABLE_ISA)}
 #define FL_EW_SLOT(ID, name, chunk) [FL_##ID] = FL_PAIR(name##_chunk),
-#define FL_TABLE(label, vb)                                          \
-    {.name = label,                                                   \
-     .vbytes = vb,                                                    \
-     .ce_index_rows = FL_PAIR(ce_index_rows),                         \
-     .ce_index_cols = FL_PAIR(ce_index_cols),                         \
-     .ce_prob_rows = FL_PAIR(ce_prob_rows),                           \
-     .ce_prob_cols = FL_PAIR(ce_prob_cols),                           \
-     .softmax_rows = FL_PAIR(softmax_rows),                           \
-     .softmax_cols = FL_PAIR(softmax_cols),                           \
-     .nll = FL_PAIR(nll_chunk),                                       \
-     .ce_index_small_rows = FL_PAIR(ce_index_small_rows),             \
-     .ce_prob_small_rows = FL_PAIR(ce_prob_small_rows),               \
-     .softmax_small_rows = FL_PAIR(softmax_small_rows),               \
-     .check_targets = FL_PAIR(check_targets_chunk),                   \
-     .elementwise = {FL_ELEMENTWISE_LOSSES(FL_EW_SLOT)},              \
-     .vector_math_f32 = FL_CAT3(vector_math, f32, FL_TABLE_ISA),      \
+#define FL_TABLE(label, vb)                                      \
+    {.name = label,                                              \
+     .vbytes = vb,                                               \
+     .ce_index_rows = FL_PAIR(ce_index_rows),                    \
+     .ce_index_cols = FL_PAIR(ce_index_cols),                    \
+     .ce_prob_rows = FL_PAIR(ce_prob_rows),                      \
+     .ce_prob_cols = FL_PAIR(ce_prob_cols),                      \
+     .softmax_rows = FL_PAIR(softmax_rows),                      \
+     .softmax_cols = FL_PAIR(softmax_cols),                      \
+     .nll = FL_PAIR(nll_chunk),                                  \
+     .ce_index_small_rows = FL_PAIR(ce_index_small_rows),        \
+     .ce_prob_small_rows = FL_PAIR(ce_prob_small_rows),          \
+     .softmax_small_rows = FL_PAIR(softmax_small_rows),          \
+     .check_targets = FL_PAIR(check_targets_chunk),              \
+     .elementwise = {FL_ELEMENTWISE_LOSSES(FL_EW_SLOT)},         \
+     .vector_math_f32 = FL_CAT3(vector_math, f32, FL_TABLE_ISA), \
      .vector_math_f64 = FL_CAT3(vector_math, f64, FL_TABLE_ISA)}
 
 #define FL_TABLE_ISA base
@@ -146,16 +146,17 @@ static const fl_table fl_table_avx512 = FL_TABLE("avx512", 64);
 /* ------------------------------------------------------------------ op and tuning names */
 
 #define FL_NAME_STR_(name, ...) #name,
-#define FL_NAME_STR(ID, ...) FL_NAME_STR_(__VA_ARGS__, )
+#define FL_NAME_STR(ID, ...)    FL_NAME_STR_(__VA_ARGS__, )
 #define FL_NAME_ARRAY(FAMILY, name, list) \
     static const char *const fl_names_##name[] = {list(FL_NAME_STR)};
 FL_OP_FAMILIES(FL_NAME_ARRAY)
 #undef FL_NAME_ARRAY
 
-#define FL_NAME_CASE(FAMILY, name, list)                                                     \
-    case FL_FAMILY_##FAMILY:                                                                 \
-        return op < (int)(sizeof(fl_names_##name) / sizeof(*fl_names_##name)) ? fl_names_##name[op] \
-                                                                               : NULL;
+#define FL_NAME_CASE(FAMILY, name, list)                                      \
+    case FL_FAMILY_##FAMILY:                                                  \
+        return op < (int)(sizeof(fl_names_##name) / sizeof(*fl_names_##name)) \
+                   ? fl_names_##name[op]                                      \
+                   : NULL;
 const char *fl_op_name(int family, int op)
 {
     if (op < 0) return NULL;
@@ -175,7 +176,7 @@ const char *fl_family_name(int family)
 #undef FL_NAME_STR
 #undef FL_NAME_STR_
 
-#define FL_TUNING_NAME(name, value) #name,
+#define FL_TUNING_NAME(name, value)  #name,
 #define FL_TUNING_VALUE(name, value) (int64_t)(value),
 static const char *const fl_tuning_names[] = {FL_TUNING(FL_TUNING_NAME)};
 static const int64_t fl_tuning_values[] = {FL_TUNING(FL_TUNING_VALUE)};
@@ -206,8 +207,14 @@ int fl_set_simd(const char *name)
 {
     if (!fl_cpu_has(name)) return -1;
 #if FL_X86_DISPATCH
-    if (!strcmp(name, "avx512")) { fl_active = &fl_table_avx512; return 0; }
-    if (!strcmp(name, "avx2")) { fl_active = &fl_table_avx2; return 0; }
+    if (!strcmp(name, "avx512")) {
+        fl_active = &fl_table_avx512;
+        return 0;
+    }
+    if (!strcmp(name, "avx2")) {
+        fl_active = &fl_table_avx2;
+        return 0;
+    }
 #endif
     fl_active = !strcmp(name, "wide") ? &fl_table_wide : &fl_table_base;
     return 0;
@@ -294,7 +301,8 @@ static double fl_run(fl_chunk_fn fn, const void *args, int64_t n_units, int64_t 
         return p;
     }
     double stack_partials[64];
-    double *partials = nchunks <= 64 ? stack_partials : (double *)malloc((size_t)nchunks * sizeof(double));
+    double *partials =
+        nchunks <= 64 ? stack_partials : (double *)malloc((size_t)nchunks * sizeof(double));
     if (!partials) { /* out of memory for the partials: same chunks, serially */
         double total = 0.0;
         for (int64_t k = 0; k < nchunks; k++) {
@@ -381,8 +389,8 @@ double fl_cross_entropy(const fl_ce_args *a, int nthreads)
     if (a->target_prob)
         return fl_run_class_axis(t->ce_prob_rows[k], t->ce_prob_small_rows[k], t->ce_prob_cols[k],
                                  a, a->is_f64, a->N, a->C, a->S, nthreads);
-    return fl_run_class_axis(t->ce_index_rows[k], t->ce_index_small_rows[k], t->ce_index_cols[k],
-                             a, a->is_f64, a->N, a->C, a->S, nthreads);
+    return fl_run_class_axis(t->ce_index_rows[k], t->ce_index_small_rows[k], t->ce_index_cols[k], a,
+                             a->is_f64, a->N, a->C, a->S, nthreads);
 }
 
 double fl_nll(const fl_ce_args *a, int nthreads)
@@ -401,9 +409,12 @@ void fl_softmax(const fl_softmax_args *a, int nthreads)
 double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad)
 {
     *bad = 0;
-    if (a->op < 0 || a->op >= FL_N_ELEMENTWISE) { *bad = 1; return NAN; }
-    const double total = fl_run(fl_active->elementwise[a->op][a->is_f64 ? 1 : 0], a, a->n, 1,
-                                nthreads);
+    if (a->op < 0 || a->op >= FL_N_ELEMENTWISE) {
+        *bad = 1;
+        return NAN;
+    }
+    const double total =
+        fl_run(fl_active->elementwise[a->op][a->is_f64 ? 1 : 0], a, a->n, 1, nthreads);
     if (a->op == FL_BCE && isnan(total)) {
         /* a chunk flagged an input outside [0, 1] (or the loss is NaN for another reason) */
         for (int64_t i = 0; i < a->n && !*bad; i++) {

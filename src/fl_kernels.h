@@ -18,10 +18,10 @@
 #include "fl_kernel_list.h"
 
 /* The op codes, from the lists in fl_kernel_list.h (each FL_N_* counts its list). */
-#define FL_ENUM_ID(ID, ...) FL_##ID,
+#define FL_ENUM_ID(ID, ...)        FL_##ID,
 #define FL_ENUM_REDUCTION(ID, ...) FL_REDUCTION_##ID,
-#define FL_ENUM_VM(ID, ...) FL_VM_##ID,
-#define FL_ENUM_FAMILY(ID, ...) FL_FAMILY_##ID,
+#define FL_ENUM_VM(ID, ...)        FL_VM_##ID,
+#define FL_ENUM_FAMILY(ID, ...)    FL_FAMILY_##ID,
 enum { FL_ELEMENTWISE_LOSSES(FL_ENUM_ID) FL_N_ELEMENTWISE };
 enum { FL_CLASS_LOSSES(FL_ENUM_ID) FL_N_CLASS_LOSSES };
 enum { FL_SOFTMAX_OPS(FL_ENUM_ID) FL_N_SOFTMAX_OPS };
@@ -84,7 +84,8 @@ typedef struct {
     int64_t pos_weight_period;
     double p1, p2;              /* alpha, gamma (sigmoid focal); beta / delta */
     void *grad;                 /* (n,) or NULL */
-    const void *grad_scale_rows;/* (n,) per-element gradient multipliers (working dtype), or NULL */
+    const void
+        *grad_scale_rows;/* (n,) per-element gradient multipliers (working dtype), or NULL */
     double grad_scale;
     void *loss_rows;            /* (n,) per-element losses, or NULL */
 } fl_ew_args;

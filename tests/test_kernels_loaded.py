@@ -1,4 +1,5 @@
 """The suite must exercise the compiled kernels of the package under test, not a fallback."""
+
 import importlib
 import io
 import math
@@ -63,19 +64,22 @@ def test_direct_kernel_call_gives_hand_computed_values():
     grad = np.full_like(x, np.nan)
     rows = np.full(2, np.nan)
     kind, none, total_ = K.CLASS_OPS["cross_entropy"], K.REDUCTIONS["none"], K.REDUCTIONS["sum"]
-    assert K.class_loss(kind, x, 2, 2, 1, t, None, None, -100, 0.0, 0.0, none, 1.0, grad,
-                        rows, 1) == (None, -1)
+    assert K.class_loss(
+        kind, x, 2, 2, 1, t, None, None, -100, 0.0, 0.0, none, 1.0, grad, rows, 1
+    ) == (None, -1)
     expected_rows = [-math.log(0.75), -math.log(0.25)]
     np.testing.assert_allclose(rows, expected_rows, rtol=1e-15)
     np.testing.assert_allclose(grad, [[0.25, -0.25], [0.75, -0.75]], rtol=1e-15, atol=1e-16)
-    total, bad = K.class_loss(kind, x, 2, 2, 1, t, None, None, -100, 0.0, 0.0, total_, 1.0, None,
-                              None, 1)
+    total, bad = K.class_loss(
+        kind, x, 2, 2, 1, t, None, None, -100, 0.0, 0.0, total_, 1.0, None, None, 1
+    )
     assert bad == -1
     np.testing.assert_allclose(total, sum(expected_rows), rtol=1e-15)
     # a bad target is reported by position, before anything is written
     bad_t = np.array([1, 7], dtype=np.int64)
-    assert K.class_loss(kind, x, 2, 2, 1, bad_t, None, None, -100, 0.0, 0.0, total_, 1.0, None,
-                        None, 1) == (None, 1)
+    assert K.class_loss(
+        kind, x, 2, 2, 1, bad_t, None, None, -100, 0.0, 0.0, total_, 1.0, None, None, 1
+    ) == (None, 1)
     # the public API routes to the kernels: same bits as the direct call
     with fastloss.use_backend("compiled"):
         loss, g = fastloss.cross_entropy(x, t, reduction="none", return_grad=True)
@@ -92,20 +96,19 @@ def test_compiled_backend_does_not_touch_reference_math(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("reference math called under the compiled backend")
 
-    for name in ("cross_entropy", "nll_loss", "focal_loss", "softmax", "log_softmax",
-                 "logsumexp"):
+    for name in ("cross_entropy", "nll_loss", "focal_loss", "softmax", "log_softmax", "logsumexp"):
         monkeypatch.setattr(M, name, boom)
     x = np.array([[0.0, math.log(3.0)]])
     t = np.array([1])
     with fastloss.use_backend("compiled"):
         np.testing.assert_allclose(fastloss.cross_entropy(x, t), -math.log(0.75), rtol=1e-14)
-        np.testing.assert_allclose(fastloss.focal_loss(x, t, gamma=1.0),
-                                   -0.25 * math.log(0.75), rtol=1e-14)
+        np.testing.assert_allclose(
+            fastloss.focal_loss(x, t, gamma=1.0), -0.25 * math.log(0.75), rtol=1e-14
+        )
         np.testing.assert_allclose(fastloss.nll_loss(x, t), -math.log(3.0), rtol=1e-14)
         np.testing.assert_allclose(fastloss.softmax(x), [[0.25, 0.75]], rtol=1e-14)
         np.testing.assert_allclose(fastloss.logsumexp(x), [math.log(4.0)], rtol=1e-14)
-        np.testing.assert_allclose(fastloss.log_softmax(x), np.log([[0.25, 0.75]]),
-                                   rtol=1e-14)
+        np.testing.assert_allclose(fastloss.log_softmax(x), np.log([[0.25, 0.75]]), rtol=1e-14)
 
 
 def _cpu_flags():
@@ -155,18 +158,27 @@ def _run_python(code, **env):
     full_env["PYTHONPATH"] = root + os.pathsep + full_env.get("PYTHONPATH", "")
     # cwd = the directory holding the package under test: `-c` puts the cwd first on sys.path,
     # and a source checkout there (without the built extension) must not shadow it
-    res = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True,
-                         text=True, timeout=60, cwd=root)
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=root,
+    )
     assert res.returncode == 0, res.stderr
     return res.stdout.strip()
 
 
 def test_env_simd_forces_path_at_import():
     from conftest import available_simd
+
     names = available_simd()
-    code = ("import fastloss, numpy as np; from fastloss import _config as c; "
-            "print(c._kernels.simd_name(), fastloss.cross_entropy(np.eye(3) * 2, "
-            "np.arange(3), reduction='sum'))")
+    code = (
+        "import fastloss, numpy as np; from fastloss import _config as c; "
+        "print(c._kernels.simd_name(), fastloss.cross_entropy(np.eye(3) * 2, "
+        "np.arange(3), reduction='sum'))"
+    )
     for name in names:
         out = _run_python(code, FASTLOSS_SIMD=name)
         simd, value = out.split()
@@ -176,7 +188,7 @@ def test_env_simd_forces_path_at_import():
 
 
 def test_env_backend_reference_and_default_threads():
-    code = ("import fastloss; print(fastloss.get_backend(), fastloss.get_num_threads())")
+    code = "import fastloss; print(fastloss.get_backend(), fastloss.get_num_threads())"
     backend, threads = _run_python(code, FASTLOSS_BACKEND="reference").split()
     assert backend == "reference" and int(threads) >= 1
     backend, threads = _run_python(code).split()
@@ -188,8 +200,17 @@ def test_op_lists_come_from_c():
     codes 0..n-1 in list order, no name used twice within a list, positive tuning ints."""
     K = _config._kernels
     expected = {
-        "ELEMENTWISE_OPS": ["bce_logits", "sigmoid_focal", "bce", "mse", "l1", "smooth_l1",
-                            "huber", "kl_div", "kl_div_log_target"],
+        "ELEMENTWISE_OPS": [
+            "bce_logits",
+            "sigmoid_focal",
+            "bce",
+            "mse",
+            "l1",
+            "smooth_l1",
+            "huber",
+            "kl_div",
+            "kl_div_log_target",
+        ],
         "CLASS_OPS": ["cross_entropy", "focal", "nll"],
         "SOFTMAX_OPS": ["log_softmax", "softmax", "logsumexp"],
         "REDUCTIONS": ["none", "mean", "sum"],
@@ -199,8 +220,9 @@ def test_op_lists_come_from_c():
         ops = getattr(K, attr)
         assert list(ops) == names, attr
         assert list(ops.values()) == list(range(len(names))), attr
-    kernel_names = [n for attr in ("ELEMENTWISE_OPS", "CLASS_OPS", "SOFTMAX_OPS")
-                    for n in getattr(K, attr)]
+    kernel_names = [
+        n for attr in ("ELEMENTWISE_OPS", "CLASS_OPS", "SOFTMAX_OPS") for n in getattr(K, attr)
+    ]
     assert len(kernel_names) == len(set(kernel_names))
     for name in ("LOG_SOFTMAX", "SOFTMAX", "LOGSUMEXP", "CLASS_LOSS_KINDS"):
         assert not hasattr(K, name), name

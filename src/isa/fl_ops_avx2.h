@@ -4,15 +4,15 @@
  */
 #ifndef FL_OPS_UNDEF
 
-#define FL_HAS_EXP_TABLE 0
+#define FL_HAS_EXP_TABLE     0
 #define FL_HAS_F32_LOG_TABLE 0
-#define FL_HAS_NORMAL_CHECK 0
-#define FL_HAS_RCP14 0
-#define FL_HAS_SCALEF 0
-#define FL_HAS_SRA64 0
-#define FL_HAS_MASK_REGS 0
+#define FL_HAS_NORMAL_CHECK  0
+#define FL_HAS_RCP14         0
+#define FL_HAS_SCALEF        0
+#define FL_HAS_SRA64         0
+#define FL_HAS_MASK_REGS     0
 #define FL_HAS_REG_TRANSPOSE 0
-#define FL_HAS_RAW_TILES 0
+#define FL_HAS_RAW_TILES     0
 
 #define FL_MM256(op) FL_CAT2(FL_CAT2(_mm256, op), FL_PSD)
 /* vmaxps / vminps: a > b ? a : b and a < b ? a : b, b when either is NaN */

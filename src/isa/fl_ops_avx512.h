@@ -16,22 +16,22 @@
  */
 #ifndef FL_OPS_UNDEF
 
-#define FL_HAS_EXP_TABLE 1
+#define FL_HAS_EXP_TABLE     1
 #define FL_HAS_F32_LOG_TABLE FL_IS_F32
-#define FL_HAS_NORMAL_CHECK 1
-#define FL_HAS_RCP14 1
-#define FL_HAS_SCALEF 1
-#define FL_HAS_SRA64 1
-#define FL_HAS_MASK_REGS 1
+#define FL_HAS_NORMAL_CHECK  1
+#define FL_HAS_RCP14         1
+#define FL_HAS_SCALEF        1
+#define FL_HAS_SRA64         1
+#define FL_HAS_MASK_REGS     1
 #define FL_HAS_REG_TRANSPOSE 1
-#define FL_HAS_RAW_TILES 1
+#define FL_HAS_RAW_TILES     1
 
 #define FL_MM512(op) FL_CAT2(FL_CAT2(_mm512, op), FL_PSD)
 /* a > b ? a : b and a < b ? a : b, b when either is NaN (the x86 rule) */
 #define FL_MAX_OR_B(a, b) ((FL_VR)FL_MM512(max)((FL_M512)(a), (FL_M512)(b)))
 #define FL_MIN_OR_B(a, b) ((FL_VR)FL_MM512(min)((FL_M512)(a), (FL_M512)(b)))
-#define FL_SCALEF(p, n) ((FL_VR)FL_MM512(scalef)((FL_M512)(p), (FL_M512)(n)))
-#define FL_RCP14(v) ((FL_VR)FL_MM512(rcp14)((FL_M512)(v)))
+#define FL_SCALEF(p, n)   ((FL_VR)FL_MM512(scalef)((FL_M512)(p), (FL_M512)(n)))
+#define FL_RCP14(v)       ((FL_VR)FL_MM512(rcp14)((FL_M512)(v)))
 /* a * b + c rounded once, whatever the optimisation level (GCC only contracts a * b + c
  * into an FMA from -O2 on, and the log table's reduction must be exact) */
 #define FL_FMA(a, b, c) ((FL_VR)FL_MM512(fmadd)((FL_M512)(a), (FL_M512)(b), (FL_M512)(c)))
@@ -40,8 +40,8 @@
 /* the transpose network's shuffles: interleave within 128-bit lanes (of elements, and of
  * 64-bit pairs), and pick whole 128-bit lanes (imm: 2 bits per result lane, two from a and
  * two from b) */
-#define FL_UNPACKLO(a, b) ((FL_VR)FL_MM512(unpacklo)((FL_M512)(a), (FL_M512)(b)))
-#define FL_UNPACKHI(a, b) ((FL_VR)FL_MM512(unpackhi)((FL_M512)(a), (FL_M512)(b)))
+#define FL_UNPACKLO(a, b)   ((FL_VR)FL_MM512(unpacklo)((FL_M512)(a), (FL_M512)(b)))
+#define FL_UNPACKHI(a, b)   ((FL_VR)FL_MM512(unpackhi)((FL_M512)(a), (FL_M512)(b)))
 #define FL_UNPACKLO64(a, b) ((FL_VR)_mm512_unpacklo_pd((__m512d)(a), (__m512d)(b)))
 #define FL_UNPACKHI64(a, b) ((FL_VR)_mm512_unpackhi_pd((__m512d)(a), (__m512d)(b)))
 #if FL_IS_F32
@@ -50,33 +50,33 @@
 #define FL_SHUF128(a, b, imm) ((FL_VR)_mm512_shuffle_f64x2((__m512d)(a), (__m512d)(b), (imm)))
 #endif
 /* c * v, exactly 0 where c == 0 (NaN c stays NaN): one compare and a zero-masked multiply */
-#define FL_ZMUL(c, v)                                                                           \
-    ((FL_VR)FL_MM512(maskz_mul)(                                                              \
-        FL_CAT2(FL_MM512(cmp), mask)((FL_M512)(c), FL_MM512(setzero)(), _CMP_NEQ_UQ),         \
+#define FL_ZMUL(c, v)                                                                 \
+    ((FL_VR)FL_MM512(maskz_mul)(                                                      \
+        FL_CAT2(FL_MM512(cmp), mask)((FL_M512)(c), FL_MM512(setzero)(), _CMP_NEQ_UQ), \
         (FL_M512)(c), (FL_M512)(v)))
 /* lane masks in mask registers: one compare, then merge-masked moves and adds (the vector
  * extensions' selects compile to compare, mask-to-vector and two logic operations) */
 #if FL_IS_F32
-#define FL_KMASK __mmask16
+#define FL_KMASK         __mmask16
 #define FL_LANE_EQ(x, c) _mm512_cmpeq_epi32_mask((__m512i)(x), _mm512_set1_epi32((int)(c)))
 #else
-#define FL_KMASK __mmask8
+#define FL_KMASK         __mmask8
 #define FL_LANE_EQ(x, c) _mm512_cmp_pd_mask((__m512d)(x), _mm512_set1_pd((double)(c)), _CMP_EQ_OQ)
 #endif
 #define FL_KMOV(src, k, a) ((FL_VR)FL_MM512(mask_mov)((FL_M512)(src), (k), (FL_M512)(a)))
 #define FL_KADD(src, k, a, b) \
     ((FL_VR)FL_MM512(mask_add)((FL_M512)(src), (k), (FL_M512)(a), (FL_M512)(b)))
-#define FL_MASK_LOAD(p, n) ((FL_VR)FL_MM512(maskz_loadu)((1u << (n)) - 1, (p)))
+#define FL_MASK_LOAD(p, n)     ((FL_VR)FL_MM512(maskz_loadu)((1u << (n)) - 1, (p)))
 #define FL_MASK_STORE(p, n, v) FL_MM512(mask_storeu)((p), (1u << (n)) - 1, (FL_M512)(v))
 /* nonzero if a lane of u is not a normal positive finite number (0, subnormal, negative,
  * inf, NaN): its bits minus those of the least normal, as unsigned, reach the span */
 #if FL_IS_F32
-#define FL_ANY_NOT_NORMAL_POS(u)                                                          \
+#define FL_ANY_NOT_NORMAL_POS(u)                                                           \
     _mm512_cmpge_epu32_mask(_mm512_sub_epi32((__m512i)(u), _mm512_set1_epi32(0x00800000)), \
                             _mm512_set1_epi32(0x7f000000))
 #else
-#define FL_ANY_NOT_NORMAL_POS(u)                                                             \
-    _mm512_cmpge_epu64_mask(_mm512_sub_epi64((__m512i)(u), _mm512_set1_epi64(1LL << 52)),  \
+#define FL_ANY_NOT_NORMAL_POS(u)                                                          \
+    _mm512_cmpge_epu64_mask(_mm512_sub_epi64((__m512i)(u), _mm512_set1_epi64(1LL << 52)), \
                             _mm512_set1_epi64(0x7fe0000000000000LL))
 #endif
 /* nonzero if a < b in any lane (ordered: NaN lanes do not count) */

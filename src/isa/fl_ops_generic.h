@@ -12,15 +12,16 @@
 #ifndef FL_OPS_UNDEF
 
 /* capabilities: none beyond the vector extensions */
-#define FL_HAS_EXP_TABLE 0     /* two-source permute + mask compares: table-driven exp */
+#define FL_HAS_EXP_TABLE     0     /* two-source permute + mask compares: table-driven exp */
 #define FL_HAS_F32_LOG_TABLE 0 /* the same, plus a normal-number test: table-driven float log */
-#define FL_HAS_NORMAL_CHECK 0  /* one-compare test for normal positive finite lanes */
-#define FL_HAS_RCP14 0         /* 14-bit reciprocal estimate */
-#define FL_HAS_SCALEF 0        /* p * 2^n in one instruction */
-#define FL_HAS_SRA64 0         /* 64-bit arithmetic shifts */
-#define FL_HAS_MASK_REGS 0     /* mask-register compares, merge-masked moves and adds */
-#define FL_HAS_REG_TRANSPOSE 0 /* in-lane / 128-bit-lane shuffles and masked loads: tile
-                                  transposes in registers */
+#define FL_HAS_NORMAL_CHECK  0  /* one-compare test for normal positive finite lanes */
+#define FL_HAS_RCP14         0         /* 14-bit reciprocal estimate */
+#define FL_HAS_SCALEF        0        /* p * 2^n in one instruction */
+#define FL_HAS_SRA64         0         /* 64-bit arithmetic shifts */
+#define FL_HAS_MASK_REGS     0     /* mask-register compares, merge-masked moves and adds */
+#define FL_HAS_REG_TRANSPOSE                                    \
+    0 /* in-lane / 128-bit-lane shuffles and masked loads: tile \
+         transposes in registers */
 #define FL_HAS_RAW_TILES 0     /* vrange bound check: unshifted small-C tiles */
 
 /* a > b ? a : b and a < b ? a : b, b when either is NaN (the x86 rule) */

@@ -45,9 +45,8 @@ typedef struct {
  * tiles, whose e_c are exp(x_c) and need a 1 / e_y.  It meets 1 / S before the gradient scale
  * and the loss factors do: there 1 / S can be as small as e^-64 / C (float32), and a tiny
  * gradient scale applied first would take A out of the normal range. */
-FL_INLINE FN(ce_coef_t) FN(ce_index_coef)(const fl_ce_args *a, VR dy, VR e_y, VR s_other,
-                                                VR dsum, VR wy, VR gs, VR a_scale,
-                                                const int defer_log)
+FL_INLINE FN(ce_coef_t) FN(ce_index_coef)(const fl_ce_args *a, VR dy, VR e_y, VR s_other, VR dsum,
+                                          VR wy, VR gs, VR a_scale, const int defer_log)
 {
     const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
     FN(ce_coef_t) r;

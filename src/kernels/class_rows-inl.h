@@ -12,7 +12,7 @@
  * next row finds it on chip.  (sizeof(R) * L == 64 on AVX-512: one vector is one line.) */
 #define FL_PREFETCH_NEXT_ROW(p, C)                                                      \
     do {                                                                                \
-        if (((uintptr_t)(p) & 63) < sizeof(R) * L) __builtin_prefetch((p) + (C), 0, 3);  \
+        if (((uintptr_t)(p) & 63) < sizeof(R) * L) __builtin_prefetch((p) + (C), 0, 3); \
     } while (0)
 
 /* the max ignores NaN; logsumexp's shortcut for infinite maxima must not */
@@ -86,7 +86,8 @@ FL_INLINE void FN(ce_index_rows_)(const fl_ce_args *a, int64_t r0, int64_t r1, d
             /* loss only: the exps just feed S, which holds an exact 1 */
             const VR e = g ? FN(vexp_nonpos)(xv - vm) : FN(vexp_nonpos_term)(xv - vm);
             if (g) FN(vstore)(g + c, e);
-            if (__builtin_expect(c == yblock, 0)) vs += FN(vselect)(iota == (FL_XLANE)(y - c), FN(vsplat)(0), e);
+            if (__builtin_expect(c == yblock, 0))
+                vs += FN(vselect)(iota == (FL_XLANE)(y - c), FN(vsplat)(0), e);
             else vs += e;
             if (smooth) vd += w ? FN(vload)(w + c) * d : d;
             if (++blk == FL_FLUSH) {
@@ -172,7 +173,8 @@ static void FN(ce_prob_rows)(const void *args, int64_t r0, int64_t r1, double *p
                 FL_PREFETCH_NEXT_ROW(t + c, C);
             }
             const VR tv = n == L ? FN(vload)(t + c) : FN(vload_part)(t + c, n, 0);
-            const VR wv = w ? (n == L ? FN(vload)(w + c) : FN(vload_part)(w + c, n, 0)) : FN(vsplat)(1);
+            const VR wv =
+                w ? (n == L ? FN(vload)(w + c) : FN(vload_part)(w + c, n, 0)) : FN(vsplat)(1);
             const VR d = vm - xv;
             const VR e = FN(vselect)(valid, FN(vexp_nonpos)(xv - vm), zero);
             if (g) FN(vstore_part)(g + c, e, n);
@@ -183,12 +185,18 @@ static void FN(ce_prob_rows)(const void *args, int64_t r0, int64_t r1, double *p
             /* a zero target contributes 0 even where -log p = inf (masked logit) */
             vD += FN(vselect)(wt == 0, zero, wt * d); /* 0 * inf: a zero target ignores -inf */
             if (++blk == FL_FLUSH) {
-                S += FN(hsum)(vs); T += FN(hsum)(vT); D += FN(hsum)(vD);
-                vs = zero; vT = zero; vD = zero;
+                S += FN(hsum)(vs);
+                T += FN(hsum)(vT);
+                D += FN(hsum)(vD);
+                vs = zero;
+                vT = zero;
+                vD = zero;
                 blk = 0;
             }
         }
-        S += FN(hsum)(vs); T += FN(hsum)(vT); D += FN(hsum)(vD);
+        S += FN(hsum)(vs);
+        T += FN(hsum)(vT);
+        D += FN(hsum)(vD);
         const double loss = T == 0 ? D : D + T * log(S); /* all-zero target: 0, as per class */
         total += loss;
         if (loss_rows) loss_rows[r] = (R)loss;
@@ -233,7 +241,11 @@ static void FN(softmax_rows)(const void *args, int64_t r0, int64_t r1, double *p
             e = FN(vselect)(iota < (FL_XLANE)n, e, FN(vsplat)(0));
             if (a->op == FL_SOFTMAX) FN(vstore_part)(o + c, e, n);
             vs += e;
-            if (++blk == FL_FLUSH) { S += FN(hsum)(vs); vs = FN(vsplat)(0); blk = 0; }
+            if (++blk == FL_FLUSH) {
+                S += FN(hsum)(vs);
+                vs = FN(vsplat)(0);
+                blk = 0;
+            }
         }
         S += FN(hsum)(vs);
         const double logS = log(S);

@@ -17,13 +17,17 @@
  * (FN(ce_index_coef), logs, reciprocals) runs once per L samples. */
 
 #define FL_TILE_LOAD(p) (full ? FN(vload)(p) : FN(vload_part)((p), nl, 0))
-#define FL_TILE_STORE(p, v)                               \
-    do {                                                  \
-        if (full) FN(vstore)((p), (v));                   \
-        else FN(vstore_part)((p), (v), nl);               \
+#define FL_TILE_STORE(p, v)                 \
+    do {                                    \
+        if (full) FN(vstore)((p), (v));     \
+        else FN(vstore_part)((p), (v), nl); \
     } while (0)
 /* two-level summation: vector partial sums of FL_FLUSH classes added into a running vector */
-#define FL_FLUSH_SUM(acc, part) do { (acc) += (part); (part) = FN(vsplat)(0); } while (0)
+#define FL_FLUSH_SUM(acc, part) \
+    do {                        \
+        (acc) += (part);        \
+        (part) = FN(vsplat)(0); \
+    } while (0)
 
 static inline VR FN(tile_max)(const R *x, int64_t xs, int64_t C, int full, int64_t nl)
 {
@@ -43,7 +47,7 @@ static inline VR FN(tile_max)(const R *x, int64_t xs, int64_t C, int full, int64
  * skipped lanes; and the losses (and t) of the non-skipped lanes. */
 FL_INLINE void FN(ce_tiles_finish)(const fl_ce_args *a, R *const *gp, int64_t xs, int full,
                                    int64_t nl, const VX *yv, const VI *skip,
-                                   const FN(ce_coef_t) *k, VR *loss, VR *t, const int NT)
+                                   const FN(ce_coef_t) * k, VR *loss, VR *t, const int NT)
 {
     const R *w = (const R *)a->weight;
     const int smooth = !a->focal && a->smoothing > 0;
@@ -91,8 +95,8 @@ FL_INLINE void FN(ce_tiles_finish)(const fl_ce_args *a, R *const *gp, int64_t xs
 /* after a failed attempt the next FL_RAW_WAIT tile groups of the chunk go straight to the
  * shifted math, so inputs whose logits exceed the bound redo one group in FL_RAW_WAIT + 1 */
 FL_INLINE int FN(ce_index_tiles_raw)(const fl_ce_args *a, const R *const *xp, R *const *gp,
-                                     int64_t xs, int full, int64_t nl, const VX *yv,
-                                     const VI *skip, const VR *gs, VR *loss, VR *t, const int NT)
+                                     int64_t xs, int full, int64_t nl, const VX *yv, const VI *skip,
+                                     const VR *gs, VR *loss, VR *t, const int NT)
 {
     const int64_t C = a->C;
     const R *w = (const R *)a->weight;
@@ -100,8 +104,8 @@ FL_INLINE int FN(ce_index_tiles_raw)(const fl_ce_args *a, const R *const *xp, R 
     const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
     VR big[2], vs[2], s_other[2], wy[2], ey[2];
     /* every lane of both tiles' max |x| below the bound */
-#define FL_RAW_IN_BOUND()                                                                  \
-    (FL_ANY_LT(FL_ABSMAX(big[0], big[NT - 1]), FN(vsplat)(FL_RAW_BOUND)) ==                \
+#define FL_RAW_IN_BOUND()                                                   \
+    (FL_ANY_LT(FL_ABSMAX(big[0], big[NT - 1]), FN(vsplat)(FL_RAW_BOUND)) == \
      (FL_KMASK)((1ull << L) - 1))
 #pragma GCC unroll 2
     for (int j = 0; j < NT; j++) {
@@ -155,7 +159,8 @@ FL_INLINE int FN(ce_index_tiles_raw)(const fl_ce_args *a, const R *const *xp, R 
 static inline int FN(raw_wait_start)(const fl_ce_args *a, int with_grad)
 {
 #if !FL_HAS_RAW_TILES
-    (void)a; (void)with_grad;
+    (void)a;
+    (void)with_grad;
     return 0;
 #else
     if (!with_grad) return 0;
@@ -188,10 +193,9 @@ static inline int FN(raw_wait_start)(const fl_ce_args *a, int with_grad)
  * (not NULL; no weights, no focal term) loss[j] leaves out log S and t[j] receives S - 1
  * (0 in skipped lanes) for FN(logprod_add).  raw_wait: the caller's FL_RAW_WAIT countdown,
  * 0 at the start of a chunk. */
-FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_t xs,
-                                  R *const *g, int full, int64_t nl, const VX *yv,
-                                  const VI *skip, const VR *gs, VR *loss, VR *t, int *raw_wait,
-                                  const int NT)
+FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_t xs, R *const *g,
+                                  int full, int64_t nl, const VX *yv, const VI *skip, const VR *gs,
+                                  VR *loss, VR *t, int *raw_wait, const int NT)
 {
     const int64_t C = a->C;
     const R *w = (const R *)a->weight;
@@ -289,11 +293,15 @@ static inline VR FN(ce_prob_tile)(const fl_ce_args *a, const R *x, const R *t, i
         vT += wt;
         vD += FN(vselect)(wt == 0, zero, wt * d); /* 0 * inf: a zero target ignores -inf */
         if (++blk == FL_FLUSH) {
-            FL_FLUSH_SUM(S, vs); FL_FLUSH_SUM(T, vT); FL_FLUSH_SUM(D, vD);
+            FL_FLUSH_SUM(S, vs);
+            FL_FLUSH_SUM(T, vT);
+            FL_FLUSH_SUM(D, vD);
             blk = 0;
         }
     }
-    S += vs; T += vT; D += vD;
+    S += vs;
+    T += vT;
+    D += vD;
     if (g) {
         const VR A = gs * T / S;
         for (int64_t c = 0; c < C; c++) {
@@ -317,7 +325,10 @@ static inline void FN(softmax_tile)(int op, const R *x, int64_t xs, R *o, int64_
         const VR e = FN(vexp_nonpos)(FL_TILE_LOAD(x + c * xs) - vm);
         if (op == FL_SOFTMAX) FL_TILE_STORE(o + c * xs, e);
         vs += e;
-        if (++blk == FL_FLUSH) { FL_FLUSH_SUM(S, vs); blk = 0; }
+        if (++blk == FL_FLUSH) {
+            FL_FLUSH_SUM(S, vs);
+            blk = 0;
+        }
     }
     S += vs;
     const VR logS = FN(vlog)(S);
@@ -371,14 +382,14 @@ static inline FN(logprod_t) FN(logprod_init)(int64_t C)
 #endif
     return p;
 }
-static inline void FN(logprod_flush)(FN(logprod_t) *p, double *acc)
+static inline void FN(logprod_flush)(FN(logprod_t) * p, double *acc)
 {
     if (!p->n) return;
     FN(acc_lanes)(acc, FN(vlog1p_nonneg)(p->T));
     p->T = FN(vsplat)(0);
     p->n = 0;
 }
-static inline void FN(logprod_add)(FN(logprod_t) *p, double *acc, VR t)
+static inline void FN(logprod_add)(FN(logprod_t) * p, double *acc, VR t)
 {
     p->T = FN(log1p_prod_step)(p->T, t);
 #if FL_HAS_RAW_TILES
@@ -391,18 +402,18 @@ static inline void FN(logprod_add)(FN(logprod_t) *p, double *acc, VR t)
 /* The unit function `name` as four copies of the always-inlined name_(a, u0, u1, partial,
  * with_grad, defer): with a gradient or loss only (where the compiler drops the gradient
  * math), each with or without the deferred log S of FN(logprod_t). */
-#define FL_GRAD_SPLIT(name)                                                                \
-    static void FN(name)(const void *args, int64_t u0, int64_t u1, double *partial)        \
-    {                                                                                      \
-        const fl_ce_args *a_ = (const fl_ce_args *)args;                                   \
-        const int defer_ = !a_->loss_rows && !a_->weight && !a_->focal;                    \
-        if (a_->grad) {                                                                    \
-            if (defer_) FN(name##_)(a_, u0, u1, partial, 1, 1);                            \
-            else FN(name##_)(a_, u0, u1, partial, 1, 0);                                   \
-        } else {                                                                           \
-            if (defer_) FN(name##_)(a_, u0, u1, partial, 0, 1);                            \
-            else FN(name##_)(a_, u0, u1, partial, 0, 0);                                   \
-        }                                                                                  \
+#define FL_GRAD_SPLIT(name)                                                         \
+    static void FN(name)(const void *args, int64_t u0, int64_t u1, double *partial) \
+    {                                                                               \
+        const fl_ce_args *a_ = (const fl_ce_args *)args;                            \
+        const int defer_ = !a_->loss_rows && !a_->weight && !a_->focal;             \
+        if (a_->grad) {                                                             \
+            if (defer_) FN(name##_)(a_, u0, u1, partial, 1, 1);                     \
+            else FN(name##_)(a_, u0, u1, partial, 1, 0);                            \
+        } else {                                                                    \
+            if (defer_) FN(name##_)(a_, u0, u1, partial, 0, 1);                     \
+            else FN(name##_)(a_, u0, u1, partial, 0, 0);                            \
+        }                                                                           \
     }
 
 FL_INLINE void FN(ce_index_cols_)(const fl_ce_args *a, int64_t u0, int64_t u1, double *partial,
@@ -430,8 +441,8 @@ FL_INLINE void FN(ce_index_cols_)(const fl_ce_args *a, int64_t u0, int64_t u1, d
                                      defer ? &t : NULL, &raw_wait);
             if (g) FN(tile_copy_out)(g, S, xt, C);
         } else {
-            loss = FN(ce_index_tile)(a, x, S, g, nl == L, nl, k.yv, k.skip, k.gs,
-                                     defer ? &t : NULL, &raw_wait);
+            loss = FN(ce_index_tile)(a, x, S, g, nl == L, nl, k.yv, k.skip, k.gs, defer ? &t : NULL,
+                                     &raw_wait);
         }
         if (loss_rows) FN(vstore_part)(loss_rows + base, loss, nl);
         FN(acc_lanes)(acc, loss);
@@ -446,7 +457,7 @@ FL_GRAD_SPLIT(ce_index_cols)
 /* Small C, class axis last: L rows at a time through a transposed scratch tile, two full
  * tiles per sweep (FN(ce_index_tiles)), then the rest one by one. */
 FL_INLINE void FN(ce_index_small_rows_)(const fl_ce_args *a, int64_t u0, int64_t u1,
-                                         double *partial, const int with_grad, const int defer)
+                                        double *partial, const int with_grad, const int defer)
 {
     const int64_t C = a->C;
     R *loss_rows = (R *)a->loss_rows;
@@ -486,8 +497,8 @@ FL_INLINE void FN(ce_index_small_rows_)(const fl_ce_args *a, int64_t u0, int64_t
         const int64_t base = u * L, nl = a->N - base < L ? a->N - base : L;
         FN(tile_transpose_in)(xt[0], (const R *)a->x + base * C, C, C, nl);
         const FN(index_lanes_t) k = FN(index_lanes)(a, a->target + base, base, nl);
-        const VR loss = FN(ce_index_tile)(a, xt[0], L, with_grad ? xt[0] : NULL, 1, L, k.yv,
-                                          k.skip, k.gs, defer ? t : NULL, &raw_wait);
+        const VR loss = FN(ce_index_tile)(a, xt[0], L, with_grad ? xt[0] : NULL, 1, L, k.yv, k.skip,
+                                          k.gs, defer ? t : NULL, &raw_wait);
         if (with_grad) FN(tile_transpose_out)((R *)a->grad + base * C, C, xt[0], C, nl);
         if (loss_rows) FN(vstore_part)(loss_rows + base, loss, nl);
         FN(acc_lanes)(acc, loss);

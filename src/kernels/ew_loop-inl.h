@@ -55,14 +55,14 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
         const R *pws = pw ? pw + s0 % a->pos_weight_period : NULL;
         for (int64_t b0 = s0; b0 < s1; b0 += FL_EW_BLOCK * L) {
             const int64_t b1 = s1 - b0 < FL_EW_BLOCK * L ? s1 : b0 + FL_EW_BLOCK * L;
-#define FL_N(i) (b1 - (i) < L ? b1 - (i) : L)
+#define FL_N(i)           (b1 - (i) < L ? b1 - (i) : L)
 #define FL_LD(p, n, fill) ((n) == L ? FN(vload)(p) : FN(vload_part)((p), (n), (fill)))
             /* each pre function as its own loop over the block: chains of one kind back to
              * back (all exps, then all logs) */
             VR p0[FL_EW_BLOCK], p1[FL_EW_BLOCK];
-#define FL_PRE_LOOP(out, fn, prev)                                                         \
-    for (int64_t i = b0, k = 0; i < b1; i += L, k++)                                       \
-        out[k] = fn(FL_LD(x + i, FL_N(i), (R)0.5), FL_LD(t + i, FL_N(i), (R)0.5), prev)
+#define FL_PRE_LOOP(out, fn, prev)                   \
+    for (int64_t i = b0, k = 0; i < b1; i += L, k++) \
+    out[k] = fn(FL_LD(x + i, FL_N(i), (R)0.5), FL_LD(t + i, FL_N(i), (R)0.5), prev)
             if (pre0) FL_PRE_LOOP(p0, pre0, zero);
             if (pre1) FL_PRE_LOOP(p1, pre1, p0[k]);
 #undef FL_PRE_LOOP
@@ -86,11 +86,13 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
                 bad |= bv;
                 acc += lv;
                 if (lr) {
-                    if (full) FN(vstore)(lr + i, lv); else FN(vstore_part)(lr + i, lv, n);
+                    if (full) FN(vstore)(lr + i, lv);
+                    else FN(vstore_part)(lr + i, lv, n);
                 }
                 if (g) {
                     gv *= gsr ? FL_LD(gsr + i, n, 0) : FN(vsplat)(gs);
-                    if (full) FN(vstore)(g + i, gv); else FN(vstore_part)(g + i, gv, n);
+                    if (full) FN(vstore)(g + i, gv);
+                    else FN(vstore_part)(g + i, gv, n);
                 }
                 if (++blk == FL_FLUSH) {
                     if (logprod) {
@@ -114,19 +116,19 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
 
 /* two copies of each loop: with a gradient, and loss only (where the compiler drops the
  * gradient math altogether; f_loss may also compute the loss another way) */
-#define FL_EW_CHUNK2(name, f_grad, f_loss, pre0, pre1)                                     \
+#define FL_EW_CHUNK2(name, f_grad, f_loss, pre0, pre1)                                      \
     static void FN(name##_chunk)(const void *args, int64_t i0, int64_t i1, double *partial) \
-    {                                                                                      \
-        const fl_ew_args *a_ = (const fl_ew_args *)args;                                   \
-        if (a_->grad) FN(ew_loop)(a_, i0, i1, partial, f_grad, 1, pre0, pre1, 0);          \
-        else FN(ew_loop)(a_, i0, i1, partial, f_loss, 0, pre0, pre1, 0);                   \
+    {                                                                                       \
+        const fl_ew_args *a_ = (const fl_ew_args *)args;                                    \
+        if (a_->grad) FN(ew_loop)(a_, i0, i1, partial, f_grad, 1, pre0, pre1, 0);           \
+        else FN(ew_loop)(a_, i0, i1, partial, f_loss, 0, pre0, pre1, 0);                    \
     }
 #define FL_EW_CHUNK(name, pre0, pre1) FL_EW_CHUNK2(name, FN(ew_##name), FN(ew_##name), pre0, pre1)
 
 /* the chunk functions of the list's generated losses (fl_kernel_list.h: PLAIN, PRE0, PRE01) */
-#define FL_EW_CHUNK_PLAIN(name) FL_EW_CHUNK(name, NULL, NULL)
-#define FL_EW_CHUNK_PRE0(name) FL_EW_CHUNK(name, FN(pre0_##name), NULL)
-#define FL_EW_CHUNK_PRE01(name) FL_EW_CHUNK(name, FN(pre0_##name), FN(pre1_##name))
+#define FL_EW_CHUNK_PLAIN(name)         FL_EW_CHUNK(name, NULL, NULL)
+#define FL_EW_CHUNK_PRE0(name)          FL_EW_CHUNK(name, FN(pre0_##name), NULL)
+#define FL_EW_CHUNK_PRE01(name)         FL_EW_CHUNK(name, FN(pre0_##name), FN(pre1_##name))
 #define FL_EW_CHUNK_CUSTOM(name) /* written below */
 #define FL_EW_CHUNK_OF(ID, name, chunk) FL_EW_CHUNK_##chunk(name)
 FL_ELEMENTWISE_LOSSES(FL_EW_CHUNK_OF)
@@ -174,9 +176,10 @@ static inline int FN(bce_hard_window)(const R *t)
     return 1;
 }
 
-static inline __attribute__((always_inline)) void
-FN(bce_sum_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial,
-                 const int with_grad)
+static inline __attribute__((always_inline)) void FN(bce_sum_loop)(const fl_ew_args *args,
+                                                                   int64_t i0, int64_t i1,
+                                                                   double *partial,
+                                                                   const int with_grad)
 {
     const fl_ew_args local = *args, *a = &local;
     const R *x = (const R *)a->x, *t = (const R *)a->target;
@@ -222,8 +225,8 @@ FN(bce_sum_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial
                     const VR lx = FN(pre0_bce)(xs[k], ts[k], zero);
                     VR lv, gv;
                     VI unused = (VI)zero;
-                    FN(ew_bce)(a, xs[k], ts[k], one, one, lx, FN(pre1_bce)(xs[k], ts[k], lx),
-                               &lv, &gv, &unused);
+                    FN(ew_bce)(a, xs[k], ts[k], one, one, lx, FN(pre1_bce)(xs[k], ts[k], lx), &lv,
+                               &gv, &unused);
                     acc += lv;
                 }
                 continue;
@@ -243,8 +246,7 @@ FN(bce_sum_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial
 static void FN(bce_chunk)(const void *args, int64_t i0, int64_t i1, double *partial)
 {
     const fl_ew_args *a = (const fl_ew_args *)args;
-    if (a->weight || a->loss_rows || a->grad_scale_rows)
-        FN(bce_plain_chunk)(args, i0, i1, partial);
+    if (a->weight || a->loss_rows || a->grad_scale_rows) FN(bce_plain_chunk)(args, i0, i1, partial);
     else if (a->grad) FN(bce_sum_loop)(a, i0, i1, partial, 1);
     else FN(bce_sum_loop)(a, i0, i1, partial, 0);
 }

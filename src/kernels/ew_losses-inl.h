@@ -41,10 +41,7 @@ static inline VR FN(vabs)(VR x)
 }
 
 /* coef * value, with an exact 0 where coef == 0 (even if value is inf) */
-static inline VR FN(zmul)(VR coef, VR value)
-{
-    return FL_ZMUL(coef, value); /* isa/fl_ops_*.h */
-}
+static inline VR FN(zmul)(VR coef, VR value) { return FL_ZMUL(coef, value); /* isa/fl_ops_*.h */ }
 
 /* cp max(-x, 0) + cn max(x, 0) as one product: only one of the two is nonzero, so it is
  * |x| times cp (x < 0) or cn (x >= 0), with an exact 0 where that coefficient is 0 (x = +-inf
@@ -58,17 +55,19 @@ static inline VR FN(relu_terms)(VR x, VR cp, VR cn)
 /* e = exp(-|x|), then log1p(e): shared by the logistic losses */
 static inline VR FN(pre0_logistic)(VR x, VR t, VR unused)
 {
-    (void)t; (void)unused;
+    (void)t;
+    (void)unused;
     return FN(vexp_nonpos)(FN(neg_abs)(x));
 }
 static inline VR FN(pre1_logistic)(VR x, VR t, VR e)
 {
-    (void)x; (void)t;
+    (void)x;
+    (void)t;
     return FN(vlog1p_unit)(e);
 }
 
-static inline void FN(ew_bce_logits_full)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e,
-                                          VR lg, VR *loss, VR *grad, VI *bad)
+static inline void FN(ew_bce_logits_full)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e, VR lg,
+                                          VR *loss, VR *grad, VI *bad)
 {
     const VR one = FN(vsplat)((R)1);
     VR s_pos, s_neg;
@@ -81,7 +80,8 @@ static inline void FN(ew_bce_logits_full)(const fl_ew_args *a, VR x, VR t, VR w,
     *loss = FN(vselect)(xnan, x, w * (lg * (cp + cn) + FN(relu_terms)(x, cp, cn)));
     /* the sigmoids are finite: plain products */
     *grad = FN(vselect)(xnan, x, w * (cn * s_pos - cp * s_neg));
-    (void)a; (void)bad;
+    (void)a;
+    (void)bad;
 }
 
 /* BCE with logits without weights and pos_weight, when only the sum of the losses is wanted:
@@ -98,7 +98,11 @@ static inline void FN(ew_bce_logits_lin)(const fl_ew_args *a, VR x, VR t, VR w, 
     *loss = FN(vselect)(xnan, x, FN(relu_terms)(x, t, cn));
     /* the sigmoids are finite: plain products */
     *grad = FN(vselect)(xnan, x, cn * s_pos - t * s_neg);
-    (void)a; (void)w; (void)pw; (void)bad; (void)unused;
+    (void)a;
+    (void)w;
+    (void)pw;
+    (void)bad;
+    (void)unused;
 }
 
 /* gamma_fixed >= 0: a compile-time gamma (the loop is specialised for torchvision's default
@@ -140,11 +144,13 @@ FL_INLINE void FN(sigmoid_focal_impl)(const fl_ew_args *a, VR x, VR t, VR e, VR 
     *grad = at * f * ((cn * p - t * pn) + tilt);
 }
 #define FL_SIGMOID_FOCAL_FN(name, gamma_fixed, loss_only)                                  \
-    static inline void FN(name)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e, VR lg,   \
-                                VR *loss, VR *grad, VI *bad)                                 \
-    {                                                                                        \
-        FN(sigmoid_focal_impl)(a, x, t, e, lg, loss, grad, (R)(gamma_fixed), loss_only);     \
-        (void)w; (void)pw; (void)bad;                                                        \
+    static inline void FN(name)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e, VR lg, \
+                                VR *loss, VR *grad, VI *bad)                               \
+    {                                                                                      \
+        FN(sigmoid_focal_impl)(a, x, t, e, lg, loss, grad, (R)(gamma_fixed), loss_only);   \
+        (void)w;                                                                           \
+        (void)pw;                                                                          \
+        (void)bad;                                                                         \
     }
 FL_SIGMOID_FOCAL_FN(ew_sigmoid_focal_any, -1, 0)
 FL_SIGMOID_FOCAL_FN(ew_sigmoid_focal_any_loss, -1, 1)
@@ -155,16 +161,18 @@ FL_SIGMOID_FOCAL_FN(ew_sigmoid_focal_g2_loss, 2, 1)
 /* log x, log1p(-x) */
 static inline VR FN(pre0_bce)(VR x, VR t, VR unused)
 {
-    (void)t; (void)unused;
+    (void)t;
+    (void)unused;
     return FN(vlog)(x);
 }
 static inline VR FN(pre1_bce)(VR x, VR t, VR lx)
 {
-    (void)t; (void)lx;
+    (void)t;
+    (void)lx;
     return FN(vlog1p)(-x);
 }
-static inline void FN(ew_bce)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR lx, VR l1x,
-                              VR *loss, VR *grad, VI *bad)
+static inline void FN(ew_bce)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR lx, VR l1x, VR *loss,
+                              VR *grad, VI *bad)
 {
     /* torch: loss = (t - 1) max(log1p(-x), -100) - t max(log x, -100),
      *        grad = (x - t) / max((1 - x) x, 1e-12f) */
@@ -177,16 +185,22 @@ static inline void FN(ew_bce)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR l
     den = FN(vselect)(den < eps, eps, den);
     *grad = w * (x - t) / den;
     *bad |= ~((x >= 0) & (x <= one)); /* outside [0, 1], or NaN */
-    (void)a; (void)pw;
+    (void)a;
+    (void)pw;
 }
 
-static inline void FN(ew_mse)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0, VR p1,
-                              VR *loss, VR *grad, VI *bad)
+static inline void FN(ew_mse)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0, VR p1, VR *loss,
+                              VR *grad, VI *bad)
 {
     const VR d = x - t;
     *loss = d * d;
     *grad = 2 * d;
-    (void)a; (void)w; (void)pw; (void)bad; (void)p0; (void)p1;
+    (void)a;
+    (void)w;
+    (void)pw;
+    (void)bad;
+    (void)p0;
+    (void)p1;
 }
 
 static inline VR FN(vsign)(VR d)
@@ -196,13 +210,18 @@ static inline VR FN(vsign)(VR d)
     return FN(vselect)(d != d, d, s); /* NaN stays NaN */
 }
 
-static inline void FN(ew_l1)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0, VR p1,
-                             VR *loss, VR *grad, VI *bad)
+static inline void FN(ew_l1)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0, VR p1, VR *loss,
+                             VR *grad, VI *bad)
 {
     const VR d = x - t;
     *loss = FN(vabs)(d);
     *grad = FN(vsign)(d);
-    (void)a; (void)w; (void)pw; (void)bad; (void)p0; (void)p1;
+    (void)a;
+    (void)w;
+    (void)pw;
+    (void)bad;
+    (void)p0;
+    (void)p1;
 }
 
 static inline void FN(ew_smooth_l1)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0, VR p1,
@@ -218,7 +237,11 @@ static inline void FN(ew_smooth_l1)(const fl_ew_args *a, VR x, VR t, VR w, VR pw
         *loss = FN(vselect)(quad, (R)0.5 * d * d / beta, z - (R)0.5 * beta);
         *grad = FN(vselect)(quad, d / beta, FN(vsign)(d));
     }
-    (void)w; (void)pw; (void)bad; (void)p0; (void)p1;
+    (void)w;
+    (void)pw;
+    (void)bad;
+    (void)p0;
+    (void)p1;
 }
 
 static inline void FN(ew_huber)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0, VR p1,
@@ -229,12 +252,17 @@ static inline void FN(ew_huber)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR
     const VI quad = z < delta;
     *loss = FN(vselect)(quad, (R)0.5 * d * d, delta * (z - (R)0.5 * delta));
     *grad = FN(vselect)(quad, d, delta * FN(vsign)(d));
-    (void)w; (void)pw; (void)bad; (void)p0; (void)p1;
+    (void)w;
+    (void)pw;
+    (void)bad;
+    (void)p0;
+    (void)p1;
 }
 
 static inline VR FN(pre0_kl_div)(VR x, VR t, VR unused)
 {
-    (void)x; (void)unused;
+    (void)x;
+    (void)unused;
     return FN(vlog)(t);
 }
 static inline void FN(ew_kl_div)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR lt, VR unused,
@@ -244,12 +272,17 @@ static inline void FN(ew_kl_div)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, V
     const VR v = t * (lt - x);
     *loss = FN(vselect)((t == 0) & (x == x), FN(vsplat)(0), v);
     *grad = -t;
-    (void)a; (void)w; (void)pw; (void)bad; (void)unused;
+    (void)a;
+    (void)w;
+    (void)pw;
+    (void)bad;
+    (void)unused;
 }
 
 static inline VR FN(pre0_kl_div_log_target)(VR x, VR t, VR unused)
 {
-    (void)x; (void)unused;
+    (void)x;
+    (void)unused;
     return FN(vexp)(t);
 }
 static inline void FN(ew_kl_div_log_target)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR et,
@@ -258,5 +291,9 @@ static inline void FN(ew_kl_div_log_target)(const fl_ew_args *a, VR x, VR t, VR 
     /* exp(t) (t - x), 0 where exp(t) == 0 (unless x is NaN) */
     *loss = FN(vselect)((et == 0) & (x == x), FN(vsplat)(0), et * (t - x));
     *grad = -et;
-    (void)a; (void)w; (void)pw; (void)bad; (void)unused;
+    (void)a;
+    (void)w;
+    (void)pw;
+    (void)bad;
+    (void)unused;
 }

@@ -27,7 +27,10 @@ static void FN(check_targets_chunk)(const void *args, int64_t i0, int64_t i1, do
     for (int64_t i = i0; i < i1; i++) {
         const int64_t y = t[i];
         if (y == ign) continue;
-        if ((uint64_t)y >= C) { bad = 1; continue; }
+        if ((uint64_t)y >= C) {
+            bad = 1;
+            continue;
+        }
         total += (double)w[y];
     }
     *partial = bad ? NAN : total;

@@ -89,8 +89,8 @@ static inline void FN(tile_transpose_in)(R *restrict dst, const R *restrict src,
 }
 
 /* dst[l * dst_stride + c] = src[c * L + l] for l < nl, c < C. */
-static inline void FN(tile_transpose_out)(R *restrict dst, int64_t dst_stride, const R *restrict src,
-                                          int64_t C, int64_t nl)
+static inline void FN(tile_transpose_out)(R *restrict dst, int64_t dst_stride,
+                                          const R *restrict src, int64_t C, int64_t nl)
 {
 #if FL_HAS_REG_TRANSPOSE
     if (nl == L) {
@@ -148,8 +148,8 @@ static inline VR FN(lane_scales)(const fl_ce_args *a, int64_t base, int64_t nl)
 /* L int64 targets of a full tile as one (possibly double-width) vector */
 typedef int64_t FN(tile_i64_t) __attribute__((vector_size(L * sizeof(int64_t))));
 
-FL_INLINE FN(index_lanes_t) FN(index_lanes)(const fl_ce_args *a, const int64_t *tg,
-                                            int64_t base, int64_t nl)
+FL_INLINE FN(index_lanes_t)
+    FN(index_lanes)(const fl_ce_args *a, const int64_t *tg, int64_t base, int64_t nl)
 {
     typedef __typeof__(((VI){0})[0]) lane_int;
     typedef lane_int FN(tile_lane_int_t) __attribute__((vector_size(sizeof(VI))));
@@ -162,7 +162,7 @@ FL_INLINE FN(index_lanes_t) FN(index_lanes)(const fl_ce_args *a, const int64_t *
         memcpy(&t, tg, sizeof t);
         const FN(tile_i64_t) use = t != ign; /* -1 / 0 */
         r.yv = __builtin_convertvector((t & use) | ~use, VX); /* ignored: -1 */
-        r.skip = (VI)__builtin_convertvector(~use, FN(tile_lane_int_t));
+        r.skip = (VI) __builtin_convertvector(~use, FN(tile_lane_int_t));
     } else {
         FL_XLANE ya[L];
         lane_int sk[L];

@@ -18,16 +18,23 @@
  * plus the classic correction (y - (u - 1)) / u for the rounding of 1 + y.
  */
 
-
-
-static inline VR FN(vsplat)(R v) { VR r = {0}; return r + v; }
+static inline VR FN(vsplat)(R v)
+{
+    VR r = {0};
+    return r + v;
+}
 static inline VI FN(vsplat_i)(int64_t v)
 {
     VI r;
     for (int i = 0; i < FL_LANES; i++) r[i] = v;
     return r;
 }
-static inline VR FN(vload)(const R *p) { VR v; memcpy(&v, p, sizeof v); return v; }
+static inline VR FN(vload)(const R *p)
+{
+    VR v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
 static inline void FN(vstore)(R *p, VR v) { memcpy(p, &v, sizeof v); }
 /* Partial load: the first n lanes from p, the rest `fill`. */
 /* Partial loads/stores of the first n <= FL_LANES lanes, as fixed-size copies of 8, 4, 2 and 1
@@ -41,12 +48,21 @@ static inline void FN(copy_part)(R *restrict dst, const R *restrict src, int64_t
     }
     int64_t o = 0;
 #if FL_LANES > 8
-    if (n & 8) { memcpy(dst + o, src + o, 8 * sizeof(R)); o += 8; }
+    if (n & 8) {
+        memcpy(dst + o, src + o, 8 * sizeof(R));
+        o += 8;
+    }
 #endif
 #if FL_LANES > 4
-    if (n & 4) { memcpy(dst + o, src + o, 4 * sizeof(R)); o += 4; }
+    if (n & 4) {
+        memcpy(dst + o, src + o, 4 * sizeof(R));
+        o += 4;
+    }
 #endif
-    if (n & 2) { memcpy(dst + o, src + o, 2 * sizeof(R)); o += 2; }
+    if (n & 2) {
+        memcpy(dst + o, src + o, 2 * sizeof(R));
+        o += 2;
+    }
     if (n & 1) dst[o] = src[o];
 }
 static inline VR FN(vload_part)(const R *p, int64_t n, R fill)
@@ -64,10 +80,7 @@ static inline void FN(vstore_part)(R *p, VR v, int64_t n)
     memcpy(tmp, &v, sizeof v);
     FN(copy_part)(p, tmp, n);
 }
-static inline VR FN(vselect)(VI mask, VR a, VR b)
-{
-    return (VR)(((VI)a & mask) | ((VI)b & ~mask));
-}
+static inline VR FN(vselect)(VI mask, VR a, VR b) { return (VR)(((VI)a & mask) | ((VI)b & ~mask)); }
 /* v where mask is set, +0 elsewhere */
 static inline VR FN(vand)(VI mask, VR v) { return (VR)((VI)v & mask); }
 /* is any lane of the mask set? */
@@ -118,7 +131,9 @@ static inline FL_VX FN(viota)(void)
 #if FL_IS_F32
 #define FN_SRA(v, k) ((v) >> (k))
 #else
-#define FN_SRA(v, k) ((VI)(((FL_VU)(v) + ((FL_VU){0} + (1ULL << 62))) >> (k)) - (VI){0} - (int64_t)(1ULL << (62 - (k))))
+#define FN_SRA(v, k)                                                     \
+    ((VI)(((FL_VU)(v) + ((FL_VU){0} + (1ULL << 62))) >> (k)) - (VI){0} - \
+     (int64_t)(1ULL << (62 - (k))))
 #endif
 
 static inline double FN(hsum)(VR v)
@@ -135,22 +150,22 @@ static inline R FN(hmax)(VR v)
 }
 
 #if FL_IS_F32
-#define FL_EXP_LO (-104.0f)
-#define FL_EXP_HI (89.0f)
-#define FL_MAGIC 12582912.0f /* 1.5 * 2^23 */
-#define FL_LOG2E 1.44269504088896341f
-#define FL_LN2_HI 0.693359375f
-#define FL_LN2_LO (-2.12194440e-4f)
-#define FL_EXP_BIAS 127
+#define FL_EXP_LO    (-104.0f)
+#define FL_EXP_HI    (89.0f)
+#define FL_MAGIC     12582912.0f /* 1.5 * 2^23 */
+#define FL_LOG2E     1.44269504088896341f
+#define FL_LN2_HI    0.693359375f
+#define FL_LN2_LO    (-2.12194440e-4f)
+#define FL_EXP_BIAS  127
 #define FL_MANT_BITS 23
 #else
-#define FL_EXP_LO (-760.0)
-#define FL_EXP_HI (720.0)
-#define FL_MAGIC 6755399441055744.0 /* 1.5 * 2^52 */
-#define FL_LOG2E 1.4426950408889634074
-#define FL_LN2_HI 6.93147180369123816490e-01
-#define FL_LN2_LO 1.90821492927058770002e-10
-#define FL_EXP_BIAS 1023
+#define FL_EXP_LO    (-760.0)
+#define FL_EXP_HI    (720.0)
+#define FL_MAGIC     6755399441055744.0 /* 1.5 * 2^52 */
+#define FL_LOG2E     1.4426950408889634074
+#define FL_LN2_HI    6.93147180369123816490e-01
+#define FL_LN2_LO    1.90821492927058770002e-10
+#define FL_EXP_BIAS  1023
 #define FL_MANT_BITS 52
 #endif
 
@@ -165,27 +180,26 @@ static inline R FN(hmax)(VR v)
  * it reaches the polynomial).  Entries are 2^(j/N) correctly rounded (mpmath); the error
  * is about 1 ulp (tests/test_simd_math.py). */
 #if FL_IS_F32
-#define FL_EXP_TAB_BITS 5
-#define FL_EXP_TAB_LO (-87.0f)
-#define FL_EXP_TAB_HI (88.0f)
-#define FL_EXP_TAB_INVN 46.1662407f   /* 32 / ln2 */
+#define FL_EXP_TAB_BITS    5
+#define FL_EXP_TAB_LO      (-87.0f)
+#define FL_EXP_TAB_HI      (88.0f)
+#define FL_EXP_TAB_INVN    46.1662407f   /* 32 / ln2 */
 #define FL_EXP_TAB_LN2N_HI 0.0216674805f /* ln2 / 32, 9 bits: k * hi is exact */
 #define FL_EXP_TAB_LN2N_LO (-6.6310763e-06f)
-#define FL_EXP_TAB_LN2N 0.0216608495f    /* ln2 / 32 rounded: relative error 2.7e-9 */
+#define FL_EXP_TAB_LN2N    0.0216608495f    /* ln2 / 32 rounded: relative error 2.7e-9 */
 static const int32_t FN(exp_tab)[32] __attribute__((aligned(64))) = {
-    0x3f800000, 0x3f7ecd87, 0x3f7daac3, 0x3f7c980f, 0x3f7b95c2, 0x3f7aa43a, 0x3f79c3d3,
-    0x3f78f4f0, 0x3f7837f0, 0x3f778d3a, 0x3f76f532, 0x3f767043, 0x3f75fed7, 0x3f75a15b,
-    0x3f75583f, 0x3f7523f6, 0x3f7504f3, 0x3f74fbaf, 0x3f7508a4, 0x3f752c4d, 0x3f75672a,
-    0x3f75b9be, 0x3f76248c, 0x3f76a81e, 0x3f7744fd, 0x3f77fbb8, 0x3f78ccdf, 0x3f79b907,
-    0x3f7ac0c7, 0x3f7be4ba, 0x3f7d257d, 0x3f7e83b3};
+    0x3f800000, 0x3f7ecd87, 0x3f7daac3, 0x3f7c980f, 0x3f7b95c2, 0x3f7aa43a, 0x3f79c3d3, 0x3f78f4f0,
+    0x3f7837f0, 0x3f778d3a, 0x3f76f532, 0x3f767043, 0x3f75fed7, 0x3f75a15b, 0x3f75583f, 0x3f7523f6,
+    0x3f7504f3, 0x3f74fbaf, 0x3f7508a4, 0x3f752c4d, 0x3f75672a, 0x3f75b9be, 0x3f76248c, 0x3f76a81e,
+    0x3f7744fd, 0x3f77fbb8, 0x3f78ccdf, 0x3f79b907, 0x3f7ac0c7, 0x3f7be4ba, 0x3f7d257d, 0x3f7e83b3};
 #else
-#define FL_EXP_TAB_BITS 4
-#define FL_EXP_TAB_LO (-708.0)
-#define FL_EXP_TAB_HI (709.0)
-#define FL_EXP_TAB_INVN 23.083120654223414     /* 16 / ln2 */
+#define FL_EXP_TAB_BITS    4
+#define FL_EXP_TAB_LO      (-708.0)
+#define FL_EXP_TAB_HI      (709.0)
+#define FL_EXP_TAB_INVN    23.083120654223414     /* 16 / ln2 */
 #define FL_EXP_TAB_LN2N_HI 0.04332169878489367  /* ln2 / 16, 36 bits: k * hi is exact */
 #define FL_EXP_TAB_LN2N_LO 1.0291218489310676e-13
-#define FL_EXP_TAB_LN2N 0.04332169878499658     /* ln2 / 16 rounded: relative error 3.3e-17 */
+#define FL_EXP_TAB_LN2N    0.04332169878499658     /* ln2 / 16 rounded: relative error 3.3e-17 */
 static const int64_t FN(exp_tab)[16] __attribute__((aligned(64))) = {
     0x3ff0000000000000LL, 0x3fefb5586cf9890fLL, 0x3fef72b83c7d517bLL, 0x3fef387a6e756238LL,
     0x3fef06fe0a31b715LL, 0x3feedea64c123422LL, 0x3feebfdad5362a27LL, 0x3feeab07dd485429LL,
@@ -210,8 +224,8 @@ FL_INLINE VR FN(vexp_table_impl)(VR x, const int one_step)
     VR t0, t1;
     memcpy(&t0, FN(exp_tab), sizeof t0);
     memcpy(&t1, (const char *)FN(exp_tab) + sizeof t0, sizeof t1);
-    const VR scale = (VR)((VI)FL_PERMUTE2(t0, (VI)kb, t1) +
-                          ((VI)kb << (FL_MANT_BITS - FL_EXP_TAB_BITS)));
+    const VR scale =
+        (VR)((VI)FL_PERMUTE2(t0, (VI)kb, t1) + ((VI)kb << (FL_MANT_BITS - FL_EXP_TAB_BITS)));
 #if FL_IS_F32
     /* e^r - 1, Taylor to r^3: the first omitted term is below 2^-30 */
     const VR p = r + (r * r) * (0.5f + r * (1.0f / 6));
@@ -254,11 +268,18 @@ FL_INLINE VR FN(vexp_poly)(VR x)
     p = p * r + 1.0f;
 #else
     /* the same form with q of degree 9: relative error 1.7e-17 */
-    static const double c[12] = {
-        2.5100472505694996e-08, 2.7620201591031547e-07, 2.7557268276905696e-06,
-        2.4801521057868204e-05, 0.00019841269863171557, 0.0013888888917367081,
-        0.008333333333330039,   0.041666666666623824,   0.16666666666666669,
-        0.5000000000000001,     1.0,                    1.0};
+    static const double c[12] = {2.5100472505694996e-08,
+                                 2.7620201591031547e-07,
+                                 2.7557268276905696e-06,
+                                 2.4801521057868204e-05,
+                                 0.00019841269863171557,
+                                 0.0013888888917367081,
+                                 0.008333333333330039,
+                                 0.041666666666623824,
+                                 0.16666666666666669,
+                                 0.5000000000000001,
+                                 1.0,
+                                 1.0};
     VR p = FN(vsplat)(c[0]);
     for (int k = 1; k < 12; k++) p = p * r + c[k];
 #endif
@@ -302,7 +323,8 @@ FL_INLINE VR FN(vexp)(VR x)
 {
 #if FL_HAS_EXP_TABLE
     if (__builtin_expect(!FL_ANY_LT(x, FN(vsplat)(FL_EXP_TAB_LO)) &&
-                         !FL_ANY_LT(FN(vsplat)(FL_EXP_TAB_HI), x), 1))
+                             !FL_ANY_LT(FN(vsplat)(FL_EXP_TAB_HI), x),
+                         1))
         return FN(vexp_table)(x);
 #endif
     return FN(vexp_poly)(FL_MIN_OR_B(FN(vsplat)(FL_EXP_HI), x));
@@ -323,9 +345,8 @@ FL_INLINE VR FN(atanh2)(VR s)
     q = q * s2 + (R)(2.0 / 5);
     q = q * s2 + (R)(2.0 / 3);
 #else
-    static const double c[7] = {0.14616449685043406, 0.15331721600556042,
-                                0.18182889125261723, 0.2222221113479508,
-                                0.28571428625975487, 0.39999999999899505,
+    static const double c[7] = {0.14616449685043406, 0.15331721600556042, 0.18182889125261723,
+                                0.2222221113479508,  0.28571428625975487, 0.39999999999899505,
                                 0.666666666666667};
     VR q = FN(vsplat)(c[0]);
     for (int i = 1; i < 7; i++) q = q * s2 + c[i];
@@ -341,10 +362,10 @@ FL_INLINE VR FN(atanh2)(VR s)
  * log(0) = -inf, log(u < 0) = NaN, NaN propagates. */
 #if FL_IS_F32
 #define FL_SUBN_SHIFT 24
-#define FL_NORM_MIN 1.17549435e-38f
+#define FL_NORM_MIN   1.17549435e-38f
 #else
 #define FL_SUBN_SHIFT 54
-#define FL_NORM_MIN 2.2250738585072014e-308
+#define FL_NORM_MIN   2.2250738585072014e-308
 #endif
 /* `special` (a compile-time constant) 0: u is known to be a normal positive finite number,
  * and the subnormal scaling and special-value selects are left out */
@@ -390,24 +411,21 @@ static inline VR FN(vlog_plus)(VR u, VR corr) { return FN(vlog_impl)(u, corr, 1)
  * that logs of values near 1 keep their relative accuracy). */
 #define FL_LOG_OFF 0x3f355556
 static const int32_t FN(log_tab)[3][32] __attribute__((aligned(64))) = {
-    {
-    0x3fb2bc0b, 0x3faeeb0b, 0x3fab42e6, 0x3fa7c117, 0x3fa46351, 0x3fa12772, 0x3f9e0b86,
-    0x3f9b0dba, 0x3f982c62, 0x3f9565ee, 0x3f92b8ee, 0x3f902409, 0x3f8da5fe, 0x3f8b3da4,
-    0x3f88e9e5, 0x3f86a9bb, 0x3f847c34, 0x3f82606c, 0x3f800000, 0x3f7980a5, 0x3f7220c9,
-    0x3f6b2d51, 0x3f649d2b, 0x3f5e6840, 0x3f588754, 0x3f52f3e9, 0x3f4da82a, 0x3f489ed2,
-    0x3f43d31f, 0x3f3f40bf, 0x3f3ae3c5, 0x3f36b89f},
-    {
-    0xbeaaf133, 0xbe9fe430, 0xbe9512f7, 0xbe8a7b08, 0xbe801a14, 0xbe6bdbce, 0xbe57e8f7,
-    0xbe4457ae, 0xbe312458, 0xbe1e4b74, 0xbe0bc9cc, 0xbdf3387b, 0xbdcf7faa, 0xbdac63a4,
-    0xbd89df29, 0xbd4fda2b, 0xbd0d116b, 0xbc96b5ea, 0x00000000, 0x3cd29a81, 0x3d6430db,
-    0x3dadc00b, 0x3de7b760, 0x3e100b1d, 0x3e2b793e, 0x3e46302d, 0x3e603936, 0x3e799cfd,
-    0x3e8931be, 0x3e954a12, 0x3ea11af2, 0x3eaca796},
-    {
-    0x326ad976, 0xb11834da, 0xb2279c0d, 0x3271eb3d, 0x32561758, 0xb1db72d5, 0x319093cb,
-    0xb15def58, 0x30cb2efd, 0xb1ccf3a7, 0x31a52cb9, 0xb1380885, 0x312abab6, 0xb14a8e3f,
-    0x300a8cec, 0x30e5a8a8, 0x2f0b08d7, 0x306e71c8, 0x00000000, 0xb001dc6a, 0x308ff62f,
-    0x2dbcbc1e, 0xb119a0cd, 0xb1a1cc9d, 0xb1636a2a, 0x31a1e9ae, 0x2f626ec6, 0xb1ba0cc9,
-    0xb2579fa8, 0xb176c5ea, 0x320052a1, 0x31037e10}};
+    {0x3fb2bc0b, 0x3faeeb0b, 0x3fab42e6, 0x3fa7c117, 0x3fa46351, 0x3fa12772, 0x3f9e0b86,
+     0x3f9b0dba, 0x3f982c62, 0x3f9565ee, 0x3f92b8ee, 0x3f902409, 0x3f8da5fe, 0x3f8b3da4,
+     0x3f88e9e5, 0x3f86a9bb, 0x3f847c34, 0x3f82606c, 0x3f800000, 0x3f7980a5, 0x3f7220c9,
+     0x3f6b2d51, 0x3f649d2b, 0x3f5e6840, 0x3f588754, 0x3f52f3e9, 0x3f4da82a, 0x3f489ed2,
+     0x3f43d31f, 0x3f3f40bf, 0x3f3ae3c5, 0x3f36b89f},
+    {0xbeaaf133, 0xbe9fe430, 0xbe9512f7, 0xbe8a7b08, 0xbe801a14, 0xbe6bdbce, 0xbe57e8f7,
+     0xbe4457ae, 0xbe312458, 0xbe1e4b74, 0xbe0bc9cc, 0xbdf3387b, 0xbdcf7faa, 0xbdac63a4,
+     0xbd89df29, 0xbd4fda2b, 0xbd0d116b, 0xbc96b5ea, 0x00000000, 0x3cd29a81, 0x3d6430db,
+     0x3dadc00b, 0x3de7b760, 0x3e100b1d, 0x3e2b793e, 0x3e46302d, 0x3e603936, 0x3e799cfd,
+     0x3e8931be, 0x3e954a12, 0x3ea11af2, 0x3eaca796},
+    {0x326ad976, 0xb11834da, 0xb2279c0d, 0x3271eb3d, 0x32561758, 0xb1db72d5, 0x319093cb,
+     0xb15def58, 0x30cb2efd, 0xb1ccf3a7, 0x31a52cb9, 0xb1380885, 0x312abab6, 0xb14a8e3f,
+     0x300a8cec, 0x30e5a8a8, 0x2f0b08d7, 0x306e71c8, 0x00000000, 0xb001dc6a, 0x308ff62f,
+     0x2dbcbc1e, 0xb119a0cd, 0xb1a1cc9d, 0xb1636a2a, 0x31a1e9ae, 0x2f626ec6, 0xb1ba0cc9,
+     0xb2579fa8, 0xb176c5ea, 0x320052a1, 0x31037e10}};
 FL_INLINE VR FN(vlog_table)(VR u, VR corr)
 {
     const VI bits = (VI)u;
@@ -531,9 +549,11 @@ static void FN(vector_math)(int op, int64_t n, const R *x, R *out)
     for (int64_t i = 0; i < n; i += L) {
         const int64_t k = n - i < L ? n - i : L;
         const VR v = k == L ? FN(vload)(x + i) : FN(vload_part)(x + i, k, 0);
-        const VR r = op == FL_VM_EXP ? FN(vexp)(v) : op == FL_VM_LOG ? FN(vlog)(v)
-                   : op == FL_VM_LOG1P ? FN(vlog1p)(v) : op == FL_VM_LOG1P_UNIT ? FN(vlog1p_unit)(v)
-                   : FN(vlog1p_nonneg)(v);
+        const VR r = op == FL_VM_EXP          ? FN(vexp)(v)
+                     : op == FL_VM_LOG        ? FN(vlog)(v)
+                     : op == FL_VM_LOG1P      ? FN(vlog1p)(v)
+                     : op == FL_VM_LOG1P_UNIT ? FN(vlog1p_unit)(v)
+                                              : FN(vlog1p_nonneg)(v);
         FN(vstore_part)(out + i, r, k);
     }
 }
