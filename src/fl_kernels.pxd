@@ -1,7 +1,8 @@
 # cython: language_level=3
 # The C kernel API (fl_kernels.h), declared once for Cython (cimported by src/_kernels.pyx).
-# The op codes are the C enums generated from fl_kernel_list.h; only the ones the Cython code tests are named here,
-# and the op dictionaries are built at import from fl_op_name (no code or name is repeated).
+# The op codes are the C enums generated from fl_kernel_list.h; only the ones the Cython code
+# tests are named here, and the op dictionaries are built at import from fl_op_name (no code
+# or name is repeated).
 from libc.stdint cimport int64_t
 
 
