@@ -1,8 +1,11 @@
 """Runtime configuration: threads, backend (compiled kernels or NumPy reference), SIMD path."""
 
+from __future__ import annotations
+
 import contextlib
 import contextvars
 import os
+from collections.abc import Iterator
 
 __all__ = [
     "set_num_threads",
@@ -62,7 +65,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Set the number of threads the kernels may use (default: the usable CPUs).
 
     In a process forked from one that already ran fastloss on several threads, only 1 is safe
@@ -75,12 +78,12 @@ def set_num_threads(n):
     _state["threads"] = n
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Number of threads the kernels may use. Inputs below ~32k elements always use one."""
     return _state["threads"]
 
 
-def set_backend(name):
+def set_backend(name: str) -> None:
     """Select "compiled" (default) or "reference" (the NumPy twins) for the public API."""
     if name not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {name!r}")
@@ -89,13 +92,13 @@ def set_backend(name):
     _state["backend"] = name
 
 
-def get_backend():
+def get_backend() -> str:
     """The backend the public API runs on in the current thread/context."""
     return _override.get() or _state["backend"]
 
 
 @contextlib.contextmanager
-def use_backend(name):
+def use_backend(name: str) -> Iterator[None]:
     """Context manager: run the public API on `name` ("compiled" or "reference") inside.
 
     The override is local to the current thread (a contextvars.ContextVar)."""
@@ -110,7 +113,7 @@ def use_backend(name):
         _override.reset(token)
 
 
-def config():
+def config() -> dict:
     """Build/runtime facts as a dict (what show_config prints)."""
     import numpy as np
 
@@ -128,7 +131,7 @@ def config():
     return info
 
 
-def show_config():
+def show_config() -> None:
     """Print version, backend, OpenMP, thread count and the SIMD path in use."""
     for key, value in config().items():
         print(f"{key:>8}: {value}")

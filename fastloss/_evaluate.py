@@ -19,18 +19,24 @@ truncated, wrong shape or dtype, target out of range) raises ValueError, TypeErr
 IndexError.  The command line turns the first two groups into exit status 2, the last into 1.
 """
 
+from __future__ import annotations
+
 import math
 import operator
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Union
 
 import numpy as np
 
 from . import _api, _config, _losses
 from . import _validate as V
+
+#: an array, or the path of a .npy / .npz file
+ArrayOrPath = Union[np.ndarray, str, os.PathLike]
 
 __all__ = ["evaluate", "EvalOptionError", "EvalOptionTypeError"]
 
@@ -378,28 +384,28 @@ def _check_per_sample(path, sources):
 
 
 def evaluate(
-    loss,
-    logits,
-    targets,
+    loss: str,
+    logits: ArrayOrPath,
+    targets: ArrayOrPath,
     *,
-    weight=None,
-    pos_weight=None,
-    ignore_index=None,
-    label_smoothing=None,
-    gamma=None,
-    alpha=None,
-    beta=None,
-    delta=None,
-    log_target=None,
-    reduction="mean",
-    top_k=None,
-    chunk_rows=None,
-    per_sample=None,
-    logits_key=None,
-    targets_key=None,
-    threads=None,
-    progress=False,
-):
+    weight: ArrayOrPath | None = None,
+    pos_weight: ArrayOrPath | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float | None = None,
+    gamma: float | None = None,
+    alpha: float | None = None,
+    beta: float | None = None,
+    delta: float | None = None,
+    log_target: bool | None = None,
+    reduction: str = "mean",
+    top_k: int | Sequence[int] | None = None,
+    chunk_rows: int | None = None,
+    per_sample: str | os.PathLike | None = None,
+    logits_key: str | None = None,
+    targets_key: str | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+) -> dict:
     """Evaluate a loss (and accuracies) over whole prediction arrays or files, chunk by chunk.
 
     loss: a loss name (``fastloss.cross_entropy`` ... ``fastloss.kl_div``).  logits, targets,
@@ -620,8 +626,8 @@ class _Plan:
     batch: int  # the first dimension (kl_div's batchmean divisor)
     targets_label: str
     ignore_index: int
-    C: Optional[int] = None  # class losses: the number of classes
-    weight_work: Optional[np.ndarray] = None  # class weights (working dtype), index targets
+    C: int | None = None  # class losses: the number of classes
+    weight_work: np.ndarray | None = None  # class weights (working dtype), index targets
 
 
 def _plan(spec, xs, ts, shown):

@@ -62,7 +62,9 @@ def add_parser(subparsers):
     )
     b.add_argument("--json", metavar="FILE", help="write every measurement to FILE as JSON")
     b.add_argument(
-        "--markdown", metavar="FILE.md", help="write the results as a Markdown table (as in the README)"
+        "--markdown",
+        metavar="FILE.md",
+        help="write the results as a Markdown table (as in the README)",
     )
     b.add_argument(
         "--plot",
