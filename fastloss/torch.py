@@ -433,27 +433,41 @@ def _make_module(spec, functional):
 
 
 def _make_functional(spec):
-    """The functional of a registry row that has no hand-written one above (torch has no peer
-    to mirror): (input, target, <weights>, <params>, reduction=<row default>)."""
+    """The functional of a registry row that has no hand-written one above.  With a torch
+    peer of the same name, torch's usual layout: (input, target, <weights>, size_average,
+    reduce, reduction, <params>), the deprecated pair mapped to `reduction`; without one:
+    (input, target, <weights>, <params>, reduction=<row default>)."""
     P = inspect.Parameter
-    params = [P("input", P.POSITIONAL_OR_KEYWORD), P("target", P.POSITIONAL_OR_KEYWORD)]
-    params += [P(w, P.POSITIONAL_OR_KEYWORD, default=None) for w in spec.weight_names]
-    params += [P(p.name, P.POSITIONAL_OR_KEYWORD, default=p.default) for p in spec.params]
-    params.append(P("reduction", P.POSITIONAL_OR_KEYWORD, default=spec.default_reduction))
+    legacy = spec.torch_name == spec.name
+
+    def arg(name, default=P.empty):
+        return P(name, P.POSITIONAL_OR_KEYWORD, default=default)
+
+    params = [arg("input"), arg("target")] + [arg(w, None) for w in spec.weight_names]
+    options = [arg(p.name, p.default) for p in spec.params]
+    reduction = [arg("reduction", spec.default_reduction)]
+    if legacy:
+        params += [arg("size_average", None), arg("reduce", None)] + reduction + options
+    else:
+        params += options + reduction
     signature = inspect.Signature(params)
 
     def functional(*args, **kwargs):
-        values = signature.bind(*args, **kwargs)
-        values.apply_defaults()
-        v = values.arguments
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        v = bound.arguments
         weights = {w: v[w] for w in spec.weight_names}
         _check_args(spec.name, v["input"], v["target"], **weights)
-        options = _opts(**{p: v[p] for p in spec.param_names}, reduction=v["reduction"])
+        red = v["reduction"]
+        if legacy:
+            red = _legacy_reduction(v["size_average"], v["reduce"], red, spec.name)
+        options = _opts(**{p: v[p] for p in spec.param_names}, reduction=red)
         return _run(spec.name, v["input"], v["target"], options, *weights.values())
 
     functional.__signature__ = signature
     functional.__name__ = functional.__qualname__ = spec.name
-    functional.__doc__ = f"fastloss.{spec.name} as a differentiable torch function."
+    peer = f"torch.nn.functional.{spec.name}" if legacy else f"fastloss.{spec.name}"
+    functional.__doc__ = f"{peer} on fastloss's fused kernel (gradient from the same pass)."
     return functional
 
 

@@ -191,3 +191,32 @@ def test_class_rows_gradient_matches_finite_differences(spec, opts):
         xm[i] -= h
         num[i] = (fn(xp, y, reduction="sum", **kw) - fn(xm, y, reduction="sum", **kw)) / (2 * h)
     np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-7)
+
+
+def test_generated_functional_takes_torchs_layout_for_a_torch_peer():
+    pytest.importorskip("torch")
+    import dataclasses
+
+    import fastloss.torch as FL
+
+    spec = dataclasses.replace(
+        LOSSES["smooth_l1_loss"],
+        name="smooth_l1_again",
+        torch_name="smooth_l1_again",
+        torch_module="SA",
+    )
+    fn = FL._make_functional(spec)
+    assert list(inspect.signature(fn).parameters) == [
+        "input",
+        "target",
+        "size_average",
+        "reduce",
+        "reduction",
+        "beta",
+    ]
+    assert list(inspect.signature(FL._make_module(spec, fn)).parameters) == [
+        "size_average",
+        "reduce",
+        "reduction",
+        "beta",
+    ]
