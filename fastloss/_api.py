@@ -72,8 +72,7 @@ def _class_loss(kind, input, target, weight, ignore_index, reduction, return_gra
 
     K = _config._kernels
     loss_rows = V.empty(p.loss_shape, p.x.dtype) if reduction == "none" else None
-    kernel = {"cross_entropy": "cross_entropy", "focal_loss": "focal", "nll_loss": "nll"}[kind]
-    loss, bad = K.class_loss(K.CLASS_OPS[kernel], p.x, N, C, S, p.target, p.target_prob,
+    loss, bad = K.class_loss(K.CLASS_OPS[kind.removesuffix("_loss")], p.x, N, C, S, p.target, p.target_prob,
                              p.weight, p.ignore_index, smoothing, gamma,
                              K.REDUCTIONS[reduction], go, grad, loss_rows,
                              _config._state["threads"])

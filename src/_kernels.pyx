@@ -16,7 +16,6 @@ cnp.import_array()
 fl_init()
 
 
-
 def _op_codes(int family):
     """{name: code} of one C op list (fl_kernel_list.h), read from fl_op_name."""
     cdef int op = 0

@@ -26,6 +26,7 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #define FL_PSD ps
 #define FL_M256 __m256
 #define FL_M512 __m512
+#define FL_RAW_BOUND FL_RAW_BOUND_F32
 #include "fl_isa_dtype.h"
 #undef FL_REAL
 #undef FL_SUF
@@ -38,6 +39,7 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #undef FL_PSD
 #undef FL_M256
 #undef FL_M512
+#undef FL_RAW_BOUND
 
 #define FL_REAL double
 #define FL_SUF f64
@@ -51,6 +53,7 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #define FL_PSD pd
 #define FL_M256 __m256d
 #define FL_M512 __m512d
+#define FL_RAW_BOUND FL_RAW_BOUND_F64
 #include "fl_isa_dtype.h"
 #undef FL_REAL
 #undef FL_SUF
@@ -63,6 +66,7 @@ typedef uint64_t FL_CAT2(fl_vu64, FL_ISA) __attribute__((vector_size(FL_VBYTES))
 #undef FL_PSD
 #undef FL_M256
 #undef FL_M512
+#undef FL_RAW_BOUND
 #undef FL_VU
 
 #undef FN
