@@ -37,8 +37,12 @@
 #define FL_COLS_SCRATCH_C 256
 /* (N, C, d1..dk) tile copies: prefetch distance, in bytes */
 #define FL_COLS_PREFETCH_BYTES 1024
-/* unshifted small-C tiles (FL_HAS_RAW_TILES): tile groups a chunk skips after a failed try */
-#define FL_RAW_WAIT 63
+/* unshifted small-C tiles (FL_HAS_RAW_TILES, class_tiles-inl.h): taken while every |x| of the
+ * tiles is below the bound (e^-bound is normal, and R <= C e^(2 bound) finite: for C < 5e10
+ * in float); after a failed try a chunk's next FL_RAW_WAIT tile groups take the shifted math */
+#define FL_RAW_BOUND_F32 32.0f
+#define FL_RAW_BOUND_F64 256.0
+#define FL_RAW_WAIT      63
 /* elementwise loop: vectors per block (pre functions run over a whole block first) */
 #define FL_EW_BLOCK 8
 /* BCE on probabilities, sum only: window of elements checked for hard 0/1 targets, and

@@ -7,13 +7,6 @@
  * guard on purpose.
  */
 
-/* (p0, p1): the transcendental parts of the loss, computed ahead over a block of vectors by
- * its pre functions, p0 = pre0(x, t) and then p1 = pre1(x, t, p0) (see FN(ew_loop)); zeros
- * for losses without them */
-typedef void (*FN(ew_fn))(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0, VR p1, VR *loss,
-                          VR *grad, VI *bad);
-typedef VR (*FN(ew_pre_fn))(VR x, VR t, VR p0);
-
 /* Vectors per block of FN(ew_loop).  A loss with a "pre" function (logs, exps) gets it run
  * over the whole block first, then the rest of its formula per vector: one vector's complete
  * formula is a dependency chain of ~80 operations, longer than the out-of-order window can
@@ -125,11 +118,19 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
     }
 #define FL_EW_CHUNK(name, pre0, pre1) FL_EW_CHUNK2(name, FN(ew_##name), FN(ew_##name), pre0, pre1)
 
+/* the CUSTOM losses' general paths (their chunk functions, below, pick the fast paths) */
+FL_EW_CHUNK(bce_logits_full, FN(pre0_logistic), FN(pre1_logistic))
+FL_EW_CHUNK2(sigmoid_focal_g2, FN(ew_sigmoid_focal_g2), FN(ew_sigmoid_focal_g2_loss),
+             FN(pre0_logistic), FN(pre1_logistic))
+FL_EW_CHUNK2(sigmoid_focal_any, FN(ew_sigmoid_focal_any), FN(ew_sigmoid_focal_any_loss),
+             FN(pre0_logistic), FN(pre1_logistic))
+FL_EW_CHUNK2(bce_plain, FN(ew_bce), FN(ew_bce), FN(pre0_bce), FN(pre1_bce))
+
 /* the chunk functions of the list's generated losses (fl_kernel_list.h: PLAIN, PRE0, PRE01) */
 #define FL_EW_CHUNK_PLAIN(name)         FL_EW_CHUNK(name, NULL, NULL)
 #define FL_EW_CHUNK_PRE0(name)          FL_EW_CHUNK(name, FN(pre0_##name), NULL)
 #define FL_EW_CHUNK_PRE01(name)         FL_EW_CHUNK(name, FN(pre0_##name), FN(pre1_##name))
-#define FL_EW_CHUNK_CUSTOM(name) /* written below */
+#define FL_EW_CHUNK_CUSTOM(name) /* written here */
 #define FL_EW_CHUNK_OF(ID, name, chunk) FL_EW_CHUNK_##chunk(name)
 FL_ELEMENTWISE_LOSSES(FL_EW_CHUNK_OF)
 #undef FL_EW_CHUNK_OF
@@ -138,13 +139,6 @@ FL_ELEMENTWISE_LOSSES(FL_EW_CHUNK_OF)
 #undef FL_EW_CHUNK_PRE01
 #undef FL_EW_CHUNK_CUSTOM
 
-/* the CUSTOM losses' general paths (their chunk functions, below, pick the fast paths) */
-FL_EW_CHUNK(bce_logits_full, FN(pre0_logistic), FN(pre1_logistic))
-FL_EW_CHUNK2(sigmoid_focal_g2, FN(ew_sigmoid_focal_g2), FN(ew_sigmoid_focal_g2_loss),
-             FN(pre0_logistic), FN(pre1_logistic))
-FL_EW_CHUNK2(sigmoid_focal_any, FN(ew_sigmoid_focal_any), FN(ew_sigmoid_focal_any_loss),
-             FN(pre0_logistic), FN(pre1_logistic))
-FL_EW_CHUNK2(bce_plain, FN(ew_bce), FN(ew_bce), FN(pre0_bce), FN(pre1_bce))
 #undef FL_EW_CHUNK
 #undef FL_EW_CHUNK2
 

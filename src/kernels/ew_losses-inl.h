@@ -19,6 +19,13 @@
  *    (1-p_t)^(gamma-1) never appears and every gamma >= 0 stays finite at saturation.
  */
 
+/* (p0, p1): the transcendental parts of the loss, computed ahead over a block of vectors by
+ * its pre functions, p0 = pre0(x, t) and then p1 = pre1(x, t, p0) (see FN(ew_loop)); zeros
+ * for losses without them */
+typedef void (*FN(ew_fn))(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0, VR p1, VR *loss,
+                          VR *grad, VI *bad);
+typedef VR (*FN(ew_pre_fn))(VR x, VR t, VR p0);
+
 /* e = exp(-|x|); returns sigma(x) and sigma(-x) */
 static inline void FN(sigmoids)(VR x, VR e, VR *sig_pos, VR *sig_neg)
 {

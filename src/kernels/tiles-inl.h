@@ -1,10 +1,8 @@
 /*
- * Tile machinery of the class-axis kernels, for one (dtype, ISA) instantiation: register
- * transposes and the transposing copies of small-C rows into tiles (FN(tile_transpose_in),
- * FN(tile_transpose_out)), the (N, C, S) tile copies (FN(tile_copy_in), FN(tile_copy_out)),
- * the tile index (FN(tile_of)) and the per-lane targets and gradient scales of a tile
- * (FN(index_lanes), FN(lane_scales)), the per-lane loss sums (FN(acc_lanes)).  No include
- * guard on purpose.
+ * Tile transposes and indexing, for one (dtype, ISA) instantiation: register transposes and
+ * the transposing copies of small-C rows into tiles of L samples and back
+ * (FN(tile_transpose_in), FN(tile_transpose_out)), and the tile index of an (N, C, S) input
+ * (FN(tile_of)).  No include guard on purpose.
  */
 
 #if FL_HAS_REG_TRANSPOSE
@@ -119,98 +117,4 @@ static inline void FN(tile_of)(int64_t u, int64_t S, int64_t *n, int64_t *s0, in
     *n = u / tiles;
     *s0 = (u % tiles) * L;
     *nl = S - *s0 < L ? S - *s0 : L;
-}
-
-/* Per-lane values of an index-target tile of nl samples starting at sample `base`: the target
- * class (-1 for ignored and padding lanes), the mask of lanes whose loss and gradient are 0,
- * and the gradient scale. */
-typedef struct {
-    VX yv;
-    VI skip;
-    VR gs;
-} FN(index_lanes_t);
-
-/* The gradient scale of the nl samples from `base` (0 in padding lanes): the common uniform
- * scale as one vector select (lanes filled one by one and read back as a vector would stall
- * store forwarding) */
-static inline VR FN(lane_scales)(const fl_ce_args *a, int64_t base, int64_t nl)
-{
-    if (a->grad_scale_rows) { /* per-sample scales (grad_output of reduction "none") */
-        R tmp[L];
-        for (int l = 0; l < L; l++) tmp[l] = l < nl ? (R)a->grad_scale_rows[base + l] : (R)0;
-        VR gs;
-        memcpy(&gs, tmp, sizeof gs);
-        return gs;
-    }
-    return FN(vselect)(FN(viota)() < (FL_XLANE)nl, FN(vsplat)((R)a->grad_scale), FN(vsplat)(0));
-}
-
-/* L int64 targets of a full tile as one (possibly double-width) vector */
-typedef int64_t FN(tile_i64_t) __attribute__((vector_size(L * sizeof(int64_t))));
-
-FL_INLINE FN(index_lanes_t)
-    FN(index_lanes)(const fl_ce_args *a, const int64_t *tg, int64_t base, int64_t nl)
-{
-    typedef __typeof__(((VI){0})[0]) lane_int;
-    typedef lane_int FN(tile_lane_int_t) __attribute__((vector_size(sizeof(VI))));
-    const int64_t ign = a->ignore_index;
-    FN(index_lanes_t) r;
-    if (nl == L) {
-        /* vector compares and narrowing conversions: a lane-by-lane fill of arrays read back
-         * as vectors would stall store forwarding */
-        FN(tile_i64_t) t;
-        memcpy(&t, tg, sizeof t);
-        const FN(tile_i64_t) use = t != ign; /* -1 / 0 */
-        r.yv = __builtin_convertvector((t & use) | ~use, VX); /* ignored: -1 */
-        r.skip = (VI) __builtin_convertvector(~use, FN(tile_lane_int_t));
-    } else {
-        FL_XLANE ya[L];
-        lane_int sk[L];
-        for (int l = 0; l < L; l++) {
-            const int use = l < nl && tg[l] != ign;
-            ya[l] = use ? (FL_XLANE)tg[l] : (FL_XLANE)-1;
-            sk[l] = use ? 0 : (lane_int)-1;
-        }
-        memcpy(&r.yv, ya, sizeof r.yv);
-        memcpy(&r.skip, sk, sizeof r.skip);
-    }
-    r.gs = FN(lane_scales)(a, base, nl);
-    return r;
-}
-
-/* Per-chunk loss sums kept per lane in double (a vector add per tile instead of a serial
- * horizontal sum), added in lane order at the end: still a fixed order for a given shape. */
-static inline void FN(acc_lanes)(double *acc, VR v)
-{
-    for (int l = 0; l < L; l++) acc[l] += (double)v[l];
-}
-static inline double FN(acc_total)(const double *acc)
-{
-    double s = 0.0;
-    for (int l = 0; l < L; l++) s += acc[l];
-    return s;
-}
-
-/* (N, C, S) tiles: the C class vectors of a tile lie S elements apart, a multiple of 4 KiB for
- * the usual image sizes, so they all map to the same cache sets and evict each other between
- * the sweeps.  Up to FL_COLS_SCRATCH_C classes, a full tile is first copied (one vector per
- * class) into a contiguous L1 scratch, the sweeps run there, and the gradient is copied out
- * once. */
-/* C streams S apart are more than the hardware prefetchers follow: each class vector's line a
- * few tiles ahead is requested explicitly (prefetches past the end of the array are harmless) */
-static inline void FN(tile_copy_in)(R *restrict dst, const R *restrict src, int64_t stride,
-                                    int64_t C)
-{
-    for (int64_t c = 0; c < C; c++) {
-        __builtin_prefetch(src + c * stride + FL_COLS_PREFETCH_BYTES / (int64_t)sizeof(R), 0, 3);
-        FN(vstore)(dst + c * L, FN(vload)(src + c * stride));
-    }
-}
-static inline void FN(tile_copy_out)(R *restrict dst, int64_t stride, const R *restrict src,
-                                     int64_t C)
-{
-    for (int64_t c = 0; c < C; c++) {
-        __builtin_prefetch(dst + c * stride + FL_COLS_PREFETCH_BYTES / (int64_t)sizeof(R), 1, 3);
-        FN(vstore)(dst + c * stride, FN(vload)(src + c * L));
-    }
 }

@@ -543,21 +543,6 @@ FL_INLINE VR FN(vlog1p_unit)(VR e)
            (FN(atanh2)(s) + FN(vand)(big, FN(vsplat)((R)FL_LN2_LO)));
 }
 
-/* The test hook behind fl_vector_math: op (an FL_VM_* code) applied elementwise. */
-static void FN(vector_math)(int op, int64_t n, const R *x, R *out)
-{
-    for (int64_t i = 0; i < n; i += L) {
-        const int64_t k = n - i < L ? n - i : L;
-        const VR v = k == L ? FN(vload)(x + i) : FN(vload_part)(x + i, k, 0);
-        const VR r = op == FL_VM_EXP          ? FN(vexp)(v)
-                     : op == FL_VM_LOG        ? FN(vlog)(v)
-                     : op == FL_VM_LOG1P      ? FN(vlog1p)(v)
-                     : op == FL_VM_LOG1P_UNIT ? FN(vlog1p_unit)(v)
-                                              : FN(vlog1p_nonneg)(v);
-        FN(vstore_part)(out + i, r, k);
-    }
-}
-
 #undef FL_SUBN_SHIFT
 #undef FL_NORM_MIN
 #undef FL_EXP_LO
