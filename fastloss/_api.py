@@ -34,6 +34,7 @@ __all__ = [
     "smooth_l1_loss",
     "huber_loss",
     "kl_div",
+    "soft_margin_loss",
 ]
 
 Reduction = Literal["none", "mean", "sum"]
@@ -429,3 +430,17 @@ def kl_div(
 ) -> LossResult:
     """torch's F.kl_div: input is log-probabilities; 0 log 0 = 0; reduction may be "batchmean"."""
     return _elementwise("kl_div", locals())
+
+
+def soft_margin_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
+    """torch's F.soft_margin_loss, log(1 + exp(-y x)) for targets y = +-1, as softplus(-y x):
+    finite where torch's literal form overflows to inf (-y x > 88 in float32)."""
+    return _elementwise("soft_margin_loss", locals())

@@ -20,7 +20,7 @@ A row holds facts about the loss, never test or benchmark code:
   **weights, **params)``.
 * ``input_domain`` / ``target_domain``: where valid inputs live (tests and the benchmark draw
   from it): ``"logits"``, ``"prob"``, ``"logprob"``, ``"real"``; targets ``"class"``,
-  ``"binary"``, ``"prob"``, ``"real"``.
+  ``"class_or_prob"``, ``"binary"`` (0/1), ``"sign"`` (-1/+1), ``"prob"``, ``"real"``.
 * ``torch_name``: the ``torch.nn.functional`` peer (``None``: torch has none);
   ``torch_module``: the ``torch.nn`` Module name that ``fastloss.torch`` provides.
 * ``binary_threshold``: for ``fastloss eval``, the input value above which a binary
@@ -272,6 +272,15 @@ LOSSES: dict = {
             torch_module="KLDivLoss",
             kernel_switch=("log_target", "kl_div_log_target"),
             examples=({"log_target": True},),
+        ),
+        LossSpec(
+            "soft_margin_loss",
+            "elementwise",
+            "soft_margin",
+            M.soft_margin_loss,
+            target_domain="sign",
+            torch_name="soft_margin_loss",
+            torch_module="SoftMarginLoss",
         ),
         LossSpec(
             "log_softmax",

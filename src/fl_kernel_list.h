@@ -19,16 +19,17 @@
 #ifndef FL_KERNEL_LIST_H
 #define FL_KERNEL_LIST_H
 
-#define FL_ELEMENTWISE_LOSSES(X)            \
-    X(BCE_LOGITS, bce_logits, CUSTOM)       \
-    X(SIGMOID_FOCAL, sigmoid_focal, CUSTOM) \
-    X(BCE, bce, CUSTOM)                     \
-    X(MSE, mse, PLAIN)                      \
-    X(L1, l1, PLAIN)                        \
-    X(SMOOTH_L1, smooth_l1, PLAIN)          \
-    X(HUBER, huber, PLAIN)                  \
-    X(KL_DIV, kl_div, PRE0)                 \
-    X(KL_DIV_LOG_TARGET, kl_div_log_target, PRE0)
+#define FL_ELEMENTWISE_LOSSES(X)                  \
+    X(BCE_LOGITS, bce_logits, CUSTOM)             \
+    X(SIGMOID_FOCAL, sigmoid_focal, CUSTOM)       \
+    X(BCE, bce, CUSTOM)                           \
+    X(MSE, mse, PLAIN)                            \
+    X(L1, l1, PLAIN)                              \
+    X(SMOOTH_L1, smooth_l1, PLAIN)                \
+    X(HUBER, huber, PLAIN)                        \
+    X(KL_DIV, kl_div, PRE0)                       \
+    X(KL_DIV_LOG_TARGET, kl_div_log_target, PRE0) \
+    X(SOFT_MARGIN, soft_margin, PRE01)
 
 /* Losses along a class axis, (N, C, d1..dk) inputs: X(ID, name), enum FL_<ID>. */
 #define FL_CLASS_LOSSES(X)          \

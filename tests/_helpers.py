@@ -149,6 +149,8 @@ def draw_elementwise(name, shape, dtype, seed=0, options=None):
     t = rng.uniform(0, 1, shape)
     if name == "sigmoid_focal_loss":
         t = np.round(t)
+    if spec.target_domain == "sign":  # labels -1 / +1
+        t = 2 * np.round(t) - 1
     if (options or {}).get("log_target"):
         t = np.log(np.maximum(t, 1e-3))
     return x.astype(dtype), t.astype(dtype)

@@ -186,6 +186,8 @@ def test_elementwise_losses_match_reference(name, dtype, shape, data):
         t = data.draw(float_arrays(shape, dtype, awkward=False, low=0.0, high=1.0))
         if hard:
             t = np.round(t)
+        if spec.target_domain == "sign":  # labels -1 / +1 (soft ones in between)
+            t = 2 * t - 1
     for w in spec.weights:  # one value per last-axis entry
         if x.ndim and data.draw(st.booleans()):
             low = 0.125 if w.broadcast == "last" else 0.0

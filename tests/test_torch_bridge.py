@@ -23,7 +23,10 @@ F = torch.nn.functional
 
 import fastloss  # noqa: E402
 import fastloss.torch as FL  # noqa: E402
+from fastloss._losses import LOSSES  # noqa: E402
 from fastloss.reference._oracles import torchvision_sigmoid_focal_loss  # noqa: E402
+
+from _helpers import registry, torch_peer  # noqa: E402
 
 # torch's own warning for kl_div(reduction="mean") on the reference side
 pytestmark = [
@@ -165,6 +168,9 @@ def make_case(name, variant, rng, gradcheck=False):
             if not gradcheck:
                 p[0, 0] = 0.0  # 0 log 0 = 0
             target = p
+    elif LOSSES[name].target_domain == "sign":  # labels -1 / +1
+        x = x * 3
+        target = _t(np.where(rng.random(shape) < 0.5, -1.0, 1.0))
     else:
         # |d| in [0.15, 0.85] or [1.15, 2.5]: away from 0 and from beta/delta in {0.5?, 1, 2}
         mag = np.where(
@@ -213,6 +219,12 @@ VARIANTS = {
     "huber_loss": ["plain", "delta0.5", "delta2.0"],
     "kl_div": ["plain", "log_target", "3d"],
 }
+# every other registry row the bridge offers: its torch peer, plain and 3-d inputs drawn from
+# its domains (make_case's last branches)
+for _spec in registry("class", "elementwise"):
+    if _spec.torch_module and _spec.name not in VARIANTS:
+        VARIANTS[_spec.name] = ["plain", "3d"] if _spec.family == "elementwise" else ["plain"]
+        REF[_spec.name] = torch_peer(_spec.name)
 ALL_CASES = [(n, v) for n, vs in VARIANTS.items() for v in vs]
 
 

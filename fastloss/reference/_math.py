@@ -54,6 +54,7 @@ __all__ = [
     "smooth_l1_loss",
     "huber_loss",
     "kl_div",
+    "soft_margin_loss",
 ]
 
 # torch's binary_cross_entropy backward divides by max((1 - x) * x, EPSILON) where EPSILON is
@@ -530,3 +531,15 @@ def kl_div(x, target, *, reduction, grad_output=None, need_grad=False, log_targe
         else:
             denominator = x.size
         return _finish_elementwise(per, d_per, reduction, grad_output, need_grad, denominator)
+
+
+def soft_margin_loss(x, target, *, reduction, grad_output=None, need_grad=False):
+    """torch.nn.functional.soft_margin_loss: log(1 + exp(-y x)) for targets y (+-1), written as
+    softplus(-y x), finite where torch's literal form overflows (-y x > 88 in float32);
+    grad -y sigmoid(-y x)."""
+    with np.errstate(all="ignore"):
+        y = _f64(target)
+        v = y * _f64(x)
+        per = _softplus(-v)
+        d_per = -y * _sigmoid(-v) if need_grad else None
+        return _finish_elementwise(per, d_per, reduction, grad_output, need_grad)

@@ -266,6 +266,36 @@ static inline void FN(ew_huber)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR
     (void)p1;
 }
 
+/* soft margin: softplus(-v) of the margin v = t x, as max(-v, 0) + log1p(exp(-|v|)): finite
+ * where torch's literal log1p(exp(-v)) overflows (v < -88 in float32); gradient
+ * -t sigma(-v).  The pre functions are the logistic ones, of v. */
+static inline VR FN(pre0_soft_margin)(VR x, VR t, VR unused)
+{
+    (void)unused;
+    return FN(vexp_nonpos)(FN(neg_abs)(t * x));
+}
+static inline VR FN(pre1_soft_margin)(VR x, VR t, VR e)
+{
+    (void)x;
+    (void)t;
+    return FN(vlog1p_unit)(e);
+}
+static inline void FN(ew_soft_margin)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR e, VR lg,
+                                      VR *loss, VR *grad, VI *bad)
+{
+    const VR v = t * x;
+    VR s_pos, s_neg;
+    FN(sigmoids)(v, e, &s_pos, &s_neg);
+    /* a NaN v makes e and lg NaN, which carry it into the loss */
+    *loss = FN(vselect)(v < 0, -v, FN(vsplat)((R)0)) + lg;
+    *grad = -t * s_neg;
+    (void)a;
+    (void)w;
+    (void)pw;
+    (void)bad;
+    (void)s_pos;
+}
+
 static inline VR FN(pre0_kl_div)(VR x, VR t, VR unused)
 {
     (void)x;

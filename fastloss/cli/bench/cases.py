@@ -88,6 +88,10 @@ def _make_probs_binary(rng, z, shape, dtype):
     return np.clip(p, 1e-6, 1 - 1e-6).astype(dtype), _binary_target(rng, shape, dtype)
 
 
+def _make_logits_sign(rng, z, shape, dtype):
+    return (2 * z).astype(dtype), 2 * _binary_target(rng, shape, dtype) - 1
+
+
 def _make_regression(rng, z, shape, dtype):
     return z.astype(dtype, copy=False), rng.standard_normal(shape, dtype=np.float32).astype(dtype)
 
@@ -131,6 +135,7 @@ _MAKERS = {
     ("logprob", "class"): _make_logprobs,
     ("logits", "none"): _logits,
     ("logits", "binary"): _make_logits_binary,
+    ("logits", "sign"): _make_logits_sign,
     ("prob", "binary"): _make_probs_binary,
     ("real", "real"): _make_regression,
     ("logprob", "prob"): _make_kl,
