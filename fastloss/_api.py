@@ -112,7 +112,12 @@ def _class_loss(name, args):
         return _finish(reduction, p.x.dtype, p.loss_shape, loss, grad, return_grad)
 
     K = _config._kernels
-    kernel_args = {q.kernel_arg: params[q.name] for q in spec.params if q.kernel_arg}
+    smoothing = gamma = 0.0
+    for kernel_arg, name in spec.kernel_args:
+        if kernel_arg == "smoothing":
+            smoothing = params[name]
+        else:
+            gamma = params[name]
     loss_rows = V.empty(p.loss_shape, p.x.dtype) if reduction == "none" else None
     loss, bad = K.class_loss(
         K.CLASS_OPS[spec.kernel],
@@ -124,8 +129,8 @@ def _class_loss(name, args):
         p.target_prob,
         p.weight,
         p.ignore_index,
-        kernel_args.get("smoothing", 0.0),
-        kernel_args.get("gamma", 0.0),
+        smoothing,
+        gamma,
         K.REDUCTIONS[reduction],
         go,
         grad,
@@ -242,14 +247,14 @@ def _elementwise(name, args):
     x = V.as_float_array(args["input"], "input")
     t = V.same_shape_target(args["target"], x)
     weights = {}  # name -> (array or None, period along the flat index)
-    for w in spec.weights:
-        weights[w.name] = V.periodic_weight(args[w.name], x.shape, x.dtype, w.name)
+    for w_name in spec.weight_names:
+        weights[w_name] = V.periodic_weight(args[w_name], x.shape, x.dtype, w_name)
     go = V.elementwise_grad_output(args["grad_output"], reduction, x.shape, x.dtype)
     grad = V.grad_buffer(args["grad_out"], x, return_grad)
     if grad is not None:
-        V.check_no_overlap(
-            grad, "grad_out", ("target", t), *((w_name, w) for w_name, (w, _) in weights.items())
-        )
+        V.check_no_overlap(grad, "grad_out", ("target", t))
+        for w_name, (w, _) in weights.items():
+            V.check_no_overlap(grad, "grad_out", (w_name, w))
     n = x.size
     denom = (x.shape[0] if x.ndim else 1) if reduction == "batchmean" else n
 
@@ -267,9 +272,17 @@ def _elementwise(name, args):
         return _finish(reduction, x.dtype, x.shape, loss, grad, return_grad)
 
     K = _config._kernels
-    kernel_args = {q.kernel_arg: params[q.name] for q in spec.params if q.kernel_arg}
-    w, wp = weights.get("weight", (None, 0))
-    pw, pwp = weights.get("pos_weight", (None, 0))
+    p1 = p2 = 0.0
+    for kernel_arg, p_name in spec.kernel_args:
+        if kernel_arg == "p1":
+            p1 = params[p_name]
+        else:
+            p2 = params[p_name]
+    w = pw = None
+    wp = pwp = 0
+    if weights:
+        w, wp = weights.get("weight", (None, 0))
+        pw, pwp = weights.get("pos_weight", (None, 0))
     rows = None
     if reduction in ("mean", "batchmean"):
         scale = go / denom if denom else _NAN
@@ -281,15 +294,17 @@ def _elementwise(name, args):
     total, bad = 0.0, False
     if n:
         total, bad = K.elementwise(
-            K.ELEMENTWISE_OPS[spec.kernel_for(params)],
+            K.ELEMENTWISE_OPS[
+                spec.kernel if spec.kernel_switch is None else spec.kernel_for(params)
+            ],
             x,
             t,
             w,
             wp,
             pw,
             pwp,
-            kernel_args.get("p1", 0.0),
-            kernel_args.get("p2", 0.0),
+            p1,
+            p2,
             grad,
             rows,
             scale,
