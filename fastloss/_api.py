@@ -10,6 +10,7 @@ reference twin named in the row, as selected by ``fastloss.set_backend`` / ``use
 
 from __future__ import annotations
 
+import operator
 from typing import Literal, Union
 
 import numpy as np
@@ -76,22 +77,31 @@ def _raise_bad_target(p, flat_index):
     )
 
 
+# the arguments every public function of a family has, read from its locals() in one call
+_CLASS_ARGS = operator.itemgetter(
+    "input", "target", "weight", "reduction", "return_grad", "grad_output", "grad_out"
+)
+_ELEMENTWISE_ARGS = operator.itemgetter(
+    "input", "target", "reduction", "return_grad", "grad_output", "grad_out"
+)
+
+
 def _class_loss(name, args):
     """cross_entropy / focal_loss / nll_loss: validation, the "mean" normaliser, both backends.
     `args` holds the public function's arguments by name."""
     spec = LOSSES[name]
     params = spec.check_params(args)
-    reduction, return_grad = args["reduction"], args["return_grad"]
+    input, target, weight, reduction, return_grad, grad_output, grad_out = _CLASS_ARGS(args)
     p = V.class_problem(
-        args["input"],
-        args["target"],
-        args["weight"],
+        input,
+        target,
+        weight,
         params["ignore_index"],
         reduction,
-        allow_prob=spec.target_domain == "class_or_prob",
+        spec.target_domain == "class_or_prob",
     )
-    go = V.grad_output_for(args["grad_output"], reduction, p.loss_shape)
-    grad = V.grad_buffer(args["grad_out"], p.x, return_grad)
+    go = V.grad_output_for(grad_output, reduction, p.loss_shape)
+    grad = V.grad_buffer(grad_out, p.x, return_grad)
     if grad is not None and p.target_prob is not None:
         V.check_no_overlap(grad, "grad_out", ("target", p.target_prob))
     N, C, S = p.N, p.C, p.S
@@ -112,12 +122,9 @@ def _class_loss(name, args):
         return _finish(reduction, p.x.dtype, p.loss_shape, loss, grad, return_grad)
 
     K = _config._kernels
-    smoothing = gamma = 0.0
-    for kernel_arg, name in spec.kernel_args:
-        if kernel_arg == "smoothing":
-            smoothing = params[name]
-        else:
-            gamma = params[name]
+    smoothing_name, gamma_name = spec.kernel_args
+    smoothing = params[smoothing_name] if smoothing_name else 0.0
+    gamma = params[gamma_name] if gamma_name else 0.0
     loss_rows = V.empty(p.loss_shape, p.x.dtype) if reduction == "none" else None
     loss, bad = K.class_loss(
         K.CLASS_OPS[spec.kernel],
@@ -242,15 +249,15 @@ def _elementwise(name, args):
     """Every elementwise loss: `args` holds the public function's arguments by name."""
     spec = LOSSES[name]
     params = spec.check_params(args)
-    reduction, return_grad = args["reduction"], args["return_grad"]
+    input, target, reduction, return_grad, grad_output, grad_out = _ELEMENTWISE_ARGS(args)
     V.check_reduction(reduction, spec.reductions)
-    x = V.as_float_array(args["input"], "input")
-    t = V.same_shape_target(args["target"], x)
+    x = V.as_float_array(input, "input")
+    t = V.same_shape_target(target, x)
     weights = {}  # name -> (array or None, period along the flat index)
     for w_name in spec.weight_names:
         weights[w_name] = V.periodic_weight(args[w_name], x.shape, x.dtype, w_name)
-    go = V.elementwise_grad_output(args["grad_output"], reduction, x.shape, x.dtype)
-    grad = V.grad_buffer(args["grad_out"], x, return_grad)
+    go = V.elementwise_grad_output(grad_output, reduction, x.shape, x.dtype)
+    grad = V.grad_buffer(grad_out, x, return_grad)
     if grad is not None:
         V.check_no_overlap(grad, "grad_out", ("target", t))
         for w_name, (w, _) in weights.items():
@@ -272,12 +279,9 @@ def _elementwise(name, args):
         return _finish(reduction, x.dtype, x.shape, loss, grad, return_grad)
 
     K = _config._kernels
-    p1 = p2 = 0.0
-    for kernel_arg, p_name in spec.kernel_args:
-        if kernel_arg == "p1":
-            p1 = params[p_name]
-        else:
-            p2 = params[p_name]
+    p1_name, p2_name = spec.kernel_args
+    p1 = params[p1_name] if p1_name else 0.0
+    p2 = params[p2_name] if p2_name else 0.0
     w = pw = None
     wp = pwp = 0
     if weights:

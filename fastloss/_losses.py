@@ -127,16 +127,22 @@ class LossSpec:
     examples: tuple = ()
     param_names: tuple = field(init=False, repr=False)
     weight_names: tuple = field(init=False, repr=False)
-    # derived once for the per-call path: (name, check) pairs and the kernel arguments
-    _checks: tuple = field(init=False, repr=False, compare=False)
+    # derived once for the per-call path: the parameter checks and the kernel arguments
+    _checks: Callable = field(init=False, repr=False, compare=False)
     kernel_args: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "param_names", tuple(p.name for p in self.params))
         object.__setattr__(self, "weight_names", tuple(w.name for w in self.weights))
         object.__setattr__(self, "_checks", _binder(self.params))
-        kernel_args = tuple((p.kernel_arg, p.name) for p in self.params if p.kernel_arg)
-        object.__setattr__(self, "kernel_args", kernel_args)
+        # the parameter names feeding the kernel's two scalar slots, None where unused:
+        # (smoothing, gamma) of a class loss, (p1, p2) of an elementwise loss
+        slots = ("smoothing", "gamma") if self.family == "class" else ("p1", "p2")
+        by_slot = {p.kernel_arg: p.name for p in self.params if p.kernel_arg}
+        unknown = set(by_slot) - set(slots)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown kernel argument(s) {sorted(unknown)}")
+        object.__setattr__(self, "kernel_args", tuple(by_slot.get(s) for s in slots))
 
     def defaults(self) -> dict:
         """The parameters' defaults, by name."""
