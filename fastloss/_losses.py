@@ -68,34 +68,33 @@ def _flag(value: Any, name: str) -> bool:
     return bool(value)
 
 
-def _passthrough(value: Any, name: str) -> Any:
-    """Validated later with the rest of the problem (``ignore_index`` needs the targets)."""
-    return value
-
-
 def _binder(params):
-    """given -> {name: checked value}, unrolled for up to two parameters: this runs on every
-    call, where a generic loop costs a few hundred nanoseconds more."""
+    """given -> {name: checked value}, unrolled for the usual one or two parameters (a
+    generic loop costs a few hundred nanoseconds more on every call); a parameter checked
+    later, with the rest of the problem (check None), is passed as given."""
     pairs = tuple((p.name, p.check) for p in params)
     if not pairs:
         return lambda given: {}
     if len(pairs) == 1:
         ((n1, c1),) = pairs
+        if c1 is None:
+            return lambda given: {n1: given[n1]}
         return lambda given: {n1: c1(given[n1], n1)}
-    if len(pairs) == 2:
-        (n1, c1), (n2, c2) = pairs
-        return lambda given: {n1: c1(given[n1], n1), n2: c2(given[n2], n2)}
-    return lambda given: {n: c(given[n], n) for n, c in pairs}
+    if len(pairs) == 2 and pairs[0][1] is None and pairs[1][1] is not None:
+        (n1, _), (n2, c2) = pairs
+        return lambda given: {n1: given[n1], n2: c2(given[n2], n2)}
+    return lambda given: {n: given[n] if c is None else c(given[n], n) for n, c in pairs}
 
 
 @dataclass(frozen=True)
 class Param:
     """A scalar option: keyword name, default, validator ``check(value, name)`` returning the
-    canonical value, and the kernel argument it is passed as (``None``: not passed)."""
+    canonical value (``None``: validated later, with the rest of the problem), and the kernel
+    argument it is passed as (``None``: not passed)."""
 
     name: str
     default: Any
-    check: Callable[[Any, str], Any] = V.check_nonneg
+    check: Callable[[Any, str], Any] | None = V.check_nonneg
     kernel_arg: str | None = None
 
 
@@ -159,7 +158,8 @@ class LossSpec:
 
 
 _CLASS_WEIGHT = (Weight("weight", "class"),)
-_IGNORE = Param("ignore_index", -100, _passthrough)
+# checked with the rest of the problem (fastloss._validate.class_problem)
+_IGNORE = Param("ignore_index", -100, None)
 
 LOSSES: dict = {
     s.name: s
