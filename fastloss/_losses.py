@@ -1,10 +1,11 @@
 """The loss registry: one row per public function, read by everything that lists losses.
 
-``LOSSES`` maps each public loss (and the softmax family) to a frozen :class:`LossSpec`.  The
-public wrappers in ``_api`` call :func:`fastloss._api` 's family runners with their row; the
-NumPy reference twin, ``fastloss eval``, ``fastloss bench``, the torch bridge's autograd
-Functions and Modules and the generic test suites all iterate this table.  Adding a loss is
-one row here, one reference function, one kernel (see ``docs/architecture.md``).
+``LOSSES`` maps each public loss (and the softmax family) to a frozen :class:`LossSpec`.  Each
+public wrapper in ``_api`` hands its arguments to the runner of its family, which reads the
+row (kernel, parameters, weights, reference twin); ``fastloss eval``, ``fastloss bench``, the
+torch bridge's autograd Functions and Modules and the generic test suites iterate this
+table.  Adding a loss is one row here, one reference function, one kernel and one wrapper
+(see "Adding an elementwise loss" in ``docs/architecture.md``).
 
 A row holds facts about the loss, never test or benchmark code:
 
