@@ -102,6 +102,8 @@ def _class_loss(name, args):
     )
     go = V.grad_output_for(grad_output, reduction, p.loss_shape)
     grad = V.grad_buffer(grad_out, p.x, return_grad)
+    if grad_output is not None and not return_grad:
+        _raise_grad_output_unused()
     if grad is not None and p.target_prob is not None:
         V.check_no_overlap(grad, "grad_out", ("target", p.target_prob))
     N, C, S = p.N, p.C, p.S
@@ -210,10 +212,12 @@ def focal_loss(
 # ------------------------------------------------------------------ softmax family
 
 
-def _softmax_family(name, x, axis):
+def _softmax_family(name, x, axis, keepdims=False):
     spec = LOSSES[name]
     x, ax, outer, C, inner = V.axis_problem(x, axis)
-    out_shape = x.shape[:ax] + x.shape[ax + 1 :] if name == "logsumexp" else x.shape
+    out_shape = x.shape
+    if name == "logsumexp" and x.ndim:
+        out_shape = x.shape[:ax] + ((1,) if keepdims else ()) + x.shape[ax + 1 :]
     if _config.get_backend() == "reference":
         out = spec.reference(x.reshape(outer, C, inner))
         return np.asarray(out, dtype=x.dtype).reshape(out_shape)
@@ -237,9 +241,10 @@ def softmax(x: ArrayLike, axis: int = -1) -> np.ndarray:
     return _softmax_family("softmax", x, axis)
 
 
-def logsumexp(x: ArrayLike, axis: int = -1) -> np.ndarray:
-    """log(sum(exp(x))) along `axis`, max-shifted; -inf for an all -inf (or empty) slice."""
-    return _softmax_family("logsumexp", x, axis)
+def logsumexp(x: ArrayLike, axis: int = -1, keepdims: bool = False) -> np.ndarray:
+    """log(sum(exp(x))) along `axis`, max-shifted; -inf for an all -inf (or empty) slice.
+    keepdims=True keeps `axis` with length 1 (the result broadcasts against x)."""
+    return _softmax_family("logsumexp", x, axis, keepdims)
 
 
 # ------------------------------------------------------------------ elementwise losses
@@ -258,6 +263,8 @@ def _elementwise(name, args):
         weights[w_name] = V.periodic_weight(args[w_name], x.shape, x.dtype, w_name)
     go = V.elementwise_grad_output(grad_output, reduction, x.shape, x.dtype)
     grad = V.grad_buffer(grad_out, x, return_grad)
+    if grad_output is not None and not return_grad:
+        _raise_grad_output_unused()
     if grad is not None:
         V.check_no_overlap(grad, "grad_out", ("target", t))
         for w_name, (w, _) in weights.items():
@@ -324,6 +331,12 @@ def _elementwise(name, args):
     else:
         loss = total / denom if denom else _NAN
     return _finish(reduction, x.dtype, x.shape, loss, grad, return_grad)
+
+
+def _raise_grad_output_unused():
+    raise ValueError(
+        "grad_output is only used with return_grad=True (it scales the gradient, never the loss)"
+    )
 
 
 def _raise_prob_domain(name):

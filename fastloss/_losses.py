@@ -32,6 +32,7 @@ A row holds facts about the loss, never test or benchmark code:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -41,11 +42,17 @@ from .reference import _math as M
 __all__ = ["Param", "Weight", "LossSpec", "LOSSES", "losses"]
 
 
-def _real(value: Any, name: str) -> float:
+def _focal_alpha(value: Any, name: str) -> float:
+    """alpha of the sigmoid focal loss: in [0, 1], or negative to disable the alpha term."""
     try:
-        return float(value)
+        v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    if not (v <= 1 and math.isfinite(v)):
+        raise ValueError(
+            f"{name} must be in [0, 1] (or negative to disable the alpha term), got {value!r}"
+        )
+    return v
 
 
 def _positive(value: Any, name: str) -> float:
@@ -209,7 +216,10 @@ LOSSES: dict = {
             "elementwise",
             "sigmoid_focal",
             M.sigmoid_focal_loss,
-            params=(Param("alpha", 0.25, _real, "p1"), Param("gamma", 2.0, V.check_nonneg, "p2")),
+            params=(
+                Param("alpha", 0.25, _focal_alpha, "p1"),
+                Param("gamma", 2.0, V.check_nonneg, "p2"),
+            ),
             default_reduction="none",
             target_domain="binary",
             torch_name="torchvision.ops.sigmoid_focal_loss",

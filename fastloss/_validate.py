@@ -64,13 +64,27 @@ def working_dtype(dt, name):
     raise TypeError(f"{name} must be a real numeric array, got dtype {dt}")
 
 
+def as_array(value, name):
+    """`value` as a NumPy array (no copy for one); TypeError naming `name` when it cannot be
+    one.  A torch tensor that requires grad is refused with the fix, not torch's error."""
+    if type(value) is np.ndarray:
+        return value
+    if getattr(value, "requires_grad", False) and type(value).__module__.startswith("torch"):
+        raise TypeError(
+            f"{name} is a torch.Tensor that requires grad: the NumPy API does not "
+            f"differentiate through torch; pass {name}.detach(), or call fastloss.torch.<loss> "
+            "to get the gradient through autograd"
+        )
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise TypeError(f"{name} could not be converted to an array: {exc}") from None
+
+
 def as_float_array(value, name):
     """Array of the working dtype (no copy when already float32/float64, native, contiguous)."""
     if type(value) is not np.ndarray:
-        try:
-            value = np.asarray(value)
-        except (ValueError, TypeError) as exc:
-            raise TypeError(f"{name} could not be converted to an array: {exc}") from None
+        value = as_array(value, name)
     dt = working_dtype(value.dtype, name)
     if value.dtype is not dt or not value.flags.c_contiguous or not value.flags.aligned:
         value = kernel_ready(value, dt)
@@ -115,7 +129,7 @@ def grad_output_for(grad_output, reduction, loss_shape):
     """Scalar float for mean/sum; float64 contiguous array shaped like the loss for "none"."""
     if grad_output is None:
         return 1.0
-    g = np.asarray(grad_output)
+    g = as_array(grad_output, "grad_output")
     if g.dtype.kind not in "fiub":
         raise TypeError(f"grad_output must be real numbers, got dtype {g.dtype}")
     if reduction != "none":
@@ -212,11 +226,17 @@ def class_problem(input, target, weight, ignore_index, reduction, allow_prob):
     p.ignore_index = as_int(ignore_index, "ignore_index")
     p.target = p.target_prob = None
 
-    t = target if type(target) is np.ndarray else np.asarray(target)
+    t = target if type(target) is np.ndarray else as_array(target, "target")
     kind = t.dtype.kind
     if kind == "f":
         if not allow_prob:
             raise TypeError(f"target must hold integer class indices, got dtype {t.dtype}")
+        if p.ignore_index >= 0:  # torch refuses it too
+            raise ValueError(
+                f"ignore_index={p.ignore_index} is not supported with probability targets "
+                "(float target): there is no class index to ignore; leave ignore_index at its "
+                "default -100"
+            )
         if t.shape != shape:
             if t.shape == loss_shape:
                 raise TypeError(
@@ -248,16 +268,18 @@ def class_problem(input, target, weight, ignore_index, reduction, allow_prob):
 
 
 def axis_problem(x, axis, name="x"):
-    """x viewed as (outer, C, inner) around `axis`, without a transposing copy."""
+    """x viewed as (outer, C, inner) around `axis`, without a transposing copy.  A 0-d x is
+    one slice of one element (axis 0 or -1), as torch and scipy treat it."""
     x = as_float_array(x, name)
-    if x.ndim == 0:
-        raise ValueError(f"{name} must have at least 1 dimension, got a 0-d array")
     try:
         ax = operator.index(axis)
     except TypeError:
         raise TypeError(f"axis must be an int, got {axis!r}") from None
-    if not -x.ndim <= ax < x.ndim:
+    ndim = max(x.ndim, 1)
+    if not -ndim <= ax < ndim:
         raise ValueError(f"axis {axis} is out of bounds for {name} with {x.ndim} dimensions")
+    if x.ndim == 0:
+        return x, 0, 1, 1, 1
     ax %= x.ndim
     outer = 1
     for d in x.shape[:ax]:
@@ -269,7 +291,7 @@ def axis_problem(x, axis, name="x"):
 
 
 def same_shape_target(target, x, name="target"):
-    t = target if type(target) is np.ndarray else np.asarray(target)
+    t = target if type(target) is np.ndarray else as_array(target, name)
     if t.dtype.kind not in "fiub":
         raise TypeError(f"{name} must be real numbers, got dtype {t.dtype}")
     if t.shape != x.shape:

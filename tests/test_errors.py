@@ -6,6 +6,7 @@ import pytest
 
 import fastloss
 import fastloss.reference as REF
+from fastloss._losses import LOSSES
 
 from _helpers import registry
 
@@ -326,10 +327,10 @@ for _op in ("softmax", "log_softmax", "logsumexp"):
     )
     case(f"{_op}-axis-float", TypeError, r"axis", lambda ns, _op=_op: getattr(ns, _op)(X, axis=1.0))
     case(
-        f"{_op}-0d",
+        f"{_op}-0d-axis-1",
         ValueError,
-        r"at least 1 dimension",
-        lambda ns, _op=_op: getattr(ns, _op)(np.float64(3.0)),
+        r"axis 1",
+        lambda ns, _op=_op: getattr(ns, _op)(np.float64(3.0), axis=1),
     )
     case(f"{_op}-str", TypeError, r"x", lambda ns, _op=_op: getattr(ns, _op)(np.array(["a", "b"])))
     case(
@@ -370,3 +371,45 @@ def test_backend_selection_errors():
         with fastloss.use_backend("gpu"):
             pass
     assert fastloss.get_backend() in ("compiled", "reference")
+
+
+# ------------------------------------------------------------------ contracts torch keeps too
+
+
+@pytest.mark.parametrize("ns", [fastloss, REF], ids=["compiled", "reference"])
+@pytest.mark.parametrize("name", [s.name for s in registry("class", "elementwise")])
+def test_grad_output_without_return_grad_is_refused(ns, name):
+    x = np.zeros((4, 5)) if name != "binary_cross_entropy" else np.full((4, 5), 0.5)
+    t = T if LOSSES[name].family == "class" else np.zeros((4, 5))
+    with pytest.raises(ValueError, match="grad_output is only used with return_grad=True"):
+        getattr(ns, name)(x, t, grad_output=2.0)
+
+
+@pytest.mark.parametrize("ns", [fastloss, REF], ids=["compiled", "reference"])
+@pytest.mark.parametrize("ignore_index", [0, 1, 7])
+def test_probability_targets_refuse_a_class_ignore_index(ns, ignore_index):
+    with pytest.raises(ValueError, match="ignore_index=.* probability targets"):
+        ns.cross_entropy(X, P, ignore_index=ignore_index)
+    ns.cross_entropy(X, P, ignore_index=-1)  # negative values are accepted, as torch does
+
+
+@pytest.mark.parametrize("ns", [fastloss, REF], ids=["compiled", "reference"])
+@pytest.mark.parametrize("alpha", [1.5, np.inf, np.nan, -np.inf])
+def test_sigmoid_focal_alpha_outside_its_range_is_refused(ns, alpha):
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
+        ns.sigmoid_focal_loss(X, np.zeros_like(X), alpha=alpha)
+
+
+def test_torch_tensor_that_requires_grad_gets_a_typeerror_naming_the_fix():
+    torch = pytest.importorskip("torch")
+    x = torch.zeros(4, 5, requires_grad=True)
+    for call in (
+        lambda: fastloss.cross_entropy(x, T),
+        lambda: fastloss.mse_loss(X, x),
+        lambda: fastloss.cross_entropy(X, T, weight=torch.ones(5, requires_grad=True)),
+        lambda: fastloss.softmax(x),
+    ):
+        with pytest.raises(TypeError, match=r"requires grad.*detach\(\)"):
+            call()
+    # a tensor that does not require grad is just an array
+    assert np.isclose(fastloss.cross_entropy(x.detach(), T), np.log(5))

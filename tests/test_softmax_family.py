@@ -219,3 +219,35 @@ def test_every_simd_path(simd, op, dtype):
         x.reshape(-1)[::7] = -np.inf
         out = compiled_call(op, x, axis)
         assert_close(out, ref_axis(op, x, axis), dtype, err_msg=f"{simd} {shape} {axis}")
+
+
+@pytest.mark.parametrize("ns", [fastloss, fastloss.reference], ids=["compiled", "reference"])
+@pytest.mark.parametrize("axis", [0, -1])
+def test_zero_d_input_is_one_slice_like_torch(ns, axis):
+    torch = pytest.importorskip("torch")
+    for v in (2.5, -1e30, np.inf, -np.inf, np.nan):
+        for dtype in FLOATS:
+            x = dtype(v)
+            with np.errstate(all="ignore"):
+                got = {n: getattr(ns, n)(x, axis=axis) for n in ("softmax", "log_softmax")}
+                got["logsumexp"] = ns.logsumexp(x, axis=axis)
+            tx = torch.tensor(v, dtype=torch.float64)
+            want = {
+                "softmax": torch.softmax(tx, axis),
+                "log_softmax": torch.log_softmax(tx, axis),
+                "logsumexp": torch.logsumexp(tx, axis),
+            }
+            for name, value in got.items():
+                assert value.shape == () and value.dtype == dtype, name
+                np.testing.assert_array_equal(value, want[name].numpy().astype(dtype), name)
+
+
+@pytest.mark.parametrize("ns", [fastloss, fastloss.reference], ids=["compiled", "reference"])
+@pytest.mark.parametrize("axis", [0, 1, -1, -3])
+def test_logsumexp_keepdims(ns, axis):
+    x = np.random.default_rng(3).standard_normal((3, 4, 5))
+    got = ns.logsumexp(x, axis=axis, keepdims=True)
+    want = np.log(np.exp(x).sum(axis=axis, keepdims=True))
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_array_equal(got.squeeze(axis), ns.logsumexp(x, axis=axis))
