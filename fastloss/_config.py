@@ -39,15 +39,37 @@ _state = {"threads": _usable_cpus(), "backend": _env_backend()}
 # per-thread/-task override set by use_backend() and by the fastloss.reference twins
 _override = contextvars.ContextVar("fastloss_backend", default=None)
 
+
+def _kernels_import_error(exc):
+    """The ImportError to raise when the compiled kernels do not load, saying why."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    checkout = os.path.dirname(package)
+    in_source_tree = os.path.isfile(os.path.join(checkout, "setup.py")) and os.path.isfile(
+        os.path.join(checkout, "src", "_kernels.pyx")
+    )
+    built = any(
+        f.startswith("_kernels.") and f.endswith((".so", ".pyd")) for f in os.listdir(package)
+    )
+    if in_source_tree and not built:
+        return ImportError(
+            f"fastloss is being imported from its source folder {package}, which has no "
+            "compiled kernels: Python looks in the current directory (or PYTHONPATH) first, so "
+            "this folder hides an installed fastloss. Run Python from another directory to "
+            "use the installed package, or build the kernels into the source folder with "
+            "`pip install -e .` (or `python setup.py build_ext --inplace`)."
+        )
+    return ImportError(
+        f"fastloss's compiled kernels (fastloss._kernels) failed to import: {exc}. Reinstall "
+        "with `pip install .`, or set FASTLOSS_BACKEND=reference to run on the NumPy "
+        "reference implementation."
+    )
+
+
 try:
     from . import _kernels
 except ImportError as exc:  # no silent fallback: only an explicit request runs without kernels
     if _state["backend"] != "reference":
-        raise ImportError(
-            "fastloss's compiled kernels (fastloss._kernels) failed to import: "
-            f"{exc}. Reinstall with `pip install .`, or set FASTLOSS_BACKEND=reference to run "
-            "on the NumPy reference implementation."
-        ) from exc
+        raise _kernels_import_error(exc) from exc
     _kernels = None
 
 if _kernels is not None and os.environ.get("FASTLOSS_SIMD"):

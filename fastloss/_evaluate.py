@@ -800,7 +800,7 @@ def _document(
         doc["accuracy"] = _ratio(acc.correct, counted)
         doc["error_rate"] = _ratio(counted - acc.correct, counted)
     if plan.target_kind == "index":
-        doc["top_k_accuracy"] = {str(k): _ratio(acc.topk[k], acc.n - acc.ignored) for k in top_k}
+        doc["top_k_accuracy"] = {k: _ratio(acc.topk[k], acc.n - acc.ignored) for k in top_k}
         present = np.flatnonzero(acc.cls_count)
         doc["per_class"] = [
             {

@@ -182,3 +182,18 @@ def test_strict_json():
     want = {"a": 1.5, "b": [3, None, True], "1": [None], "c": {"d": None, "e": "text", "f": None}}
     assert json.loads(_json.dumps(doc)) == want
     assert _json.dumps({"x": [1]}, indent=2) == '{\n  "x": [\n    1\n  ]\n}'
+
+
+def test_closed_pipe_ends_quietly(tmp_path):
+    """`fastloss ... | head`: the reader closes the pipe early; no BrokenPipeError traceback."""
+    code = (
+        "import sys, fastloss.cli as c; sys.stdout = open(sys.stdout.fileno(), 'w', "
+        "buffering=1, closefd=False); sys.exit(c.main(['show-config']))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err

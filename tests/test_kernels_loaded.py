@@ -250,3 +250,34 @@ def test_small_c_is_the_tile_path_boundary():
         with fastloss.use_backend("reference"):
             ref = fastloss.cross_entropy(x, t, reduction="sum")
         np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("checkout", [True, False], ids=["source-folder", "broken-install"])
+def test_missing_kernels_message_says_why(tmp_path, checkout):
+    """Importing fastloss from a source folder without compiled kernels (Python from the repo
+    root after `pip install .`) names the shadowing, not a reinstall; elsewhere the message
+    says the kernels failed to load."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    package = Path(fastloss.__file__).parent
+    shutil.copytree(package, tmp_path / "fastloss", ignore=shutil.ignore_patterns("*.so", "*.pyd"))
+    if checkout:
+        (tmp_path / "setup.py").write_text("")
+        (tmp_path / "src").mkdir()
+        (tmp_path / "src" / "_kernels.pyx").write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FASTLOSS_BACKEND")}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import fastloss"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    if checkout:
+        assert "source folder" in proc.stderr and "hides an installed fastloss" in proc.stderr
+    else:
+        assert "failed to import" in proc.stderr and "source folder" not in proc.stderr

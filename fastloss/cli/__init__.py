@@ -14,6 +14,7 @@ The subcommands live in ``fastloss.cli.eval`` and ``fastloss.cli.bench.command``
 """
 
 import argparse
+import os
 import sys
 
 import fastloss
@@ -75,6 +76,19 @@ def build_parser():
 
 
 def main(argv=None):
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, so that a closed pipe is caught below, not at exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`fastloss eval ... | head`): stop quietly, as a program killed
+        # by SIGPIPE would; stdout goes to /dev/null so Python's final flush cannot fail
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
+
+
+def _main(argv):
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
