@@ -98,6 +98,10 @@ extra_link = omp_link + os.environ.get("FASTLOSS_EXTRA_LDFLAGS", "").split()
 # ParallelBuildExt; listed longest compile first.  "wide" is test-only: FASTLOSS_BUILD_WIDE=1.
 build_wide = _flag("FASTLOSS_BUILD_WIDE")
 isa_sources = [f"src/isa/fl_isa_{isa}.c" for isa in ("avx512", "avx2", "base")]
+# the thread pool's order: longest compiles first (the other sources after these)
+_compile_rank = {
+    f"src/isa/fl_isa_{isa}.c": i for i, isa in enumerate(("avx512", "wide", "avx2", "base"))
+}
 macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 if build_wide:
     isa_sources.append("src/isa/fl_isa_wide.c")
@@ -108,7 +112,12 @@ class ParallelBuildExt(build_ext):
     """build_ext that compiles an extension's sources in a thread pool (plain setuptools
     compiles them one after the other; -j only runs whole extensions in parallel).  Jobs:
     FASTLOSS_BUILD_JOBS, else the CPU count.  Each job is the compiler's own compile() on one
-    source, so flags, macros and dependency handling are unchanged."""
+    source, so flags, macros and dependency handling are unchanged.
+
+    It also rebuilds when the build configuration changed (FASTLOSS_BUILD_WIDE, _NO_OPENMP,
+    _DEBUG, extra flags, the numpy version): setuptools' up-to-date check compares file times
+    only, so an unchanged tree would otherwise keep an extension built with other settings
+    (pip builds in the source tree's build/, where an earlier build may have left one)."""
 
     def build_extensions(self):
         jobs = int(os.environ.get("FASTLOSS_BUILD_JOBS") or os.cpu_count() or 1)
@@ -120,15 +129,35 @@ class ParallelBuildExt(build_ext):
             # the object directories first, so that no two threads create the same one
             for obj in self.compiler.object_filenames(sources, output_dir=output_dir):
                 os.makedirs(os.path.dirname(obj) or ".", exist_ok=True)
+            # longest compiles first (setuptools hands the sources over sorted by name)
+            order = sorted(sources, key=lambda src: _compile_rank.get(src.replace(os.sep, "/"), 99))
             with ThreadPoolExecutor(max_workers=min(jobs, len(sources))) as pool:
-                futures = [
-                    pool.submit(compile_one, [src], output_dir=output_dir, **kwargs)
-                    for src in sources
-                ]
-                return [obj for f in futures for obj in f.result()]
+                futures = {
+                    src: pool.submit(compile_one, [src], output_dir=output_dir, **kwargs)
+                    for src in order
+                }
+                return [obj for src in sources for obj in futures[src].result()]
 
         self.compiler.compile = compile_all
+        stamp = os.path.join(self.build_temp, "fastloss-build-config.txt")
+        config = repr(
+            [
+                (e.name, e.sources, e.define_macros, e.extra_compile_args, e.extra_link_args)
+                for e in self.extensions
+            ]
+            + [np.__version__, self.compiler.compiler_so]
+        )
+        try:
+            with open(stamp) as f:
+                changed = f.read() != config
+        except OSError:
+            changed = True
+        if changed:
+            self.force = True
         super().build_extensions()
+        os.makedirs(self.build_temp, exist_ok=True)
+        with open(stamp, "w") as f:
+            f.write(config)
 
 
 extensions = [
