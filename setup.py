@@ -17,6 +17,7 @@ Environment variables read at build time:
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -154,6 +155,12 @@ class ParallelBuildExt(build_ext):
             changed = True
         if changed:
             self.force = True
+        # cythonize lists numpy's headers among the depends, at the path of pip's fresh
+        # isolated environment (new files every install): the numpy version in the stamp
+        # stands for them, so only the other files' times are compared
+        numpy_dir = os.path.join(os.path.realpath(np.get_include()), "")
+        for ext in self.extensions:
+            ext.depends = [d for d in ext.depends if not os.path.realpath(d).startswith(numpy_dir)]
         super().build_extensions()
         os.makedirs(self.build_temp, exist_ok=True)
         with open(stamp, "w") as f:
@@ -178,9 +185,38 @@ extensions = [
     )
 ]
 
+
+_CYTHON_METADATA = re.compile(rb"/\* BEGIN: Cython Metadata\n.*?\nEND: Cython Metadata \*/", re.S)
+
+
+def cythonize_keeping_mtime(exts, **kwargs):
+    """cythonize, but when a regenerated .c file has the same code as the one already there,
+    put its old modification time back.  pip builds in a fresh isolated environment each time,
+    so Cython's own .pxd files look new and Cython rewrites src/_kernels.c on every install
+    (differing only in the metadata comment, which names that environment's numpy include
+    directory); with its old time kept, an up-to-date extension in build/ is not compiled
+    again.  (A different numpy version still rebuilds: see ParallelBuildExt.)"""
+
+    def code(c_file):
+        with open(c_file, "rb") as f:
+            return _CYTHON_METADATA.sub(b"", f.read())
+
+    old = {}
+    for ext in exts:
+        for src in ext.sources:
+            c_file = os.path.splitext(src)[0] + ".c"
+            if src.endswith(".pyx") and os.path.exists(c_file):
+                old[c_file] = (code(c_file), os.stat(c_file).st_mtime_ns)
+    result = cythonize(exts, **kwargs)
+    for c_file, (data, mtime) in old.items():
+        if code(c_file) == data:
+            os.utime(c_file, ns=(mtime, mtime))
+    return result
+
+
 setup(
     cmdclass={"build_ext": ParallelBuildExt},
-    ext_modules=cythonize(
+    ext_modules=cythonize_keeping_mtime(
         extensions,
         compiler_directives={
             "language_level": "3",
