@@ -96,7 +96,7 @@ extra_compile = base_flags + omp_compile + os.environ.get("FASTLOSS_EXTRA_CFLAGS
 extra_link = omp_link + os.environ.get("FASTLOSS_EXTRA_LDFLAGS", "").split()
 
 # One translation unit per ISA (src/isa/fl_isa_<name>.c), compiled in parallel by
-# ParallelBuildExt; listed longest compile first.  "wide" is test-only: FASTLOSS_BUILD_WIDE=1.
+# ParallelBuildExt.  "wide" is test-only: only with FASTLOSS_BUILD_WIDE=1.
 build_wide = _flag("FASTLOSS_BUILD_WIDE")
 isa_sources = [f"src/isa/fl_isa_{isa}.c" for isa in ("avx512", "avx2", "base")]
 # the thread pool's order: longest compiles first (the other sources after these)
@@ -146,7 +146,7 @@ class ParallelBuildExt(build_ext):
                 (e.name, e.sources, e.define_macros, e.extra_compile_args, e.extra_link_args)
                 for e in self.extensions
             ]
-            + [np.__version__, self.compiler.compiler_so]
+            + [np.__version__, getattr(self.compiler, "compiler_so", None)]
         )
         try:
             with open(stamp) as f:
