@@ -148,6 +148,8 @@ def config() -> dict:
         "openmp": bool(_kernels is not None and _kernels.openmp_enabled()),
         "threads": _state["threads"],
         "simd": None if _kernels is None else _kernels.simd_name(),
+        # the SIMD paths compiled in ("wide" only with FASTLOSS_BUILD_WIDE=1 at build time)
+        "simd_built": None if _kernels is None else _kernels.BUILT_SIMD,
         "numpy": np.__version__,
     }
     return info

@@ -54,10 +54,35 @@ def simd_name():
     return fl_simd_name().decode()
 
 
+def _built_simd():
+    cdef int i = 0
+    cdef const char *name = fl_simd_built(0)
+    names = []
+    while name != NULL:
+        names.append(name.decode())
+        i += 1
+        name = fl_simd_built(i)
+    return tuple(names)
+
+
+# The SIMD paths compiled into this build, e.g. ("baseline", "avx2", "avx512"); the test-only
+# "wide" is there only when built with FASTLOSS_BUILD_WIDE=1.  Whether the CPU runs a path is
+# another matter: set_simd checks that.
+BUILT_SIMD = _built_simd()
+
+
 def set_simd(name):
     """Force a SIMD path ("baseline", "avx2", "avx512", or the test-only "wide": the AVX-512
-    code shape on the baseline ISA); ValueError if unknown or the CPU lacks it."""
-    if fl_set_simd(name.encode()) != 0:
+    code shape on the baseline ISA); ValueError if unknown, not built or the CPU lacks it."""
+    cdef int rc = fl_set_simd(name.encode())
+    if rc == -2 and name == "wide":
+        raise ValueError(
+            "SIMD path 'wide' was not built: it is test-only; rebuild with "
+            "FASTLOSS_BUILD_WIDE=1 set (e.g. FASTLOSS_BUILD_WIDE=1 pip install .)"
+        )
+    if rc == -2:
+        raise ValueError(f"SIMD path {name!r} was not built (this compiler or platform)")
+    if rc != 0:
         raise ValueError(f"SIMD path {name!r} is unknown or not supported by this CPU")
 
 

@@ -7,9 +7,9 @@
  * Design of the kernels: each is written once, in portable C with GCC/Clang vector
  * extensions of the native vector width of each ISA (16 bytes baseline, 32 AVX2, 64
  * AVX-512; wider-than-native vectors make gcc scalarise comparisons).  The same source is
- * compiled several times under different `#pragma GCC target` regions (see fl_kernels.c) and
- * the best variant is picked once at import time.  No -march=native, no -ffast-math: inf/NaN
- * semantics are preserved lane by lane.
+ * compiled several times under different `#pragma GCC target` regions (see fl_kernels.c and
+ * isa/fl_isa_<name>.c) and the best variant is picked once at import time.  No -march=native, no
+ * -ffast-math: inf/NaN semantics are preserved lane by lane.
  */
 #ifndef FL_CONFIG_H
 #define FL_CONFIG_H

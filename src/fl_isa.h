@@ -1,6 +1,6 @@
 /*
- * One ISA instantiation of every kernel, for float32 and float64.  Included by fl_kernels.c
- * once per ISA with FL_ISA (base, wide, avx2, avx512), FL_VBYTES (vector width in bytes) and
+ * One ISA instantiation of every kernel, for float32 and float64.  Included once by each
+ * isa/fl_isa_<name>.c with FL_ISA (base, wide, avx2, avx512), FL_VBYTES (vector width in bytes) and
  * FL_OPS_HEADER (the ISA's primitives, isa/fl_ops_*.h) defined, inside the matching
  * `#pragma GCC target` region.  No include guard on purpose.
  */

@@ -2,9 +2,9 @@
  * One dtype of one ISA: included twice by fl_isa.h (float32, float64) after it defines
  * FL_REAL, FL_SUF, FL_IS_F32, FL_VR, FL_VI, FL_VX, FL_XLANE, FL_LANES and, for the x86
  * intrinsics, FL_PSD (ps | pd) with the matching FL_M256 / FL_M512 types.  Includes the ISA's
- * primitives (FL_OPS_HEADER, set by fl_kernels.c: the ops and the FL_HAS_* capability flags),
- * then the kernels, and undefines what it defined (fl_isa.h undefines its parameters).  No include
- * guard on purpose.
+ * primitives (FL_OPS_HEADER, set by isa/fl_isa_<name>.c: the ops and the FL_HAS_* capability
+ * flags), then the kernels, and undefines what it defined (fl_isa.h undefines its parameters).  No
+ * include guard on purpose.
  *
  * The kernels see the template parameters under short names: VR (vector of FL_REAL), VI (the
  * same-width integer vector), VX (lane-index vector), R (FL_REAL), L (lanes per vector).

@@ -1,7 +1,7 @@
 /*
  * The single list of fastloss's kernels and op codes.  Everything that names an op is
  * generated from these X-macro lists: the C enums (fl_kernels.h), the per-ISA dispatch tables
- * (designated initializers, fl_kernels.c), the chunk functions of the generic elementwise
+ * (designated initializers, fl_table.h), the chunk functions of the generic elementwise
  * losses (kernels/ew_loop-inl.h) and the name strings that the Cython module reads at import
  * (fl_op_name), from which it builds its op dictionaries.  Op codes follow list order; nothing
  * else depends on it.

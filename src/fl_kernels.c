@@ -1,14 +1,16 @@
 /*
- * fastloss kernel driver: ISA instantiation, run-time dispatch, threading.
+ * fastloss kernel driver: run-time dispatch, threading, entry points, op and tuning names.
  *
- * Each kernel body lives once in kernels/<family>-inl.h.  This file compiles it once per ISA, each
- * with its primitives header isa/fl_ops_<isa>.h (ops and FL_HAS_* capability flags):
+ * Each kernel body lives once in kernels/<family>-inl.h.  isa/fl_isa_<name>.c compiles it once
+ * per ISA, each with its primitives header isa/fl_ops_<isa>.h (ops and FL_HAS_* capability
+ * flags), and exports that ISA's dispatch table fl_table_<name> (fl_table.h):
  *   base   - the compiler's default target (SSE2 on x86-64, NEON on arm64, ...)
  *   avx2   - AVX2 + FMA                      (x86-64 with GCC only)
  *   avx512 - AVX-512 F/DQ/VL/BW + AVX2 + FMA (x86-64 with GCC only)
- *   wide   - the avx512 code shape (64-byte vectors) on the baseline ISA, for tests only
+ *   wide   - the avx512 code shape (64-byte vectors) on the baseline ISA, for tests only;
+ *            built only with FASTLOSS_BUILD_WIDE=1 (setup.py then defines FL_BUILD_WIDE)
  * and fl_init() picks the best one the CPU supports once, at import.  The environment
- * variable FASTLOSS_SIMD=baseline|avx2|avx512 forces a path (tests use it to cover all).
+ * variable FASTLOSS_SIMD=baseline|avx2|avx512|wide forces a path (tests use it to cover all).
  *
  * Threads: fl_run() cuts the work into chunks of about FL_CHUNK_ELEMS elements.  The chunk
  * boundaries depend on the shape only, each chunk returns its own partial sum and the
@@ -29,119 +31,7 @@
 #include <omp.h>
 #endif
 
-#include "fl_kernels.h"
-#include "fl_config.h"
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define FL_X86_DISPATCH 1
-#else
-#define FL_X86_DISPATCH 0
-#endif
-
-#define FL_ISA        base
-#define FL_VBYTES     16
-#define FL_OPS_HEADER "isa/fl_ops_generic.h"
-#include "fl_isa.h"
-#undef FL_OPS_HEADER
-#undef FL_ISA
-#undef FL_VBYTES
-
-/* "wide": the AVX-512 code shape (64-byte vectors: 16 float / 8 double lanes) compiled for the
- * baseline ISA.  Never picked automatically; the tests select it so that every lane count the
- * AVX-512 path uses is exercised on machines without AVX-512. */
-#define FL_ISA        wide
-#define FL_VBYTES     64
-#define FL_OPS_HEADER "isa/fl_ops_generic.h"
-#include "fl_isa.h"
-#undef FL_OPS_HEADER
-#undef FL_ISA
-#undef FL_VBYTES
-
-#if FL_X86_DISPATCH
-#include <immintrin.h>
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define FL_ISA        avx2
-#define FL_VBYTES     32
-#define FL_OPS_HEADER "isa/fl_ops_avx2.h" /* vmaxps/vminps */
-#include "fl_isa.h"
-#undef FL_OPS_HEADER
-#undef FL_ISA
-#undef FL_VBYTES
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
-#define FL_ISA    avx512
-#define FL_VBYTES 64
-/* intrinsics where the vector extensions have no equivalent: vscalef (exp's 2^n scaling in
- * one instruction), two-source permutes (exp and log tables), in-lane and 128-bit-lane
- * shuffles and masked loads/stores (small-C tile transposes), mask-register compares with
- * merge- or zero-masked moves, adds and multiplies, maxps/minps (clamps) */
-#define FL_OPS_HEADER "isa/fl_ops_avx512.h"
-#include "fl_isa.h"
-#undef FL_OPS_HEADER
-#undef FL_ISA
-#undef FL_VBYTES
-#pragma GCC pop_options
-#endif
-
-/* A chunk worker: runs units [u0, u1) of a kernel (rows, tiles or elements, by kernel) and
- * stores their partial sum. */
-typedef void (*fl_chunk_fn)(const void *args, int64_t u0, int64_t u1, double *partial);
-
-/* One ISA's kernels; index [0] is float32, [1] is float64. */
-typedef struct {
-    const char *name;
-    int vbytes; /* vector width: a column tile holds vbytes / sizeof(element) positions */
-    fl_chunk_fn ce_index_rows[2], ce_index_cols[2], ce_prob_rows[2], ce_prob_cols[2];
-    fl_chunk_fn softmax_rows[2], softmax_cols[2], nll[2];
-    fl_chunk_fn ce_index_small_rows[2], ce_prob_small_rows[2], softmax_small_rows[2];
-    fl_chunk_fn check_targets[2]; /* [1]: with float64 class weights */
-    fl_chunk_fn elementwise[FL_N_ELEMENTWISE][2]; /* indexed by the FL_BCE_LOGITS... enum */
-    void (*vector_math_f32)(int, int64_t, const float *, float *);
-    void (*vector_math_f64)(int, int64_t, const double *, double *);
-} fl_table;
-
-/* The table of the ISA FL_TABLE_ISA (a macro rather than an argument, since FL_EW_SLOT's
- * arguments are fixed by its list); designated initializers, so no slot depends on order. */
-#define FL_PAIR(name) {FL_CAT3(name, f32, FL_TABLE_ISA), FL_CAT3(name, f64, FL_TABLE_ISA)}
-#define FL_EW_SLOT(ID, name, chunk) [FL_##ID] = FL_PAIR(name##_chunk),
-#define FL_TABLE(label, vb)                                      \
-    {.name = label,                                              \
-     .vbytes = vb,                                               \
-     .ce_index_rows = FL_PAIR(ce_index_rows),                    \
-     .ce_index_cols = FL_PAIR(ce_index_cols),                    \
-     .ce_prob_rows = FL_PAIR(ce_prob_rows),                      \
-     .ce_prob_cols = FL_PAIR(ce_prob_cols),                      \
-     .softmax_rows = FL_PAIR(softmax_rows),                      \
-     .softmax_cols = FL_PAIR(softmax_cols),                      \
-     .nll = FL_PAIR(nll_chunk),                                  \
-     .ce_index_small_rows = FL_PAIR(ce_index_small_rows),        \
-     .ce_prob_small_rows = FL_PAIR(ce_prob_small_rows),          \
-     .softmax_small_rows = FL_PAIR(softmax_small_rows),          \
-     .check_targets = FL_PAIR(check_targets_chunk),              \
-     .elementwise = {FL_ELEMENTWISE_LOSSES(FL_EW_SLOT)},         \
-     .vector_math_f32 = FL_CAT3(vector_math, f32, FL_TABLE_ISA), \
-     .vector_math_f64 = FL_CAT3(vector_math, f64, FL_TABLE_ISA)}
-
-#define FL_TABLE_ISA base
-static const fl_table fl_table_base = FL_TABLE("baseline", 16);
-#undef FL_TABLE_ISA
-#define FL_TABLE_ISA wide
-static const fl_table fl_table_wide = FL_TABLE("wide", 64);
-#undef FL_TABLE_ISA
-#if FL_X86_DISPATCH
-#define FL_TABLE_ISA avx2
-static const fl_table fl_table_avx2 = FL_TABLE("avx2", 32);
-#undef FL_TABLE_ISA
-#define FL_TABLE_ISA avx512
-static const fl_table fl_table_avx512 = FL_TABLE("avx512", 64);
-#undef FL_TABLE_ISA
-#endif
-#undef FL_EW_SLOT
-#undef FL_TABLE
-#undef FL_PAIR
+#include "fl_table.h" /* fl_kernels.h, fl_config.h, the per-ISA tables */
 
 /* ------------------------------------------------------------------ op and tuning names */
 
@@ -189,6 +79,21 @@ int64_t fl_tuning_value(int i) { return i >= 0 && i < FL_N_TUNING ? fl_tuning_va
 
 static const fl_table *fl_active = &fl_table_base;
 
+/* The paths this build has, in the order fl_simd_built lists them. */
+static const fl_table *const fl_built[] = {
+    &fl_table_base,
+#if FL_X86_DISPATCH
+    &fl_table_avx2,
+    &fl_table_avx512,
+#endif
+#ifdef FL_BUILD_WIDE
+    &fl_table_wide,
+#endif
+};
+#define FL_N_BUILT ((int)(sizeof(fl_built) / sizeof(*fl_built)))
+
+const char *fl_simd_built(int i) { return i >= 0 && i < FL_N_BUILT ? fl_built[i]->name : NULL; }
+
 static int fl_cpu_has(const char *name)
 {
 #if FL_X86_DISPATCH
@@ -205,19 +110,17 @@ static int fl_cpu_has(const char *name)
 
 int fl_set_simd(const char *name)
 {
-    if (!fl_cpu_has(name)) return -1;
-#if FL_X86_DISPATCH
-    if (!strcmp(name, "avx512")) {
-        fl_active = &fl_table_avx512;
+    static const char *const known[] = {"baseline", "avx2", "avx512", "wide"};
+    int is_known = 0;
+    for (int i = 0; i < 4; i++) is_known |= !strcmp(name, known[i]);
+    if (!is_known) return -1;
+    for (int i = 0; i < FL_N_BUILT; i++) {
+        if (strcmp(name, fl_built[i]->name)) continue;
+        if (!fl_cpu_has(name)) return -1;
+        fl_active = fl_built[i];
         return 0;
     }
-    if (!strcmp(name, "avx2")) {
-        fl_active = &fl_table_avx2;
-        return 0;
-    }
-#endif
-    fl_active = !strcmp(name, "wide") ? &fl_table_wide : &fl_table_base;
-    return 0;
+    return -2;
 }
 
 void fl_init(void)

@@ -102,7 +102,11 @@ void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out);
 void fl_init(void);
 const char *fl_simd_name(void);          /* "avx512", "avx2", "baseline" or "wide" */
 int fl_set_simd(const char *name);       /* force a path ("baseline", "avx2", "avx512", or the
-                                            test-only "wide"); 0 on success, -1 if unsupported */
+                                            test-only "wide"); 0 on success, -1 if unknown or
+                                            the CPU lacks it, -2 if this build does not have
+                                            it ("wide" without FASTLOSS_BUILD_WIDE=1) */
+const char *fl_simd_built(int i);        /* name of the i-th path compiled into this build, or
+                                            NULL past the end */
 int fl_openmp_enabled(void);
 int fl_max_threads(void);
 void fl_set_steal_test(int on);         /* test hook: thread 0 starts on the other threads'

@@ -60,6 +60,7 @@ cdef extern from "fl_kernels.h" nogil:
     void fl_init()
     const char *fl_simd_name()
     int fl_set_simd(const char *name)
+    const char *fl_simd_built(int i)
     int fl_openmp_enabled()
     int fl_max_threads()
     void fl_set_steal_test(int on)

@@ -82,12 +82,23 @@ def float32_exact(values):
     return np.asarray(values, dtype=np.float32).astype(np.float64)
 
 
+def simd_not_built_reason(name):
+    """Why SIMD path `name` is not in this build (fastloss._kernels.BUILT_SIMD), or None."""
+    if name in _config._kernels.BUILT_SIMD:
+        return None
+    if name == "wide":
+        return "wide not built: FASTLOSS_BUILD_WIDE=1"
+    return f"{name} not built (this compiler or platform)"
+
+
 def available_simd():
-    """SIMD paths the kernels accept on this CPU (the current one is restored)."""
+    """SIMD paths this build has and this CPU runs (the current one is restored)."""
     K = _config._kernels
     old = K.simd_name()
     ok = []
     for name in SIMD_PATHS:
+        if simd_not_built_reason(name) is not None:
+            continue
         try:
             K.set_simd(name)
         except ValueError:

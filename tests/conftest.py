@@ -5,15 +5,23 @@ import pytest
 import fastloss
 from fastloss import _config
 
-from _helpers import SIMD_PATHS, available_simd  # noqa: F401 (test_kernels_loaded imports it)
+from _helpers import (  # noqa: F401 (test_kernels_loaded imports available_simd)
+    SIMD_PATHS,
+    available_simd,
+    simd_not_built_reason,
+)
 
 
 @pytest.fixture(params=SIMD_PATHS)
 def simd(request):
-    """Run the test on one SIMD path (skipped when the CPU lacks it); restore afterwards."""
+    """Run the test on one SIMD path (skipped when the build does not have it, e.g. "wide"
+    without FASTLOSS_BUILD_WIDE=1, or the CPU lacks it); restore afterwards."""
     K = _config._kernels
     if K is None:
         pytest.skip("compiled kernels not available")
+    reason = simd_not_built_reason(request.param)
+    if reason is not None:
+        pytest.skip(reason)
     old = K.simd_name()
     try:
         K.set_simd(request.param)

@@ -43,8 +43,19 @@ def test_kernels_live_in_the_imported_package():
 
 def test_show_config_and_config():
     info = fastloss.config()
-    for key in ("version", "backend", "kernels", "openmp", "threads", "simd", "numpy"):
+    for key in (
+        "version",
+        "backend",
+        "kernels",
+        "openmp",
+        "threads",
+        "simd",
+        "simd_built",
+        "numpy",
+    ):
         assert key in info
+    assert info["simd_built"] == _config._kernels.BUILT_SIMD
+    assert info["simd"] in info["simd_built"]
     assert info["version"] == fastloss.__version__
     assert info["threads"] == fastloss.get_num_threads() >= 1
     assert info["simd"] == _config._kernels.simd_name()
@@ -147,6 +158,28 @@ def test_set_simd_switches_and_rejects():
     finally:
         K.set_simd(old)
     assert K.simd_name() == old
+
+
+def test_built_simd_and_unbuilt_wide():
+    """BUILT_SIMD lists the compiled paths (baseline always; wide only with
+    FASTLOSS_BUILD_WIDE=1); asking for an unbuilt wide says how to build it."""
+    K = _config._kernels
+    built = K.BUILT_SIMD
+    assert isinstance(built, tuple) and "baseline" in built
+    assert set(built) <= {"baseline", "avx2", "avx512", "wide"} and len(set(built)) == len(built)
+    if os.uname().machine == "x86_64" and "avx2" not in built:
+        pytest.skip("a build without the x86 paths (not GCC)")
+    old = K.simd_name()
+    try:
+        if "wide" in built:
+            K.set_simd("wide")
+            assert K.simd_name() == "wide"
+        else:
+            with pytest.raises(ValueError, match="not built.*FASTLOSS_BUILD_WIDE=1"):
+                K.set_simd("wide")
+            assert K.simd_name() == old
+    finally:
+        K.set_simd(old)
 
 
 def _run_python(code, **env):
