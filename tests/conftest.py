@@ -57,3 +57,23 @@ def torch_single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One plain line per reason tests were skipped, with the count and how to run them
+    (pytest's own -ra list names each test, not the cause)."""
+    counts = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        if "could not import 'torch'" in reason:
+            reason = (
+                "torch is not installed: the torch parity and fastloss.torch tests need it "
+                '(pip install "torch==2.13.0"; CPU builds: --index-url '
+                "https://download.pytorch.org/whl/cpu)"
+            )
+        counts[reason] = counts.get(reason, 0) + 1
+    if counts:
+        terminalreporter.section("fastloss: skipped tests, by reason")
+        for reason, n in sorted(counts.items(), key=lambda item: -item[1]):
+            terminalreporter.line(f"{n:6d} skipped: {reason}")

@@ -1,7 +1,8 @@
 """Accuracy of the kernels' own vector exp / log / log1p against NumPy's float64 functions,
-over the full input range (random bit patterns), on every SIMD path the CPU has.
+over the full input range (random bit patterns), on every SIMD path the CPU has (the `simd`
+fixture of conftest.py).
 
-Stated bounds (README, "Numerics"): exp <= 2 ulp, log <= 2 ulp, log1p <= 3 ulp; exact
+Stated bounds (docs/numerics.md, "Vector math"): exp <= 2 ulp, log <= 2 ulp, log1p <= 3 ulp; exact
 special values (exp(-inf) = 0, exp(+inf) = inf, log(0) = -inf, NaN -> NaN, ...)."""
 
 import numpy as np
@@ -11,28 +12,6 @@ from fastloss import _config
 
 K = _config._kernels
 BOUNDS = {"exp": 2.0, "log": 2.0, "log1p": 3.0, "log1p_unit": 3.0, "log1p_nonneg": 3.0}
-
-
-def available_paths():
-    out = []
-    for name in ("baseline", "avx2", "avx512", "wide"):
-        try:
-            K.set_simd(name)
-            out.append(name)
-        except ValueError:
-            pass
-    return out
-
-
-@pytest.fixture(params=["baseline", "avx2", "avx512", "wide"])
-def simd(request):
-    old = K.simd_name()
-    if request.param not in available_paths():
-        K.set_simd(old)
-        pytest.skip(f"CPU lacks {request.param}")
-    K.set_simd(request.param)
-    yield request.param
-    K.set_simd(old)
 
 
 def random_floats(dtype, n, seed):
