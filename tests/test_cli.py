@@ -190,10 +190,10 @@ def test_closed_pipe_ends_quietly(tmp_path):
         "import sys, fastloss.cli as c; sys.stdout = open(sys.stdout.fileno(), 'w', "
         "buffering=1, closefd=False); sys.exit(c.main(['show-config']))"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    proc = subprocess.Popen(  # cwd: not the source folder, whose fastloss/ has no kernels
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
     )
     proc.stdout.close()  # the reader is gone before the first line is written
     err = proc.stderr.read().decode()
-    assert proc.wait(timeout=60) == 141
+    assert proc.wait(timeout=60) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err
