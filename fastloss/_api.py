@@ -271,6 +271,13 @@ def _elementwise(name, args):
             V.check_no_overlap(grad, "grad_out", (w_name, w))
     n = x.size
     denom = (x.shape[0] if x.ndim else 1) if reduction == "batchmean" else n
+    if (
+        spec.weighted_mean == "weight_sum"
+        and reduction == "mean"
+        and weights["weight"][0] is not None
+    ):
+        w, period = weights["weight"]  # the weight repeats n / period times along the input
+        denom = float(np.sum(w, dtype=np.float64)) * (n // period) if n else 0
 
     if _config.get_backend() == "reference":
         if spec.input_domain == "prob" and n and not ((x >= 0) & (x <= 1)).all():
@@ -400,12 +407,14 @@ def mse_loss(
     input: ArrayLike,
     target: ArrayLike,
     *,
+    weight: ArrayLike | None = None,
     reduction: Reduction = "mean",
     return_grad: bool = False,
     grad_output: GradOutput = None,
     grad_out: np.ndarray | None = None,
 ) -> LossResult:
-    """Mean squared error, torch's F.mse_loss."""
+    """Mean squared error, torch's F.mse_loss; with `weight` (broadcast to the input) each
+    term is weighted and "mean" divides by the sum of the weights, as torch 2.13 does."""
     return _elementwise("mse_loss", locals())
 
 
@@ -413,12 +422,14 @@ def l1_loss(
     input: ArrayLike,
     target: ArrayLike,
     *,
+    weight: ArrayLike | None = None,
     reduction: Reduction = "mean",
     return_grad: bool = False,
     grad_output: GradOutput = None,
     grad_out: np.ndarray | None = None,
 ) -> LossResult:
-    """Absolute error, torch's F.l1_loss (subgradient 0 at 0)."""
+    """Absolute error, torch's F.l1_loss (subgradient 0 at 0); with `weight` (broadcast to the
+    input) each term is weighted and "mean" divides by the sum of the weights, as torch."""
     return _elementwise("l1_loss", locals())
 
 
@@ -440,13 +451,16 @@ def huber_loss(
     input: ArrayLike,
     target: ArrayLike,
     *,
+    weight: ArrayLike | None = None,
     delta: float = 1.0,
     reduction: Reduction = "mean",
     return_grad: bool = False,
     grad_output: GradOutput = None,
     grad_out: np.ndarray | None = None,
 ) -> LossResult:
-    """torch's F.huber_loss: 0.5 d^2 where |d| < delta, else delta (|d| - delta/2)."""
+    """torch's F.huber_loss: 0.5 d^2 where |d| < delta, else delta (|d| - delta/2); with
+    `weight` (broadcast to the input) each term is weighted and "mean" still divides by the
+    element count, as torch's huber_loss does."""
     return _elementwise("huber_loss", locals())
 
 

@@ -131,6 +131,9 @@ class LossSpec:
     torch_module: str | None = None
     binary_threshold: float | None = None
     kernel_switch: tuple | None = None
+    # "mean" with a weight: divide by the element count, or by the sum of the weights
+    # broadcast to the input ("weight_sum": torch's weighted mse_loss and l1_loss)
+    weighted_mean: str = "count"
     examples: tuple = ()
     param_names: tuple = field(init=False, repr=False)
     weight_names: tuple = field(init=False, repr=False)
@@ -261,6 +264,8 @@ LOSSES: dict = {
             "elementwise",
             "mse",
             M.mse_loss,
+            weights=(Weight("weight"),),
+            weighted_mean="weight_sum",
             input_domain="real",
             target_domain="real",
             torch_name="mse_loss",
@@ -271,6 +276,8 @@ LOSSES: dict = {
             "elementwise",
             "l1",
             M.l1_loss,
+            weights=(Weight("weight"),),
+            weighted_mean="weight_sum",
             input_domain="real",
             target_domain="real",
             torch_name="l1_loss",
@@ -293,6 +300,7 @@ LOSSES: dict = {
             "elementwise",
             "huber",
             M.huber_loss,
+            weights=(Weight("weight"),),
             params=(Param("delta", 1.0, _positive, "p1"),),
             input_domain="real",
             target_domain="real",

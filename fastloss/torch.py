@@ -38,9 +38,10 @@ Differences from ``torch.nn.functional`` (all deliberate, all raise instead of g
   ``create_graph=True`` (e.g. ``torch.autograd.grad(..., create_graph=True)``).
 * ``target`` must have the input's shape for the elementwise losses (torch broadcasts with a
   warning; fastloss raises ``ValueError``).  Class-index targets may be any integer dtype.
-* The per-element ``weight=`` that ``mse_loss``, ``l1_loss`` and ``huber_loss`` accept in
-  recent torch is kept in the signature for positional compatibility but raises
-  ``NotImplementedError`` (fastloss has no fused weighted form of these losses).
+* The per-element ``weight=`` of ``mse_loss``, ``l1_loss`` and ``huber_loss`` (torch 2.13)
+  must have the input's shape, as torch requires; weighted "mean" divides by the sum of the
+  weights for ``mse_loss`` / ``l1_loss`` and by the element count for ``huber_loss``, as torch
+  does.  (The module classes take no weight, like torch's.)
 * The deprecated ``size_average`` / ``reduce`` arguments are accepted (mapped to ``reduction``
   exactly like torch, with a ``UserWarning``).
 * Bad shapes, out-of-range class indices, bad options raise fastloss's own ``ValueError`` /
@@ -253,11 +254,12 @@ def _opts(**kw):
     return tuple(kw.items())
 
 
-def _no_weight(weight, name):
-    if weight is not None:
-        raise NotImplementedError(
-            f"fastloss.torch.{name}: weight= is not supported (fastloss has "
-            f"no fused weighted {name}); use torch.nn.functional.{name}"
+def _same_shape_weight(weight, input, name):
+    """torch's weighted mse/l1/huber require a weight of the input's exact shape."""
+    if weight is not None and weight.shape != input.shape:
+        raise ValueError(
+            f"fastloss.torch.{name}: weight must have the input's shape {tuple(input.shape)} "
+            f"(as torch requires), got {tuple(weight.shape)}"
         )
 
 
@@ -331,19 +333,20 @@ def binary_cross_entropy_with_logits(
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
-    """torch.nn.functional.mse_loss (weight= not supported)."""
-    _check_args("mse_loss", input, target)
-    _no_weight(weight, "mse_loss")
+    """torch.nn.functional.mse_loss (weight: the input's shape; weighted mean = sum / sum(w))."""
+    _check_args("mse_loss", input, target, weight=weight)
+    _same_shape_weight(weight, input, "mse_loss")
     reduction = _legacy_reduction(size_average, reduce, reduction, "mse_loss")
-    return _run("mse_loss", input, target, _opts(reduction=reduction))
+    return _run("mse_loss", input, target, _opts(reduction=reduction), weight)
 
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
-    """torch.nn.functional.l1_loss (subgradient 0 at 0; weight= not supported)."""
-    _check_args("l1_loss", input, target)
-    _no_weight(weight, "l1_loss")
+    """torch.nn.functional.l1_loss (subgradient 0 at 0; weight: the input's shape, weighted
+    mean = sum / sum(w))."""
+    _check_args("l1_loss", input, target, weight=weight)
+    _same_shape_weight(weight, input, "l1_loss")
     reduction = _legacy_reduction(size_average, reduce, reduction, "l1_loss")
-    return _run("l1_loss", input, target, _opts(reduction=reduction))
+    return _run("l1_loss", input, target, _opts(reduction=reduction), weight)
 
 
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
@@ -354,10 +357,10 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
 
 
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
-    """torch.nn.functional.huber_loss (weight= not supported)."""
-    _check_args("huber_loss", input, target)
-    _no_weight(weight, "huber_loss")
-    return _run("huber_loss", input, target, _opts(delta=delta, reduction=reduction))
+    """torch.nn.functional.huber_loss (weight: the input's shape; weighted mean = sum / N)."""
+    _check_args("huber_loss", input, target, weight=weight)
+    _same_shape_weight(weight, input, "huber_loss")
+    return _run("huber_loss", input, target, _opts(delta=delta, reduction=reduction), weight)
 
 
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
@@ -388,6 +391,10 @@ def _make_module(spec, functional):
     fn_params = list(inspect.signature(functional).parameters.values())
     input_name, target_name = fn_params[0].name, fn_params[1].name
     init_params = [p for p in fn_params[2:] if p.name in used]
+    peer_class = getattr(torch.nn, module, None)
+    if peer_class is not None:  # torch's module takes fewer (MSELoss: no weight): mirror it
+        peer_names = set(inspect.signature(peer_class.__init__).parameters)
+        init_params = [p for p in init_params if p.name in peer_names]
     option_names = [p.name for p in init_params if p.name not in ("size_average", "reduce")]
     self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
     init_signature = inspect.Signature([self_param] + init_params)

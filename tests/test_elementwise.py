@@ -222,7 +222,12 @@ def test_torch_parity(name, opts):
         kw = materialise(opts, (6, 7), dtype)
         xt = torch.tensor(x, requires_grad=True)
         tt = torch.tensor(t)
-        tkw = {k: torch.tensor(v) for k, v in kw.items() if isinstance(v, np.ndarray)}
+        # weights broadcast to the input's shape: torch's weighted mse/l1/huber want exactly it
+        tkw = {
+            k: torch.tensor(np.broadcast_to(v, x.shape).copy())
+            for k, v in kw.items()
+            if isinstance(v, np.ndarray)
+        }
         other = {k: v for k, v in kw.items() if not isinstance(v, np.ndarray)}
         out = torch_peer(name)(xt, tt, reduction=reduction, **tkw, **other)
         go = torch.ones_like(out) * 1.5

@@ -93,7 +93,13 @@ def test_torch_bridge_generates_a_functional_for_a_new_row(monkeypatch):
     monkeypatch.setattr(fastloss, "huber_again", fastloss.huber_loss, raising=False)
     monkeypatch.setitem(FL.FUNCTIONS, "huber_again", FL._make_function(spec))
     fn = FL._make_functional(spec)
-    assert list(inspect.signature(fn).parameters) == ["input", "target", "delta", "reduction"]
+    assert list(inspect.signature(fn).parameters) == [
+        "input",
+        "target",
+        "weight",
+        "delta",
+        "reduction",
+    ]
     x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
     t = torch.randn(6, 3, dtype=torch.float64)
     loss = fn(x, t, delta=0.5)

@@ -183,7 +183,9 @@ def make_case(name, variant, rng, gradcheck=False):
         if name == "smooth_l1_loss" and "beta" in variant:
             kw["beta"] = float(variant.split("beta")[1])
         if name == "huber_loss" and "delta" in variant:
-            kw["delta"] = float(variant.split("delta")[1])
+            kw["delta"] = float(variant.split("delta")[1].split("+")[0])
+        if "weight" in variant:  # torch 2.13's per-element weight, the input's shape
+            kw["weight"] = _t(rng.uniform(0.2, 2.0, size=shape))
     return x, target, kw
 
 
@@ -213,10 +215,10 @@ VARIANTS = {
         "weight+pos_weight",
         "3d",
     ],
-    "mse_loss": ["plain", "3d"],
-    "l1_loss": ["plain"],
+    "mse_loss": ["plain", "3d", "weight", "3d+weight"],
+    "l1_loss": ["plain", "weight"],
     "smooth_l1_loss": ["plain", "beta0.5", "beta2.0", "beta0"],
-    "huber_loss": ["plain", "delta0.5", "delta2.0"],
+    "huber_loss": ["plain", "delta0.5", "delta2.0", "delta0.5+weight"],
     "kl_div": ["plain", "log_target", "3d"],
 }
 # every other registry row the bridge offers: its torch peer, plain and 3-d inputs drawn from
@@ -684,10 +686,12 @@ def test_double_backward_raises():
 
 
 @pytest.mark.parametrize("fn", ["mse_loss", "l1_loss", "huber_loss"])
-def test_elementwise_weight_not_supported(fn):
-    x = torch.randn(3)
-    with pytest.raises(NotImplementedError, match="weight"):
+def test_elementwise_weight_must_have_the_input_shape(fn):
+    x = torch.randn(2, 3)
+    with pytest.raises(ValueError, match="weight must have the input's shape"):
         getattr(FL, fn)(x, x.clone(), weight=torch.ones(3))
+    with pytest.raises(ValueError):  # torch refuses it too
+        getattr(F, fn)(x, x.clone(), weight=torch.ones(3))
 
 
 # ------------------------------------------------------------------ one fused call

@@ -465,20 +465,33 @@ def binary_cross_entropy_with_logits(
         return _finish_elementwise(per, d_per, reduction, grad_output, need_grad)
 
 
-def mse_loss(x, target, *, reduction, grad_output=None, need_grad=False):
-    """(x - t)^2; grad 2 (x - t)."""
+def _weighted(per, d_per, weight, mean_over_weights):
+    """torch 2.13's weighted regression losses: w * loss, w * grad; "mean" divides by sum(w)
+    (mse_loss, l1_loss) or by the element count (huber_loss).  Returns (per, d_per, denom)."""
+    if weight is None:
+        return per, d_per, None
+    w = _f64(weight)
+    d_per = None if d_per is None else w * d_per
+    return w * per, d_per, (np.sum(w) if mean_over_weights else None)
+
+
+def mse_loss(x, target, *, reduction, grad_output=None, need_grad=False, weight=None):
+    """w (x - t)^2; grad 2 w (x - t); weighted "mean" divides by sum(w), as torch."""
     with np.errstate(all="ignore"):
         diff = _f64(x) - _f64(target)
         d_per = 2.0 * diff if need_grad else None
-        return _finish_elementwise(diff * diff, d_per, reduction, grad_output, need_grad)
+        per, d_per, denom = _weighted(diff * diff, d_per, weight, True)
+        return _finish_elementwise(per, d_per, reduction, grad_output, need_grad, denom)
 
 
-def l1_loss(x, target, *, reduction, grad_output=None, need_grad=False):
-    """|x - t|; grad sign(x - t) with sign(0) = 0 (as torch)."""
+def l1_loss(x, target, *, reduction, grad_output=None, need_grad=False, weight=None):
+    """w |x - t|; grad w sign(x - t) with sign(0) = 0 (as torch); weighted "mean" divides by
+    sum(w), as torch."""
     with np.errstate(all="ignore"):
         diff = _f64(x) - _f64(target)
         d_per = np.sign(diff) if need_grad else None
-        return _finish_elementwise(np.abs(diff), d_per, reduction, grad_output, need_grad)
+        per, d_per, denom = _weighted(np.abs(diff), d_per, weight, True)
+        return _finish_elementwise(per, d_per, reduction, grad_output, need_grad, denom)
 
 
 def smooth_l1_loss(x, target, *, reduction, grad_output=None, need_grad=False, beta=1.0):
@@ -495,15 +508,18 @@ def smooth_l1_loss(x, target, *, reduction, grad_output=None, need_grad=False, b
         return _finish_elementwise(per, d_per, reduction, grad_output, need_grad)
 
 
-def huber_loss(x, target, *, reduction, grad_output=None, need_grad=False, delta=1.0):
-    """z = |x - t|: 0.5 z^2 if z < delta else delta (z - 0.5 delta); grad clip(x - t, +-delta)."""
+def huber_loss(x, target, *, reduction, grad_output=None, need_grad=False, delta=1.0, weight=None):
+    """z = |x - t|: 0.5 z^2 if z < delta else delta (z - 0.5 delta); grad clip(x - t, +-delta);
+    times w; weighted "mean" divides by the element count (torch's huber_loss, unlike its
+    mse_loss and l1_loss)."""
     delta = float(delta)
     with np.errstate(all="ignore"):
         diff = _f64(x) - _f64(target)
         z = np.abs(diff)
         per = np.where(z < delta, 0.5 * z * z, delta * (z - 0.5 * delta))
         d_per = np.clip(diff, -delta, delta) if need_grad else None
-        return _finish_elementwise(per, d_per, reduction, grad_output, need_grad)
+        per, d_per, denom = _weighted(per, d_per, weight, False)
+        return _finish_elementwise(per, d_per, reduction, grad_output, need_grad, denom)
 
 
 def kl_div(x, target, *, reduction, grad_output=None, need_grad=False, log_target=False):

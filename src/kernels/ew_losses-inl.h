@@ -200,10 +200,9 @@ static inline void FN(ew_mse)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p
                               VR *grad, VI *bad)
 {
     const VR d = x - t;
-    *loss = d * d;
-    *grad = 2 * d;
+    *loss = w * (d * d);
+    *grad = w * (2 * d);
     (void)a;
-    (void)w;
     (void)pw;
     (void)bad;
     (void)p0;
@@ -221,10 +220,9 @@ static inline void FN(ew_l1)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0
                              VR *grad, VI *bad)
 {
     const VR d = x - t;
-    *loss = FN(vabs)(d);
-    *grad = FN(vsign)(d);
+    *loss = w * FN(vabs)(d);
+    *grad = w * FN(vsign)(d);
     (void)a;
-    (void)w;
     (void)pw;
     (void)bad;
     (void)p0;
@@ -257,9 +255,8 @@ static inline void FN(ew_huber)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR
     const R delta = (R)a->p1;
     const VR d = x - t, z = FN(vabs)(d);
     const VI quad = z < delta;
-    *loss = FN(vselect)(quad, (R)0.5 * d * d, delta * (z - (R)0.5 * delta));
-    *grad = FN(vselect)(quad, d, delta * FN(vsign)(d));
-    (void)w;
+    *loss = w * FN(vselect)(quad, (R)0.5 * d * d, delta * (z - (R)0.5 * delta));
+    *grad = w * FN(vselect)(quad, d, delta * FN(vsign)(d));
     (void)pw;
     (void)bad;
     (void)p0;
