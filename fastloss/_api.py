@@ -258,9 +258,10 @@ def _elementwise(name, args):
     V.check_reduction(reduction, spec.reductions)
     x = V.as_float_array(input, "input")
     t = V.same_shape_target(target, x)
-    weights = {}  # name -> (array or None, period along the flat index)
+    weights = {}  # given weights: name -> (array, period along the flat index)
     for w_name in spec.weight_names:
-        weights[w_name] = V.periodic_weight(args[w_name], x.shape, x.dtype, w_name)
+        if args[w_name] is not None:
+            weights[w_name] = V.periodic_weight(args[w_name], x.shape, x.dtype, w_name)
     go = V.elementwise_grad_output(grad_output, reduction, x.shape, x.dtype)
     grad = V.grad_buffer(grad_out, x, return_grad)
     if grad_output is not None and not return_grad:
@@ -271,18 +272,15 @@ def _elementwise(name, args):
             V.check_no_overlap(grad, "grad_out", (w_name, w))
     n = x.size
     denom = (x.shape[0] if x.ndim else 1) if reduction == "batchmean" else n
-    if (
-        spec.weighted_mean == "weight_sum"
-        and reduction == "mean"
-        and weights["weight"][0] is not None
-    ):
+    if "weight" in weights and reduction == "mean" and spec.weighted_mean == "weight_sum":
         w, period = weights["weight"]  # the weight repeats n / period times along the input
         denom = float(np.sum(w, dtype=np.float64)) * (n // period) if n else 0
 
     if _config.get_backend() == "reference":
         if spec.input_domain == "prob" and n and not ((x >= 0) & (x <= 1)).all():
             _raise_prob_domain(name)
-        for w_name, (w, _) in weights.items():  # the kernels' periodic weight, materialised
+        for w_name in spec.weight_names:  # the kernels' periodic weight, materialised
+            w = weights.get(w_name, (None, 0))[0]
             params[w_name] = None if w is None else np.resize(w.astype(np.float64), x.shape)
         go_ref = go if not isinstance(go, np.ndarray) else go.astype(np.float64)
         loss, g = spec.reference(
@@ -312,9 +310,7 @@ def _elementwise(name, args):
     total, bad = 0.0, False
     if n:
         total, bad = K.elementwise(
-            K.ELEMENTWISE_OPS[
-                spec.kernel if spec.kernel_switch is None else spec.kernel_for(params)
-            ],
+            K.ELEMENTWISE_OPS[spec.kernel_for(params)],
             x,
             t,
             w,

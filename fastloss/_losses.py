@@ -32,7 +32,6 @@ A row holds facts about the loss, never test or benchmark code:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -40,40 +39,6 @@ from . import _validate as V
 from .reference import _math as M
 
 __all__ = ["Param", "Weight", "LossSpec", "LOSSES", "losses"]
-
-
-def _focal_alpha(value: Any, name: str) -> float:
-    """alpha of the sigmoid focal loss: in [0, 1], or negative to disable the alpha term."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
-    if not (v <= 1 and math.isfinite(v)):
-        raise ValueError(
-            f"{name} must be in [0, 1] (or negative to disable the alpha term), got {value!r}"
-        )
-    return v
-
-
-def _positive(value: Any, name: str) -> float:
-    v = V.check_nonneg(value, name)
-    if v == 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return v
-
-
-def _unit_interval(value: Any, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
-    if not 0 <= v <= 1:
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    return v
-
-
-def _flag(value: Any, name: str) -> bool:
-    return bool(value)
 
 
 def _binder(params):
@@ -180,7 +145,7 @@ LOSSES: dict = {
             "class",
             "cross_entropy",
             M.cross_entropy,
-            params=(_IGNORE, Param("label_smoothing", 0.0, _unit_interval, "smoothing")),
+            params=(_IGNORE, Param("label_smoothing", 0.0, V.check_unit_interval, "smoothing")),
             weights=_CLASS_WEIGHT,
             target_domain="class_or_prob",
             torch_name="cross_entropy",
@@ -220,7 +185,7 @@ LOSSES: dict = {
             "sigmoid_focal",
             M.sigmoid_focal_loss,
             params=(
-                Param("alpha", 0.25, _focal_alpha, "p1"),
+                Param("alpha", 0.25, V.check_focal_alpha, "p1"),
                 Param("gamma", 2.0, V.check_nonneg, "p2"),
             ),
             default_reduction="none",
@@ -301,7 +266,7 @@ LOSSES: dict = {
             "huber",
             M.huber_loss,
             weights=(Weight("weight"),),
-            params=(Param("delta", 1.0, _positive, "p1"),),
+            params=(Param("delta", 1.0, V.check_positive, "p1"),),
             input_domain="real",
             target_domain="real",
             torch_name="huber_loss",
@@ -313,7 +278,7 @@ LOSSES: dict = {
             "elementwise",
             "kl_div",
             M.kl_div,
-            params=(Param("log_target", False, _flag),),
+            params=(Param("log_target", False, V.as_flag),),
             reductions=("none", "mean", "sum", "batchmean"),
             input_domain="logprob",
             target_domain="prob",

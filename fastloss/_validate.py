@@ -5,6 +5,7 @@ Everything a user can pass goes through here once; the result is a canonical pro
 backends consume.  Errors name the argument and the offending value or shape.
 """
 
+import math
 import operator
 
 import numpy as np
@@ -96,14 +97,47 @@ def check_reduction(reduction, allowed=_REDUCTIONS):
         raise ValueError(f"reduction must be one of {allowed}, got {reduction!r}")
 
 
-def check_nonneg(value, name):
+def as_real(value, name):
+    """float(value); TypeError naming the option when it is not a real number."""
     try:
-        v = float(value)
+        return float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
+
+
+def check_nonneg(value, name):
+    v = as_real(value, name)
     if not v >= 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
     return v
+
+
+def check_positive(value, name):
+    v = as_real(value, name)
+    if not v > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return v
+
+
+def check_unit_interval(value, name):
+    v = as_real(value, name)
+    if not 0 <= v <= 1:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return v
+
+
+def check_focal_alpha(value, name):
+    """alpha of the sigmoid focal loss: in [0, 1], or negative to disable the alpha term."""
+    v = as_real(value, name)
+    if not (v <= 1 and math.isfinite(v)):
+        raise ValueError(
+            f"{name} must be in [0, 1] (or negative to disable the alpha term), got {value!r}"
+        )
+    return v
+
+
+def as_flag(value, name):
+    return bool(value)
 
 
 def as_int(value, name):
