@@ -65,8 +65,46 @@ def _kernels_import_error(exc):
     )
 
 
+# GNU OpenMP's idle threads spin about 300000 iterations (milliseconds) before they sleep,
+# and on a machine where another process keeps a CPU busy a call then waits for a thread that
+# shares its CPU with the spinner: 13-190x slower than one thread (docs/performance.md,
+# "Threads on a busy machine").  A short spin keeps the idle machine's two-thread speed and
+# lets the waiting threads sleep under contention.  libgomp reads its environment once, when
+# it is loaded, so fastloss sets the spin only for that moment and only when neither the user
+# nor an earlier load decided it; the environment is restored at once (child processes and
+# other OpenMP runtimes, e.g. torch's own libgomp, do not see it).
+_GOMP_SPIN = "1000"
+_OMP_WAIT_VARS = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
+
+
+def _libgomp_loaded():
+    try:
+        with open("/proc/self/maps") as maps:
+            return any("/libgomp.so" in line for line in maps)
+    except OSError:
+        return False
+
+
+def _import_kernels():
+    if any(v in os.environ for v in _OMP_WAIT_VARS):
+        _state["openmp_wait"] = "from the environment"
+    elif _libgomp_loaded():
+        _state["openmp_wait"] = "libgomp already loaded: its default"
+    else:
+        _state["openmp_wait"] = f"GOMP_SPINCOUNT={_GOMP_SPIN} (fastloss's default)"
+        os.environ["GOMP_SPINCOUNT"] = _GOMP_SPIN
+        try:
+            from . import _kernels as kernels
+        finally:
+            del os.environ["GOMP_SPINCOUNT"]
+        return kernels
+    from . import _kernels as kernels
+
+    return kernels
+
+
 try:
-    from . import _kernels
+    _kernels = _import_kernels()
 except ImportError as exc:  # no silent fallback: only an explicit request runs without kernels
     if _state["backend"] != "reference":
         raise _kernels_import_error(exc) from exc
@@ -147,6 +185,8 @@ def config() -> dict:
         "kernels": None if _kernels is None else _kernels.__file__,
         "openmp": bool(_kernels is not None and _kernels.openmp_enabled()),
         "threads": _state["threads"],
+        # how the OpenMP threads wait between calls (see _import_kernels)
+        "openmp_wait": _state.get("openmp_wait"),
         "simd": None if _kernels is None else _kernels.simd_name(),
         # the SIMD paths compiled in ("wide" only with FASTLOSS_BUILD_WIDE=1 at build time)
         "simd_built": None if _kernels is None else _kernels.BUILT_SIMD,
@@ -158,4 +198,4 @@ def config() -> dict:
 def show_config() -> None:
     """Print version, backend, OpenMP, thread count and the SIMD path in use."""
     for key, value in config().items():
-        print(f"{key:>8}: {value}")
+        print(f"{key:>11}: {value}")

@@ -101,6 +101,23 @@ def set_steal_test(bint on):
     fl_set_steal_test(on)
 
 
+def thread_stats():
+    """The thread driver's contention guard: multi-threaded calls started, calls it ran on
+    one thread instead, its trips, and its current back-off in seconds."""
+    cdef int64_t s[4]
+    fl_thread_stats(s)
+    return {"parallel": s[0], "solo": s[1], "trips": s[2], "backoff_s": s[3] * 1e-9}
+
+
+def thread_guard(str mode):
+    """Test hook: "reset" the contention guard, "trip" it as a contended call would, or
+    switch it "off" (until the next call of this function)."""
+    modes = {"reset": 0, "trip": 1, "off": 2}
+    if mode not in modes:
+        raise ValueError(f"thread_guard: mode must be one of {tuple(modes)}, got {mode!r}")
+    fl_thread_guard(modes[mode])
+
+
 cdef inline const void *_ptr(object a):
     return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
 

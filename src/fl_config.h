@@ -27,6 +27,19 @@
 
 /* thread driver: elements per chunk of fl_run (chunk boundaries depend on the shape only) */
 #define FL_CHUNK_ELEMS 32768
+/* thread driver: chunks per thread at least (shorter calls use fewer threads: a thread that
+ * has to be woken, or that shares its CPU with another process, costs more than it saves) */
+#define FL_THREAD_CHUNKS 4
+/* class targets: at least this many before their check runs on several threads */
+#define FL_CHECK_THREAD_MIN 2097152
+/* thread driver's contention guard: a multi-threaded call whose first thread, done with the
+ * chunks, then waited more than FL_GUARD_WAIT_US and more than half its working time for the
+ * others (a thread descheduled by another process, or spinning on a CPU it shares) makes the
+ * following calls run on one thread for FL_GUARD_BACKOFF_MS, doubled on each repeat up to
+ * FL_GUARD_BACKOFF_MAX_MS, and halved by each call that runs well */
+#define FL_GUARD_WAIT_US        50
+#define FL_GUARD_BACKOFF_MS     10
+#define FL_GUARD_BACKOFF_MAX_MS 1000
 /* rows of at most this many classes (S == 1) go through transposed tiles of L samples */
 #define FL_SMALL_C 48
 /* class sweeps and loops: vector-lane sums are flushed into double every FL_FLUSH vectors */
@@ -51,16 +64,21 @@
 #define FL_BCE_GROUP 4
 
 /* X(name, value): the tuning constants exported to Python */
-#define FL_TUNING(X)                               \
-    X(chunk_elems, FL_CHUNK_ELEMS)                 \
-    X(small_c, FL_SMALL_C)                         \
-    X(flush, FL_FLUSH)                             \
-    X(nll_block, FL_NLL_BLOCK)                     \
-    X(cols_scratch_c, FL_COLS_SCRATCH_C)           \
-    X(cols_prefetch_bytes, FL_COLS_PREFETCH_BYTES) \
-    X(raw_wait, FL_RAW_WAIT)                       \
-    X(ew_block, FL_EW_BLOCK)                       \
-    X(bce_win, FL_BCE_WIN)                         \
+#define FL_TUNING(X)                                 \
+    X(chunk_elems, FL_CHUNK_ELEMS)                   \
+    X(thread_chunks, FL_THREAD_CHUNKS)               \
+    X(check_thread_min, FL_CHECK_THREAD_MIN)         \
+    X(guard_wait_us, FL_GUARD_WAIT_US)               \
+    X(guard_backoff_ms, FL_GUARD_BACKOFF_MS)         \
+    X(guard_backoff_max_ms, FL_GUARD_BACKOFF_MAX_MS) \
+    X(small_c, FL_SMALL_C)                           \
+    X(flush, FL_FLUSH)                               \
+    X(nll_block, FL_NLL_BLOCK)                       \
+    X(cols_scratch_c, FL_COLS_SCRATCH_C)             \
+    X(cols_prefetch_bytes, FL_COLS_PREFETCH_BYTES)   \
+    X(raw_wait, FL_RAW_WAIT)                         \
+    X(ew_block, FL_EW_BLOCK)                         \
+    X(bce_win, FL_BCE_WIN)                           \
     X(bce_group, FL_BCE_GROUP)
 
 #endif

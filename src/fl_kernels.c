@@ -15,7 +15,8 @@
  * Threads: fl_run() cuts the work into chunks of about FL_CHUNK_ELEMS elements.  The chunk
  * boundaries depend on the shape only, each chunk returns its own partial sum and the
  * partials are added in chunk order, so results are bit-identical for any thread count
- * and whichever thread runs a chunk.  Inputs smaller than one chunk never start a thread.
+ * and whichever thread runs a chunk.  Each thread gets at least FL_THREAD_CHUNKS chunks, so
+ * inputs below 2 * FL_THREAD_CHUNKS chunks never start a thread.
  * Each thread owns a contiguous block of chunks, as with a static schedule, and when it is
  * done takes the chunks the other threads have not reached yet from the ends of their
  * blocks (fl_take): a thread that the machine slows down (other processes on its CPU,
@@ -180,6 +181,60 @@ static int fl_take(fl_block *blk, int from_back, int64_t *k)
 static int fl_steal_test = 0;
 void fl_set_steal_test(int on) { fl_steal_test = on != 0; }
 
+/* The contention guard (FL_GUARD_* in fl_config.h): monotonic nanoseconds before which
+ * multi-threaded calls run on one thread, the current back-off, and counters for
+ * fl_thread_stats.  Shared by all callers: relaxed atomics, a lost update only shifts a
+ * back-off. */
+static int64_t fl_solo_until_ns = 0, fl_backoff_ns = 0;
+static int64_t fl_stat[3]; /* multi-threaded calls, calls the guard ran on one thread, trips */
+static int fl_guard_off = 0; /* test hook: fl_thread_guard(2) */
+
+static int64_t fl_now_ns(void)
+{
+#ifdef _OPENMP
+    return (int64_t)(omp_get_wtime() * 1e9);
+#else
+    return 0;
+#endif
+}
+
+static void fl_guard_trip(int64_t now)
+{
+    int64_t b = __atomic_load_n(&fl_backoff_ns, __ATOMIC_RELAXED) * 2;
+    if (b < (int64_t)FL_GUARD_BACKOFF_MS * 1000000) b = (int64_t)FL_GUARD_BACKOFF_MS * 1000000;
+    if (b > (int64_t)FL_GUARD_BACKOFF_MAX_MS * 1000000)
+        b = (int64_t)FL_GUARD_BACKOFF_MAX_MS * 1000000;
+    __atomic_store_n(&fl_backoff_ns, b, __ATOMIC_RELAXED);
+    __atomic_store_n(&fl_solo_until_ns, now + b, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&fl_stat[2], 1, __ATOMIC_RELAXED);
+}
+
+/* a call that ran well on several threads halves the back-off */
+static void fl_guard_calm(void)
+{
+    const int64_t b = __atomic_load_n(&fl_backoff_ns, __ATOMIC_RELAXED) / 2;
+    if (b || __atomic_load_n(&fl_backoff_ns, __ATOMIC_RELAXED))
+        __atomic_store_n(&fl_backoff_ns, b < (int64_t)FL_GUARD_BACKOFF_MS * 1000000 ? 0 : b,
+                         __ATOMIC_RELAXED);
+}
+
+void fl_thread_stats(int64_t out[4])
+{
+    for (int i = 0; i < 3; i++) out[i] = __atomic_load_n(&fl_stat[i], __ATOMIC_RELAXED);
+    out[3] = __atomic_load_n(&fl_backoff_ns, __ATOMIC_RELAXED);
+}
+
+void fl_thread_guard(int mode)
+{
+    if (mode == 1) {
+        fl_guard_trip(fl_now_ns());
+        return;
+    }
+    __atomic_store_n(&fl_solo_until_ns, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&fl_backoff_ns, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&fl_guard_off, mode == 2, __ATOMIC_RELAXED);
+}
+
 /* Chunk k of fl_run. */
 static inline void fl_run_chunk(fl_chunk_fn fn, const void *args, int64_t k, int64_t per_chunk,
                                 int64_t n_units, double *partial)
@@ -216,10 +271,18 @@ static double fl_run(fl_chunk_fn fn, const void *args, int64_t n_units, int64_t 
         return total;
     }
     int nt = nthreads < 1 ? 1 : nthreads;
-    if (nt > nchunks) nt = (int)nchunks;
+    const int64_t most = nchunks / FL_THREAD_CHUNKS; /* FL_THREAD_CHUNKS chunks per thread */
+    if (nt > most) nt = most < 1 ? 1 : (int)most;
     fl_block stack_blocks[8];
     fl_block *blocks = stack_blocks;
     if (nt > 8 && !(blocks = (fl_block *)malloc((size_t)nt * sizeof(fl_block)))) nt = 1;
+    int64_t t0 = 0;
+    if (nt > 1) {
+        t0 = fl_now_ns();
+        const int solo = t0 < __atomic_load_n(&fl_solo_until_ns, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&fl_stat[solo ? 1 : 0], 1, __ATOMIC_RELAXED);
+        if (solo) nt = 1;
+    }
     if (nt == 1) {
         /* never enters the OpenMP runtime: libgomp's thread pool does not survive fork(), so
          * a forked child (which fastloss runs single-threaded) must not touch it */
@@ -231,6 +294,7 @@ static double fl_run(fl_chunk_fn fn, const void *args, int64_t n_units, int64_t 
             blocks[t].fb = (b << 32) | f;
         }
         const int steal_first = fl_steal_test;
+        int64_t t_first_done = t0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
@@ -249,7 +313,14 @@ static double fl_run(fl_chunk_fn fn, const void *args, int64_t n_units, int64_t 
                     while (fl_take(&blocks[(t + j) % nt], !own, &k))
                         fl_run_chunk(fn, args, k, per_chunk, n_units, &partials[k]);
             }
+            if (t == 0) t_first_done = fl_now_ns();
         }
+        /* how long thread 0, out of chunks, waited for the others to finish */
+        const int64_t t1 = fl_now_ns(), waited = t1 - t_first_done;
+        if (waited > (int64_t)FL_GUARD_WAIT_US * 1000 && 2 * waited > t_first_done - t0 &&
+            !__atomic_load_n(&fl_guard_off, __ATOMIC_RELAXED))
+            fl_guard_trip(t1);
+        else fl_guard_calm();
     }
     if (blocks != stack_blocks) free(blocks);
     double total = 0.0;
@@ -264,7 +335,9 @@ int64_t fl_check_targets(const int64_t *target, int64_t n, int64_t C, int64_t ig
                          const void *weight, int is_f64, double *weight_total, int nthreads)
 {
     const fl_target_args a = {target, C, ignore_index, weight};
-    const double total = fl_run(fl_active->check_targets[is_f64 ? 1 : 0], &a, n, 1, nthreads);
+    /* a target is one 8-byte read and a compare: threads only for many of them */
+    const double total = fl_run(fl_active->check_targets[is_f64 ? 1 : 0], &a, n, 1,
+                                n < FL_CHECK_THREAD_MIN ? 1 : nthreads);
     *weight_total = total;
     if (!isnan(total)) return -1;
     for (int64_t i = 0; i < n; i++) /* slow path: locate the first bad target */

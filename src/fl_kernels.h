@@ -109,6 +109,11 @@ const char *fl_simd_built(int i);        /* name of the i-th path compiled into 
                                             NULL past the end */
 int fl_openmp_enabled(void);
 int fl_max_threads(void);
+/* the thread driver's contention guard: counters {multi-threaded calls, calls run on one
+ * thread by the guard, trips, current back-off in ns}; fl_thread_guard resets it (0),
+ * trips it as a contended call would (1), or switches it off until the next call (2) */
+void fl_thread_stats(int64_t out[4]);
+void fl_thread_guard(int mode);
 void fl_set_steal_test(int on);         /* test hook: thread 0 starts on the other threads'
                                             chunks (see fl_run) */
 

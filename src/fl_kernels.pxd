@@ -64,6 +64,8 @@ cdef extern from "fl_kernels.h" nogil:
     int fl_openmp_enabled()
     int fl_max_threads()
     void fl_set_steal_test(int on)
+    void fl_thread_stats(int64_t out[4])
+    void fl_thread_guard(int mode)
     int64_t fl_check_targets(const int64_t *target, int64_t n, int64_t C, int64_t ignore_index,
                              const void *weight, int is_f64, double *weight_total, int nthreads)
     double fl_cross_entropy(const fl_ce_args *a, int nthreads)

@@ -3,7 +3,11 @@ and thread-local backend selection."""
 
 import concurrent.futures
 import dataclasses
+import os
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -31,10 +35,10 @@ def test_num_threads_default_and_roundtrip(restore_threads):
 
 
 def _problems(dtype):
-    """Shapes large enough to be split into many chunks, both kernel layouts."""
+    """Shapes large enough for several threads (FL_THREAD_CHUNKS chunks each), both layouts."""
     rng = np.random.default_rng(7 if dtype == np.float32 else 8)
-    rows = (rng.standard_normal((25000, 9)) * 3).astype(dtype)
-    cols = (rng.standard_normal((30, 9, 800)) * 3).astype(dtype)
+    rows = (rng.standard_normal((60000, 9)) * 3).astype(dtype)
+    cols = (rng.standard_normal((60, 9, 800)) * 3).astype(dtype)
     w = rng.integers(1, 25, size=9) / 8.0
     calls = []
     for x in (rows, cols):
@@ -69,8 +73,10 @@ def steal_test(request):
     from fastloss import _kernels
 
     _kernels.set_steal_test(request.param)
+    _kernels.thread_guard("off")  # a busy test machine must not make the calls run solo
     yield request.param
     _kernels.set_steal_test(False)
+    _kernels.thread_guard("reset")
 
 
 def _elementwise_bits(dtype):
@@ -93,9 +99,15 @@ def _elementwise_bits(dtype):
 def test_identical_bits_for_any_thread_count(restore_threads, steal_test, dtype):
     calls, arrays = _problems(dtype)
     by_threads = {}
+    from fastloss import _kernels
+
     for n in (1, 2, 3, 4):
         fastloss.set_num_threads(n)
+        before = _kernels.thread_stats()
         by_threads[n] = [_bits(_run(*c)) for c in calls]
+        started = _kernels.thread_stats()["parallel"] - before["parallel"]
+        if _kernels.openmp_enabled():  # every class-loss call ran on several threads
+            assert started >= (len(calls) if n > 1 else 0), (n, started)
         with fastloss.use_backend("compiled"):
             by_threads[n] += [
                 getattr(fastloss, op)(a, axis=ax).tobytes()
@@ -217,3 +229,80 @@ def test_set_backend_is_global_and_restorable():
     finally:
         fastloss.set_backend(start)
     assert fastloss.get_backend() == start
+
+
+def test_contention_guard_runs_calls_on_one_thread_then_recovers(restore_threads):
+    """The thread driver's guard (src/fl_config.h FL_GUARD_*): after a contended call (here:
+    tripped by the test hook) the next calls run on one thread, with the same bits, until its
+    back-off has passed; then several threads again."""
+    from fastloss import _kernels
+
+    if not _kernels.openmp_enabled():
+        pytest.skip("built without OpenMP: one thread only")
+    fastloss.set_num_threads(2)
+    x = np.random.default_rng(4).standard_normal((40000, 30)).astype(np.float32)
+    t = np.arange(40000) % 30
+    try:
+        _kernels.thread_guard("off")
+        expected = _bits(fastloss.cross_entropy(x, t, return_grad=True))
+        _kernels.thread_guard("reset")
+        _kernels.thread_guard("trip")
+        s0 = _kernels.thread_stats()
+        assert s0["backoff_s"] * 1e3 == _kernels.TUNING["guard_backoff_ms"]
+        assert _bits(fastloss.cross_entropy(x, t, return_grad=True)) == expected
+        s1 = _kernels.thread_stats()
+        assert s1["solo"] > s0["solo"] and s1["parallel"] == s0["parallel"]
+        time.sleep(s0["backoff_s"] * 1.5)
+        assert _bits(fastloss.cross_entropy(x, t, return_grad=True)) == expected
+        assert _kernels.thread_stats()["parallel"] > s1["parallel"]
+        _kernels.thread_guard("reset")
+        _kernels.thread_guard("trip")
+        _kernels.thread_guard("trip")  # repeated trips double the back-off
+        assert _kernels.thread_stats()["backoff_s"] == 2 * s0["backoff_s"]
+    finally:
+        _kernels.thread_guard("reset")
+    with pytest.raises(ValueError, match="mode"):
+        _kernels.thread_guard("sometimes")
+
+
+def test_threads_stay_off_for_short_calls(restore_threads):
+    """Each thread gets at least FL_THREAD_CHUNKS chunks: shorter calls never start one."""
+    from fastloss import _kernels
+
+    fastloss.set_num_threads(2)
+    tuning = _kernels.TUNING
+    n_short = tuning["chunk_elems"] * (2 * tuning["thread_chunks"] - 1)
+    before = _kernels.thread_stats()
+    fastloss.mse_loss(np.ones(n_short), np.zeros(n_short), return_grad=True)
+    assert _kernels.thread_stats() == before
+    if _kernels.openmp_enabled():
+        n_long = tuning["chunk_elems"] * 2 * tuning["thread_chunks"]
+        fastloss.mse_loss(np.ones(n_long), np.zeros(n_long), return_grad=True)
+        after = _kernels.thread_stats()
+        assert after["parallel"] + after["solo"] == before["parallel"] + before["solo"] + 1
+
+
+def _import_in_child(env_extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env.update(env_extra)
+    prog = (
+        "import os, fastloss; print(fastloss.config()['openmp_wait']); "
+        "print('GOMP_SPINCOUNT' in os.environ, os.environ.get('OMP_WAIT_POLICY'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", prog], env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.splitlines()
+
+
+def test_openmp_wait_is_short_spin_unless_the_user_chose(restore_threads):
+    """fastloss sets a short GOMP_SPINCOUNT only while its libgomp loads, and restores the
+    environment; the user's OMP_WAIT_POLICY / GOMP_SPINCOUNT win."""
+    from fastloss import _kernels
+
+    if not _kernels.openmp_enabled():
+        pytest.skip("built without OpenMP")
+    wait, leaked = _import_in_child({})
+    assert wait.startswith("GOMP_SPINCOUNT=") and leaked == "False None"
+    wait, leaked = _import_in_child({"OMP_WAIT_POLICY": "passive"})
+    assert wait == "from the environment" and leaked == "False passive"
