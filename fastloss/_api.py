@@ -79,7 +79,15 @@ def _raise_bad_target(p, flat_index):
 
 # the arguments every public function of a family has, read from its locals() in one call
 _CLASS_ARGS = operator.itemgetter(
-    "input", "target", "weight", "reduction", "return_grad", "grad_output", "grad_out"
+    "input",
+    "target",
+    "weight",
+    "reduction",
+    "return_grad",
+    "grad_output",
+    "grad_out",
+    "axis",
+    "sample_weight",
 )
 _ELEMENTWISE_ARGS = operator.itemgetter(
     "input", "target", "reduction", "return_grad", "grad_output", "grad_out"
@@ -91,7 +99,9 @@ def _class_loss(name, args):
     `args` holds the public function's arguments by name."""
     spec = LOSSES[name]
     params = spec.check_params(args)
-    input, target, weight, reduction, return_grad, grad_output, grad_out = _CLASS_ARGS(args)
+    (input, target, weight, reduction, return_grad, grad_output, grad_out, axis, sample_weight) = (
+        _CLASS_ARGS(args)
+    )
     p = V.class_problem(
         input,
         target,
@@ -99,6 +109,7 @@ def _class_loss(name, args):
         params["ignore_index"],
         reduction,
         spec.target_domain == "class_or_prob",
+        axis,
     )
     go = V.grad_output_for(grad_output, reduction, p.loss_shape)
     grad = V.grad_buffer(grad_out, p.x, return_grad)
@@ -106,14 +117,58 @@ def _class_loss(name, args):
         _raise_grad_output_unused()
     if grad is not None and p.target_prob is not None:
         V.check_no_overlap(grad, "grad_out", ("target", p.target_prob))
-    N, C, S = p.N, p.C, p.S
+    if sample_weight is not None:
+        return _sample_weighted(
+            spec, p, params, V.sample_weight_for(sample_weight, p.loss_shape), go, grad, return_grad
+        )
+    loss = _class_backend(spec, p, params, reduction, go, grad, return_grad)
+    return _finish(reduction, p.x.dtype, p.loss_shape, loss, grad, return_grad)
 
+
+def _sample_weighted(spec, p, params, s, go, grad, return_grad):
+    """Per-sample weights s: one fused pass with reduction="none" whose upstream gradient is
+    s (times grad_output, over the "mean" denominator), then the weighted reduction of the
+    per-sample losses.  "mean" divides by sum(s * w[y]) over the samples not ignored (by
+    sum(s) with probability targets), so that s = 1 is the unweighted loss."""
+    reduction = p.reduction
+    denom = None
+    if reduction == "mean":
+        if p.target is None:
+            denom = float(s.sum())
+        else:
+            _reference_targets_check(p)  # before indexing the class weights with them
+            keep = p.target != p.ignore_index
+            t = np.where(keep, p.target, 0)
+            wy = keep if p.weight is None else np.where(keep, p.weight.astype(np.float64)[t], 0)
+            denom = float(np.sum(s * wy))
+    scale = go if reduction == "none" else go * (1.0 if denom is None else _safe_inv(denom))
+    rows = _class_backend(
+        spec, p, params, "none", V.kernel_ready(s * scale, np.float64), grad, return_grad
+    )
+    if reduction == "none":
+        loss = s * rows
+    else:
+        loss = float(np.sum(s * rows, dtype=np.float64))
+        if denom is not None:
+            loss = loss / denom if denom else _NAN
+    return _finish(reduction, p.x.dtype, p.loss_shape, loss, grad, return_grad)
+
+
+def _safe_inv(d):
+    """1/d, and 0 for d = 0 (every sample weighted 0 or ignored: loss NaN, gradient 0)."""
+    return 1.0 / d if d else 0.0
+
+
+def _class_backend(spec, p, params, reduction, go, grad, return_grad):
+    """One fused pass on the selected backend: the reduced loss (a float), or for "none" the
+    per-sample losses; the gradient is written into `grad` (when not None)."""
+    N, C, S = p.N, p.C, p.S
     if _config.get_backend() == "reference":
         if p.target is not None:
             _reference_targets_check(p)
         x3 = p.x.reshape(N, C, S)
         t = p.target.reshape(N, S) if p.target is not None else p.target_prob.reshape(N, C, S)
-        params["ignore_index"] = p.ignore_index
+        params = dict(params, ignore_index=p.ignore_index)
         params["weight"] = None if p.weight is None else p.weight.astype(np.float64)
         go_ref = go.reshape(N, S) if isinstance(go, np.ndarray) else go
         loss, g = spec.reference(
@@ -121,7 +176,7 @@ def _class_loss(name, args):
         )
         if grad is not None:
             np.copyto(grad, g.reshape(p.in_shape), casting="unsafe")
-        return _finish(reduction, p.x.dtype, p.loss_shape, loss, grad, return_grad)
+        return loss.reshape(p.loss_shape) if reduction == "none" else loss
 
     K = _config._kernels
     smoothing_name, gamma_name = spec.kernel_args
@@ -148,9 +203,7 @@ def _class_loss(name, args):
     )
     if bad >= 0:
         _raise_bad_target(p, bad)
-    return _finish(
-        reduction, p.x.dtype, p.loss_shape, loss_rows if loss is None else loss, grad, return_grad
-    )
+    return loss_rows if loss is None else loss
 
 
 def cross_entropy(
@@ -158,17 +211,21 @@ def cross_entropy(
     target: ArrayLike,
     *,
     weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: Reduction = "mean",
+    axis: int | None = None,
     return_grad: bool = False,
     grad_output: GradOutput = None,
     grad_out: np.ndarray | None = None,
 ) -> LossResult:
     """Softmax cross entropy from logits, as torch.nn.functional.cross_entropy.
 
-    input: (N, C), (N, C, d1, ..., dk) or unbatched (C,) logits.  target: class indices of
-    shape (N, d1, ..., dk) (any integer dtype) or class probabilities shaped like input.
+    input: (N, C), (N, C, d1, ..., dk) or unbatched (C,) logits (the class axis is `axis`:
+    None = torch's layout, -1 for channel-last).  target: class indices of the input's shape
+    without the class axis (any integer dtype) or class probabilities shaped like input.
+    sample_weight (shaped like the per-sample loss) weights each sample.
     return_grad=True returns (loss, d loss / d input) from one fused pass; grad_output scales
     the gradient; grad_out is a preallocated gradient buffer (may be `input` for in place).
     """
@@ -180,8 +237,10 @@ def nll_loss(
     target: ArrayLike,
     *,
     weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
     ignore_index: int = -100,
     reduction: Reduction = "mean",
+    axis: int | None = None,
     return_grad: bool = False,
     grad_output: GradOutput = None,
     grad_out: np.ndarray | None = None,
@@ -196,8 +255,10 @@ def focal_loss(
     *,
     gamma: float = 2.0,
     weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
     ignore_index: int = -100,
     reduction: Reduction = "mean",
+    axis: int | None = None,
     return_grad: bool = False,
     grad_output: GradOutput = None,
     grad_out: np.ndarray | None = None,

@@ -38,7 +38,7 @@ from typing import Any, Callable
 from . import _validate as V
 from .reference import _math as M
 
-__all__ = ["Param", "Weight", "LossSpec", "LOSSES", "losses"]
+__all__ = ["Param", "Weight", "LossSpec", "LOSSES", "FAMILY_ARGS", "losses"]
 
 
 def _binder(params):
@@ -132,6 +132,11 @@ class LossSpec:
             return self.kernel_switch[1]
         return self.kernel
 
+
+#: keyword arguments (default None) that every public function of a family takes and its
+#: runner handles before the kernel or the reference twin sees canonical arrays (beside
+#: reduction, return_grad, grad_output and grad_out): the class axis and per-sample weights
+FAMILY_ARGS = {"class": ("sample_weight", "axis")}
 
 _CLASS_WEIGHT = (Weight("weight", "class"),)
 # checked with the rest of the problem (fastloss._validate.class_problem)

@@ -159,6 +159,23 @@ def class_weight(weight, C, dtype, name="weight"):
     return w if w.dtype == dtype else w.astype(dtype)
 
 
+def sample_weight_for(sample_weight, loss_shape):
+    """Per-sample weights as a float64 array of the loss's shape: finite and >= 0."""
+    s = as_array(sample_weight, "sample_weight")
+    if s.dtype.kind not in "fiub":
+        raise TypeError(f"sample_weight must be real numbers, got dtype {s.dtype}")
+    try:
+        s = np.broadcast_to(s.astype(_F64, copy=False), loss_shape)
+    except ValueError:
+        raise ValueError(
+            f"sample_weight of shape {s.shape} does not broadcast to the per-sample loss "
+            f"shape {loss_shape}"
+        ) from None
+    if s.size and not (np.isfinite(s).all() and (s >= 0).all()):
+        raise ValueError("sample_weight must be finite and >= 0")
+    return s
+
+
 def grad_output_for(grad_output, reduction, loss_shape):
     """Scalar float for mean/sum; float64 contiguous array shaped like the loss for "none"."""
     if grad_output is None:
@@ -236,21 +253,37 @@ class ClassProblem:
     )
 
 
-def class_problem(input, target, weight, ignore_index, reduction, allow_prob):
+def class_axis(axis, ndim):
+    """The class axis as a non-negative int: None is torch's layout (axis 1, or 0 for an
+    unbatched 1-d input)."""
+    if axis is None:
+        return 1 if ndim > 1 else 0
+    try:
+        ax = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"axis must be an int or None, got {axis!r}") from None
+    if not -ndim <= ax < ndim:
+        raise ValueError(f"axis {axis} is out of bounds for input with {ndim} dimensions")
+    return ax % ndim
+
+
+def class_problem(input, target, weight, ignore_index, reduction, allow_prob, axis=None):
+    """The class loss viewed as (N, C, S) around the class axis: N the product of the
+    dimensions before it, S of those after it (no transposing copy: a C-contiguous input is
+    that layout already)."""
     check_reduction(reduction)
     x = as_float_array(input, "input")
     shape = x.shape
     if x.ndim == 0:
         raise ValueError("input must have at least 1 dimension (classes), got a 0-d array")
-    if x.ndim == 1:
-        N, C, S = 1, shape[0], 1
-        loss_shape = ()
-    else:
-        N, C = shape[0], shape[1]
-        S = 1
-        for d in shape[2:]:
-            S *= d
-        loss_shape = (N,) + shape[2:]
+    ax = class_axis(axis, x.ndim)
+    N = S = 1
+    for d in shape[:ax]:
+        N *= d
+    for d in shape[ax + 1 :]:
+        S *= d
+    C = shape[ax]
+    loss_shape = shape[:ax] + shape[ax + 1 :]
     p = ClassProblem()
     p.x = x
     p.N, p.C, p.S = N, C, S
@@ -286,7 +319,7 @@ def class_problem(input, target, weight, ignore_index, reduction, allow_prob):
         if t.shape != loss_shape:
             raise ValueError(
                 f"target must have shape {loss_shape} (input shape {shape} without "
-                f"the class axis), got {t.shape}"
+                f"the class axis {ax}), got {t.shape}"
             )
         if kind == "u" and t.dtype.itemsize == 8 and t.size and t.max() > np.iinfo(np.int64).max:
             raise IndexError(f"target value {t.max()} is out of range [0, {C})")

@@ -12,7 +12,7 @@ import pytest
 import fastloss
 import fastloss.reference as REF
 from fastloss import _api, _config
-from fastloss._losses import LOSSES
+from fastloss._losses import FAMILY_ARGS, LOSSES
 
 from _helpers import assert_close, option_cases, ref, registry
 
@@ -35,7 +35,10 @@ def test_public_signature_matches_the_row(spec):
     assert [p.name for p in params[:2]] == ["input", "target"]
     kw = {p.name: p for p in params[2:]}
     assert all(p.kind is p.KEYWORD_ONLY for p in kw.values())
-    assert set(kw) == set(spec.param_names) | set(spec.weight_names) | COMMON
+    family_args = set(FAMILY_ARGS.get(spec.family, ()))
+    assert set(kw) == set(spec.param_names) | set(spec.weight_names) | COMMON | family_args
+    for name in family_args:
+        assert kw[name].default is None, name
     for name, default in spec.defaults().items():
         assert kw[name].default == default, name
     for name in spec.weight_names:
