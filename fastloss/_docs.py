@@ -33,17 +33,37 @@ _UNDOCUMENTED = "(undocumented)"
 
 def _wrap(text, indent="", first=None):
     """Greedy word wrap at WIDTH (textwrap's regular expressions cost more at import); the
-    first line starts with `first` (default: `indent`)."""
+    first line starts with `first` (default: `indent`).  Memoised: the shared paragraphs
+    recur in every loss."""
+    key = (text, indent, first)
+    if key not in _WRAPPED:
+        _WRAPPED[key] = _wrap_words(text, indent, first)
+    return list(_WRAPPED[key])
+
+
+_WRAPPED: dict = {}
+
+
+def _wrap_words(text, indent, first):
+    words = text.split()
+    if not words:
+        return []
+    start = indent if first is None else first
+    line = start + " ".join(words)
+    if len(line) <= WIDTH:
+        return [line]
     lines = []
-    line, empty = (indent if first is None else first), True
-    for word in text.split():
-        if not empty and len(line) + 1 + len(word) > WIDTH:
-            lines.append(line)
-            line, empty = indent, True
-        line = line + word if empty else line + " " + word
-        empty = False
-    if not empty:
-        lines.append(line)
+    current = [start + words[0]]
+    n = len(current[0])
+    for word in words[1:]:
+        if n + 1 + len(word) > WIDTH:
+            lines.append(" ".join(current))
+            current = [indent + word]
+            n = len(current[0])
+        else:
+            current.append(word)
+            n += 1 + len(word)
+    lines.append(" ".join(current))
     return lines
 
 
