@@ -184,10 +184,6 @@ def _reduction_text(fn):
     return " ".join(parts)
 
 
-def _class_input_type(fn):
-    return "array_like, shape (N, C), (N, C, d1, ..., dk) or (C,)"
-
-
 def _class_input_text(fn):
     return f"{_INPUT_DOMAIN[fn.spec.input_domain]} C classes; {_DTYPES}"
 
@@ -297,7 +293,7 @@ _COMMON = {
 
 _BY_FAMILY = {
     "class": {
-        "input": (_class_input_type, _class_input_text),
+        "input": ("array_like, shape (N, C), (N, C, d1, ..., dk) or (C,)", _class_input_text),
         "target": (_class_target_type, _class_target_text),
         "weight": (_weight_type, _weight_text),
         "axis": (
