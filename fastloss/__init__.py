@@ -8,7 +8,7 @@ signature), used as the test oracle and selectable with ``set_backend("reference
 
 __version__ = "0.1.0"
 
-from . import _api, reference
+from . import _api, _docs, reference
 from ._api import *  # noqa: F403 (the public functions: _api.__all__, one per registry row)
 from ._config import (
     config,
@@ -34,3 +34,5 @@ __all__ = _api.__all__ + [
     "evaluate",
     "__version__",
 ]
+
+_docs.attach(globals())  # help(): docstrings generated from the signatures and the registry

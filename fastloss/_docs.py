@@ -1,0 +1,1113 @@
+"""The docstrings of the public functions, generated at import (``help(fastloss.<name>)``).
+
+Each docstring is assembled from three sources, so that no fact is written twice:
+
+* the function's signature (``inspect.signature``): which parameters it has, in which order,
+  and every default;
+* its registry row (``fastloss._losses.LOSSES``): the allowed reductions, the input and
+  target domains, the shape of each weight and how ``"mean"`` divides with it, the range of
+  each option (read from its validator), the torch peer and the ``fastloss.torch`` Module;
+* the prose below: a summary line, the formula, notes on departures from torch (those listed
+  in ``fastloss/reference/_math.py``), an example that is a doctest, and one description per
+  parameter name (per family or per function where the meaning differs).
+
+A parameter with no description renders as ``(undocumented)``; ``missing_descriptions``
+lists such parameters and ``tests/test_docs.py`` fails on any.  ``attach(globals())`` is
+called once at the end of ``fastloss/__init__.py``: string building only, no imports beyond
+the standard library modules NumPy already loads.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from . import _losses
+from . import _validate as V
+
+__all__ = ["attach", "docstring", "twin_docstring", "missing_descriptions", "WIDTH"]
+
+#: the longest docstring line: ``help()`` indents by 4, so it fits an 80-column terminal
+WIDTH = 76
+_UNDOCUMENTED = "(undocumented)"
+
+
+def _wrap(text, indent="", first=None):
+    """Greedy word wrap at WIDTH (textwrap's regular expressions cost more at import); the
+    first line starts with `first` (default: `indent`).  Memoised: the shared paragraphs
+    recur in every loss."""
+    key = (text, indent, first)
+    if key not in _WRAPPED:
+        _WRAPPED[key] = _wrap_words(text, indent, first)
+    return list(_WRAPPED[key])
+
+
+_WRAPPED: dict = {}
+
+
+def _wrap_words(text, indent, first):
+    words = text.split()
+    if not words:
+        return []
+    start = indent if first is None else first
+    line = start + " ".join(words)
+    if len(line) <= WIDTH:
+        return [line]
+    lines = []
+    current = [start + words[0]]
+    n = len(current[0])
+    for word in words[1:]:
+        if n + 1 + len(word) > WIDTH:
+            lines.append(" ".join(current))
+            current = [indent + word]
+            n = len(current[0])
+        else:
+            current.append(word)
+            n += 1 + len(word)
+    lines.append(" ".join(current))
+    return lines
+
+
+def _block(text, indent="    "):
+    """A preformatted block (formula, example): dedented, then indented by `indent`."""
+    return [indent + line if line.strip() else "" for line in inspect.cleandoc(text).split("\n")]
+
+
+# ----------------------------------------------------------------- facts from the registry
+
+# the domain of input / target, by registry value
+_INPUT_DOMAIN = {
+    "logits": "Logits: any real values (-inf masks a class out).",
+    "logprob": "Log-probabilities, e.g. log_softmax's output.",
+    "prob": "Probabilities in [0, 1] (e.g. sigmoid's output); a value outside "
+    "[0, 1] or NaN raises ValueError.",
+    "real": "Predictions: any real values.",
+}
+_INPUT_DOMAIN_ELEMENTWISE = {"logits": "Logits: any real values."}
+_TARGET_DOMAIN = {
+    "binary": "Labels in [0, 1]: 0/1, or soft labels.",
+    "sign": "Labels -1 or +1.",
+    "prob": "Probabilities.",
+    "real": "Targets: any real values.",
+}
+# the range each option validator enforces, shown after the option's type
+_RANGE = {
+    V.check_nonneg: ">= 0",
+    V.check_positive: "> 0",
+    V.check_unit_interval: "in [0, 1]",
+    V.check_focal_alpha: "<= 1",
+}
+_DTYPES = "float32 and float64 are kept; float16, integer and bool input compute in float32."
+
+
+def _quote(value):
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def _choices(values):
+    return "{" + ", ".join(_quote(v) for v in values) + "}"
+
+
+class _Fn:
+    """What the generator knows about one public function."""
+
+    def __init__(self, name, func):
+        self.name = name
+        self.func = func
+        self.spec = _losses.LOSSES.get(name)
+        if self.spec is not None:
+            self.family = self.spec.family
+        elif name == "evaluate":
+            self.family = "evaluate"
+        else:
+            self.family = "config"
+        self.params = inspect.signature(func).parameters
+        row_params = self.spec.params if self.spec else ()
+        self.row_params = {p.name: p for p in row_params}
+        self.row_weights = {w.name: w for w in (self.spec.weights if self.spec else ())}
+
+    @property
+    def class_or_prob(self):
+        return self.spec is not None and self.spec.target_domain == "class_or_prob"
+
+
+def _rows_taking(option):
+    """(loss names, their defaults) of the registry rows that take `option`."""
+    names, defaults = [], []
+    for spec in _losses.losses("class", "elementwise"):
+        for p in spec.params:
+            if p.name == option:
+                names.append(spec.name)
+                defaults.append(p.default)
+        if option in spec.weight_names:
+            names.append(spec.name)
+    return names, defaults
+
+
+# ----------------------------------------------------------------- parameter descriptions
+# Each entry: name -> (type, text); either may be a function of the _Fn.  Looked up by
+# function, then by family, then in _COMMON.
+
+
+def _weight_type(fn):
+    w = fn.row_weights.get("weight")
+    return "array_like, shape (C,)" if w.broadcast == "class" else "array_like"
+
+
+def _weight_text(fn):
+    if fn.row_weights["weight"].broadcast == "class":
+        return "Per-class weights w[c] (None: all 1), see the formula."
+    if fn.spec.weighted_mean == "weight_sum":
+        mean = '"mean" then divides by the sum of the weights broadcast to input (as torch 2.13).'
+    else:
+        mean = '"mean" still divides by the number of elements (as torch).'
+    return f"Weights w broadcastable to input's shape, multiplying each term (None: 1); {mean}"
+
+
+def _reduction_text(fn):
+    spec = fn.spec
+    each = "per-sample" if spec.family == "class" else "elementwise"
+    parts = [f'"none": the {each} losses; "sum": their sum;']
+    if spec.family == "class":
+        mean = (
+            '"mean": their sum divided by Σ w[y_i] over the samples whose target is not '
+            "ignore_index (their number without weight)"
+        )
+        if fn.class_or_prob:
+            mean += "; with probability targets, by the number of samples"
+        parts.append(mean + ".")
+    elif "weight" in spec.weight_names and spec.weighted_mean == "weight_sum":
+        parts.append('"mean": their sum divided by Σ w (the element count without weight).')
+    else:
+        parts.append('"mean": their mean over all elements.')
+    if "batchmean" in spec.reductions:
+        parts.append('"batchmean": their sum divided by input.shape[0] (the true KL divergence).')
+    return " ".join(parts)
+
+
+def _class_input_text(fn):
+    return f"{_INPUT_DOMAIN[fn.spec.input_domain]} C classes; {_DTYPES}"
+
+
+def _class_target_type(fn):
+    return "array_like, shape (N, d1, ..., dk)" + (" or input's" if fn.class_or_prob else "")
+
+
+def _class_target_text(fn):
+    text = (
+        "Class indices (any integer dtype), in [0, C) or equal to ignore_index; the shape is "
+        "input's without the class axis (() for an unbatched (C,) input)."
+    )
+    if fn.class_or_prob:
+        text += " Or class probabilities t (floating dtype) of input's shape."
+    return text
+
+
+def _evaluate_option(name, meaning):
+    def describe(fn):
+        names, defaults = _rows_taking(name)
+        text = f"{meaning} Option of {', '.join(names)}"
+        distinct = sorted(set(map(repr, defaults)))
+        if len(distinct) == 1:
+            text += f"; None: the loss's default, {distinct[0]}"
+        elif distinct:
+            text += (
+                "; None: the loss's default ("
+                + ", ".join(f"{n} {d!r}" for n, d in zip(names, defaults))
+                + ")"
+            )
+        return text + "; giving it to another loss raises EvalOptionError."
+
+    return describe
+
+
+def _evaluate_reduction(fn):
+    extra = {
+        r: [s.name for s in _losses.losses("class", "elementwise") if r in s.reductions]
+        for s in _losses.losses("class", "elementwise")
+        for r in s.reductions
+        if r not in ("none", "mean", "sum")
+    }
+    text = 'Which reduction is reported as "value": "mean" or "sum"'
+    for r, names in extra.items():
+        text += f', or "{r}" for {", ".join(names)}'
+    return text + " (every one of them is reported under its own key too)."
+
+
+# the three gradient options, shared by every loss (the API contract, docs/API.md)
+_RETURN_GRAD = "Also return the gradient (see Returns), from the same fused pass."
+_GRAD_OUTPUT = (
+    "Upstream gradient scaling grad, never the loss (needs return_grad=True): a scalar "
+    'for "mean"/"sum", an array broadcastable to the loss for "none".'
+)
+_GRAD_OUT = (
+    "Buffer the gradient is written into and returned (input's shape and working dtype, "
+    "C-contiguous); input itself computes it in place (needs return_grad=True)."
+)
+_BACKEND_NAME = (
+    "str",
+    '"compiled" (the fused kernels) or "reference" (the NumPy twins of fastloss.reference).',
+)
+
+_COMMON = {
+    "return_grad": ("bool", _RETURN_GRAD),
+    "grad_output": ("float or array_like", _GRAD_OUTPUT),
+    "grad_out": ("ndarray", _GRAD_OUT),
+    "reduction": (lambda fn: _choices(fn.spec.reductions), _reduction_text),
+    "ignore_index": (
+        "int",
+        lambda fn: (
+            "A target value whose samples are skipped: loss 0, gradient 0, and left "
+            'out of the "mean" denominator.'
+            + (
+                " Class-index targets only: a nonnegative value with probability targets raises "
+                "ValueError, as torch."
+                if fn.class_or_prob
+                else ""
+            )
+        ),
+    ),
+    "label_smoothing": (
+        "float",
+        "ε in the formula: the target becomes (1 - ε) onehot(y) + ε / C.",
+    ),
+    "beta": ("float", "β: where the loss turns from quadratic to linear; 0 gives l1_loss."),
+    "delta": ("float", "δ: where the loss turns from quadratic to linear."),
+    "log_target": ("bool", "True: target holds log-probabilities log t instead of t."),
+    "alpha": (
+        "float",
+        "α: the weight of the positive terms (1 - α for the negative ones); a negative "
+        "value disables the alpha term (α_t = 1), as torchvision's alpha=-1.",
+    ),
+    "pos_weight": (
+        "array_like",
+        "Weights of the positive term, broadcastable to input's shape: typically (C,), one "
+        "per column of the last axis (multi-label: C labels per sample). None: 1.",
+    ),
+    "sample_weight": (
+        "array_like, shape (N, d1, ..., dk)",
+        "Per-sample weights, one per entry of the per-sample loss (None: all 1): each "
+        "sample's loss and gradient are multiplied by it, which torch users do by hand "
+        'with reduction="none".',
+    ),
+}
+
+_BY_FAMILY = {
+    "class": {
+        "input": ("array_like, shape (N, C), (N, C, d1, ..., dk) or (C,)", _class_input_text),
+        "target": (_class_target_type, _class_target_text),
+        "weight": (_weight_type, _weight_text),
+        "axis": (
+            "int",
+            "The class axis of input (torch's layout: 1); -1 takes a channel-last "
+            "(N, d1, ..., dk, C) input without a transposing copy. target and the "
+            "per-sample loss then have input's shape without this axis.",
+        ),
+    },
+    "elementwise": {
+        "input": (
+            "array_like, any shape",
+            lambda fn: (
+                (
+                    _INPUT_DOMAIN_ELEMENTWISE.get(fn.spec.input_domain)
+                    or _INPUT_DOMAIN[fn.spec.input_domain]
+                )
+                + " "
+                + _DTYPES
+            ),
+        ),
+        "target": (
+            "array_like, input's shape",
+            lambda fn: (
+                _TARGET_DOMAIN[fn.spec.target_domain] + " Exactly input's shape (no broadcasting)."
+            ),
+        ),
+        "weight": (_weight_type, _weight_text),
+    },
+    "axis": {
+        "x": ("array_like, any shape", "Real values (e.g. logits). " + _DTYPES),
+        "axis": (
+            "int",
+            "The axis along which to compute, read in place (no transposing copy). A 0-d x "
+            "is one slice of one element (axis 0 or -1).",
+        ),
+        "keepdims": (
+            "bool",
+            "Keep axis with length 1, so that the result broadcasts against x.",
+        ),
+    },
+    "evaluate": {
+        "loss": (
+            "str",
+            lambda fn: (
+                "The loss, one of: "
+                + ", ".join(s.name for s in _losses.losses("class", "elementwise"))
+                + "."
+            ),
+        ),
+        "logits": (
+            "ndarray or path",
+            "The loss's input, or the path of a .npy / .npz file, read in chunks of rows "
+            "(never loaded whole; pass paths rather than np.memmap arrays to keep the "
+            "resident memory flat).",
+        ),
+        "targets": ("ndarray or path", "The loss's target, as logits."),
+        "weight": (
+            "ndarray or path",
+            _evaluate_option("weight", "The loss's weight (an array or a .npy / .npz path)."),
+        ),
+        "pos_weight": (
+            "ndarray or path",
+            _evaluate_option("pos_weight", "The loss's pos_weight (array or path)."),
+        ),
+        "ignore_index": ("int", _evaluate_option("ignore_index", "The loss's ignore_index.")),
+        "label_smoothing": (
+            "float",
+            _evaluate_option("label_smoothing", "The loss's label_smoothing."),
+        ),
+        "gamma": ("float", _evaluate_option("gamma", "The loss's gamma.")),
+        "alpha": ("float", _evaluate_option("alpha", "The loss's alpha.")),
+        "beta": ("float", _evaluate_option("beta", "The loss's beta.")),
+        "delta": ("float", _evaluate_option("delta", "The loss's delta.")),
+        "log_target": ("bool", _evaluate_option("log_target", "The loss's log_target.")),
+        "reduction": ("str", _evaluate_reduction),
+        "top_k": (
+            "int or sequence of int",
+            "k values for top-k accuracy (class-index targets only); None: [5] when there "
+            "are more than 5 classes.",
+        ),
+        "chunk_rows": ("int", "Rows per chunk; None: about 64 MB of logits per chunk."),
+        "per_sample": (
+            "path",
+            'A .npy file written chunk by chunk with the per-sample losses (reduction="none"\'s '
+            "array).",
+        ),
+        "logits_key": ("str", "The array to read from a .npz logits file holding several."),
+        "targets_key": ("str", "The array to read from a .npz targets file holding several."),
+        "threads": (
+            "int",
+            "fastloss threads for this call (set_num_threads, restored on return); None: the "
+            "current setting.",
+        ),
+        "progress": ("bool", "Show a tqdm progress bar on stderr (when tqdm is installed)."),
+    },
+    "config": {},
+}
+
+_BY_FUNCTION = {
+    "focal_loss": {
+        "gamma": (
+            "float",
+            "γ: the focusing exponent on 1 - p_y, which down-weights the well-classified "
+            "samples; 0 gives cross_entropy.",
+        ),
+    },
+    "sigmoid_focal_loss": {
+        "gamma": (
+            "float",
+            "γ: the focusing exponent on 1 - p_t, which down-weights the well-classified "
+            "elements; 0 gives the (alpha-weighted) binary cross entropy with logits.",
+        ),
+    },
+    "kl_div": {
+        "target": (
+            "array_like, input's shape",
+            "Probabilities t (log-probabilities log t with log_target=True). Exactly "
+            "input's shape (no broadcasting).",
+        ),
+    },
+    "set_num_threads": {
+        "n": (
+            "int",
+            "Threads the kernels may use, 1 to 4096 (default at import: the usable CPUs).",
+        ),
+    },
+    "set_backend": {"name": _BACKEND_NAME},
+    "use_backend": {"name": _BACKEND_NAME},
+}
+
+
+def _lookup(fn, name):
+    for table in (_BY_FUNCTION.get(fn.name, {}), _BY_FAMILY[fn.family], _COMMON):
+        if name in table:
+            return table[name]
+    return None
+
+
+def _resolve(value, fn):
+    return value(fn) if callable(value) else value
+
+
+def _param_lines(fn, param):
+    found = _lookup(fn, param.name)
+    kind, text = ("", _UNDOCUMENTED) if found is None else map(lambda v: _resolve(v, fn), found)
+    row = fn.row_params.get(param.name)
+    if row is not None and row.check in _RANGE:
+        kind = f"{kind} {_RANGE[row.check]}"
+    head = param.name + (" : " + kind if kind else "")
+    if param.default is not inspect.Parameter.empty:
+        head += f", default {_quote(param.default)}"
+    return _wrap(head) + _wrap(text, "    ")
+
+
+def missing_descriptions(name, func):
+    """The parameters of `func` (public name `name`) that have no description."""
+    fn = _Fn(name, func)
+    return [p for p in fn.params if _lookup(fn, p) is None]
+
+
+# ----------------------------------------------------------------- per-function prose
+
+_SHAPES_CLASS = "(N, d1, ..., dk)"
+
+_LOSS_RETURNS_GRAD = (
+    "Only with return_grad=True, which returns the pair (loss, grad): d(loss)/d(input) "
+    'for the chosen reduction ("mean"\'s 1/N or 1/Σw included; for "none", of the sum of '
+    "the losses), times grad_output; grad_out when given."
+)
+
+
+def _loss_returns(fn):
+    if fn.family == "class":
+        none_shape = (
+            f"input's shape without the class axis, {_SHAPES_CLASS} (0-d for an unbatched "
+            "(C,) input)"
+        )
+    else:
+        none_shape = "input's shape"
+    return [
+        (
+            "loss : NumPy scalar or ndarray",
+            [
+                "A scalar of input's working dtype for "
+                + "/".join(_quote(r) for r in fn.spec.reductions if r != "none")
+                + f'; for "none" an array of {none_shape}.'
+            ],
+        ),
+        ("grad : ndarray, input's shape and working dtype", [_LOSS_RETURNS_GRAD]),
+    ]
+
+
+def _loss_raises(fn):
+    value = (
+        "Shapes that do not match, an unknown reduction, an option outside its range, "
+        "grad_output or grad_out without return_grad=True"
+    )
+    if fn.spec.input_domain == "prob":
+        value += ", an input outside [0, 1]"
+    if fn.class_or_prob:
+        value += ", a nonnegative ignore_index with probability targets"
+    raises = [
+        (
+            "TypeError",
+            [
+                "Non-numeric arrays, an option of the wrong type, a torch tensor "
+                "that requires grad (pass .detach(), or use fastloss.torch)."
+            ],
+        ),
+        ("ValueError", [value + "."]),
+    ]
+    if fn.family == "class":
+        raises.append(("IndexError", ["A class index outside [0, C) that is not ignore_index."]))
+    return raises
+
+
+def _torch_lines(fn):
+    """The "torch equivalent:" line (the peer alone on it), then the fastloss.torch bridge."""
+    spec = fn.spec
+    if spec is None:
+        return []
+    peer = spec.torch_name
+    if peer is None:
+        peer = "none in torch itself"
+    elif spec.family == "axis":
+        peer = _TORCH_AXIS.get(spec.name, f"torch.{peer}(x, dim=axis)")
+    elif "." not in peer:
+        peer = f"torch.nn.functional.{peer}"
+    lines = [f"torch equivalent: {peer}"]
+    if spec.torch_module:
+        lines += _wrap(
+            f"With torch tensors and autograd: fastloss.torch.{spec.name}, "
+            f"fastloss.torch.{spec.torch_module}."
+        )
+    return lines + [""]
+
+
+_TORCH_AXIS = {
+    "softmax": "torch.softmax(x, dim=axis)",
+    "log_softmax": "torch.log_softmax(x, dim=axis)",
+    "logsumexp": "torch.logsumexp(x, dim=axis, keepdim=keepdims)",
+}
+
+
+class _Prose:
+    def __init__(self, summary, formula="", notes=(), example="", returns=None, raises=None):
+        self.summary = summary
+        self.formula = formula
+        self.notes = notes
+        self.example = example
+        self.returns = returns  # [(head, [paragraphs])] for functions without a loss row
+        self.raises = raises
+
+
+# example pieces, indented like the examples they start (one block for inspect.cleandoc)
+_SETUP = """
+        >>> import numpy as np
+        >>> import fastloss"""
+_IMPORT = """
+        >>> import fastloss"""
+_LOGITS = """
+        >>> x = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+        >>> y = np.array([0, 2])"""
+_IGNORED_NAN = (
+    "Ignored samples get loss 0 and gradient 0 even when their row holds NaN (torch's "
+    "backward leaks NaN into such a row's gradient)."
+)
+
+_PROSE = {
+    "cross_entropy": _Prose(
+        "Softmax cross entropy from logits, one fused pass (value and gradient).",
+        """
+        p_i = softmax(input_i) over the C classes, w = weight (1 if None),
+        ε = label_smoothing.  Class-index targets y:
+          loss_i = (1-ε) w[y_i] (-log p_i[y_i]) + (ε/C) Σ_c w[c] (-log p_i[c])
+        Probability targets t, with t' = (1-ε) t + ε/C:
+          loss_i = -Σ_c w[c] t'_i[c] log p_i[c]
+        """,
+        (
+            "With probability targets, a term whose coefficient w[c] t'_i[c] is 0 "
+            "contributes 0 even where log p = -inf (torch: NaN).",
+            _IGNORED_NAN,
+        ),
+        _SETUP
+        + _LOGITS
+        + """
+        >>> print(np.round(fastloss.cross_entropy(x, y), 4))
+        0.2056
+        >>> loss, grad = fastloss.cross_entropy(x, y, return_grad=True)
+        >>> print(np.round(grad, 4))
+        [[-0.1072  0.0876  0.0196]
+         [ 0.021   0.0571 -0.0781]]
+        >>> t = np.array([[0.9, 0.1, 0.0], [0.0, 0.2, 0.8]])
+        >>> print(np.round(fastloss.cross_entropy(x, t, reduction="none"), 4))
+        [0.3913 0.5698]
+        """,
+    ),
+    "nll_loss": _Prose(
+        "Negative log-likelihood of the target class, on log-probabilities.",
+        """
+        w = weight (1 if None), y = target:
+          loss_i = -w[y_i] input[i, y_i]   (0 where y_i == ignore_index)
+        """,
+        (_IGNORED_NAN,),
+        _SETUP
+        + """
+        >>> logp = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]))
+        >>> y = np.array([0, 2])
+        >>> print(np.round(fastloss.nll_loss(logp, y, reduction="none"), 4))
+        [0.3567 0.5108]
+        >>> w = np.array([1.0, 1.0, 3.0])
+        >>> print(np.round(fastloss.nll_loss(logp, y, weight=w), 4))
+        0.4723
+        """,
+    ),
+    "focal_loss": _Prose(
+        "Multi-class softmax focal loss (Lin et al. 2017), from logits.",
+        """
+        p_i = softmax(input_i), w = weight (1 if None), γ = gamma:
+          loss_i = -w[y_i] (1 - p_i[y_i])^γ log p_i[y_i]   (0 where ignored)
+        gamma=0 is cross_entropy (same "mean" denominator Σ w[y_i]).
+        """,
+        (
+            "Values and gradients stay finite at saturated logits for every gamma >= 0 "
+            "(also gamma < 1), where the composed torch formula gives NaN.",
+            _IGNORED_NAN,
+        ),
+        _SETUP
+        + _LOGITS
+        + """
+        >>> print(np.round(fastloss.focal_loss(x, y, reduction="none"), 4))
+        [0.0111 0.0041]
+        >>> print(np.round(fastloss.focal_loss(x, y, gamma=0.0), 4))
+        0.2056
+        """,
+    ),
+    "sigmoid_focal_loss": _Prose(
+        "Sigmoid focal loss (Lin et al. 2017) from logits, as torchvision's.",
+        """
+        p = sigmoid(input), t = target, γ = gamma,
+        ce  = -t log p - (1-t) log(1-p)        (binary cross entropy)
+        p_t = p t + (1-p)(1-t),   α_t = α t + (1-α)(1-t)   (1 if α < 0)
+          loss = α_t (1 - p_t)^γ ce
+        """,
+        (
+            "A term whose target coefficient is 0 contributes 0, so input = +-inf with an "
+            "agreeing target gives loss 0 and gradient 0 (torch: NaN).",
+            "Values and gradients stay finite at saturated logits for every gamma >= 0.",
+            "alpha above 1, +inf or NaN raises ValueError (torchvision raises too).",
+        ),
+        _SETUP
+        + """
+        >>> x = np.array([2.0, -1.0, 0.5])
+        >>> t = np.array([1.0, 0.0, 0.0])
+        >>> print(np.round(fastloss.sigmoid_focal_loss(x, t), 4))
+        [0.0005 0.017  0.2831]
+        >>> print(np.round(fastloss.sigmoid_focal_loss(x, t, reduction="sum"), 4))
+        0.3005
+        """,
+    ),
+    "binary_cross_entropy": _Prose(
+        "Binary cross entropy on probabilities.",
+        """
+        w = weight (1 if None), t = target, each log clamped at -100 like torch:
+          loss = -w (t max(log input, -100) + (1-t) max(log(1 - input), -100))
+        """,
+        (
+            "The gradient w (x - t) / max(x (1 - x), 1e-12) uses torch's float32 "
+            "epsilon, so it matches torch's also at x = 0 and x = 1.",
+        ),
+        _SETUP
+        + """
+        >>> p = np.array([0.9, 0.2, 0.6])
+        >>> t = np.array([1.0, 0.0, 1.0])
+        >>> print(np.round(fastloss.binary_cross_entropy(p, t), 4))
+        0.2798
+        >>> _, grad = fastloss.binary_cross_entropy(p, t, return_grad=True)
+        >>> print(np.round(grad, 4))
+        [-0.3704  0.4167 -0.5556]
+        """,
+    ),
+    "binary_cross_entropy_with_logits": _Prose(
+        "Binary cross entropy from logits (sigmoid fused in, never overflows).",
+        """
+        w = weight, pw = pos_weight (1 if None), t = target,
+        softplus(z) = log(1 + exp(z)):
+          loss = w (pw t softplus(-input) + (1-t) softplus(input))
+        """,
+        (
+            "A term whose coefficient is 0 contributes 0, so input = +-inf with an agreeing "
+            "target gives loss 0 and gradient 0 (torch: NaN).",
+        ),
+        _SETUP
+        + """
+        >>> x = np.array([[1.5, -0.5], [-2.0, 0.3]])
+        >>> t = np.array([[1.0, 0.0], [0.0, 1.0]])
+        >>> bce = fastloss.binary_cross_entropy_with_logits
+        >>> print(np.round(bce(x, t), 4))
+        0.3392
+        >>> print(np.round(bce(x, t, pos_weight=np.array([1.0, 3.0])), 4))
+        0.6164
+        """,
+    ),
+    "mse_loss": _Prose(
+        "Mean squared error.",
+        """
+        w = weight (1 if None):   loss = w (input - target)^2
+        """,
+        (),
+        _SETUP
+        + """
+        >>> x = np.array([1.0, 2.0, 4.0])
+        >>> t = np.array([1.5, 2.0, 2.0])
+        >>> print(np.round(fastloss.mse_loss(x, t), 4))
+        1.4167
+        >>> print(fastloss.mse_loss(x, t, weight=np.array([1.0, 1.0, 2.0])))
+        2.0625
+        """,
+    ),
+    "l1_loss": _Prose(
+        "Mean absolute error.",
+        """
+        w = weight (1 if None):   loss = w |input - target|
+        gradient w sign(input - target), with sign(0) = 0 as in torch
+        """,
+        ("The gradient is NaN where input - target is NaN (torch's gives 0 there).",),
+        _SETUP
+        + """
+        >>> x = np.array([1.0, 2.0, 4.0])
+        >>> t = np.array([1.5, 2.0, 2.0])
+        >>> print(fastloss.l1_loss(x, t, reduction="none"))
+        [0.5 0.  2. ]
+        >>> _, grad = fastloss.l1_loss(x, t, reduction="sum", return_grad=True)
+        >>> print(grad)
+        [-1.  0.  1.]
+        """,
+    ),
+    "smooth_l1_loss": _Prose(
+        "Smooth L1 loss: quadratic below beta, linear above.",
+        """
+        d = |input - target|, β = beta:
+          loss = 0.5 d^2 / β   if d < β
+                 d - 0.5 β     otherwise          (β = 0: l1_loss)
+        """,
+        ("With beta=0 the gradient is NaN where input - target is NaN (as l1_loss).",),
+        _SETUP
+        + """
+        >>> x = np.array([1.0, 2.0, 4.0])
+        >>> t = np.array([1.5, 2.0, 2.0])
+        >>> print(fastloss.smooth_l1_loss(x, t, reduction="none"))
+        [0.125 0.    1.5  ]
+        >>> print(fastloss.smooth_l1_loss(x, t, beta=0.5, reduction="none"))
+        [0.25 0.   1.75]
+        """,
+    ),
+    "huber_loss": _Prose(
+        "Huber loss: quadratic below delta, linear above.",
+        """
+        d = |input - target|, δ = delta, w = weight (1 if None):
+          loss = w 0.5 d^2             if d < δ
+                 w δ (d - 0.5 δ)       otherwise
+        """,
+        (),
+        _SETUP
+        + """
+        >>> x = np.array([1.0, 2.0, 4.0])
+        >>> t = np.array([1.5, 2.0, 2.0])
+        >>> print(fastloss.huber_loss(x, t, reduction="none"))
+        [0.125 0.    1.5  ]
+        >>> print(fastloss.huber_loss(x, t, delta=2.0, reduction="none"))
+        [0.125 0.    2.   ]
+        """,
+    ),
+    "kl_div": _Prose(
+        "Kullback-Leibler divergence KL(target || exp(input)), input = log q.",
+        """
+        log_target=False:  loss = t (log t - input)        (0 where t == 0)
+        log_target=True:   loss = exp(t) (t - input)       (0 where exp(t) == 0)
+        """,
+        (
+            "An element whose target probability is 0 contributes 0 unless input is NaN, "
+            "also where input = -inf (torch: NaN there, and with log_target=True wherever "
+            "target = -inf).",
+        ),
+        _SETUP
+        + """
+        >>> logq = np.log(np.array([[0.5, 0.5], [0.9, 0.1]]))
+        >>> p = np.array([[0.25, 0.75], [1.0, 0.0]])
+        >>> print(np.round(fastloss.kl_div(logq, p, reduction="batchmean"), 4))
+        0.1181
+        >>> with np.errstate(divide="ignore"):
+        ...     lp = np.log(p)  # log 0 = -inf: that term is 0 (torch: nan)
+        >>> kl = fastloss.kl_div(logq, lp, log_target=True, reduction="sum")
+        >>> print(np.round(kl, 4))
+        0.2362
+        """,
+    ),
+    "soft_margin_loss": _Prose(
+        "Two-class logistic loss for targets -1 / +1.",
+        """
+        y = target:   loss = log(1 + exp(-y input)) = softplus(-y input),
+        softplus(z) = max(z, 0) + log1p(exp(-|z|))   (never overflows)
+        """,
+        (
+            "Finite where torch's literal log(1 + exp(-y x)) overflows to inf "
+            "(-y x > 88 in float32).",
+        ),
+        _SETUP
+        + """
+        >>> x = np.array([2.0, -1.0, 0.5])
+        >>> y = np.array([1.0, 1.0, -1.0])
+        >>> print(np.round(fastloss.soft_margin_loss(x, y, reduction="none"), 4))
+        [0.1269 1.3133 0.9741]
+        """,
+    ),
+    "softmax": _Prose(
+        "Softmax along an axis, max-shifted, one fused pass.",
+        """
+        m = max_k x_k along axis:
+          softmax(x)_j = exp(x_j - m) / Σ_k exp(x_k - m)
+        """,
+        (
+            "A slice holding NaN, +inf, or only -inf gives NaN (as torch). A 0-d x gives "
+            "1.0 (as torch and scipy).",
+        ),
+        _SETUP
+        + """
+        >>> x = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+        >>> print(np.round(fastloss.softmax(x), 4))
+        [[0.09   0.2447 0.6652]
+         [0.3333 0.3333 0.3333]]
+        """,
+    ),
+    "log_softmax": _Prose(
+        "Log-softmax along an axis, max-shifted, one fused pass.",
+        """
+        m = max_k x_k along axis:
+          log_softmax(x)_j = (x_j - m) - log Σ_k exp(x_k - m)
+        """,
+        (
+            "A slice holding NaN, +inf, or only -inf gives NaN (as torch). A 0-d x gives "
+            "0.0 (as torch and scipy).",
+        ),
+        _SETUP
+        + """
+        >>> x = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+        >>> print(np.round(fastloss.log_softmax(x), 4))
+        [[-2.4076 -1.4076 -0.4076]
+         [-1.0986 -1.0986 -1.0986]]
+        """,
+    ),
+    "logsumexp": _Prose(
+        "log(sum(exp(x))) along an axis, max-shifted, one fused pass.",
+        """
+        m = max_k x_k along axis (0 when m = +-inf):
+          logsumexp(x) = m + log Σ_k exp(x_k - m)
+        """,
+        (
+            "An all -inf (or empty) slice gives -inf, a slice with +inf gives +inf, a slice "
+            "with NaN gives NaN (as torch). A 0-d x gives x.",
+        ),
+        _SETUP
+        + """
+        >>> x = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+        >>> print(np.round(fastloss.logsumexp(x), 4))
+        [3.4076 1.0986]
+        >>> fastloss.logsumexp(x, axis=0, keepdims=True).shape
+        (1, 3)
+        """,
+    ),
+    "evaluate": _Prose(
+        "Evaluate a loss (and accuracies) over whole arrays or files, chunk by chunk.",
+        """
+        Per chunk of rows: fastloss.<loss>(..., reduction="none"), summed in
+        float64 with the normaliser of "mean", so that value equals
+        fastloss.<loss>(whole arrays, reduction=reduction) without loading them.
+        """,
+        (
+            "Class-index targets also count top-1 / top-k accuracy and per-class "
+            "statistics; binary losses (those with a threshold) count accuracy at the "
+            "threshold "
+            + ", ".join(
+                f"{s.name} {s.binary_threshold}"
+                for s in _losses.losses("elementwise")
+                if s.binary_threshold is not None
+            )
+            + " (input above it: positive).",
+            "The command line `fastloss eval` runs this function.",
+        ),
+        _SETUP
+        + """
+        >>> x = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0], [1.0, 2.0, 0.0]])
+        >>> r = fastloss.evaluate("cross_entropy", x, np.array([0, 2, 0]))
+        >>> print(round(r["mean"], 4), r["n_samples"], round(r["accuracy"], 4))
+        0.6063 3 0.6667
+        """,
+        returns=[
+            (
+                "dict",
+                [
+                    "loss, reduction, value (the chosen reduction), mean, sum (and batchmean "
+                    "where the loss has it), normalizer, n_samples, n_ignored, target_kind, "
+                    "n_classes, accuracy, error_rate, top_k_accuracy ({k: accuracy}), "
+                    "per_class, options (every option's effective value), files, shapes, "
+                    "dtypes, chunk_rows, n_chunks, threads, fastloss_version, elapsed_s."
+                ],
+            ),
+        ],
+        raises=[
+            (
+                "EvalOptionError, EvalOptionTypeError",
+                [
+                    "A bad option: an unknown loss, an option the loss does not take, a value out "
+                    "of range (a ValueError) or of the wrong type (a TypeError)."
+                ],
+            ),
+            ("FileNotFoundError", ["A path that does not exist."]),
+            (
+                "ValueError, TypeError, IndexError",
+                [
+                    "Bad data: a corrupt or truncated file, a wrong shape or dtype, a target out "
+                    "of range."
+                ],
+            ),
+        ],
+    ),
+    "set_num_threads": _Prose(
+        "Set the number of threads the kernels may use.",
+        notes=(
+            "Inputs below about 32k elements always run on one thread.",
+            "A process forked from one that already ran fastloss on several threads starts "
+            "at 1 thread: GNU OpenMP's pool does not survive fork(). Use the 'spawn' or "
+            "'forkserver' start method for multi-threaded workers.",
+        ),
+        example=_IMPORT
+        + """
+        >>> old = fastloss.get_num_threads()
+        >>> fastloss.set_num_threads(1)
+        >>> fastloss.get_num_threads()
+        1
+        >>> fastloss.set_num_threads(old)
+        """,
+        returns=[],
+        raises=[("ValueError", ["n is not an int in [1, 4096]."])],
+    ),
+    "get_num_threads": _Prose(
+        "The number of threads the kernels may use.",
+        example=_IMPORT
+        + """
+        >>> fastloss.get_num_threads() >= 1
+        True
+        """,
+        returns=[("int", ["Set by set_num_threads; at import, the usable CPUs."])],
+        raises=[],
+    ),
+    "set_backend": _Prose(
+        "Select the backend of the public API for the whole process.",
+        notes=(
+            "FASTLOSS_BACKEND=reference in the environment selects the reference backend "
+            "at import; use_backend overrides it for a block.",
+        ),
+        example=_IMPORT
+        + """
+        >>> old = fastloss.get_backend()
+        >>> fastloss.set_backend("reference")
+        >>> fastloss.get_backend()
+        'reference'
+        >>> fastloss.set_backend(old)
+        """,
+        returns=[],
+        raises=[
+            ("ValueError", ["An unknown backend name."]),
+            ("RuntimeError", ['"compiled" when the compiled kernels are not installed.']),
+        ],
+    ),
+    "get_backend": _Prose(
+        "The backend the public API runs on in the current thread or context.",
+        example=_IMPORT
+        + """
+        >>> fastloss.get_backend() in ("compiled", "reference")
+        True
+        """,
+        returns=[("str", ['"compiled" or "reference".'])],
+        raises=[],
+    ),
+    "use_backend": _Prose(
+        "Context manager: run the public API on another backend inside a block.",
+        notes=("The override is local to the current thread or task (a contextvars.ContextVar).",),
+        example=_IMPORT
+        + """
+        >>> with fastloss.use_backend("reference"):
+        ...     print(fastloss.get_backend())
+        reference
+        """,
+        returns=[("context manager", ["Restores the previous backend on exit."])],
+        raises=[
+            ("ValueError", ["An unknown backend name."]),
+            ("RuntimeError", ['"compiled" when the compiled kernels are not installed.']),
+        ],
+    ),
+    "show_config": _Prose(
+        "Print the version, backend, OpenMP, thread count and SIMD path in use.",
+        example=_IMPORT
+        + """
+        >>> fastloss.show_config()  # doctest: +ELLIPSIS
+         version: ...
+         backend: ...
+        """,
+        returns=[("None", ["Prints config()'s items, one per line."])],
+        raises=[],
+    ),
+    "config": _Prose(
+        "Build and runtime facts, as a dict (what show_config prints).",
+        example=_IMPORT
+        + """
+        >>> info = fastloss.config()
+        >>> info["version"] == fastloss.__version__
+        True
+        """,
+        returns=[
+            (
+                "dict",
+                [
+                    "version, backend, kernels (the extension's path), openmp, threads, simd (the "
+                    "SIMD path in use), simd_built (the paths compiled in), numpy (its version)."
+                ],
+            ),
+        ],
+        raises=[],
+    ),
+}
+
+
+# ----------------------------------------------------------------- assembly
+
+
+def _section(title, entries):
+    """A numpydoc section from [(head, [paragraph, ...])]."""
+    if not entries:
+        return []
+    lines = [title, "-" * len(title)]
+    for head, paragraphs in entries:
+        lines += _wrap(head)
+        for text in paragraphs:
+            lines += _wrap(text, "    ")
+    return lines + [""]
+
+
+def docstring(name, func):
+    """The docstring of the public function `func`, named `name` in fastloss.__all__."""
+    fn = _Fn(name, func)
+    prose = _PROSE[name]
+    lines = _wrap(prose.summary) + [""]
+    if prose.formula:
+        lines += _block(prose.formula) + [""]
+    lines += _torch_lines(fn)
+    if fn.params:
+        lines += ["Parameters", "----------"]
+        for param in fn.params.values():
+            lines += _param_lines(fn, param)
+        lines.append("")
+    if fn.family in ("class", "elementwise"):
+        lines += _section("Returns", _loss_returns(fn))
+        lines += _section("Raises", _loss_raises(fn))
+    elif fn.family == "axis":
+        out = (
+            "x's shape"
+            if name != "logsumexp"
+            else ("x's shape without axis (kept with length 1 when keepdims=True); () for a 0-d x")
+        )
+        lines += _section("Returns", [("ndarray", [f"Of {out}, in x's working dtype."])])
+        lines += _section(
+            "Raises",
+            [
+                ("TypeError", ["A non-numeric x or a non-integer axis."]),
+                ("ValueError", ["axis out of bounds for x."]),
+            ],
+        )
+    else:
+        lines += _section("Returns", prose.returns)
+        lines += _section("Raises", prose.raises)
+    if prose.notes:
+        lines += ["Notes", "-----"]
+        for note in prose.notes:
+            lines += _wrap(note, "  ", "- ")
+        lines.append("")
+    if prose.example:
+        lines += ["Examples", "--------"] + _block(prose.example, "")
+    return "\n".join(lines).rstrip()
+
+
+def twin_docstring(name):
+    """The docstring of ``fastloss.reference.<name>``: what it is, and where the docs are."""
+    lines = [f"NumPy reference twin of fastloss.{name}.", ""]
+    lines += _wrap(_PROSE[name].summary) + [""]
+    lines += _wrap(
+        f"Same signature, validation and results as fastloss.{name}, computed with the "
+        "float64 NumPy math of fastloss/reference/_math.py instead of the compiled kernels "
+        "(the tests' oracle). The results keep the input's working dtype."
+    )
+    lines.append("")
+    lines += _wrap(f"See help(fastloss.{name}) for the formula, the options and an example.")
+    return "\n".join(lines)
+
+
+def attach(namespace):
+    """Set the docstring of every public function in `namespace` (fastloss's globals: its
+    ``__all__``) that has prose here, and of the twins in its ``reference``.  Idempotent:
+    nothing is read from the old docstrings."""
+    for name in namespace["__all__"]:
+        func = namespace[name]
+        if callable(func) and name in _PROSE:
+            func.__doc__ = docstring(name, func)
+    twins = namespace["reference"]
+    for name in twins.__all__:
+        getattr(twins, name).__doc__ = twin_docstring(name)
