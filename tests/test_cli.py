@@ -79,6 +79,7 @@ def test_no_command_prints_usage(capsys):
         ["bench", "--loss", "no_such_loss"],
         ["bench", "--loss", "cross_entropy", "--shape", "100"],
         ["bench", "--skip", "jax"],
+        ["bench", "--contention-shrink", "0"],
         ["bench", "--json"],
     ],
 )

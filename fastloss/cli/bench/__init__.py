@@ -31,9 +31,17 @@ run makes two passes (``--passes``): after all cases, fastloss and the floors ar
 on fresh inputs of the same kind, and each row keeps its best fastloss and best floor time (a
 slow spell of a shared VM, which can last seconds, rarely hits the same case in both).
 
-The modules: ``cases`` (the loss and kind tables, input makers), ``timing`` (``measure``,
-``python_threads_time``, ``CpuWatch``), ``machine`` (machine facts, versions of the peers),
-``runner`` (``run``: the cases, the passes, the thread scaling), ``report`` (the printed
-tables, JSON, Markdown, plot) and ``command`` (the ``fastloss bench`` subcommand).  The JSON
+Every time keeps the median of its measurements too: a row whose median is more than 1.5x
+its best, or during which other processes used more than 10% of the CPUs, is flagged (a
+``?`` on its cells, ``flags`` in the JSON; ``trust``), and the run ends with one summary
+line.  ``--contention`` adds the busy-machine section (``contention``): a few calls on N and
+on 1 thread, idle and with busy processes that bench starts.
+
+The modules: ``cases`` (the loss and kind tables, input makers), ``timing`` (``sample``,
+``measure``, ``python_threads_time``, ``CpuWatch``), ``trust`` (which timings are flagged,
+the summary line), ``machine`` (machine facts, versions of the peers), ``runner`` (``run``:
+the cases, the passes, the thread scaling), ``contention`` (the busy-machine section),
+``report`` (the printed tables, JSON, Markdown, plot) and ``command`` (the ``fastloss
+bench`` subcommand).  The JSON
 document written by ``fastloss bench --json FILE`` is described in docs/bench-json.md.
 """

@@ -1,6 +1,6 @@
 """The benchmark's case tables: what is timed for each kind of loss, against which memory floor
-(``KINDS``, ``FLOORS``), and one row per loss (``LOSSES``: input maker, keyword arguments, torch
-and scikit-learn peers).
+(``KINDS``, ``FLOORS``), one row per loss (``LOSSES``: input maker, keyword arguments, torch
+and scikit-learn peers), and the inputs of a case (``shape_base``, ``case_inputs``).
 
 ``LOSSES`` has one row per row of the loss registry (``fastloss._losses``): a new loss is
 benchmarked without an edit here; ``_EXTRAS`` adds peers and flags by name (and, for a new
@@ -28,7 +28,9 @@ __all__ = [
     "Loss",
     "LOSSES",
     "available_losses",
+    "case_inputs",
     "default_losses",
+    "shape_base",
     "shape_str",
 ]
 
@@ -193,6 +195,34 @@ def available_losses():
 
 def default_losses():
     return [name for name in available_losses() if LOSSES[name].default]
+
+
+def shape_base(rng, shape):
+    """The draws every case of one shape is made from: z ~ N(0, 1) (float32) and, for shapes
+    with a class axis, class indices."""
+    z = rng.standard_normal(shape, dtype=np.float32)
+    idx = (
+        rng.integers(0, shape[1], size=(shape[0],) + shape[2:], dtype=np.int64)
+        if len(shape) >= 2
+        else None
+    )
+    return z, idx
+
+
+def case_inputs(name, shape, dtype, base, rng):
+    """(x, target) of one case, made from the shape's shared N(0, 1) draw and class indices."""
+    row = LOSSES[name]
+    kind = KINDS[row.kind]
+    z, idx = base
+    dt = np.dtype(dtype)
+    made = row.make(rng, z, shape, dt)
+    if kind.target == "index":
+        x, target = (made[0] if isinstance(made, tuple) else made), idx
+    elif kind.target == "same":
+        x, target = made
+    else:
+        x, target = (made[0] if isinstance(made, tuple) else made), None
+    return np.ascontiguousarray(x, dtype=dt), target
 
 
 def shape_str(shape):

@@ -34,13 +34,25 @@ elements or more), loss only and grad_out, on 1 and on N threads, and as N Pytho
 each making the call on one thread at once (speedup over the same N calls one after another:
 the GIL is released).
 
+A cell is marked ? (and the reason printed after its row, "flags" in the JSON) when its
+timing is not trustworthy: the median of a time's measurements is more than 1.5x their
+best ("X spread"), or other processes used more than 10% of the CPUs during the case
+("busy").  The run ends with one summary line: rows, flagged rows and why, the load.
+
+--contention ends the run with the busy-machine section: cross_entropy 262144x10 and
+1024x100, mse_loss 1048576 and softmax 4096x1000 (float32), median times on the run's
+threads and on 1 thread, first idle, then with (usable CPUs - 1) busy-spinning processes
+that bench starts and stops.
+
 --json FILE writes every measurement: settings, machine, versions, fastloss_config and
 results[] with loss, kind, shape, dtype, mode, elements, bytes, threads, fastloss_s,
 ns_per_element, floor_op, floor_raw_s, floor_factor, floor_s, x_floor, numpy_s, vs_numpy,
-torch_s, vs_torch, sklearn_s, vs_sklearn, error, notes; checks[] (accuracy vs the
-reference or torch); and scaling[] (one_thread_s, threads_s, speedup, python_threads_s,
-python_serial_s, python_speedup per compute-bound case and mode).
---plot FILE.png needs matplotlib: pip install 'fastloss[plot]'.
+torch_s, vs_torch, sklearn_s, vs_sklearn, spread, flags, trust, error, notes; checks[]
+(accuracy vs the reference or torch); scaling[] (one_thread_s, threads_s, speedup,
+python_threads_s, python_serial_s, python_speedup per compute-bound case and mode); and
+contention (the busy-machine section, or null).  Schema: docs/bench-json.md.
+--plot FILE.png draws one small panel per loss family and mode (time / memory floor, log
+scale); needs matplotlib: pip install 'fastloss[plot]'.
 """
 
 
@@ -69,7 +81,8 @@ def add_parser(subparsers):
     b.add_argument(
         "--plot",
         metavar="FILE.png",
-        help="draw ns per element (fastloss vs floor vs torch); needs matplotlib",
+        help="draw time / memory floor per loss family and mode (fastloss, torch, "
+        "sklearn); needs matplotlib",
     )
     b.add_argument(
         "--threads",
@@ -120,6 +133,16 @@ def add_parser(subparsers):
         help=f"peers not to time: {', '.join(_PEERS)}; 'scaling': no thread-"
         "scaling section (1 -> N threads and N Python threads on the "
         "compute-bound cases, timed when N > 1)",
+    )
+    b.add_argument(
+        "--contention",
+        action="store_true",
+        help="end with the busy-machine section: a few representative calls on the run's "
+        "threads and on 1 thread, idle and with (usable CPUs - 1) busy processes started "
+        "by bench (medians; goal: busy, the threads at most 1.2x the 1-thread time)",
+    )
+    b.add_argument(
+        "--contention-shrink", type=_argtypes.positive_int, default=1, help=argparse.SUPPRESS
     )
     b.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     b.set_defaults(subparser=b)
@@ -186,6 +209,8 @@ def run(args):
         repeat=args.repeat,
         passes=args.passes,
         skip=tuple(args.skip or ()),
+        contention=args.contention,
+        contention_shrink=args.contention_shrink,
         seed=args.seed,
         command=args.command_line,
     )
@@ -215,6 +240,7 @@ def run(args):
             "fastloss_config": fastloss.config(),
             "results": records,
             "checks": [],
+            "contention": None,
         }
     for path, write in ((args.json, report.write_json), (args.markdown, report.write_markdown)):
         if path:

@@ -5,7 +5,9 @@ import math
 
 import fastloss
 
+from ... import _losses
 from .._json import write_json
+from . import trust
 from .cases import shape_str
 
 __all__ = [
@@ -13,9 +15,11 @@ __all__ = [
     "format_time",
     "header_lines",
     "scaling_lines",
+    "contention_lines",
     "write_json",
     "markdown",
     "write_markdown",
+    "plot_panels",
     "plot",
 ]
 
@@ -38,6 +42,34 @@ def _fmt_ratio(r, digits=2):
     if r >= 10:
         return f"{r:.1f}x"
     return f"{r:.{digits}f}x"
+
+
+# the cells a flag (trust.py) puts a "?" on: every cell computed from the untrustworthy time
+_RESULT_CELLS = {
+    "noisy:fastloss": ("fastloss", "ns/el", "x floor", "vs numpy", "vs torch", "vs sklearn"),
+    "noisy:floor": ("floor", "x floor"),
+    "noisy:numpy": ("vs numpy",),
+    "noisy:torch": ("vs torch",),
+    "noisy:sklearn": ("vs sklearn",),
+}
+_SCALING_CELLS = {
+    "noisy:one_thread": ("1 thread", "speedup", "Py speedup"),
+    "noisy:threads": ("N threads", "speedup"),
+    "noisy:python_threads": ("Py threads", "Py speedup"),
+}
+
+
+def _mark(cells, names, rec, cells_of):
+    """Cells with a "?" on those the record's flags make untrustworthy ("busy": all timed
+    ones, i.e. every cell any flag can mark) and the footnote naming why ("" if none)."""
+    marked = set()
+    for flag in rec.get("flags") or ():
+        if flag == "busy":
+            marked.update(*cells_of.values())
+        else:
+            marked.update(cells_of.get(flag, ()))
+    cells = [c + "?" if n in marked and c not in ("", "-") else c for c, n in zip(cells, names)]
+    return cells, (f"  ? {trust.reasons(rec)}" if marked else "")
 
 
 class Table:
@@ -104,9 +136,8 @@ class Table:
                 _fmt_ratio(rec["vs_torch"], 1),
                 _fmt_ratio(rec["vs_sklearn"], 1),
             ]
-            line = self._line(cells)
-        if rec.get("others_cpu") is not None and rec["others_cpu"] > 0.1:
-            line += f"  busy {100 * rec['others_cpu']:.0f}%"
+            cells, note = _mark(cells, [c[0] for c in self.COLS], rec, _RESULT_CELLS)
+            line = self._line(cells) + note
         print(line, file=self.out)
         self.out.flush()
 
@@ -148,6 +179,23 @@ def header_lines(cfg, machine, vers, threads, torch):
     return [cpu, fl, how, modes]
 
 
+def _text_table(head, rows, align, notes):
+    """Fixed-width lines of a small table: the head, a rule, one line per row + its note."""
+    widths = [max(len(str(row[i])) for row in rows + [head]) for i in range(len(head))]
+
+    def line(cells):
+        return " | ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, align, widths)).rstrip()
+
+    out = [line(head)]
+    out.append("-" * len(out[0]))
+    out.extend(line(row) + note for row, note in zip(rows, notes))
+    return out
+
+
+_SCALING_NAMES = ("loss", "shape", "dtype", "mode", "1 thread", "N threads", "speedup")
+_SCALING_NAMES += ("Py threads", "Py speedup")
+
+
 def scaling_lines(records, threads):
     """The printed thread-scaling table."""
     head = (
@@ -161,45 +209,73 @@ def scaling_lines(records, threads):
         f"{threads} Py threads",
         "speedup",
     )
-    rows = []
+    rows, notes = [], []
     for r in records:
+        case = [r["loss"], shape_str(r["shape"]), r["dtype"], r["mode"]]
         if r["error"]:
-            rows.append(
-                (
-                    r["loss"],
-                    shape_str(r["shape"]),
-                    r["dtype"],
-                    r["mode"],
-                    "ERROR",
-                    "",
-                    "",
-                    "",
-                    r["error"][:100],
-                )
-            )
+            rows.append(case + ["ERROR", "", "", "", r["error"][:100]])
+            notes.append("")
             continue
-        rows.append(
-            (
-                r["loss"],
-                shape_str(r["shape"]),
-                r["dtype"],
-                r["mode"],
+        cells, note = _mark(
+            case
+            + [
                 format_time(r["one_thread_s"]),
                 format_time(r["threads_s"]),
                 _fmt_ratio(r["speedup"]),
                 format_time(r["python_threads_s"]),
                 _fmt_ratio(r["python_speedup"]),
-            )
+            ],
+            _SCALING_NAMES,
+            r,
+            _SCALING_CELLS,
         )
-    widths = [max(len(str(row[i])) for row in rows + [head]) for i in range(len(head))]
-    align = "<<<<>>>>>"
+        rows.append(cells)
+        notes.append(note)
+    return _text_table(head, rows, "<<<<>>>>>", notes)
 
-    def line(cells):
-        return " | ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, align, widths)).rstrip()
 
-    out = [line(head)]
-    out.append("-" * len(out[0]))
-    out.extend(line(row) for row in rows)
+def contention_lines(section):
+    """The printed busy-machine table (contention.run_section's result)."""
+    n, k = section["threads"], section["busy_processes"]
+    plural = "es" if k != 1 else ""
+    out = [
+        f"busy machine: float32 calls (loss only; softmax: its output), medians, on {n} threads "
+        f"vs 1 thread, idle and with {k} busy process{plural} started by bench (goal: busy "
+        f"{n} threads at most {section['goal_ratio']}x the 1-thread time):"
+    ]
+    if section["note"]:
+        out.append(f"    note: {section['note']}")
+    if not section["cases"]:
+        return out
+    head = ("loss", "shape", f"idle {n} thr", "1 thr", "ratio")
+    head += (f"busy {n} thr", "1 thr", "ratio", "goal")
+    rows = []
+    for r in section["cases"]:
+        case = [r["loss"], shape_str(r["shape"])]
+        if r["error"]:
+            rows.append(case + ["ERROR", "", "", "", "", "", r["error"][:100]])
+            continue
+        goal = {None: "-", True: "met", False: "MISSED"}[r["goal_met"]]
+        rows.append(
+            case
+            + [
+                format_time(r["idle_threads_s"]),
+                format_time(r["idle_one_thread_s"]),
+                _fmt_ratio(r["idle_ratio"]),
+                format_time(r["busy_threads_s"]),
+                format_time(r["busy_one_thread_s"]),
+                _fmt_ratio(r["busy_ratio"]),
+                goal,
+            ]
+        )
+    out += _text_table(head, rows, "<<>>>>>><", [""] * len(rows))
+    others = [
+        f"{cond} {100 * section[cond + '_others_cpu']:.0f}%"
+        for cond in ("idle", "busy")
+        if section[cond + "_others_cpu"] is not None
+    ]
+    if others:
+        out.append("share of the CPUs other processes used: " + ", ".join(others))
     return out
 
 
@@ -292,42 +368,144 @@ def write_markdown(doc, path):
         fh.write(markdown(doc))
 
 
+_FAMILY_TITLES = {"class": "class losses", "elementwise": "elementwise losses"}
+_FAMILY_TITLES["axis"] = "softmax family"
+# what a panel shows: time / the row's memory floor, per series
+_PLOT_SERIES = (("fastloss", "fastloss_s", "tab:blue"), ("torch", "torch_s", "tab:red"))
+_PLOT_SERIES += (("sklearn", "sklearn_s", "tab:orange"),)
+_PLOT_MARKERS = {"float32": "o", "float64": "s"}
+PLOT_SIZE_IN = (16.0, 10.0)  # at most, at 100 dpi: 1600 x 1000 pixels
+PLOT_DPI = 100
+
+
+def _family(rec):
+    spec = _losses.LOSSES.get(rec["loss"])
+    return spec.family if spec is not None else rec["kind"]
+
+
+def plot_panels(doc):
+    """The panels of the plot: [(family, mode, [records])], families in registry order."""
+    panels = {}
+    for r in doc["results"]:
+        if r.get("error") or not r.get("fastloss_s") or not r.get("floor_s"):
+            continue
+        panels.setdefault((_family(r), r["mode"]), []).append(r)
+    order = list(_FAMILY_TITLES)
+    return sorted(
+        ((f, m, recs) for (f, m), recs in panels.items()),
+        key=lambda p: order.index(p[0]) if p[0] in order else len(order),
+    )
+
+
 def plot(doc, path):
-    """Horizontal bars of ns per element: fastloss vs its floor vs torch, one group per case.
+    """Small panels, one per loss family x mode (rows: families): each case's time over its
+    memory floor (log scale; the floor is the line at 1x) for fastloss, torch and
+    scikit-learn, float32 as circles and float64 as squares, flagged timings hollow.  At most
+    PLOT_SIZE_IN inches at PLOT_DPI.  Returns the (closed) matplotlib figure.
 
     Needs matplotlib (the optional extra fastloss[plot]); raises ImportError otherwise."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    recs = [r for r in doc["results"] if r["fastloss_s"] is not None and r["elements"]]
-    labels = [f"{r['loss']} {shape_str(r['shape'])} {r['dtype']} {r['mode']}" for r in recs]
-    per = lambda s, r: None if s is None else s / r["elements"] * 1e9  # noqa: E731
-    series = (
-        ("fastloss", [per(r["fastloss_s"], r) for r in recs], "tab:blue"),
-        ("memory floor", [per(r["floor_s"], r) for r in recs], "tab:gray"),
-        ("torch", [per(r["torch_s"], r) for r in recs], "tab:red"),
+    panels = plot_panels(doc)
+    families = list(dict.fromkeys(f for f, _, _ in panels))
+    ncols = max([sum(f == fam for f, _, _ in panels) for fam in families] + [1])
+    nrows = max(1, len(families))
+    fig = plt.figure(
+        figsize=(min(PLOT_SIZE_IN[0], 0.4 + 5.2 * ncols), min(PLOT_SIZE_IN[1], 1.0 + 3.0 * nrows))
     )
-    height = 0.27
-    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.45 * max(1, len(recs))))
-    for k, (label, values, color) in enumerate(series):
-        ys = [i + (k - 1) * height for i, v in enumerate(values) if v is not None]
-        vs = [v for v in values if v is not None]
-        if vs:
-            ax.barh(ys, vs, height=height, label=label, color=color)
-    ax.set_yticks(range(len(recs)))
-    ax.set_yticklabels(labels, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xscale("log")
-    ax.set_xlabel("ns per element (log scale, lower is better)")
-    threads = doc["settings"]["threads"] if doc.get("settings") else "?"
-    ax.set_title(
-        f"fastloss {doc['versions']['fastloss']} on {doc['machine']['cpu']}, {threads} threads",
-        fontsize=9,
+    grid = fig.add_gridspec(nrows, ncols)
+    column = dict.fromkeys(families, 0)
+    for family, mode, recs in panels:
+        ax = fig.add_subplot(grid[families.index(family), column[family]])
+        column[family] += 1
+        _plot_panel(ax, family, mode, recs)
+    threads = (doc.get("settings") or {}).get("threads", "?")
+    fig.suptitle(
+        f"fastloss {doc['versions']['fastloss']} on {doc['machine']['cpu']}, {threads} "
+        "threads: time / memory floor (lower is better)",
+        x=0.01,
+        y=0.995,
+        ha="left",
+        va="top",
+        fontsize=10,
     )
-    ax.grid(axis="x", which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    handles = [Line2D([], [], color=c, marker="o", ls="", label=n) for n, _, c in _PLOT_SERIES]
+    handles += [
+        Line2D([], [], color="gray", marker=m, ls="", label=d) for d, m in _PLOT_MARKERS.items()
+    ]
+    handles += [
+        Line2D([], [], color="gray", marker="o", mfc="none", ls="", label="? flagged"),
+        Line2D([], [], color="black", ls="--", lw=1, label="memory floor"),
+    ]
+    fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    fig.savefig(path, dpi=PLOT_DPI)
     plt.close(fig)
+    return fig
+
+
+def _plot_panel(ax, family, mode, recs):
+    # one x position per (loss, shape), grouped by loss; float32 and float64 side by side
+    cases = sorted(
+        dict.fromkeys((r["loss"], shape_str(r["shape"])) for r in recs),
+        key=lambda c: [r["loss"] for r in recs].index(c[0]),
+    )
+    losses = list(dict.fromkeys(loss for loss, _ in cases))
+    shapes = {shape for _, shape in cases}
+    title = f"{_FAMILY_TITLES.get(family, family)}: {mode}"
+    if len(shapes) == 1:
+        title += f", {next(iter(shapes))}"
+        labels = [loss for loss, _ in cases]
+    else:
+        labels = [shape for _, shape in cases]
+        if len(losses) == 1:
+            title += f", {losses[0]}"
+        else:  # the loss of each group of shapes, over it, and a line between groups
+            for loss in losses:
+                xs = [i for i, (name, _) in enumerate(cases) if name == loss]
+                ax.text(
+                    (xs[0] + xs[-1]) / 2,
+                    1.01,
+                    loss,
+                    transform=ax.get_xaxis_transform(),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
+                if xs[0]:
+                    ax.axvline(xs[0] - 0.5, color="gray", lw=0.6)
+    dtypes = list(dict.fromkeys(r["dtype"] for r in recs))
+    for r in recs:
+        x = cases.index((r["loss"], shape_str(r["shape"])))
+        x += 0.3 * (dtypes.index(r["dtype"]) - (len(dtypes) - 1) / 2)
+        flags = r.get("flags") or ()
+        for k, (name, key, color) in enumerate(_PLOT_SERIES):
+            if r.get(key) is None:
+                continue
+            hollow = "busy" in flags or f"noisy:{name}" in flags or "noisy:floor" in flags
+            ax.plot(
+                x + 0.08 * (k - 1),
+                r[key] / r["floor_s"],
+                ls="",
+                marker=_PLOT_MARKERS.get(r["dtype"], "D"),
+                color=color,
+                mfc="none" if hollow else color,
+                ms=5,
+            )
+    ax.axhline(1.0, color="black", ls="--", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlim(-0.6, len(cases) - 0.4)
+    ax.set_xticks(range(len(cases)))
+    rotated = len(cases) > 3
+    ax.set_xticklabels(
+        labels, fontsize=7, rotation=30 if rotated else 0, ha="right" if rotated else "center"
+    )
+    ax.set_title(title, fontsize=9, pad=14 if len(losses) > 1 and len(shapes) > 1 else 6)
+    ax.set_ylabel("time / floor", fontsize=8)
+    ax.tick_params(axis="both", which="both", labelsize=7)
+    ax.grid(axis="y", which="major", alpha=0.4)
+    ax.grid(axis="y", which="minor", alpha=0.12)

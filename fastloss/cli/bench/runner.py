@@ -14,10 +14,11 @@ import numpy as np
 import fastloss
 from fastloss import _config
 
-from .cases import FLOORS, KINDS, LOSSES, default_losses, shape_str
+from . import contention, trust
+from .cases import FLOORS, KINDS, LOSSES, case_inputs, default_losses, shape_base, shape_str
 from .machine import import_sklearn_loss, import_torch, load_average, machine_facts, versions
-from .report import Table, header_lines, scaling_lines
-from .timing import CpuWatch, measure, python_threads_time
+from .report import Table, contention_lines, header_lines, scaling_lines
+from .timing import CpuWatch, Timing, measure, python_threads_time, sample
 
 __all__ = ["BenchConfig", "run", "scaling_cases"]
 
@@ -35,6 +36,8 @@ class BenchConfig:
     min_total: float = None  # keep measuring fastloss and the floors at least this long
     passes: int = None  # None: 1 (quick) / 2: fastloss and the floors timed again
     # after all cases, best of the passes kept per row
+    contention: bool = False  # the busy-machine section (contention.py)
+    contention_shrink: int = 1  # divides the first dimension of its cases (tests)
     seed: int = 0
     command: list = None  # recorded in the JSON document (default: sys.argv)
 
@@ -114,6 +117,7 @@ def run(cfg, out=None, records=None):
         "results": records,
         "checks": checks,
         "scaling": scaling,
+        "contention": None,
         "elapsed_s": None,
         "others_cpu_fraction": None,
     }
@@ -132,19 +136,25 @@ def run(cfg, out=None, records=None):
         "losses": losses,
         "shapes": [list(s) for s in (cfg.shapes or [])] or "default",
         "skip": list(cfg.skip),
+        "contention": cfg.contention,
     }
 
     for line in header_lines(cfg, machine, vers, threads, torch):
         print(line, file=out)
     load = machine["load_average_start"]
     ncpu = machine["usable_cpus"] or machine["logical_cpus"] or 1
-    if load and load[0] > 0.25 * ncpu:
+    if load and load[0] > trust.LOAD_PER_CPU * ncpu:
         print(
             f"WARNING: load average {load[0]:.2f} on {ncpu} CPUs before the run: other "
-            "processes compete for the CPUs and inflate (multi-threaded) timings; rows "
-            "marked 'busy' below had other processes using >10% of the CPUs",
+            "processes compete for the CPUs and inflate (multi-threaded) timings",
             file=out,
         )
+    print(
+        f"? marks a cell whose timing is not trustworthy, with the reason after the row: "
+        f"'X spread' = the median of X's measurements over their best > {trust.SPREAD_LIMIT}x, "
+        f"'busy' = other processes used > {100 * trust.BUSY_FRACTION:.0f}% of the CPUs",
+        file=out,
+    )
     if fastloss.get_backend() != "compiled":
         print(
             "WARNING: fastloss runs on the NumPy reference backend (FASTLOSS_BACKEND): the "
@@ -165,7 +175,7 @@ def run(cfg, out=None, records=None):
         for name, shape in plan:
             if shape not in base:
                 base.clear()
-                base[shape] = _shape_base(rng, shape)
+                base[shape] = shape_base(rng, shape)
             for dtype in cfg.dtypes:
                 _run_case(
                     cfg,
@@ -195,7 +205,7 @@ def run(cfg, out=None, records=None):
             )
             prng = np.random.default_rng(cfg.seed + k)
             for name, shape in plan:
-                shared = _shape_base(prng, shape)
+                shared = shape_base(prng, shape)
                 for dtype in cfg.dtypes:
                     recs = [
                         r
@@ -203,7 +213,7 @@ def run(cfg, out=None, records=None):
                         if r["loss"] == name and r["dtype"] == dtype and tuple(r["shape"]) == shape
                     ]
                     if recs:
-                        x, target = _case_inputs(name, shape, dtype, shared, prng)
+                        x, target = case_inputs(name, shape, dtype, shared, prng)
                         floors, fl_time, _, _ = _time_fastloss(cfg, name, x, target)
                         for rec in recs:
                             _keep_best(rec, floors, fl_time)
@@ -223,30 +233,31 @@ def run(cfg, out=None, records=None):
             )
             srng = np.random.default_rng(cfg.seed + cfg.passes)
             for name, shape in cases:
-                shared = _shape_base(srng, shape)
+                shared = shape_base(srng, shape)
                 for dtype in cfg.dtypes:
                     scaling.extend(_time_scaling(cfg, name, shape, dtype, shared, srng, threads))
                 del shared
             for line in scaling_lines(scaling, threads):
                 print(line, file=out)
+        # measured before the busy processes of the contention section start
+        doc["others_cpu_fraction"] = watch.others_fraction()
+        if cfg.contention:
+            print(file=out)
+            doc["contention"] = contention.run_section(
+                threads,
+                cfg.repeat,
+                ncpu,
+                seed=cfg.seed + cfg.passes + 1,
+                shrink=cfg.contention_shrink,
+            )
+            for line in contention_lines(doc["contention"]):
+                print(line, file=out)
     finally:
         fastloss.set_num_threads(old_threads)
         if torch is not None:
             torch.set_num_threads(old_torch_threads)
-        doc["elapsed_s"] = time.perf_counter() - started
-        doc["others_cpu_fraction"] = watch.others_fraction()
-    others = doc["others_cpu_fraction"]
-    busy = (
-        ""
-        if others is None
-        else (f"; other processes used {100 * others:.0f}% of the CPUs meanwhile")
-    )
-    extra = f" (and {len(scaling)} thread-scaling rows)" if scaling else ""
-    print(f"\n{len(records)} measurements{extra} in {doc['elapsed_s']:.1f} s{busy}", file=out)
-    if others is not None and others > 0.1:
-        print(
-            "WARNING: the machine was busy: compare ratios from a run on an idle machine", file=out
-        )
+    doc["elapsed_s"] = time.perf_counter() - started
+    print(file=out)
     failed = [r for r in records + scaling if r["error"]]
     if failed:
         print(f"WARNING: {len(failed)} fastloss call(s) failed (see ERROR rows)", file=out)
@@ -255,40 +266,13 @@ def run(cfg, out=None, records=None):
         print(
             f"WARNING: {len(bad)} case(s) disagree with the reference/torch (see notes)", file=out
         )
+    print(trust.summary_line(doc), file=out)
     return doc
 
 
-def _shape_base(rng, shape):
-    """The draws every case of one shape is made from: z ~ N(0, 1) (float32) and, for shapes
-    with a class axis, class indices."""
-    z = rng.standard_normal(shape, dtype=np.float32)
-    idx = (
-        rng.integers(0, shape[1], size=(shape[0],) + shape[2:], dtype=np.int64)
-        if len(shape) >= 2
-        else None
-    )
-    return z, idx
-
-
-def _case_inputs(name, shape, dtype, base, rng):
-    """(x, target) of one case, made from the shape's shared N(0, 1) draw and class indices."""
-    row = LOSSES[name]
-    kind = KINDS[row.kind]
-    z, idx = base
-    dt = np.dtype(dtype)
-    made = row.make(rng, z, shape, dt)
-    if kind.target == "index":
-        x, target = (made[0] if isinstance(made, tuple) else made), idx
-    elif kind.target == "same":
-        x, target = made
-    else:
-        x, target = (made[0] if isinstance(made, tuple) else made), None
-    return np.ascontiguousarray(x, dtype=dt), target
-
-
 def _time_fastloss(cfg, name, x, target):
-    """The floors of the case's modes (right before it) and fastloss's best times per mode:
-    (floors, times, results of the peer mode, errors)."""
+    """The floors of the case's modes (right before it) and fastloss's times per mode, as
+    Timings: (floors, times, results of the peer mode, errors)."""
     row = LOSSES[name]
     kind = KINDS[row.kind]
     args = (x,) if target is None else (x, target)
@@ -304,7 +288,7 @@ def _time_fastloss(cfg, name, x, target):
     floors = {}
     for _, floor in kind.modes:
         if floor not in floors:
-            floors[floor] = measure(floor_fns[floor], cfg.repeat, min_total=cfg.min_total)[0]
+            floors[floor] = sample(floor_fns[floor], cfg.repeat, min_total=cfg.min_total)[0]
     calls = {
         "loss": lambda: fn(*args, **kw),
         "fwd": lambda: fn(*args, **kw),
@@ -314,7 +298,7 @@ def _time_fastloss(cfg, name, x, target):
     fl_time, fl_result, errors = {}, {}, {}
     for mode, _ in kind.modes:
         try:
-            fl_time[mode], fl_result[mode] = measure(
+            fl_time[mode], fl_result[mode] = sample(
                 calls[mode], cfg.repeat, min_total=cfg.min_total
             )
         except Exception as exc:  # noqa: BLE001 - report and go on with the other cases
@@ -324,26 +308,38 @@ def _time_fastloss(cfg, name, x, target):
     return floors, fl_time, fl_result, errors
 
 
+def _best_pass(times, spreads):
+    """(best time, the spread of the pass that took it) of per-pass times (None: failed)."""
+    passes = [(t, s) for t, s in zip(times, spreads) if t is not None]
+    return min(passes, key=lambda p: p[0]) if passes else (None, None)
+
+
 def _derive(rec):
-    """A record's fastloss and floor times (best of its passes) and the figures derived from
-    them and the peers' times."""
-    times = [v for v in rec["fastloss_pass_s"] if v is not None]
-    rec["fastloss_s"] = t = min(times) if times else None
-    rec["floor_raw_s"] = min(rec["floor_pass_s"])
+    """A record's fastloss and floor times (best of its passes), the figures derived from
+    them and the peers' times, and its trust flags."""
+    rec["fastloss_s"], rec["spread"]["fastloss"] = t, _ = _best_pass(
+        rec["fastloss_pass_s"], rec["fastloss_pass_spread"]
+    )
+    rec["floor_raw_s"], rec["spread"]["floor"] = _best_pass(
+        rec["floor_pass_s"], rec["floor_pass_spread"]
+    )
     rec["floor_s"] = rec["floor_raw_s"] * rec["floor_factor"]
     n = rec["elements"]
     rec["ns_per_element"] = None if t is None or not n else t / n * 1e9
     rec["x_floor"] = _ratio(t, rec["floor_s"])
     for peer in ("numpy", "torch", "sklearn"):
         rec["vs_" + peer] = _ratio(rec[peer + "_s"], t)
-    return rec
+    return trust.flag_record(rec, rec["spread"])
 
 
 def _keep_best(rec, floors, fl_time):
     """Fold one more pass's fastloss and floor times into a record (best of the passes)."""
     floor = dict(KINDS[rec["kind"]].modes)[rec["mode"]]
-    rec["fastloss_pass_s"].append(fl_time.get(rec["mode"]))
-    rec["floor_pass_s"].append(floors[floor])
+    timing = fl_time.get(rec["mode"])
+    rec["fastloss_pass_s"].append(None if timing is None else timing.best)
+    rec["fastloss_pass_spread"].append(None if timing is None else timing.spread)
+    rec["floor_pass_s"].append(floors[floor].best)
+    rec["floor_pass_spread"].append(floors[floor].spread)
     _derive(rec)
 
 
@@ -368,7 +364,7 @@ def _run_case(
     kind = KINDS[row.kind]
     watch = CpuWatch()
     dt = np.dtype(dtype)
-    x, target = _case_inputs(name, shape, dtype, base, rng)
+    x, target = case_inputs(name, shape, dtype, base, rng)
     args = (x,) if target is None else (x, target)
     n = x.size
     xbytes = x.nbytes
@@ -381,7 +377,7 @@ def _run_case(
     floors, fl_time, fl_result, errors = _time_fastloss(cfg, name, x, target)
 
     # ---- NumPy reference (same call), in the peer mode only
-    peer_time = {}
+    peer_time = {}  # "numpy", "torch:<mode>", "sklearn" -> Timing
     ref_result = None
     if "numpy" not in cfg.skip and ref_fn is not None and kind.peer_mode in fl_time:
         grad_kw = {"return_grad": True} if kind.peer_mode == "fwd+bwd" else {}
@@ -397,7 +393,7 @@ def _run_case(
                 # the reference is plain NumPy (no lazy initialisation to warm up): one timed
                 # call in --quick mode when it is slow, fewer repeats than fastloss otherwise
                 slow = est > (0.1 if cfg.quick else 1.0)
-                peer_time["numpy"], ref_result = measure(
+                peer_time["numpy"], ref_result = sample(
                     lambda: ref_fn(*args, **grad_kw, **kw),
                     1 if slow else slow_repeat,
                     budget=slow_budget,
@@ -426,14 +422,14 @@ def _run_case(
 
         try:
             first_mode = kind.modes[0][0]
-            peer_time["torch:" + first_mode], res = measure(
+            peer_time["torch:" + first_mode], res = sample(
                 torch_fwd, slow_repeat, budget=slow_budget, min_total=cfg.min_total
             )
             if kind.peer_mode == "fwd":
                 torch_result = res
             res = None
             if kind.peer_mode == "fwd+bwd":
-                peer_time["torch:fwd+bwd"], torch_result = measure(
+                peer_time["torch:fwd+bwd"], torch_result = sample(
                     torch_fwd_bwd, slow_repeat, budget=slow_budget, min_total=cfg.min_total
                 )
         except Exception as exc:  # noqa: BLE001
@@ -453,7 +449,7 @@ def _run_case(
             y = np.ascontiguousarray(target, dtype=dt).reshape(-1)
             loss_out = np.empty(raw.shape[0], dtype=dt)
             buf = np.empty_like(raw)
-            peer_time["sklearn"] = measure(
+            peer_time["sklearn"] = sample(
                 lambda: sk.loss_gradient(
                     y_true=y,
                     raw_prediction=raw,
@@ -473,6 +469,12 @@ def _run_case(
     for mode, floor in kind.modes:
         label, writes = FLOORS[floor]
         factor = (xbytes * (1 + writes) + tbytes) / (xbytes * (1 + writes)) if xbytes else 1.0
+        fl = fl_time.get(mode)
+        peers = {
+            "numpy": peer_time.get("numpy") if mode == kind.peer_mode else None,
+            "torch": peer_time.get("torch:" + mode),
+            "sklearn": peer_time.get("sklearn") if mode == "grad_out" else None,
+        }
         rec = _derive(
             {
                 "loss": name,
@@ -483,13 +485,18 @@ def _run_case(
                 "elements": n,
                 "bytes": xbytes,
                 "threads": threads,
-                "fastloss_pass_s": [fl_time.get(mode)],
-                "floor_pass_s": [floors[floor]],
+                "fastloss_pass_s": [None if fl is None else fl.best],
+                "fastloss_pass_spread": [None if fl is None else fl.spread],
+                "floor_pass_s": [floors[floor].best],
+                "floor_pass_spread": [floors[floor].spread],
                 "floor_op": label,
                 "floor_factor": factor,
-                "numpy_s": peer_time.get("numpy") if mode == kind.peer_mode else None,
-                "torch_s": peer_time.get("torch:" + mode),
-                "sklearn_s": peer_time.get("sklearn") if mode == "grad_out" else None,
+                **{p + "_s": None if t is None else t.best for p, t in peers.items()},
+                "spread": {
+                    "fastloss": None,
+                    "floor": None,
+                    **{p: None if t is None else t.spread for p, t in peers.items()},
+                },
                 "others_cpu": others,
                 "error": errors.get(mode),
                 "notes": list(notes) if mode == kind.peer_mode else [],
@@ -574,11 +581,11 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
     once (own gradient buffers), against the same calls one after another (threads x the
     one-thread time).  The three are timed in turn, a few back-to-back calls each (the
     Python threads: a warm-up round, then a burst of 3 calls each), for repeat x passes
-    rounds, and each keeps its best: a slow spell of a shared machine then slows all three
-    alike instead of one of them."""
+    rounds, and each keeps its best (the spread of the rounds judges it, see ``trust``): a
+    slow spell of a shared machine then slows all three alike instead of one of them."""
     row = LOSSES[name]
     kind = KINDS[row.kind]
-    x, target = _case_inputs(name, shape, dtype, base, rng)
+    x, target = case_inputs(name, shape, dtype, base, rng)
     args = (x,) if target is None else (x, target)
     fn = getattr(fastloss, name)
     kw = dict(row.kwargs)
@@ -622,11 +629,11 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
         single = call(mode)
         concurrent = [call(mode, k) for k in range(threads)]
         steps = (
-            ("one", lambda: timed(single, 1)),
-            ("many", lambda: timed(single, threads)),
-            ("py", lambda: python_threads(concurrent)),
+            ("one_thread", lambda: timed(single, 1)),
+            ("threads", lambda: timed(single, threads)),
+            ("python_threads", lambda: python_threads(concurrent)),
         )
-        best = dict.fromkeys(("one", "many", "py"), math.inf)
+        rounds_s = {key: [] for key, _ in steps}  # each round's time
         error = None
         gc_was_enabled = gc.isenabled()
         try:
@@ -636,7 +643,7 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
             for r in range(rounds):
                 # alternate the order, so that neither follows the other every time
                 for key, step in steps if r % 2 == 0 else steps[::-1]:
-                    best[key] = min(best[key], step())
+                    rounds_s[key].append(step())
         except Exception as exc:  # noqa: BLE001 - report and go on
             error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -644,7 +651,8 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
                 gc.enable()
             fastloss.set_num_threads(threads)
         ok = error is None
-        one, many, py = best["one"], best["many"], best["py"]
+        timings = {key: Timing.of(v) if ok else None for key, v in rounds_s.items()}
+        one, many, py = (None if t is None else t.best for t in timings.values())
         records.append(
             {
                 "loss": name,
@@ -660,6 +668,7 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
                 "python_threads_s": py if ok else None,
                 "python_serial_s": threads * one if ok else None,
                 "python_speedup": _ratio(threads * one, py) if ok else None,
+                "spread": {key: None if t is None else t.spread for key, t in timings.items()},
                 "others_cpu": None,
                 "error": error,
             }
@@ -667,4 +676,5 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
     others = watch.others_fraction()
     for rec in records:
         rec["others_cpu"] = others
+        trust.flag_record(rec, rec["spread"])
     return records

@@ -1,25 +1,59 @@
-"""Timing: best-of-K wall times of one call (``measure``), of N Python threads calling at once
-(``python_threads_time``), and how much of the machine other processes used meanwhile
-(``CpuWatch``)."""
+"""Timing: the wall times of repeated calls (``sample``: best, median and spread; ``measure``:
+the best), of N Python threads calling at once (``python_threads_time``), and how much of the
+machine other processes used meanwhile (``CpuWatch``)."""
 
 import gc
 import math
 import os
+import statistics
 import threading
 import time
+from dataclasses import dataclass
 
-__all__ = ["measure", "python_threads_time", "CpuWatch"]
+__all__ = ["Timing", "sample", "measure", "python_threads_time", "CpuWatch"]
 
 
-def measure(fn, repeat, *, budget=10.0, min_time=0.002, min_total=0.0, max_count=50, warmup=True):
-    """Best-of-`repeat` wall time of one call of fn (seconds), and the last result.
+@dataclass(frozen=True)
+class Timing:
+    """The timed measurements of one call (seconds per call): the best (what the tables
+    report), the median, and how many there were.  ``spread`` = median / best: how much the
+    typical measurement lost to the machine (None with a single measurement)."""
+
+    best: float
+    median: float
+    count: int
+
+    @classmethod
+    def of(cls, times):
+        """The Timing of a non-empty list of per-call times."""
+        return cls(min(times), statistics.median(times), len(times))
+
+    @property
+    def spread(self):
+        if self.count < 2 or not self.best > 0:
+            return None
+        return self.median / self.best
+
+
+# every timed interval lasts at least this many ticks of the clock (inner loops otherwise)
+MIN_TICKS = 1000
+MAX_NUMBER = 100000  # calls in one inner loop at most
+
+
+def sample(fn, repeat, *, budget=10.0, min_time=0.002, min_total=0.0, max_count=50, warmup=True):
+    """Time repeated calls of fn: (Timing, the last result).
 
     One warm-up call (unless warmup=False), then single calls are timed.  Once three of them
-    have been timed and the fastest took less than `min_time`, the call is timed in inner loops
-    of about min_time instead (per-call average of each loop; the best loop counts).  At least
-    `repeat` measurements are taken; more (up to `max_count`) while less than `min_total`
-    seconds have been spent, which makes the best of them robust against preemption on a busy
-    machine; none after `budget` seconds (at least one measurement is always taken)."""
+    have been timed (or fewer, when no more are wanted) and the fastest took less than
+    `min_time` (at least MIN_TICKS ticks of the clock), the call is timed in inner loops of
+    about min_time instead (the per-call average of each loop is one measurement), so no
+    timed interval is near the clock's resolution; min_time=0 times single calls only (a
+    rough probe).  At least `repeat` measurements are taken; more (up to `max_count`) while
+    less than `min_total` seconds have been spent, which makes the best of them robust
+    against preemption on a busy machine; none after `budget` seconds (at least one
+    measurement is always taken)."""
+    if min_time > 0:
+        min_time = max(min_time, MIN_TICKS * time.get_clock_info("perf_counter").resolution)
     gc_was_enabled = gc.isenabled()
     gc.disable()
     perf = time.perf_counter
@@ -33,29 +67,42 @@ def measure(fn, repeat, *, budget=10.0, min_time=0.002, min_total=0.0, max_count
                 return False
             return done < repeat or (spent < min_total and done < max_count)
 
-        best, done = math.inf, 0
+        times = []
         while True:
             result = None
             t0 = perf()
             result = fn()
-            best = min(best, perf() - t0)
-            done += 1
-            if done >= 3 and best < min_time:
+            times.append(perf() - t0)
+            again = more(len(times))
+            if min(times) < min_time and (len(times) >= 3 or not again):
                 break
-            if not more(done):
-                return best, result
-        number = min(100000, int(math.ceil(min_time / max(best, 1e-8))))
-        best, done = math.inf, 0
-        while done == 0 or more(done):
+            if not again:
+                return Timing.of(times), result
+        number = min(MAX_NUMBER, math.ceil(min_time / max(min(times), 1e-8)))
+        times = []
+        while not times or more(len(times)):
             t0 = perf()
             for _ in range(number):
                 fn()
-            best = min(best, (perf() - t0) / number)
-            done += 1
-        return best, result
+            loop_s = perf() - t0
+            if loop_s < min_time and number < MAX_NUMBER:
+                # calls in a loop run faster than single ones: a longer loop, not counted
+                number = min(
+                    MAX_NUMBER,
+                    max(number + 1, math.ceil(1.2 * number * min_time / max(loop_s, 1e-9))),
+                )
+                continue
+            times.append(loop_s / number)
+        return Timing.of(times), result
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def measure(fn, repeat, **options):
+    """Best wall time of one call of fn (seconds) and the last result: ``sample``'s best."""
+    timing, result = sample(fn, repeat, **options)
+    return timing.best, result
 
 
 def python_threads_time(calls, repeat, warmup=True, burst=1):
