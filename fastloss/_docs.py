@@ -285,9 +285,12 @@ _COMMON = {
     ),
     "sample_weight": (
         "array_like, shape (N, d1, ..., dk)",
-        "Per-sample weights, one per entry of the per-sample loss (None: all 1): each "
-        "sample's loss and gradient are multiplied by it, which torch users do by hand "
-        'with reduction="none".',
+        "Per-sample weights s_i, finite and >= 0, broadcastable to the per-sample loss "
+        "(None means all 1). Each sample's loss "
+        'and gradient are multiplied by s_i, and "mean" divides by Σ s_i w[y_i] over the '
+        "samples not ignored (by Σ s_i with probability targets), so s = 1 is the "
+        "unweighted loss; if every s_i w[y_i] is 0 the mean is NaN and the gradient 0. "
+        "Still one fused pass.",
     ),
 }
 
@@ -297,10 +300,11 @@ _BY_FAMILY = {
         "target": (_class_target_type, _class_target_text),
         "weight": (_weight_type, _weight_text),
         "axis": (
-            "int",
-            "The class axis of input (torch's layout: 1); -1 takes a channel-last "
-            "(N, d1, ..., dk, C) input without a transposing copy. target and the "
-            "per-sample loss then have input's shape without this axis.",
+            "int or None",
+            "The class axis of input. None means torch's layout (axis 1, or 0 for an "
+            "unbatched (C,) input); -1 reads a channel-last (N, d1, ..., dk, C) input in place, "
+            "without a transposing copy. Index targets and the per-sample loss have "
+            "input's shape without this axis; probability targets have input's shape.",
         ),
     },
     "elementwise": {
@@ -999,9 +1003,9 @@ _PROSE = {
         "Print the version, backend, OpenMP, thread count and SIMD path in use.",
         example=_IMPORT
         + """
-        >>> fastloss.show_config()  # doctest: +ELLIPSIS
-         version: ...
-         backend: ...
+        >>> fastloss.show_config()  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+        version: ...
+        backend: ...
         """,
         returns=[("None", ["Prints config()'s items, one per line."])],
         raises=[],
