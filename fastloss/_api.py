@@ -36,6 +36,8 @@ __all__ = [
     "huber_loss",
     "kl_div",
     "soft_margin_loss",
+    "poisson_nll_loss",
+    "hinge_embedding_loss",
 ]
 
 Reduction = Literal["none", "mean", "sum"]
@@ -547,3 +549,34 @@ def soft_margin_loss(
     """torch's F.soft_margin_loss, log(1 + exp(-y x)) for targets y = +-1, as softplus(-y x):
     finite where torch's literal form overflows to inf (-y x > 88 in float32)."""
     return _elementwise("soft_margin_loss", locals())
+
+
+def poisson_nll_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    log_input: bool = True,
+    full: bool = False,
+    eps: float = 1e-8,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
+    """torch's F.poisson_nll_loss: exp(x) - t x on log rates (log_input=True), else
+    x - t log(x + eps); full=True adds the Stirling term where t > 1."""
+    return _elementwise("poisson_nll_loss", locals())
+
+
+def hinge_embedding_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    margin: float = 1.0,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
+    """torch's F.hinge_embedding_loss: max(0, margin - x) where y != 1, plus x where y != -1."""
+    return _elementwise("hinge_embedding_loss", locals())

@@ -88,6 +88,7 @@ _TARGET_DOMAIN = {
     "sign": "Labels -1 or +1.",
     "prob": "Probabilities.",
     "real": "Targets: any real values.",
+    "count": "Counts (non-negative; any real values are accepted, as torch).",
 }
 # the range each option validator enforces, shown after the option's type
 _RANGE = {
@@ -273,6 +274,10 @@ _COMMON = {
     "beta": ("float", "β: where the loss turns from quadratic to linear; 0 gives l1_loss."),
     "delta": ("float", "δ: where the loss turns from quadratic to linear."),
     "log_target": ("bool", "True: target holds log-probabilities log t instead of t."),
+    "log_input": ("bool", "True: input holds log rates log λ; False: the rates λ."),
+    "full": ("bool", "True: add the Stirling approximation of log(t!) where t > 1."),
+    "eps": ("float", "Added to the rate inside the log (log_input=False only)."),
+    "margin": ("float", "The margin of the hinge."),
     "alpha": (
         "float",
         "α: the weight of the positive terms (1 - α for the negative ones); a negative "
@@ -373,6 +378,10 @@ _BY_FAMILY = {
         "beta": ("float", _evaluate_option("beta", "The loss's beta.")),
         "delta": ("float", _evaluate_option("delta", "The loss's delta.")),
         "log_target": ("bool", _evaluate_option("log_target", "The loss's log_target.")),
+        "log_input": ("bool", _evaluate_option("log_input", "The loss's log_input.")),
+        "full": ("bool", _evaluate_option("full", "The loss's full.")),
+        "eps": ("float", _evaluate_option("eps", "The loss's eps.")),
+        "margin": ("float", _evaluate_option("margin", "The loss's margin.")),
         "reduction": ("str", _evaluate_reduction),
         "top_k": (
             "int or sequence of int",
@@ -812,6 +821,42 @@ _PROSE = {
         >>> y = np.array([1.0, 1.0, -1.0])
         >>> print(np.round(fastloss.soft_margin_loss(x, y, reduction="none"), 4))
         [0.1269 1.3133 0.9741]
+        """,
+    ),
+    "poisson_nll_loss": _Prose(
+        "Negative log-likelihood of a Poisson distribution (count regression).",
+        """
+        log_input=True (input = log rate):  loss = exp(input) - t input
+        log_input=False (input = rate):     loss = input - t log(input + eps)
+        full=True adds t log t - t + log(2π t) / 2 where t > 1 (no gradient)
+        """,
+        ("A zero count contributes t (...) = 0 even where (...) is infinite (torch: NaN).",),
+        _SETUP
+        + """
+        >>> x = np.array([0.5, -1.0, 2.0])
+        >>> t = np.array([0.0, 1.0, 3.0])
+        >>> loss = fastloss.poisson_nll_loss(x, t, reduction="none")
+        >>> print(np.round(loss, 4))
+        [1.6487 1.3679 1.3891]
+        >>> loss = fastloss.poisson_nll_loss(x, t, full=True, reduction="none")
+        >>> print(np.round(loss, 4))
+        [1.6487 1.3679 3.1531]
+        """,
+    ),
+    "hinge_embedding_loss": _Prose(
+        "Hinge loss on distances of similar (y = 1) and dissimilar pairs.",
+        """
+        y = target:   loss = [y != 1] max(0, margin - input) + [y != -1] input
+        (a target other than ±1 gets both terms, as torch)
+        """,
+        (),
+        _SETUP
+        + """
+        >>> x = np.array([0.3, 2.0, -0.5])
+        >>> y = np.array([1.0, -1.0, -1.0])
+        >>> loss = fastloss.hinge_embedding_loss(x, y, reduction="none")
+        >>> print(np.round(loss, 4))
+        [0.3 0.  1.5]
         """,
     ),
     "softmax": _Prose(

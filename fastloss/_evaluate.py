@@ -21,7 +21,6 @@ IndexError.  The command line turns the first two groups into exit status 2, the
 
 from __future__ import annotations
 
-import math
 import operator
 import os
 import sys
@@ -61,7 +60,7 @@ class EvalOptionTypeError(_OptionProblem, TypeError):
 class _Spec:
     """What evaluate needs of a registry row (fastloss._losses.LOSSES)."""
 
-    __slots__ = ("name", "kind", "options", "reductions", "threshold")
+    __slots__ = ("name", "kind", "options", "reductions", "threshold", "checks")
 
     def __init__(self, row):
         self.name = row.name
@@ -77,6 +76,7 @@ class _Spec:
         self.options = row.weight_names + row.param_names  # in display order
         self.reductions = tuple(r for r in row.reductions if r != "none")
         self.threshold = row.binary_threshold  # binary: predicted positive when input > it
+        self.checks = {p.name: p.check for p in row.params}  # the library's validators
 
 
 _SPECS = {row.name: _Spec(row) for row in _losses.losses("class", "elementwise")}
@@ -126,6 +126,7 @@ def _check_options(spec, given):
         if value is None:
             shown[name] = _DEFAULTS[name]
             continue
+        check = spec.checks[name]
         if name == "ignore_index":
             if isinstance(value, (bool, np.bool_)):
                 raise EvalOptionTypeError(f"ignore_index must be an int, got {value!r}")
@@ -133,23 +134,16 @@ def _check_options(spec, given):
                 value = operator.index(value)
             except TypeError:
                 raise EvalOptionTypeError(f"ignore_index must be an int, got {value!r}") from None
-        elif name == "log_target":
+        elif check is V.as_flag:  # log_target, log_input, full: a real bool, not any truthy
             if not isinstance(value, (bool, np.bool_)):
-                raise EvalOptionTypeError(f"log_target must be a bool, got {value!r}")
+                raise EvalOptionTypeError(f"{name} must be a bool, got {value!r}")
             value = bool(value)
-        else:
+        else:  # a real number, then the library's own range check
             value = _real(value, name)
-            if name == "alpha":
-                if not math.isfinite(value):
-                    raise EvalOptionError(f"alpha must be a finite number, got {value!r}")
-            elif name == "label_smoothing":
-                if not 0.0 <= value <= 1.0:
-                    raise EvalOptionError(f"label_smoothing must be in [0, 1], got {value!r}")
-            elif name == "delta":
-                if not value > 0:
-                    raise EvalOptionError(f"delta must be > 0, got {value!r}")
-            elif not value >= 0:  # gamma, beta (NaN fails too)
-                raise EvalOptionError(f"{name} must be >= 0, got {value!r}")
+            try:
+                value = check(value, name)
+            except ValueError as exc:
+                raise EvalOptionError(str(exc)) from None
         kw[name] = value
         shown[name] = value
     return kw, shown
@@ -397,6 +391,10 @@ def evaluate(
     beta: float | None = None,
     delta: float | None = None,
     log_target: bool | None = None,
+    log_input: bool | None = None,
+    full: bool | None = None,
+    eps: float | None = None,
+    margin: float | None = None,
     reduction: str = "mean",
     top_k: int | Sequence[int] | None = None,
     chunk_rows: int | None = None,
@@ -411,8 +409,9 @@ def evaluate(
     loss: a loss name (``fastloss.cross_entropy`` ... ``fastloss.kl_div``).  logits, targets,
     weight, pos_weight: arrays, or paths of .npy / .npz files (read chunk by chunk, never
     loaded whole; ``logits_key`` / ``targets_key`` pick the array of a .npz holding several).
-    Loss options (ignore_index, label_smoothing, gamma, alpha, beta, delta, log_target) have
-    the library's defaults; giving one that the loss does not take is an error.
+    Loss options (ignore_index, label_smoothing, gamma, alpha, beta, delta, log_target,
+    log_input, full, eps, margin) have the library's defaults and its validation; giving one
+    that the loss does not take is an error.
 
     reduction: which of "mean" / "sum" (kl_div: also "batchmean") is reported as ``value``.
     top_k: k values for top-k accuracy (class-index targets; default [5] when C > 5).
@@ -444,6 +443,10 @@ def evaluate(
             "beta": beta,
             "delta": delta,
             "log_target": log_target,
+            "log_input": log_input,
+            "full": full,
+            "eps": eps,
+            "margin": margin,
         },
     )
     if reduction not in spec.reductions:

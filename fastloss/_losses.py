@@ -21,7 +21,8 @@ A row holds facts about the loss, never test or benchmark code:
   **weights, **params)``.
 * ``input_domain`` / ``target_domain``: where valid inputs live (tests and the benchmark draw
   from it): ``"logits"``, ``"prob"``, ``"logprob"``, ``"real"``; targets ``"class"``,
-  ``"class_or_prob"``, ``"binary"`` (0/1), ``"sign"`` (-1/+1), ``"prob"``, ``"real"``.
+  ``"class_or_prob"``, ``"binary"`` (0/1), ``"sign"`` (-1/+1), ``"prob"``, ``"real"``,
+  ``"count"`` (non-negative, e.g. Poisson counts).
 * ``torch_name``: the ``torch.nn.functional`` peer (``None``: torch has none);
   ``torch_module``: the ``torch.nn`` Module name that ``fastloss.torch`` provides.
 * ``binary_threshold``: for ``fastloss eval``, the input value above which a binary
@@ -37,6 +38,7 @@ from typing import Any, Callable
 
 from . import _validate as V
 from .reference import _math as M
+from .reference import _torch_nn as NN
 
 __all__ = ["Param", "Weight", "LossSpec", "LOSSES", "FAMILY_ARGS", "losses"]
 
@@ -300,6 +302,36 @@ LOSSES: dict = {
             target_domain="sign",
             torch_name="soft_margin_loss",
             torch_module="SoftMarginLoss",
+        ),
+        LossSpec(
+            "poisson_nll_loss",
+            "elementwise",
+            "poisson_nll_rate",
+            NN.poisson_nll_loss,
+            params=(
+                Param("log_input", True, V.as_flag),
+                Param("full", False, V.as_flag, "p1"),
+                Param("eps", 1e-8, V.as_real, "p2"),
+            ),
+            input_domain="real",
+            target_domain="count",
+            torch_name="poisson_nll_loss",
+            torch_module="PoissonNLLLoss",
+            kernel_switch=("log_input", "poisson_nll"),
+            # log_input=False needs positive rates: tests/test_new_losses.py
+            examples=({"full": True}, {"eps": 0.5}),
+        ),
+        LossSpec(
+            "hinge_embedding_loss",
+            "elementwise",
+            "hinge_embedding",
+            NN.hinge_embedding_loss,
+            params=(Param("margin", 1.0, V.as_real, "p1"),),
+            input_domain="real",
+            target_domain="sign",
+            torch_name="hinge_embedding_loss",
+            torch_module="HingeEmbeddingLoss",
+            examples=({"margin": 0.0}, {"margin": 2.5}),
         ),
         LossSpec(
             "log_softmax",

@@ -29,7 +29,10 @@
     X(HUBER, huber, PLAIN)                        \
     X(KL_DIV, kl_div, PRE0)                       \
     X(KL_DIV_LOG_TARGET, kl_div_log_target, PRE0) \
-    X(SOFT_MARGIN, soft_margin, PRE01)
+    X(SOFT_MARGIN, soft_margin, PRE01)            \
+    X(POISSON_NLL, poisson_nll, PRE0)             \
+    X(POISSON_NLL_RATE, poisson_nll_rate, PLAIN)  \
+    X(HINGE_EMBEDDING, hinge_embedding, PLAIN)
 
 /* Losses along a class axis, (N, C, d1..dk) inputs: X(ID, name), enum FL_<ID>. */
 #define FL_CLASS_LOSSES(X)          \

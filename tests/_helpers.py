@@ -162,6 +162,8 @@ def draw_elementwise(name, shape, dtype, seed=0, options=None):
         t = np.round(t)
     if spec.target_domain == "sign":  # labels -1 / +1
         t = 2 * np.round(t) - 1
+    if spec.target_domain == "count":  # counts 0..4 (the Stirling term needs t > 1)
+        t = np.floor(5 * t)
     if (options or {}).get("log_target"):
         t = np.log(np.maximum(t, 1e-3))
     return x.astype(dtype), t.astype(dtype)

@@ -15,6 +15,7 @@ import pytest
 import fastloss
 import fastloss.reference as REF
 from fastloss import _config, _docs
+from fastloss import _validate as V
 from fastloss._losses import LOSSES
 
 PUBLIC = [n for n in fastloss.__all__ if callable(getattr(fastloss, n))]
@@ -153,6 +154,7 @@ def _problem(spec):
         "sign": np.array([1.0, -1.0, 1.0]),
         "prob": np.array([0.5, 0.25, 0.25]),
         "real": np.array([1.5, 2.0, 2.0]),
+        "count": np.array([0.0, 1.0, 3.0]),
     }[spec.target_domain]
     return x, t
 
@@ -174,8 +176,9 @@ def test_documented_option_ranges_are_what_the_function_accepts(name, option):
     head = _param_heads(_doc(name))[option]
     kind = head.split(" : ")[1].rsplit(", default", 1)[0]
     matched = [r for r in RANGES if kind.endswith(" " + r)]
-    if not matched:
-        assert kind in ("int", "bool"), head  # ignore_index, log_target: no range
+    if not matched:  # ignore_index, log_target: no range; margin, eps: any real number
+        unbounded = next(p.check for p in LOSSES[name].params if p.name == option) is V.as_real
+        assert kind in ("int", "bool") or (kind == "float" and unbounded), head
         return
     ok, bad = RANGES[matched[0]]
     func = getattr(fastloss, name)

@@ -188,6 +188,8 @@ def test_elementwise_losses_match_reference(name, dtype, shape, data):
             t = np.round(t)
         if spec.target_domain == "sign":  # labels -1 / +1 (soft ones in between)
             t = 2 * t - 1
+        if spec.target_domain == "count":  # counts 0..4 (fractional ones in between)
+            t = 4 * t
     for w in spec.weights:  # one value per last-axis entry
         if x.ndim and data.draw(st.booleans()):
             low = 0.125 if w.broadcast == "last" else 0.0

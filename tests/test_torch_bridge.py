@@ -171,6 +171,8 @@ def make_case(name, variant, rng, gradcheck=False):
     elif LOSSES[name].target_domain == "sign":  # labels -1 / +1
         x = x * 3
         target = _t(np.where(rng.random(shape) < 0.5, -1.0, 1.0))
+    elif LOSSES[name].target_domain == "count":  # Poisson counts
+        target = _t(rng.poisson(2.0, shape).astype(np.float64))
     else:
         # |d| in [0.15, 0.85] or [1.15, 2.5]: away from 0 and from beta/delta in {0.5?, 1, 2}
         mag = np.where(

@@ -214,6 +214,23 @@ def add_parser(subparsers):
         help="kl_div: the targets are log-probabilities",
     )
     p.add_argument(
+        "--rates",
+        dest="log_input",
+        action="store_const",
+        const=False,
+        help="poisson_nll_loss: the predictions are rates, not log rates (log_input=False)",
+    )
+    p.add_argument(
+        "--full",
+        action="store_const",
+        const=True,
+        help="poisson_nll_loss: add the Stirling term of log(t!)",
+    )
+    p.add_argument("--eps", type=cli_float, metavar="E", help="poisson_nll_loss eps (default 1e-8)")
+    p.add_argument(
+        "--margin", type=cli_float, metavar="M", help="hinge_embedding_loss margin (default 1)"
+    )
+    p.add_argument(
         "--reduction",
         default="mean",
         choices=("mean", "sum", "batchmean"),
@@ -276,6 +293,10 @@ def run(args):
             beta=args.beta,
             delta=args.delta,
             log_target=args.log_target,
+            log_input=args.log_input,
+            full=args.full,
+            eps=args.eps,
+            margin=args.margin,
             reduction=args.reduction,
             top_k=args.top_k,
             chunk_rows=args.chunk_rows,

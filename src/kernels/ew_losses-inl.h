@@ -331,3 +331,71 @@ static inline void FN(ew_kl_div_log_target)(const fl_ew_args *a, VR x, VR t, VR 
     (void)bad;
     (void)unused;
 }
+
+/* Poisson NLL's Stirling term (torch's full=True): t log t - t + log(2 pi t) / 2 where t > 1,
+ * else 0; no gradient */
+static inline VR FN(poisson_stirling)(VR t)
+{
+    const VR lt = FN(vlog)(t);
+    const VR s = t * lt - t + (R)0.5 * (lt + (R)1.8378770664093453); /* log(2 pi) */
+    return FN(vselect)(t > 1, s, FN(vsplat)(0));
+}
+
+/* t * v, 0 where t == 0 (also where v is infinite: a zero count contributes nothing) */
+static inline VR FN(times_count)(VR t, VR v)
+{
+    return FN(vselect)(t == 0, FN(vsplat)(0), t * v);
+}
+
+/* Poisson NLL on log rates (log_input=True): exp(x) - t x, gradient exp(x) - t; p1 = full */
+static inline VR FN(pre0_poisson_nll)(VR x, VR t, VR unused)
+{
+    (void)t;
+    (void)unused;
+    return FN(vexp)(x);
+}
+static inline void FN(ew_poisson_nll)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR ex,
+                                      VR unused, VR *loss, VR *grad, VI *bad)
+{
+    *loss = ex - FN(times_count)(t, x);
+    if (a->p1 != 0) *loss += FN(poisson_stirling)(t);
+    *grad = ex - t;
+    (void)w;
+    (void)pw;
+    (void)bad;
+    (void)unused;
+}
+
+/* Poisson NLL on rates (log_input=False): x - t log(x + eps), gradient 1 - t / (x + eps)
+ * (t = 0: x and 1); p1 = full, p2 = eps */
+static inline void FN(ew_poisson_nll_rate)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0,
+                                           VR p1, VR *loss, VR *grad, VI *bad)
+{
+    const VR u = x + (R)a->p2;
+    *loss = x - FN(times_count)(t, FN(vlog)(u));
+    if (a->p1 != 0) *loss += FN(poisson_stirling)(t);
+    *grad = (R)1 - FN(times_count)(t, (R)1 / u);
+    (void)w;
+    (void)pw;
+    (void)bad;
+    (void)p0;
+    (void)p1;
+}
+
+/* hinge embedding, torch's: where(t != 1, max(0, margin - x), 0) + where(t != -1, x, 0), so a
+ * target other than +-1 gets both terms; the max passes its gradient at margin - x = 0 (torch's
+ * clamp_min backward) and keeps a NaN; p1 = margin */
+static inline void FN(ew_hinge_embedding)(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0,
+                                          VR p1, VR *loss, VR *grad, VI *bad)
+{
+    const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
+    const VR m = (R)a->p1 - x;
+    const VI hinge = t != one, linear = t != -one;
+    *loss = FN(vselect)(hinge, FN(vselect)(m < 0, zero, m), zero) + FN(vand)(linear, x);
+    *grad = FN(vselect)(hinge & (m >= 0), -one, zero) + FN(vand)(linear, one);
+    (void)w;
+    (void)pw;
+    (void)bad;
+    (void)p0;
+    (void)p1;
+}

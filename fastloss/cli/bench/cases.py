@@ -94,6 +94,10 @@ def _make_logits_sign(rng, z, shape, dtype):
     return (2 * z).astype(dtype), 2 * _binary_target(rng, shape, dtype) - 1
 
 
+def _make_counts(rng, z, shape, dtype):
+    return (0.5 * z).astype(dtype), rng.poisson(2.0, shape).astype(dtype)
+
+
 def _make_regression(rng, z, shape, dtype):
     return z.astype(dtype, copy=False), rng.standard_normal(shape, dtype=np.float32).astype(dtype)
 
@@ -140,6 +144,8 @@ _MAKERS = {
     ("logits", "sign"): _make_logits_sign,
     ("prob", "binary"): _make_probs_binary,
     ("real", "real"): _make_regression,
+    ("real", "count"): _make_counts,
+    ("real", "sign"): _make_logits_sign,
     ("logprob", "prob"): _make_kl,
 }
 
