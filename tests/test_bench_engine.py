@@ -779,6 +779,10 @@ def test_summary_line():
     assert line.endswith(": treat the ? cells with care")
     line = trust.summary_line(doc([[]] * 23, others=0.35, load=1.9))
     assert "load avg 1.9 on 2 CPUs, others used 35% of the CPUs: rerun on an idle machine" in line
+    # the 1-minute load average still counts what ran before the run: when the others' CPU
+    # share was measured, it decides
+    assert not trust.summary_line(doc([[]] * 23, others=0.01, load=1.9)).endswith("machine")
+    assert trust.summary_line(doc([[]] * 23, others=None, load=1.9)).endswith("idle machine")
 
 
 def test_bench_flags_a_noisy_fastloss_time(monkeypatch, tmp_path, capsys):

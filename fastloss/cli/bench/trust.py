@@ -65,13 +65,14 @@ def reasons(rec):
 
 def machine_busy(doc):
     """Whether the whole run shared the machine: other processes used more than
-    BUSY_FRACTION of the CPUs during it, or the load average before it exceeded
-    LOAD_PER_CPU per usable CPU."""
+    BUSY_FRACTION of the CPUs during it; where that was not measured, the load average
+    before it exceeded LOAD_PER_CPU per usable CPU (a 1-minute average: it still counts
+    whatever ran just before, so it is only the fallback)."""
     others = doc.get("others_cpu_fraction")
+    if others is not None:
+        return others > BUSY_FRACTION
     load = (doc.get("machine") or {}).get("load_average_start")
-    return (others is not None and others > BUSY_FRACTION) or (
-        load is not None and load[0] > LOAD_PER_CPU * _cpus(doc)
-    )
+    return load is not None and load[0] > LOAD_PER_CPU * _cpus(doc)
 
 
 def _cpus(doc):
