@@ -38,6 +38,8 @@ __all__ = [
     "soft_margin_loss",
     "poisson_nll_loss",
     "hinge_embedding_loss",
+    "margin_ranking_loss",
+    "gaussian_nll_loss",
 ]
 
 Reduction = Literal["none", "mean", "sum"]
@@ -45,6 +47,10 @@ GradOutput = Union[float, ArrayLike, None]
 #: a NumPy scalar (``"mean"``/``"sum"``), an array (``"none"``), or with ``return_grad=True``
 #: the pair ``(loss, grad)``
 LossResult = Union[np.floating, np.ndarray, tuple[Union[np.floating, np.ndarray], np.ndarray]]
+#: losses with two differentiable inputs: with ``return_grad=True`` ``(loss, (grad_1, grad_2))``
+PairResult = Union[
+    np.floating, np.ndarray, tuple[Union[np.floating, np.ndarray], tuple[np.ndarray, np.ndarray]]
+]
 
 _NAN = float("nan")
 
@@ -399,6 +405,146 @@ def _elementwise(name, args):
     return _finish(reduction, x.dtype, x.shape, loss, grad, return_grad)
 
 
+_PAIR_ARGS = operator.itemgetter("reduction", "return_grad", "grad_output", "grad_out")
+
+
+def _sum_to(g, shape):
+    """g (the broadcast shape) summed back to `shape` (the adjoint of broadcasting), in float64
+    then cast back: the gradient of an input that was broadcast."""
+    if g.shape == tuple(shape):
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
+    )
+    return np.sum(g, axis=axes, dtype=np.float64).reshape(shape).astype(g.dtype)
+
+
+def _pair(name, args):
+    """Losses with two differentiable inputs among three arrays (margin_ranking_loss,
+    gaussian_nll_loss): one fused pass writes both gradients.  The row's `arrays` feed the
+    kernel's x, t and w streams; `differentiable` names the two gradients returned, in
+    argument order, as (loss, (grad_1, grad_2))."""
+    spec = LOSSES[name]
+    params = spec.check_params(args)
+    reduction, return_grad, grad_output, grad_out = _PAIR_ARGS(args)
+    V.check_reduction(reduction, spec.reductions)
+    a_name, b_name, c_name = spec.arrays
+    a = V.as_float_array(args[a_name], a_name)
+    b = V.as_float_array(args[b_name], b_name)
+    c = spec.array_check(args[c_name], a.shape, c_name)
+    dt = np.result_type(a.dtype, b.dtype)
+    try:
+        shape = np.broadcast_shapes(a.shape, b.shape, c.shape)
+    except ValueError:
+        raise ValueError(
+            f"{a_name} {a.shape}, {b_name} {b.shape} and {c_name} {np.shape(args[c_name])} "
+            "do not broadcast together"
+        ) from None
+    given = {a_name: a, b_name: b, c_name: c}
+    # each gradient is shaped like its argument as given (var: also a Python number's 0-d)
+    grad_shapes = [
+        np.shape(args[n]) if n == c_name else given[n].shape for n in spec.differentiable
+    ]
+    if grad_output is not None and not return_grad:
+        _raise_grad_output_unused()
+    go = V.elementwise_grad_output(grad_output, reduction, shape, dt)
+    outs = _pair_grad_out(grad_out, return_grad, grad_shapes, dt, spec.differentiable)
+    n = int(np.prod(shape))
+
+    if _config.get_backend() == "reference":
+        go_ref = go if not isinstance(go, np.ndarray) else go.astype(np.float64)
+        loss, grads = spec.reference(
+            a,
+            b,
+            args[c_name] if isinstance(args[c_name], (int, float)) else c,
+            reduction=reduction,
+            grad_output=go_ref,
+            need_grad=return_grad,
+            **params,
+        )
+    else:
+        K = _config._kernels
+        x = V.kernel_ready(np.broadcast_to(a, shape), dt)
+        t = V.kernel_ready(np.broadcast_to(b, shape), dt)
+        w, wp = V.periodic_weight(c, shape, dt, c_name)
+        g1 = V.empty(shape, dt) if return_grad else None
+        g2 = V.empty(shape, dt) if return_grad else None
+        rows = None
+        if reduction == "mean":
+            scale = go / n if n else _NAN
+        elif isinstance(go, np.ndarray):
+            rows, scale = go, 1.0
+        else:
+            scale = go
+        p1_name, p2_name = spec.kernel_args
+        loss_rows = V.empty(shape, dt) if reduction == "none" else None
+        total, bad = 0.0, False
+        if n:
+            total, bad = K.elementwise(
+                K.ELEMENTWISE_OPS[spec.kernel],
+                x,
+                t,
+                w,
+                wp,
+                None,
+                0,
+                params[p1_name] if p1_name else 0.0,
+                params[p2_name] if p2_name else 0.0,
+                g1,
+                rows,
+                scale,
+                loss_rows,
+                _config._state["threads"],
+                g2,
+            )
+        if bad:
+            raise ValueError(f"{c_name} has negative entries")
+        loss = (
+            loss_rows
+            if reduction == "none"
+            else total
+            if reduction == "sum"
+            else (total / n if n else _NAN)
+        )
+        grads = None
+        if return_grad:
+            second = {b_name: b.shape, c_name: c.shape}[spec.differentiable[1]]
+            grads = (_sum_to(g1, a.shape), _sum_to(g2, second))
+    if not return_grad:
+        return _finish(reduction, dt, shape, loss, None, False)
+    for out, g, gshape in zip(outs, grads, grad_shapes):
+        np.copyto(out, np.reshape(g, gshape), casting="unsafe")
+    return _finish(reduction, dt, shape, loss, tuple(outs), True)
+
+
+def _pair_grad_out(grad_out, return_grad, shapes, dtype, names):
+    """The two gradient buffers: new ones, or the caller's tuple (each C-contiguous, of its
+    argument's shape and the working dtype)."""
+    if grad_out is None:
+        return [V.empty(s, dtype) for s in shapes] if return_grad else None
+    if not return_grad:
+        raise ValueError("grad_out needs return_grad=True")
+    if not isinstance(grad_out, (tuple, list)) or len(grad_out) != 2:
+        raise TypeError(
+            f"grad_out must be a tuple of 2 arrays (the gradients of {names[0]} and "
+            f"{names[1]}), got {type(grad_out).__name__}"
+        )
+    for buf, s, nm in zip(grad_out, shapes, names):
+        if not (
+            isinstance(buf, np.ndarray)
+            and buf.shape == tuple(s)
+            and buf.dtype == dtype
+            and buf.flags.c_contiguous
+            and buf.flags.writeable
+        ):
+            raise ValueError(
+                f"grad_out for {nm} must be a writeable C-contiguous {dtype} array of shape "
+                f"{tuple(s)}"
+            )
+    return list(grad_out)
+
+
 def _raise_grad_output_unused():
     raise ValueError(
         "grad_output is only used with return_grad=True (it scales the gradient, never the loss)"
@@ -580,3 +726,34 @@ def hinge_embedding_loss(
 ) -> LossResult:
     """torch's F.hinge_embedding_loss: max(0, margin - x) where y != 1, plus x where y != -1."""
     return _elementwise("hinge_embedding_loss", locals())
+
+
+def margin_ranking_loss(
+    input1: ArrayLike,
+    input2: ArrayLike,
+    target: ArrayLike,
+    *,
+    margin: float = 0.0,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: tuple[np.ndarray, np.ndarray] | None = None,
+) -> PairResult:
+    """torch's F.margin_ranking_loss: max(0, margin - y (input1 - input2))."""
+    return _pair("margin_ranking_loss", locals())
+
+
+def gaussian_nll_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    var: ArrayLike | float,
+    *,
+    full: bool = False,
+    eps: float = 1e-6,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: tuple[np.ndarray, np.ndarray] | None = None,
+) -> PairResult:
+    """torch's F.gaussian_nll_loss: (log v + (input - target)^2 / v) / 2, v = max(var, eps)."""
+    return _pair("gaussian_nll_loss", locals())

@@ -332,6 +332,32 @@ _BY_FAMILY = {
         ),
         "weight": (_weight_type, _weight_text),
     },
+    "pair": {
+        "input1": ("array_like", "First scores: any real values. " + _DTYPES),
+        "input2": (
+            "array_like",
+            "Second scores, with input1's number of dimensions (broadcast together).",
+        ),
+        "input": ("array_like", "Predicted means: any real values. " + _DTYPES),
+        "target": (
+            "array_like",
+            lambda fn: (
+                _TARGET_DOMAIN[fn.spec.target_domain]
+                + " Broadcast with the inputs (as many dimensions for margin_ranking_loss)."
+            ),
+        ),
+        "grad_out": (
+            "tuple of 2 ndarrays",
+            "Preallocated gradient buffers, each C-contiguous, of its argument's shape and "
+            "the working dtype, written and returned (needs return_grad=True).",
+        ),
+        "var": (
+            "array_like or float",
+            "Variances, >= 0 (ValueError otherwise), clamped below at eps: a number, "
+            "input's shape, one dimension short (one variance per row), or input's shape "
+            "with one dimension of size 1 (torch's rules).",
+        ),
+    },
     "axis": {
         "x": ("array_like, any shape", "Real values (e.g. logits). " + _DTYPES),
         "axis": (
@@ -407,6 +433,10 @@ _BY_FAMILY = {
 }
 
 _BY_FUNCTION = {
+    "gaussian_nll_loss": {
+        "eps": ("float", "The clamp of var from below (straight-through, as torch)."),
+        "full": ("bool", "True: add the constant log(2π) / 2."),
+    },
     "focal_loss": {
         "gamma": (
             "float",
@@ -497,6 +527,27 @@ def _loss_returns(fn):
             ],
         ),
         ("grad : ndarray, input's shape and working dtype", [_LOSS_RETURNS_GRAD]),
+    ]
+
+
+_PAIR_RETURNS_GRAD = (
+    "Only with return_grad=True, which returns (loss, (grad_1, grad_2)): the gradients of "
+    "the two differentiable arguments named in the summary, in argument order, each of its "
+    "argument's shape (summed over the dimensions it was broadcast along); \"mean\"'s 1/N "
+    "included, times grad_output; written into grad_out (a tuple of 2 arrays) when given."
+)
+
+
+def _pair_returns(fn):
+    return [
+        (
+            "loss : NumPy scalar or ndarray",
+            [
+                'A scalar of the working dtype for "mean"/"sum"; for "none" an array of the '
+                "inputs' broadcast shape."
+            ],
+        ),
+        ("grads : tuple of 2 ndarrays", [_PAIR_RETURNS_GRAD]),
     ]
 
 
@@ -859,6 +910,49 @@ _PROSE = {
         [0.3 0.  1.5]
         """,
     ),
+    "margin_ranking_loss": _Prose(
+        "Ranking hinge loss; gradients of input1 and input2 from one pass.",
+        """
+        y = target:   loss = max(0, margin - y (input1 - input2))
+        (the gradient passes where the argument is 0, as torch's)
+        """,
+        (),
+        _SETUP
+        + """
+        >>> x1 = np.array([0.5, -1.0, 2.0])
+        >>> x2 = np.array([0.2, 0.3, 2.5])
+        >>> y = np.array([1.0, -1.0, 1.0])
+        >>> loss = fastloss.margin_ranking_loss(
+        ...     x1, x2, y, margin=0.5, reduction="none")
+        >>> print(np.round(loss, 4))
+        [0.2 0.  1. ]
+        >>> loss, (g1, g2) = fastloss.margin_ranking_loss(
+        ...     x1, x2, y, return_grad=True)
+        >>> print(np.round(g1, 4) + 0.0, np.round(g2, 4) + 0.0)
+        [ 0.      0.     -0.3333] [0.     0.     0.3333]
+        """,
+    ),
+    "gaussian_nll_loss": _Prose(
+        "Gaussian negative log-likelihood; gradients of input and var in one pass.",
+        """
+        v = max(var, eps):   loss = (log v + (input - target)² / v) / 2
+        full=True adds log(2π) / 2
+        """,
+        (
+            "As torch, var is clamped at eps without stopping its gradient: d loss / d var "
+            "= (1/v - (input - target)² / v²) / 2 also where var < eps.",
+        ),
+        _SETUP
+        + """
+        >>> x = np.array([[0.5, 1.0], [2.0, -1.0]])
+        >>> t = np.array([[0.0, 1.5], [2.5, -1.0]])
+        >>> var = np.array([0.5, 2.0])  # one per row
+        >>> loss = fastloss.gaussian_nll_loss(x, t, var, reduction="none")
+        >>> print(np.round(loss, 4))
+        [[-0.0966 -0.0966]
+         [ 0.4091  0.3466]]
+        """,
+    ),
     "softmax": _Prose(
         "Softmax along an axis, max-shifted, one fused pass.",
         """
@@ -1105,8 +1199,10 @@ def docstring(name, func):
         for param in fn.params.values():
             lines += _param_lines(fn, param)
         lines.append("")
-    if fn.family in ("class", "elementwise"):
-        lines += _section("Returns", _loss_returns(fn))
+    if fn.family in ("class", "elementwise", "pair"):
+        lines += _section(
+            "Returns", _pair_returns(fn) if fn.family == "pair" else _loss_returns(fn)
+        )
         lines += _section("Raises", _loss_raises(fn))
     elif fn.family == "axis":
         out = (

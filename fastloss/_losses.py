@@ -10,7 +10,13 @@ table.  Adding a loss is one row here, one reference function, one kernel and on
 A row holds facts about the loss, never test or benchmark code:
 
 * ``family``: ``"class"`` (input ``(N, C, d...)`` with class-index or probability targets),
-  ``"elementwise"`` (input and target of one shape) or ``"axis"`` (softmax family, no target).
+  ``"elementwise"`` (input and target of one shape), ``"pair"`` (elementwise with two
+  differentiable inputs among three arrays, e.g. ``margin_ranking_loss(input1, input2,
+  target)``) or ``"axis"`` (softmax family, no target).
+* ``arrays`` (pair family): the three array arguments in the order the kernel reads them
+  (its x, t and w streams); ``differentiable``: the two whose gradients ``return_grad=True``
+  returns, in argument order (the kernel's grad and grad2); ``array_check``: a validator
+  ``check(value, input_shape, name)`` of the third array (torch's shape rules).
 * ``kernel``: the C op name (``fastloss._kernels.CLASS_OPS`` / ``ELEMENTWISE_OPS`` /
   ``SOFTMAX_OPS`` key); ``kernel_switch=(param, other_kernel)`` picks ``other_kernel`` when
   that parameter is true (``kl_div``'s ``log_target``).
@@ -102,6 +108,9 @@ class LossSpec:
     # broadcast to the input ("weight_sum": torch's weighted mse_loss and l1_loss)
     weighted_mean: str = "count"
     examples: tuple = ()
+    arrays: tuple = ("input", "target")
+    differentiable: tuple = ("input",)
+    array_check: Callable | None = None
     param_names: tuple = field(init=False, repr=False)
     weight_names: tuple = field(init=False, repr=False)
     # derived once for the per-call path: the parameter checks and the kernel arguments
@@ -332,6 +341,39 @@ LOSSES: dict = {
             torch_name="hinge_embedding_loss",
             torch_module="HingeEmbeddingLoss",
             examples=({"margin": 0.0}, {"margin": 2.5}),
+        ),
+        LossSpec(
+            "margin_ranking_loss",
+            "pair",
+            "margin_ranking",
+            NN.margin_ranking_loss,
+            params=(Param("margin", 0.0, V.as_real, "p1"),),
+            input_domain="real",
+            target_domain="sign",
+            torch_name="margin_ranking_loss",
+            torch_module="MarginRankingLoss",
+            examples=({"margin": 0.5}, {"margin": -0.25}),
+            arrays=("input1", "input2", "target"),
+            differentiable=("input1", "input2"),
+            array_check=V.same_ndim_target,
+        ),
+        LossSpec(
+            "gaussian_nll_loss",
+            "pair",
+            "gaussian_nll",
+            NN.gaussian_nll_loss,
+            params=(
+                Param("full", False, V.as_flag, "p1"),
+                Param("eps", 1e-6, V.check_positive, "p2"),
+            ),
+            input_domain="real",
+            target_domain="real",
+            torch_name="gaussian_nll_loss",
+            torch_module="GaussianNLLLoss",
+            examples=({"full": True}, {"eps": 0.5}),
+            arrays=("input", "target", "var"),
+            differentiable=("input", "var"),
+            array_check=V.gaussian_var,
         ),
         LossSpec(
             "log_softmax",

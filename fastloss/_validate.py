@@ -396,3 +396,37 @@ def elementwise_grad_output(grad_output, reduction, shape, dtype):
     if isinstance(go, np.ndarray) and go.dtype != dtype:
         go = go.astype(dtype)
     return go
+
+
+def same_ndim_target(value, shape, name):
+    """margin_ranking_loss's target: torch requires the inputs and the target to have the same
+    number of dimensions (then broadcasts them)."""
+    t = as_float_array(value, name)
+    if t.ndim != len(shape):
+        raise ValueError(
+            f"{name} must have as many dimensions as input1 and input2 ({len(shape)}), got "
+            f"shape {t.shape}"
+        )
+    return t
+
+
+def gaussian_var(value, shape, name):
+    """gaussian_nll_loss's var by torch's rules: a Python number applies to every element; an
+    array is input-shaped, one dimension short (unsqueezed at the end), or of the input's
+    ndim with exactly one mismatched dimension, of size 1.  Entries must be >= 0 (checked by
+    the kernels as they read them; here for the reference backend)."""
+    if (
+        not isinstance(value, np.ndarray)
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+    ):
+        return np.asarray(float(value))
+    v = as_float_array(value, name)
+    shape = tuple(shape)
+    if v.shape == shape or (
+        v.ndim == len(shape) and sum(b for a, b in zip(shape, v.shape) if a != b) == 1
+    ):
+        return v
+    if v.shape == shape[:-1]:
+        return v[..., None]
+    raise ValueError(f"{name} is of incorrect size: shape {v.shape} for input shape {shape}")

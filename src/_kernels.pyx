@@ -203,7 +203,8 @@ def softmax(cnp.ndarray x, int64_t N, int64_t C, int64_t S, cnp.ndarray out, int
 
 def elementwise(int op, cnp.ndarray x, cnp.ndarray target, object weight, int64_t weight_period,
                 object pos_weight, int64_t pos_weight_period, double p1, double p2, object grad,
-                object grad_scale_rows, double grad_scale, object loss_rows, int nthreads):
+                object grad_scale_rows, double grad_scale, object loss_rows, int nthreads,
+                object grad2=None):
     """Fused elementwise loss (+ gradient) for op, an ELEMENTWISE_OPS code; returns (sum of
     losses, domain error flag)."""
     cdef fl_ew_args a
@@ -221,6 +222,7 @@ def elementwise(int op, cnp.ndarray x, cnp.ndarray target, object weight, int64_
     a.p1 = p1
     a.p2 = p2
     a.grad = <void *>_ptr(grad)
+    a.grad2 = <void *>_ptr(grad2)
     a.grad_scale_rows = _ptr(grad_scale_rows)
     a.grad_scale = grad_scale
     a.loss_rows = <void *>_ptr(loss_rows)

@@ -13,6 +13,7 @@
  *   PRE0    generated: FN(ew_<name>) with FN(pre0_<name>)
  *   PRE01   generated: FN(ew_<name>) with FN(pre0_<name>) and FN(pre1_<name>)
  *   CUSTOM  hand-written in kernels/ew_loop-inl.h (specialised fast paths)
+ *   PAIR    generated: FN(ew2_<name>), two differentiable inputs (fl_ew_args.grad2)
  * Adding a plain elementwise loss: FN(ew_<name>) (and its pre functions) in
  * kernels/ew_losses-inl.h, plus one line here.
  */
@@ -32,7 +33,9 @@
     X(SOFT_MARGIN, soft_margin, PRE01)            \
     X(POISSON_NLL, poisson_nll, PRE0)             \
     X(POISSON_NLL_RATE, poisson_nll_rate, PLAIN)  \
-    X(HINGE_EMBEDDING, hinge_embedding, PLAIN)
+    X(HINGE_EMBEDDING, hinge_embedding, PLAIN)    \
+    X(MARGIN_RANKING, margin_ranking, PAIR)       \
+    X(GAUSSIAN_NLL, gaussian_nll, PAIR)
 
 /* Losses along a class axis, (N, C, d1..dk) inputs: X(ID, name), enum FL_<ID>. */
 #define FL_CLASS_LOSSES(X)          \

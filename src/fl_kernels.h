@@ -84,10 +84,11 @@ typedef struct {
     int64_t pos_weight_period;
     double p1, p2;              /* alpha, gamma (sigmoid focal); beta / delta */
     void *grad;                 /* (n,) or NULL */
+    void *grad2; /* (n,): the second input's gradient (FL_EW_PAIR losses), or NULL */
     const void
-        *grad_scale_rows;/* (n,) per-element gradient multipliers (working dtype), or NULL */
+        *grad_scale_rows; /* (n,) per-element gradient multipliers (working dtype), or NULL */
     double grad_scale;
-    void *loss_rows;            /* (n,) per-element losses, or NULL */
+    void *loss_rows; /* (n,) per-element losses, or NULL */
 } fl_ew_args;
 
 /* Returns the sum of the per-element losses; *bad is set to 1 when an input violates the
@@ -100,13 +101,13 @@ void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out);
 
 /* Runtime configuration. */
 void fl_init(void);
-const char *fl_simd_name(void);          /* "avx512", "avx2", "baseline" or "wide" */
-int fl_set_simd(const char *name);       /* force a path ("baseline", "avx2", "avx512", or the
-                                            test-only "wide"); 0 on success, -1 if unknown or
-                                            the CPU lacks it, -2 if this build does not have
-                                            it ("wide" without FASTLOSS_BUILD_WIDE=1) */
-const char *fl_simd_built(int i);        /* name of the i-th path compiled into this build, or
-                                            NULL past the end */
+const char *fl_simd_name(void); /* "avx512", "avx2", "baseline" or "wide" */
+int fl_set_simd(const char *name); /* force a path ("baseline", "avx2", "avx512", or the
+                                      test-only "wide"); 0 on success, -1 if unknown or
+                                      the CPU lacks it, -2 if this build does not have
+                                      it ("wide" without FASTLOSS_BUILD_WIDE=1) */
+const char *fl_simd_built(int i); /* name of the i-th path compiled into this build, or
+                                     NULL past the end */
 int fl_openmp_enabled(void);
 int fl_max_threads(void);
 /* the thread driver's contention guard: counters {multi-threaded calls, calls run on one
@@ -114,8 +115,8 @@ int fl_max_threads(void);
  * trips it as a contended call would (1), or switches it off until the next call (2) */
 void fl_thread_stats(int64_t out[4]);
 void fl_thread_guard(int mode);
-void fl_set_steal_test(int on);         /* test hook: thread 0 starts on the other threads'
-                                            chunks (see fl_run) */
+void fl_set_steal_test(int on); /* test hook: thread 0 starts on the other threads'
+                                    chunks (see fl_run) */
 
 /* Checks class-index targets (each in [0, C) or == ignore_index) and returns the index of
  * the first bad one, or -1.  On success stores sum_i w[y_i] over non-ignored samples. */

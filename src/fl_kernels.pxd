@@ -43,6 +43,7 @@ cdef extern from "fl_kernels.h" nogil:
         int64_t pos_weight_period
         double p1, p2
         void *grad
+        void *grad2
         const void *grad_scale_rows
         double grad_scale
         void *loss_rows

@@ -234,16 +234,16 @@ def test_op_lists_come_from_c():
     K = _config._kernels
     from fastloss._losses import losses
 
-    def kernels(family):  # the registry rows' kernel names, switch targets included
-        names = [s.kernel for s in losses(family)]
-        return set(names + [s.kernel_switch[1] for s in losses(family) if s.kernel_switch])
+    def kernels(*families):  # the registry rows' kernel names, switch targets included
+        rows = losses(*families)
+        return {s.kernel for s in rows} | {s.kernel_switch[1] for s in rows if s.kernel_switch}
 
-    for attr, family in (
-        ("ELEMENTWISE_OPS", "elementwise"),
-        ("CLASS_OPS", "class"),
-        ("SOFTMAX_OPS", "axis"),
+    for attr, families in (
+        ("ELEMENTWISE_OPS", ("elementwise", "pair")),  # pair: the elementwise loop's PAIR ops
+        ("CLASS_OPS", ("class",)),
+        ("SOFTMAX_OPS", ("axis",)),
     ):
-        assert set(getattr(K, attr)) == kernels(family), attr
+        assert set(getattr(K, attr)) == kernels(*families), attr
     expected = {
         "ELEMENTWISE_OPS": list(K.ELEMENTWISE_OPS),
         "CLASS_OPS": ["cross_entropy", "focal", "nll"],

@@ -19,7 +19,8 @@
  * log per vector */
 static inline __attribute__((always_inline)) void
 FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(ew_fn) f,
-            const int with_grad, FN(ew_pre_fn) pre0, FN(ew_pre_fn) pre1, const int logprod)
+            const int with_grad, FN(ew_pre_fn) pre0, FN(ew_pre_fn) pre1, const int logprod,
+            FN(ew2_fn) f2)
 {
     /* a private copy: the loss parameters (alpha, gamma, ...) cannot alias the output
      * stores, so the compiler need not reload them after every store */
@@ -28,6 +29,7 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
     const R *w = (const R *)a->weight, *pw = (const R *)a->pos_weight;
     const R *gsr = (const R *)a->grad_scale_rows;
     R *g = with_grad ? (R *)a->grad : NULL, *lr = (R *)a->loss_rows;
+    R *g2 = with_grad && f2 ? (R *)a->grad2 : NULL;
     const R gs = (R)a->grad_scale;
     const VR one = FN(vsplat)((R)1), zero = FN(vsplat)(0);
     const VX iota = FN(viota)();
@@ -65,9 +67,10 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
                 const VR xv = FL_LD(x + i, n, (R)0.5), tv = FL_LD(t + i, n, (R)0.5);
                 const VR wv = ws ? FL_LD(ws + o, n, 0) : one;
                 const VR pwv = pws ? FL_LD(pws + o, n, 0) : one;
-                VR lv, gv;
+                VR lv, gv, g2v = zero;
                 VI bv = (VI)zero;
-                f(a, xv, tv, wv, pwv, pre0 ? p0[k] : zero, pre1 ? p1[k] : zero, &lv, &gv, &bv);
+                if (f2) f2(a, xv, tv, wv, pre0 ? p0[k] : zero, &lv, &gv, &g2v, &bv);
+                else f(a, xv, tv, wv, pwv, pre0 ? p0[k] : zero, pre1 ? p1[k] : zero, &lv, &gv, &bv);
                 VR lp = logprod ? p0[k] : zero;
                 if (!full) {
                     const VI valid = iota < (FL_XLANE)n;
@@ -83,9 +86,15 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
                     else FN(vstore_part)(lr + i, lv, n);
                 }
                 if (g) {
-                    gv *= gsr ? FL_LD(gsr + i, n, 0) : FN(vsplat)(gs);
+                    const VR sv = gsr ? FL_LD(gsr + i, n, 0) : FN(vsplat)(gs);
+                    gv *= sv;
                     if (full) FN(vstore)(g + i, gv);
                     else FN(vstore_part)(g + i, gv, n);
+                    if (g2) {
+                        g2v *= sv;
+                        if (full) FN(vstore)(g2 + i, g2v);
+                        else FN(vstore_part)(g2 + i, g2v, n);
+                    }
                 }
                 if (++blk == FL_FLUSH) {
                     if (logprod) {
@@ -113,8 +122,8 @@ FN(ew_loop)(const fl_ew_args *args, int64_t i0, int64_t i1, double *partial, FN(
     static void FN(name##_chunk)(const void *args, int64_t i0, int64_t i1, double *partial) \
     {                                                                                       \
         const fl_ew_args *a_ = (const fl_ew_args *)args;                                    \
-        if (a_->grad) FN(ew_loop)(a_, i0, i1, partial, f_grad, 1, pre0, pre1, 0);           \
-        else FN(ew_loop)(a_, i0, i1, partial, f_loss, 0, pre0, pre1, 0);                    \
+        if (a_->grad) FN(ew_loop)(a_, i0, i1, partial, f_grad, 1, pre0, pre1, 0, NULL);     \
+        else FN(ew_loop)(a_, i0, i1, partial, f_loss, 0, pre0, pre1, 0, NULL);              \
     }
 #define FL_EW_CHUNK(name, pre0, pre1) FL_EW_CHUNK2(name, FN(ew_##name), FN(ew_##name), pre0, pre1)
 
@@ -127,10 +136,19 @@ FL_EW_CHUNK2(sigmoid_focal_any, FN(ew_sigmoid_focal_any), FN(ew_sigmoid_focal_an
 FL_EW_CHUNK2(bce_plain, FN(ew_bce), FN(ew_bce), FN(pre0_bce), FN(pre1_bce))
 
 /* the chunk functions of the list's generated losses (fl_kernel_list.h: PLAIN, PRE0, PRE01) */
-#define FL_EW_CHUNK_PLAIN(name)         FL_EW_CHUNK(name, NULL, NULL)
-#define FL_EW_CHUNK_PRE0(name)          FL_EW_CHUNK(name, FN(pre0_##name), NULL)
-#define FL_EW_CHUNK_PRE01(name)         FL_EW_CHUNK(name, FN(pre0_##name), FN(pre1_##name))
+#define FL_EW_CHUNK_PLAIN(name)  FL_EW_CHUNK(name, NULL, NULL)
+#define FL_EW_CHUNK_PRE0(name)   FL_EW_CHUNK(name, FN(pre0_##name), NULL)
+#define FL_EW_CHUNK_PRE01(name)  FL_EW_CHUNK(name, FN(pre0_##name), FN(pre1_##name))
 #define FL_EW_CHUNK_CUSTOM(name) /* written here */
+/* two differentiable inputs: FN(ew2_<name>), no pre functions (its transcendental parts may
+ * need w, which those do not see) */
+#define FL_EW_CHUNK_PAIR(name)                                                                  \
+    static void FN(name##_chunk)(const void *args, int64_t i0, int64_t i1, double *partial)     \
+    {                                                                                           \
+        const fl_ew_args *a_ = (const fl_ew_args *)args;                                        \
+        if (a_->grad) FN(ew_loop)(a_, i0, i1, partial, NULL, 1, NULL, NULL, 0, FN(ew2_##name)); \
+        else FN(ew_loop)(a_, i0, i1, partial, NULL, 0, NULL, NULL, 0, FN(ew2_##name));          \
+    }
 #define FL_EW_CHUNK_OF(ID, name, chunk) FL_EW_CHUNK_##chunk(name)
 FL_ELEMENTWISE_LOSSES(FL_EW_CHUNK_OF)
 #undef FL_EW_CHUNK_OF
@@ -138,6 +156,7 @@ FL_ELEMENTWISE_LOSSES(FL_EW_CHUNK_OF)
 #undef FL_EW_CHUNK_PRE0
 #undef FL_EW_CHUNK_PRE01
 #undef FL_EW_CHUNK_CUSTOM
+#undef FL_EW_CHUNK_PAIR
 
 #undef FL_EW_CHUNK
 #undef FL_EW_CHUNK2
@@ -188,7 +207,7 @@ static inline __attribute__((always_inline)) void FN(bce_sum_loop)(const fl_ew_a
         const int64_t w1 = i1 - w0 < FL_BCE_WIN ? i1 : w0 + FL_BCE_WIN;
         if (w1 - w0 < FL_BCE_WIN || !FN(bce_hard_window)(t + w0)) {
             double p;
-            FN(ew_loop)(a, w0, w1, &p, FN(ew_bce), with_grad, FN(pre0_bce), FN(pre1_bce), 0);
+            FN(ew_loop)(a, w0, w1, &p, FN(ew_bce), with_grad, FN(pre0_bce), FN(pre1_bce), 0, NULL);
             total += p;
             continue;
         }
@@ -252,8 +271,9 @@ static void FN(bce_logits_chunk)(const void *args, int64_t i0, int64_t i1, doubl
     if (a->weight || a->pos_weight || a->loss_rows)
         FN(bce_logits_full_chunk)(args, i0, i1, partial);
     else if (a->grad)
-        FN(ew_loop)(a, i0, i1, partial, FN(ew_bce_logits_lin), 1, FN(pre0_logistic), NULL, 1);
-    else FN(ew_loop)(a, i0, i1, partial, FN(ew_bce_logits_lin), 0, FN(pre0_logistic), NULL, 1);
+        FN(ew_loop)(a, i0, i1, partial, FN(ew_bce_logits_lin), 1, FN(pre0_logistic), NULL, 1, NULL);
+    else
+        FN(ew_loop)(a, i0, i1, partial, FN(ew_bce_logits_lin), 0, FN(pre0_logistic), NULL, 1, NULL);
 }
 
 static void FN(sigmoid_focal_chunk)(const void *args, int64_t i0, int64_t i1, double *partial)

@@ -25,6 +25,10 @@
 typedef void (*FN(ew_fn))(const fl_ew_args *a, VR x, VR t, VR w, VR pw, VR p0, VR p1, VR *loss,
                           VR *grad, VI *bad);
 typedef VR (*FN(ew_pre_fn))(VR x, VR t, VR p0);
+/* losses with two differentiable inputs (PAIR in fl_kernel_list.h): also d loss / d (the
+ * second one), which is t or w, as the loss says */
+typedef void (*FN(ew2_fn))(const fl_ew_args *a, VR x, VR t, VR w, VR p0, VR *loss, VR *grad,
+                           VR *grad2, VI *bad);
 
 /* e = exp(-|x|); returns sigma(x) and sigma(-x) */
 static inline void FN(sigmoids)(VR x, VR e, VR *sig_pos, VR *sig_neg)
@@ -342,10 +346,7 @@ static inline VR FN(poisson_stirling)(VR t)
 }
 
 /* t * v, 0 where t == 0 (also where v is infinite: a zero count contributes nothing) */
-static inline VR FN(times_count)(VR t, VR v)
-{
-    return FN(vselect)(t == 0, FN(vsplat)(0), t * v);
-}
+static inline VR FN(times_count)(VR t, VR v) { return FN(vselect)(t == 0, FN(vsplat)(0), t * v); }
 
 /* Poisson NLL on log rates (log_input=True): exp(x) - t x, gradient exp(x) - t; p1 = full */
 static inline VR FN(pre0_poisson_nll)(VR x, VR t, VR unused)
@@ -398,4 +399,38 @@ static inline void FN(ew_hinge_embedding)(const fl_ew_args *a, VR x, VR t, VR w,
     (void)bad;
     (void)p0;
     (void)p1;
+}
+
+/* margin ranking, torch's: max(0, margin - y (x1 - x2)) with x = x1, t = x2 and the target y
+ * in the w stream; d/dx1 = -y and d/dx2 = y where the argument is >= 0 (torch's clamp_min
+ * passes the gradient at 0), else 0; a NaN argument keeps the loss NaN and gradient 0;
+ * p1 = margin */
+static inline void FN(ew2_margin_ranking)(const fl_ew_args *a, VR x, VR t, VR w, VR p0, VR *loss,
+                                          VR *grad, VR *grad2, VI *bad)
+{
+    const VR zero = FN(vsplat)(0);
+    const VR arg = (R)a->p1 - w * (x - t);
+    *loss = FN(vselect)(arg < 0, zero, arg);
+    *grad = FN(vselect)(arg >= 0, -w, zero);
+    *grad2 = -*grad;
+    (void)p0;
+    (void)bad;
+}
+
+/* Gaussian NLL, torch's: (log v + (x - t)^2 / v) / 2 [+ log(2 pi) / 2 with p1 = full] with
+ * v = max(var, eps = p2) (a NaN var stays NaN) and var in the w stream; d/dx = (x - t) / v,
+ * d/dvar = (1/v - (x - t)^2 / v^2) / 2 taken at the clamped v (torch's straight-through
+ * clamp); a negative var is a domain error */
+static inline void FN(ew2_gaussian_nll)(const fl_ew_args *a, VR x, VR t, VR w, VR p0, VR *loss,
+                                        VR *grad, VR *grad2, VI *bad)
+{
+    const R eps = (R)a->p2;
+    const VR v = FN(vselect)(w < eps, FN(vsplat)(eps), w), d = x - t, r = (R)1 / v;
+    const VR q = d * r;
+    *loss = (R)0.5 * (FN(vlog)(v) + d * q);
+    if (a->p1 != 0) *loss += (R)0.91893853320467274; /* log(2 pi) / 2 */
+    *grad = q;
+    *grad2 = (R)0.5 * (r - q * q);
+    *bad |= w < 0;
+    (void)p0;
 }

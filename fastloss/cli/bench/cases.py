@@ -29,6 +29,7 @@ __all__ = [
     "LOSSES",
     "available_losses",
     "case_inputs",
+    "call_args",
     "default_losses",
     "shape_base",
     "shape_str",
@@ -57,6 +58,7 @@ class Kind:
     target: str  # "index" (int64 class per sample), "same" (x's shape and dtype), "none"
     min_ndim: int  # shapes with fewer dimensions are refused for this kind
     peer_mode: str  # the mode the NumPy reference is timed in
+    outputs: int = 1  # gradients written per element of x (2 for two differentiable inputs)
 
 
 _LOSS_MODES = (("loss", "sum"), ("fwd+bwd", "copy"), ("grad_out", "copyto"))
@@ -65,6 +67,9 @@ KINDS = {
     "class": Kind(_LOSS_MODES, CLASS_SHAPES, CLASS_QUICK, "index", 2, "fwd+bwd"),
     # elementwise losses: x and a target of the same shape, read both -> floor x1.5 (x2 read)
     "elementwise": Kind(_LOSS_MODES, FLAT_SHAPES, FLAT_QUICK, "same", 1, "fwd+bwd"),
+    # two differentiable inputs among three arrays (margin_ranking_loss(x1, x2, y)): read
+    # three, write two gradients
+    "pair": Kind(_LOSS_MODES[:2], FLAT_SHAPES, FLAT_QUICK, "pair", 1, "fwd+bwd", outputs=2),
     # x -> array shaped like x (log_softmax, softmax): one read + one allocating write
     "softmax": Kind((("fwd", "copy"),), CLASS_SHAPES, CLASS_QUICK, "none", 1, "fwd"),
     # x -> one value per row (logsumexp): one read
@@ -96,6 +101,16 @@ def _make_logits_sign(rng, z, shape, dtype):
 
 def _make_counts(rng, z, shape, dtype):
     return (0.5 * z).astype(dtype), rng.poisson(2.0, shape).astype(dtype)
+
+
+def _make_ranking(rng, z, shape, dtype):
+    x2 = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+    return z.astype(dtype, copy=False), (x2, 2 * _binary_target(rng, shape, dtype) - 1)
+
+
+def _make_gaussian(rng, z, shape, dtype):
+    t = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+    return z.astype(dtype, copy=False), (t, rng.uniform(0.5, 2.0, shape).astype(dtype))
 
 
 def _make_regression(rng, z, shape, dtype):
@@ -171,6 +186,8 @@ _EXTRAS = {
     "l1_loss": dict(sklearn=lambda sk, shape: sk.AbsoluteError()),
     "smooth_l1_loss": dict(kwargs={"beta": 1.0}),
     "huber_loss": dict(kwargs={"delta": 1.0}, sklearn=lambda sk, shape: sk.HuberLoss(delta=1.0)),
+    "margin_ranking_loss": dict(make=_make_ranking),
+    "gaussian_nll_loss": dict(make=_make_gaussian),
     "kl_div": dict(
         kwargs={"reduction": "batchmean"},
         torch=lambda torch, F, x, t: F.kl_div(x, t, reduction="batchmean"),
@@ -182,12 +199,18 @@ def _row(spec):
     """The benchmark row of a registry row (fastloss._losses.LOSSES)."""
     extra = dict(_EXTRAS.get(spec.name, {}))
     kind = extra.pop(
-        "kind", {"class": "class", "elementwise": "elementwise", "axis": "softmax"}[spec.family]
+        "kind",
+        {"class": "class", "elementwise": "elementwise", "pair": "pair", "axis": "softmax"}[
+            spec.family
+        ],
     )
     if "torch" not in extra and spec.torch_name and "." not in spec.torch_name:
-        extra["torch"] = (lambda fn: lambda torch, F, x, t: getattr(F, fn)(x, t))(spec.torch_name)
+        extra["torch"] = (
+            lambda fn: lambda torch, F, x, t: getattr(F, fn)(x, *call_args(x, t)[1:])
+        )(spec.torch_name)
     extra.setdefault("default", spec.family != "axis")
-    return Loss(spec.name, kind, _MAKERS[spec.input_domain, spec.target_domain], **extra)
+    make = extra.pop("make", None) or _MAKERS[spec.input_domain, spec.target_domain]
+    return Loss(spec.name, kind, make, **extra)
 
 
 LOSSES = {spec.name: _row(spec) for spec in _losses.LOSSES.values()}
@@ -224,11 +247,18 @@ def case_inputs(name, shape, dtype, base, rng):
     made = row.make(rng, z, shape, dt)
     if kind.target == "index":
         x, target = (made[0] if isinstance(made, tuple) else made), idx
-    elif kind.target == "same":
+    elif kind.target in ("same", "pair"):  # pair: target is a tuple of the other two arrays
         x, target = made
     else:
         x, target = (made[0] if isinstance(made, tuple) else made), None
     return np.ascontiguousarray(x, dtype=dt), target
+
+
+def call_args(x, target):
+    """A case's positional arguments: x, then its target, or its other arrays (pair kind)."""
+    if target is None:
+        return (x,)
+    return (x, *target) if isinstance(target, tuple) else (x, target)
 
 
 def shape_str(shape):

@@ -18,7 +18,7 @@ import numpy as np
 import fastloss
 
 from . import trust
-from .cases import KINDS, LOSSES, case_inputs, shape_base
+from .cases import KINDS, LOSSES, call_args, case_inputs, shape_base
 from .timing import CpuWatch, sample
 
 __all__ = ["CASES", "GOAL_RATIO", "busy_processes", "run_section"]
@@ -102,7 +102,7 @@ def run_section(threads, repeat, usable_cpus, *, seed=0, shrink=1):
         shape = (max(1, shape[0] // shrink),) + shape[1:]
         x, target = case_inputs(name, shape, DTYPE, shape_base(rng, shape), rng)
         fn, kw = getattr(fastloss, name), dict(LOSSES[name].kwargs)
-        args = (x,) if target is None else (x, target)
+        args = call_args(x, target)
         mode = KINDS[LOSSES[name].kind].modes[0][0]  # "loss" or "fwd": the plain call
         calls.append(lambda fn=fn, args=args, kw=kw: fn(*args, **kw))
         section["cases"].append(

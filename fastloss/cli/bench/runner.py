@@ -15,7 +15,16 @@ import fastloss
 from fastloss import _config
 
 from . import contention, trust
-from .cases import FLOORS, KINDS, LOSSES, case_inputs, default_losses, shape_base, shape_str
+from .cases import (
+    FLOORS,
+    KINDS,
+    LOSSES,
+    call_args,
+    case_inputs,
+    default_losses,
+    shape_base,
+    shape_str,
+)
 from .machine import import_sklearn_loss, import_torch, load_average, machine_facts, versions
 from .report import Table, contention_lines, header_lines, scaling_lines
 from .timing import CpuWatch, Timing, measure, python_threads_time, sample
@@ -275,7 +284,7 @@ def _time_fastloss(cfg, name, x, target):
     Timings: (floors, times, results of the peer mode, errors)."""
     row = LOSSES[name]
     kind = KINDS[row.kind]
-    args = (x,) if target is None else (x, target)
+    args = call_args(x, target)
     fn = getattr(fastloss, name)
     kw = dict(row.kwargs)
     buf = np.empty_like(x)
@@ -365,10 +374,10 @@ def _run_case(
     watch = CpuWatch()
     dt = np.dtype(dtype)
     x, target = case_inputs(name, shape, dtype, base, rng)
-    args = (x,) if target is None else (x, target)
+    args = call_args(x, target)
     n = x.size
     xbytes = x.nbytes
-    tbytes = 0 if target is None else target.nbytes
+    tbytes = sum(a.nbytes for a in args[1:])
     ref_fn = getattr(fastloss.reference, name, None)
     kw = dict(row.kwargs)
     notes = []
@@ -407,7 +416,13 @@ def _run_case(
     torch_result = None
     if torch is not None and row.torch is not None:
         xt = torch.from_numpy(x)
-        tt = None if target is None else torch.from_numpy(target)
+        tt = (
+            None
+            if target is None
+            else tuple(map(torch.from_numpy, target))
+            if isinstance(target, tuple)
+            else torch.from_numpy(target)
+        )
         tfn = row.torch
 
         def torch_fwd():
@@ -468,7 +483,11 @@ def _run_case(
     others = watch.others_fraction()
     for mode, floor in kind.modes:
         label, writes = FLOORS[floor]
-        factor = (xbytes * (1 + writes) + tbytes) / (xbytes * (1 + writes)) if xbytes else 1.0
+        factor = (
+            (xbytes * (1 + writes * kind.outputs) + tbytes) / (xbytes * (1 + writes))
+            if xbytes
+            else 1.0
+        )
         fl = fl_time.get(mode)
         peers = {
             "numpy": peer_time.get("numpy") if mode == kind.peer_mode else None,
@@ -586,7 +605,7 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
     row = LOSSES[name]
     kind = KINDS[row.kind]
     x, target = case_inputs(name, shape, dtype, base, rng)
-    args = (x,) if target is None else (x, target)
+    args = call_args(x, target)
     fn = getattr(fastloss, name)
     kw = dict(row.kwargs)
     bufs = [np.empty_like(x) for _ in range(threads)]
