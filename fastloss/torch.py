@@ -91,7 +91,6 @@ _UPCAST = (torch.float16, torch.bfloat16)
 # the fast path's dtypes: torch dtype -> NumPy dtype
 _NP_DTYPE = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
 _Tensor = torch.Tensor
-_STRIDED = torch.strided
 _INT64 = torch.int64
 _INT64_RANGE = (-(2**63), 2**63 - 1)
 _grad_enabled = torch.is_grad_enabled
@@ -99,6 +98,11 @@ _transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambd
 _is_transformed = getattr(
     getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", lambda t: False
 )
+# the compiled kernels (None in a reference-only install) and the runtime state (threads,
+# backend): read per call, set by fastloss.set_num_threads / set_backend / use_backend
+_K = _config._kernels
+_STATE = _config._state
+_BACKEND_OVERRIDE = _config._override
 _unwrap_if_dead = getattr(getattr(torch._C, "_functorch", None), "unwrap_if_dead", lambda t: t)
 # autograd.Function.apply's C part (see _raw_apply)
 _BASE_APPLY = getattr(torch._C, "_FunctionBase", object).__dict__.get("apply")
@@ -338,8 +342,7 @@ def _make_plan(spec):
     p.class_axis = spec.family == "class"
     function = FUNCTIONS.get(spec.name) or _make_function(spec)
     p.apply = _raw_apply(function)
-    K = _config._kernels
-    table = None if K is None else (K.CLASS_OPS if p.class_axis else K.ELEMENTWISE_OPS)
+    table = None if _K is None else (_K.CLASS_OPS if p.class_axis else _K.ELEMENTWISE_OPS)
     p.op = None if table is None else table[spec.kernel]
     p.op_switched = None
     if table is not None and spec.kernel_switch:
@@ -399,51 +402,40 @@ def _run_general(plan, input, target, options, weights):
 
 
 def _view(t, dtype):
-    """The NumPy view of a tensor the fast path may hand to a kernel as is (CPU, strided,
-    contiguous, aligned, of `dtype`, not requiring grad), or None."""
-    if (
-        not isinstance(t, _Tensor)
-        or t.dtype is not dtype
-        or t.requires_grad
-        or not t.is_cpu
-        or t.layout is not _STRIDED
-        or not t.is_contiguous()
-    ):
-        return None
-    try:  # a tensor without plain memory (negative bit, dead torch.func wrapper, ...): None
-        if t.data_ptr() % t.element_size():
+    """The NumPy view of a tensor the fast path may hand to a kernel as is (contiguous,
+    aligned, of `dtype`, on the CPU, strided, not requiring grad: ``numpy()`` refuses the
+    last three, as it refuses a negative bit or a dead torch.func wrapper), or None."""
+    try:
+        if t.dtype is not dtype or not t.is_contiguous() or t.data_ptr() % t.element_size():
             return None
         return t.numpy()
-    except (RuntimeError, TypeError):
+    except (AttributeError, RuntimeError, TypeError):
         return None
 
 
 def _fast_input(plan, input):
-    """(NumPy dtype, NumPy view) of a fast-path input, or None."""
-    if not plan.fast or _transforms_active() or not isinstance(input, _Tensor):
+    """(NumPy dtype, NumPy view) of a fast-path input (as _view, float32/float64, requiring
+    grad or not), or None."""
+    if not plan.fast or _transforms_active():
         return None
-    dt = _NP_DTYPE.get(input.dtype)
-    if (
-        dt is None
-        or not input.is_cpu
-        or input.layout is not _STRIDED
-        or not input.is_contiguous()
-        or _config.get_backend() != "compiled"
-    ):
-        return None
-    try:  # as _view; force=True detaches inside (a third cheaper than .detach().numpy())
-        if input.data_ptr() % dt.itemsize:
+    try:
+        dt = _NP_DTYPE.get(input.dtype)
+        if (
+            dt is None
+            or not input.is_contiguous()
+            or input.data_ptr() % dt.itemsize
+            or (_BACKEND_OVERRIDE.get() or _STATE["backend"]) != "compiled"
+        ):
             return None
-        return dt, input.numpy(force=True) if input.requires_grad else input.numpy()
-    except (RuntimeError, TypeError):
+        if not input.requires_grad:
+            return dt, input.numpy()
+        # force=True detaches inside (a third cheaper than .detach().numpy()), but would also
+        # copy from another device: that is refused first
+        if not input.is_cpu:  # (numpy() refuses other layouts even with force=True)
+            return None
+        return dt, input.numpy(force=True)
+    except (AttributeError, RuntimeError, TypeError):
         return None
-
-
-def _finish_fast(plan, input, dt, loss, rows, g_np, mode):
-    out = torch.from_numpy(rows if rows is not None else np.array(loss, dt))
-    if g_np is None:
-        return out
-    return plan.apply(input, (out, torch.from_numpy(g_np), mode, None))
 
 
 def _class_loss(plan, input, target, weight, ignore_index, reduction, smoothing, gamma):
@@ -498,10 +490,11 @@ def _class_loss(plan, input, target, weight, ignore_index, reduction, smoothing,
             gamma = check(gamma, name)
     except Exception:
         return None
-    g_np = _new_grad(shape, dt, x_np.size) if input.requires_grad and _grad_enabled() else None
+    g_np = None
+    if input.requires_grad and _grad_enabled():
+        g_np = _new_grad(shape, dt, x_np.size)
     rows = np.empty(loss_shape, dt) if red == _NONE else None
-    K = _config._kernels
-    loss, bad = K.class_loss(
+    loss, bad = _K.class_loss(
         plan.op,
         x_np,
         N,
@@ -517,12 +510,19 @@ def _class_loss(plan, input, target, weight, ignore_index, reduction, smoothing,
         1.0,
         g_np,
         rows,
-        _config._state["threads"],
+        _STATE["threads"],
     )
     if bad >= 0:  # a class index out of range: the general path raises fastloss's IndexError
         return None
-    mode = _SCALAR if rows is None else (_PER_ROW if ndim >= 2 else _SAME_SHAPE)
-    return _finish_fast(plan, input, dt, loss, rows, g_np, mode)
+    if rows is None:
+        out = torch.from_numpy(np.array(loss, dt))
+        mode = _SCALAR
+    else:
+        out = torch.from_numpy(rows)
+        mode = _PER_ROW if ndim >= 2 else _SAME_SHAPE
+    if g_np is None:
+        return out
+    return plan.apply(input, (out, torch.from_numpy(g_np), mode, None))
 
 
 def _elementwise_loss(plan, input, target, reduction, params):
@@ -561,10 +561,11 @@ def _elementwise_loss(plan, input, target, reduction, params):
         denom = shape[0] if shape else 1
     if denom:
         scale = 1.0 / denom
-    g_np = _new_grad(shape, dt, n) if input.requires_grad and _grad_enabled() else None
+    g_np = None
+    if input.requires_grad and _grad_enabled():
+        g_np = _new_grad(shape, dt, n)
     rows = np.empty(shape, dt) if reduction == "none" else None
-    K = _config._kernels
-    total, bad = K.elementwise(
+    total, bad = _K.elementwise(
         op,
         x_np,
         t_np,
@@ -578,12 +579,19 @@ def _elementwise_loss(plan, input, target, reduction, params):
         None,
         scale,
         rows,
-        _config._state["threads"],
+        _STATE["threads"],
     )
     if bad:  # outside the input's domain: the general path raises fastloss's ValueError
         return None
-    loss = total / denom if denom else total
-    return _finish_fast(plan, input, dt, loss, rows, g_np, _SCALAR if rows is None else _SAME_SHAPE)
+    if rows is None:
+        out = torch.from_numpy(np.array(total / denom if denom else total, dt))
+        mode = _SCALAR
+    else:
+        out = torch.from_numpy(rows)
+        mode = _SAME_SHAPE
+    if g_np is None:
+        return out
+    return plan.apply(input, (out, torch.from_numpy(g_np), mode, None))
 
 
 def _same_shape_weight(weight, input, target, name):
@@ -600,7 +608,7 @@ def _same_shape_weight(weight, input, target, name):
 
 #: loss name -> what its calls need from its registry row
 _PLANS = {name: _make_plan(_registry.LOSSES[name]) for name in FUNCTIONS}
-_REDUCTIONS = {} if _config._kernels is None else dict(_config._kernels.REDUCTIONS)
+_REDUCTIONS = {} if _K is None else dict(_K.REDUCTIONS)
 _NONE = _REDUCTIONS.get("none")
 
 
@@ -658,12 +666,8 @@ def focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100, reducti
     return out
 
 
-def _elementwise(name, input, target, reduction, params=(), **weights):
-    """An elementwise loss: the fast path when no weight is given, else the general one."""
-    return _run_elementwise(_PLANS[name], input, target, reduction, params, weights)
-
-
 def _run_elementwise(plan, input, target, reduction, params, weights):
+    """An elementwise loss: the fast path when no weight is given, else the general one."""
     for w in weights.values():
         if w is not None:
             break
@@ -671,6 +675,10 @@ def _run_elementwise(plan, input, target, reduction, params, weights):
         out = _elementwise_loss(plan, input, target, reduction, params)
         if out is not None:
             return out
+    return _general_elementwise(plan, input, target, reduction, params, weights)
+
+
+def _general_elementwise(plan, input, target, reduction, params, weights):
     options = dict(zip(plan.spec.param_names, params), reduction=reduction)
     return _run_general(plan, input, target, options, weights)
 
@@ -678,7 +686,12 @@ def _run_elementwise(plan, input, target, reduction, params, weights):
 def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
     """torchvision.ops.sigmoid_focal_loss (Lin et al. 2017) from logits; alpha < 0 disables
     the alpha term.  Note torchvision's default reduction="none"."""
-    return _elementwise("sigmoid_focal_loss", inputs, targets, reduction, (alpha, gamma))
+    params = (alpha, gamma)
+    plan = _PLANS["sigmoid_focal_loss"]
+    out = _elementwise_loss(plan, inputs, targets, reduction, params)
+    return (
+        _general_elementwise(plan, inputs, targets, reduction, params, {}) if out is None else out
+    )
 
 
 def binary_cross_entropy(
@@ -687,7 +700,11 @@ def binary_cross_entropy(
     """torch.nn.functional.binary_cross_entropy on probabilities (logs clamped at -100)."""
     if size_average is not None or reduce is not None:
         reduction = _legacy_reduction(size_average, reduce, reduction, "binary_cross_entropy")
-    return _elementwise("binary_cross_entropy", input, target, reduction, weight=weight)
+    plan = _PLANS["binary_cross_entropy"]
+    out = None if weight is not None else _elementwise_loss(plan, input, target, reduction, ())
+    if out is None:
+        out = _general_elementwise(plan, input, target, reduction, (), {"weight": weight})
+    return out
 
 
 def binary_cross_entropy_with_logits(
@@ -698,15 +715,27 @@ def binary_cross_entropy_with_logits(
     name = "binary_cross_entropy_with_logits"
     if size_average is not None or reduce is not None:
         reduction = _legacy_reduction(size_average, reduce, reduction, name)
-    return _elementwise(name, input, target, reduction, weight=weight, pos_weight=pos_weight)
+    plan = _PLANS[name]
+    out = None
+    if weight is None and pos_weight is None:
+        out = _elementwise_loss(plan, input, target, reduction, ())
+    if out is None:
+        weights = {"weight": weight, "pos_weight": pos_weight}
+        out = _general_elementwise(plan, input, target, reduction, (), weights)
+    return out
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """torch.nn.functional.mse_loss (weight: the input's shape; weighted mean = sum / sum(w))."""
     if size_average is not None or reduce is not None:
         reduction = _legacy_reduction(size_average, reduce, reduction, "mse_loss")
+    plan = _PLANS["mse_loss"]
+    if weight is None:
+        out = _elementwise_loss(plan, input, target, reduction, ())
+        if out is not None:
+            return out
     _same_shape_weight(weight, input, target, "mse_loss")
-    return _elementwise("mse_loss", input, target, reduction, weight=weight)
+    return _general_elementwise(plan, input, target, reduction, (), {"weight": weight})
 
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
@@ -714,28 +743,43 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
     mean = sum / sum(w))."""
     if size_average is not None or reduce is not None:
         reduction = _legacy_reduction(size_average, reduce, reduction, "l1_loss")
+    plan = _PLANS["l1_loss"]
+    if weight is None:
+        out = _elementwise_loss(plan, input, target, reduction, ())
+        if out is not None:
+            return out
     _same_shape_weight(weight, input, target, "l1_loss")
-    return _elementwise("l1_loss", input, target, reduction, weight=weight)
+    return _general_elementwise(plan, input, target, reduction, (), {"weight": weight})
 
 
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
     """torch.nn.functional.smooth_l1_loss (beta=0 is l1_loss)."""
     if size_average is not None or reduce is not None:
         reduction = _legacy_reduction(size_average, reduce, reduction, "smooth_l1_loss")
-    return _elementwise("smooth_l1_loss", input, target, reduction, (beta,))
+    plan = _PLANS["smooth_l1_loss"]
+    out = _elementwise_loss(plan, input, target, reduction, (beta,))
+    return _general_elementwise(plan, input, target, reduction, (beta,), {}) if out is None else out
 
 
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     """torch.nn.functional.huber_loss (weight: the input's shape; weighted mean = sum / N)."""
+    plan = _PLANS["huber_loss"]
+    if weight is None:
+        out = _elementwise_loss(plan, input, target, reduction, (delta,))
+        if out is not None:
+            return out
     _same_shape_weight(weight, input, target, "huber_loss")
-    return _elementwise("huber_loss", input, target, reduction, (delta,), weight=weight)
+    return _general_elementwise(plan, input, target, reduction, (delta,), {"weight": weight})
 
 
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
     """torch.nn.functional.kl_div (input: log-probabilities; reduction may be "batchmean")."""
     if size_average is not None or reduce is not None:
         reduction = _legacy_reduction(size_average, reduce, reduction, "kl_div")
-    return _elementwise("kl_div", input, target, reduction, (bool(log_target),))
+    params = (bool(log_target),)
+    plan = _PLANS["kl_div"]
+    out = _elementwise_loss(plan, input, target, reduction, params)
+    return _general_elementwise(plan, input, target, reduction, params, {}) if out is None else out
 
 
 # ------------------------------------------------------------------ nn.Module classes
