@@ -17,12 +17,13 @@ constructor of its ``torch.nn`` namesake, so porting is a change of import::
 
 How it works: a call validates its arguments and runs fastloss's fused kernel before autograd
 sees it, so loss and gradient come from ONE pass, the gradient written straight into a fresh
-buffer that torch then owns (a NumPy allocation handed over with ``torch.from_numpy``: from
-4 MiB on it is 2 MiB-aligned, so it is faulted in as huge pages).  The autograd node (one
-``torch.autograd.Function`` per loss, in ``FUNCTIONS``) only carries that buffer: ``backward``
-scales it by the upstream gradient, or returns it as is when the upstream gradient is exactly 1
-(the usual ``loss.backward()``); nothing is recomputed.  When the input does not require grad
-(inference, ``torch.no_grad()``), no gradient is computed and no node is made.
+buffer that torch then owns (a NumPy allocation handed over with ``torch.from_numpy``: NumPy
+asks for huge pages on large allocations, which makes a large gradient much cheaper to fault in
+than ``torch.empty_like``'s).  The autograd node (one ``torch.autograd.Function`` per loss, in
+``FUNCTIONS``) only carries that buffer: ``backward`` scales it by the upstream gradient, or
+returns it as is when the upstream gradient is exactly 1 (the usual ``loss.backward()``);
+nothing is recomputed.  When the input does not require grad (inference, ``torch.no_grad()``),
+no gradient is computed and no node is made.
 
 The usual call takes a fast path that hands the tensors' memory to the compiled kernel
 directly: a contiguous float32/float64 CPU input; int64 class indices (or, for
@@ -35,8 +36,9 @@ weights, the reference backend, and every call with a bad argument) goes through
 the same on both paths.
 
 ``softmax``, ``log_softmax`` and ``logsumexp`` have torch's signatures too; their forward is
-``fastloss.softmax`` / ``log_softmax`` / ``logsumexp`` and their backward is written with torch
-ops on the saved output, so they are twice differentiable.
+``fastloss.softmax`` / ``log_softmax`` / ``logsumexp``, their backward torch ops on the saved
+output (torch's own fused softmax backward kernels where torch has them), so they are twice
+differentiable.
 
 Differences from ``torch.nn.functional`` (all deliberate, all raise instead of guessing):
 
@@ -84,7 +86,6 @@ import torch
 import fastloss as _fl
 from fastloss import _config
 from fastloss import _losses as _registry
-from fastloss import _validate as _V
 
 _NATIVE = (torch.float32, torch.float64)
 _UPCAST = (torch.float16, torch.bfloat16)
@@ -238,12 +239,10 @@ def _numpy_other(t, cdtype):
 
 
 def _new_grad(shape, dtype, numel):
-    """A fresh gradient buffer (NumPy, C order): fastloss's huge-page-aligned allocation from
-    4 MiB on (torch.empty_like's 4 KiB pages cost twice as much to fault in), a plain np.empty
-    below, where the alignment helper's own cost would show."""
-    if numel * dtype.itemsize < _V._ALIGNED_MIN:
-        return np.empty(shape, dtype)
-    return _V.empty(shape, dtype)
+    """A fresh gradient buffer, allocated by NumPy: NumPy asks Linux for transparent huge
+    pages on large allocations, torch.empty does not, and faulting in 4 KiB pages made a
+    large gradient cost 3x more (docs/performance.md, torch bridge overhead)."""
+    return np.empty(shape, dtype)
 
 
 # ------------------------------------------------------------------ autograd Functions
@@ -300,7 +299,8 @@ def _raw_apply(function):
     """``function.apply`` without ``torch.autograd.Function.apply``'s Python prologue (binding
     default arguments for a ``setup_context``, which these Functions do not define; dispatching
     to torch.func, which the bridge refuses before; unwrapping dead torch.func wrappers, which
-    the bridge never passes): that prologue is a fifth of a small call's autograd cost."""
+    the general path does itself); what that saves: docs/performance.md, torch bridge
+    overhead."""
     if _BASE_APPLY is None:  # another torch layout: the public apply
         return function.apply
     return _BASE_APPLY.__get__(None, function)
@@ -322,7 +322,6 @@ class _Plan:
     __slots__ = (
         "spec",
         "name",
-        "family",
         "apply",
         "fast",
         "op",
@@ -338,7 +337,7 @@ class _Plan:
 
 def _make_plan(spec):
     p = _Plan()
-    p.spec, p.name, p.family = spec, spec.name, spec.family
+    p.spec, p.name = spec, spec.name
     p.class_axis = spec.family == "class"
     function = FUNCTIONS.get(spec.name) or _make_function(spec)
     p.apply = _raw_apply(function)
@@ -927,10 +926,16 @@ globals().update({m.__name__: m for m in MODULES.values()})
 # ------------------------------------------------------------------ softmax family
 
 
+# torch's fused backward kernels of softmax and log_softmax (differentiable again, like the
+# formulas they compute); the formulas in torch ops where a torch build lacks them
+_SOFTMAX_BACKWARD = getattr(torch, "_softmax_backward_data", None)
+_LOG_SOFTMAX_BACKWARD = getattr(torch, "_log_softmax_backward_data", None)
+
+
 class SoftmaxFunction(torch.autograd.Function):
     """softmax along ``dim``; ``forward(ctx, input, (output, dim))`` attaches the output
-    fastloss computed.  Backward from the saved output s: s * (g - sum(g * s)), in torch ops
-    (so it is itself differentiable)."""
+    fastloss computed.  Backward from the saved output s: s * (g - sum(g * s)), itself
+    differentiable (double backward works)."""
 
     @staticmethod
     def forward(ctx, input, result):
@@ -941,12 +946,15 @@ class SoftmaxFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         (s,) = ctx.saved_tensors
+        if _SOFTMAX_BACKWARD is not None:
+            return _SOFTMAX_BACKWARD(grad_output, s, ctx.dim, s.dtype), None
         gs = grad_output * s
         return gs - s * gs.sum(ctx.dim, keepdim=True), None
 
 
 class LogSoftmaxFunction(torch.autograd.Function):
-    """log_softmax along ``dim``.  Backward from the saved output y: g - exp(y) * sum(g)."""
+    """log_softmax along ``dim``.  Backward from the saved output y: g - exp(y) * sum(g),
+    itself differentiable."""
 
     @staticmethod
     def forward(ctx, input, result):
@@ -957,6 +965,8 @@ class LogSoftmaxFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         (y,) = ctx.saved_tensors
+        if _LOG_SOFTMAX_BACKWARD is not None:
+            return _LOG_SOFTMAX_BACKWARD(grad_output, y, ctx.dim, y.dtype), None
         return grad_output - y.exp() * grad_output.sum(ctx.dim, keepdim=True), None
 
 
