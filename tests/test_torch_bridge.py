@@ -8,7 +8,12 @@
 * training parity: the same seeded MLP trained with torch's loss and with the bridge gives the
   same loss curve;
 * errors (non-CPU tensors, targets/weights requiring grad, bad shapes, double backward);
-* exactly one fastloss call per forward+backward, zero-copy input and gradient buffers.
+* exactly one kernel call per forward+backward, zero-copy input and gradient buffers, on the
+  fast path (canonical tensors straight to the kernel) and the general one (fastloss.<loss>);
+  which calls take which path, and that both give torch's results;
+* softmax / log_softmax / logsumexp against torch (values, gradients, gradcheck and
+  gradgradcheck in float64);
+* a clear TypeError under torch.func transforms (grad, vmap, jacrev, jvp).
 """
 
 import copy
@@ -706,7 +711,8 @@ KERNEL_ARGS = {
 @pytest.fixture
 def kernel_calls(monkeypatch):
     """Record every call of the compiled entry points (both the bridge's fast path and
-    fastloss's public API reach the kernels through these module attributes)."""
+    fastloss's public API reach the kernels through these module attributes), on the
+    compiled backend."""
     K = fastloss._config._kernels
     if K is None:
         pytest.skip("compiled kernels not available")
@@ -719,7 +725,8 @@ def kernel_calls(monkeypatch):
             return _original(*args)
 
         monkeypatch.setattr(K, entry, counting)
-    return log
+    with fastloss.use_backend("compiled"):
+        yield log
 
 
 @pytest.fixture
