@@ -6,8 +6,10 @@ The input is a leaf tensor of logits that requires grad (what a model's last lay
 loss); one step is ``x.grad = None; loss = fn(x, target); loss.backward()``.  Cases:
 cross_entropy on 4096x1000 float32 logits and sigmoid_focal_loss (reduction="mean") on 1M
 float32 logits (torch side: torchvision.ops.sigmoid_focal_loss when installed, else its formula
-composed from torch ops, which is what torchvision runs).  Skipped without torch, and skipped
-unless run with --benchmark-only.  Compare within one run only.
+composed from torch ops, which is what torchvision runs); and the small sizes where the
+bridge's fixed cost per call decides: cross_entropy on 32x10 and 1024x100, mse_loss on 1000
+elements.  Skipped without torch, and skipped unless run with --benchmark-only.  Compare
+within one run only.
 """
 
 import numpy as np
@@ -37,11 +39,16 @@ def _torch_sigmoid_focal_loss():
     return sigmoid_focal_loss
 
 
-def _cross_entropy_case():
+def _cross_entropy_case(n=4096, c=1000):
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(4096, 1000, generator=g, dtype=torch.float32) * 2
-    t = torch.randint(0, 1000, (4096,), generator=g)
+    x = torch.randn(n, c, generator=g, dtype=torch.float32) * 2
+    t = torch.randint(0, c, (n,), generator=g)
     return x, t, {}
+
+
+def _mse_case(n=1000):
+    g = torch.Generator().manual_seed(2)
+    return torch.randn(n, generator=g), torch.randn(n, generator=g), {}
 
 
 def _sigmoid_focal_case():
@@ -53,6 +60,18 @@ def _sigmoid_focal_case():
 
 CASES = {
     "cross_entropy-4096x1000-float32": (_cross_entropy_case, F.cross_entropy, FL.cross_entropy),
+    # small sizes: the bridge's cost per call (fast path + autograd node) against torch's
+    "cross_entropy-32x10-float32": (
+        lambda: _cross_entropy_case(32, 10),
+        F.cross_entropy,
+        FL.cross_entropy,
+    ),
+    "cross_entropy-1024x100-float32": (
+        lambda: _cross_entropy_case(1024, 100),
+        F.cross_entropy,
+        FL.cross_entropy,
+    ),
+    "mse_loss-1000-float32": (_mse_case, F.mse_loss, FL.mse_loss),
     "sigmoid_focal_loss-1M-float32": (
         _sigmoid_focal_case,
         _torch_sigmoid_focal_loss(),

@@ -15,14 +15,30 @@ constructor of its ``torch.nn`` namesake, so porting is a change of import::
     criterion = FL.BCEWithLogitsLoss(pos_weight=torch.full((5,), 2.0))
     criterion(model(x), torch.rand(64, 5)).backward()
 
-How it works: each loss is a ``torch.autograd.Function``.  ``forward`` hands the CPU tensors to
-fastloss as zero-copy NumPy views (a contiguous copy is made only for non-contiguous input) and,
-when the input requires grad, calls fastloss with ``return_grad=True`` and ``grad_out=`` the NumPy
-view of a fresh ``torch.empty_like(input)``: loss and gradient come from ONE fused pass and the
-gradient already lives in a torch tensor.  ``backward`` only scales that saved gradient by the
-upstream gradient (returned as is when the upstream gradient is exactly 1, the usual
-``loss.backward()``); nothing is recomputed.  When the input does not require grad (inference,
-``torch.no_grad()``), no gradient is computed at all.
+How it works: a call validates its arguments and runs fastloss's fused kernel before autograd
+sees it, so loss and gradient come from ONE pass, the gradient written straight into a fresh
+buffer that torch then owns (a NumPy allocation handed over with ``torch.from_numpy``: NumPy
+asks for huge pages on large allocations, which makes a large gradient much cheaper to fault in
+than ``torch.empty_like``'s).  The autograd node (one ``torch.autograd.Function`` per loss, in
+``FUNCTIONS``) only carries that buffer: ``backward`` scales it by the upstream gradient, or
+returns it as is when the upstream gradient is exactly 1 (the usual ``loss.backward()``);
+nothing is recomputed.  When the input does not require grad (inference, ``torch.no_grad()``),
+no gradient is computed and no node is made.
+
+The usual call takes a fast path that hands the tensors' memory to the compiled kernel
+directly: a contiguous float32/float64 CPU input; int64 class indices (or, for
+``cross_entropy``, probabilities of the input's dtype and shape) and an optional class
+``weight`` of the input's dtype for the class losses; a target of the input's dtype and shape
+and no weights for the elementwise ones; plain int/float options; the compiled backend.
+Every other call (other dtypes, non-contiguous or expanded tensors, the elementwise losses'
+weights, the reference backend, and every call with a bad argument) goes through
+``fastloss.<loss>`` on NumPy views, with its full validation: the results and the errors are
+the same on both paths.
+
+``softmax``, ``log_softmax`` and ``logsumexp`` have torch's signatures too; their forward is
+``fastloss.softmax`` / ``log_softmax`` / ``logsumexp``, their backward torch ops on the saved
+output (torch's own fused softmax backward kernels where torch has them), so they are twice
+differentiable.
 
 Differences from ``torch.nn.functional`` (all deliberate, all raise instead of guessing):
 
@@ -34,8 +50,13 @@ Differences from ``torch.nn.functional`` (all deliberate, all raise instead of g
 * float32 and float64 are computed natively; float16 and bfloat16 inputs are computed in
   float32, and the loss and the gradient are cast back to the input's dtype.  Integer/complex
   inputs raise ``TypeError``.  Targets and weights are converted to the compute dtype.
-* Double backward is not supported: ``backward`` raises ``RuntimeError`` when called with
-  ``create_graph=True`` (e.g. ``torch.autograd.grad(..., create_graph=True)``).
+* Double backward of the losses is not supported: ``backward`` raises ``RuntimeError`` when
+  called with ``create_graph=True`` (e.g. ``torch.autograd.grad(..., create_graph=True)``).
+* Not composable with ``torch.func`` transforms (``vmap``, ``grad``, ``jacrev``, ``jvp``, ...):
+  a tensor argument transformed by one raises ``TypeError`` saying so (the kernels read the
+  tensors' memory, which a batched or grad-tracking tensor does not expose).  Use
+  ``torch.nn.functional`` inside transforms; outside them, ordinary autograd
+  (``loss.backward()``, ``torch.autograd.grad``) works.
 * ``target`` must have the input's shape for the elementwise losses (torch broadcasts with a
   warning; fastloss raises ``ValueError``).  Class-index targets may be any integer dtype.
 * The per-element ``weight=`` of ``mse_loss``, ``l1_loss`` and ``huber_loss`` (torch 2.13)
@@ -55,16 +76,37 @@ Extra losses: :func:`focal_loss` (multi-class softmax focal loss) and :func:`sig
 """
 
 import inspect
+import math
+import operator
 import warnings
 
 import numpy as np
 import torch
 
 import fastloss as _fl
+from fastloss import _config
 from fastloss import _losses as _registry
 
 _NATIVE = (torch.float32, torch.float64)
 _UPCAST = (torch.float16, torch.bfloat16)
+# the fast path's dtypes: torch dtype -> NumPy dtype
+_NP_DTYPE = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
+_Tensor = torch.Tensor
+_INT64 = torch.int64
+_INT64_RANGE = (-(2**63), 2**63 - 1)
+_grad_enabled = torch.is_grad_enabled
+_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
+_is_transformed = getattr(
+    getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", lambda t: False
+)
+# the compiled kernels (None in a reference-only install) and the runtime state (threads,
+# backend): read per call, set by fastloss.set_num_threads / set_backend / use_backend
+_K = _config._kernels
+_STATE = _config._state
+_BACKEND_OVERRIDE = _config._override
+_unwrap_if_dead = getattr(getattr(torch._C, "_functorch", None), "unwrap_if_dead", lambda t: t)
+# autograd.Function.apply's C part (see _raw_apply)
+_BASE_APPLY = getattr(torch._C, "_FunctionBase", object).__dict__.get("apply")
 
 
 # ------------------------------------------------------------------ argument checks
@@ -113,16 +155,55 @@ def _check_tensor(t, arg, name, optional=False):
         )
 
 
-def _check_args(name, input, target, **optional):
+def _check_input(name, input):
     _check_tensor(input, "input", name)
     if not input.dtype.is_floating_point:
         raise TypeError(
             f"fastloss.torch.{name}: input must be a floating tensor (float32, "
             f"float64, float16 or bfloat16), got {input.dtype}"
         )
+
+
+def _check_args(name, input, target, **optional):
+    _check_input(name, input)
     _check_tensor(target, "target", name)
     for arg, t in optional.items():
         _check_tensor(t, arg, name, optional=True)
+
+
+_NOT_COMPOSABLE = (
+    "fastloss.torch functions are not composable with torch.func transforms (vmap, grad, "
+    "jacrev, jvp, ...): their kernels read the tensors' memory, which a batched or "
+    "grad-tracking tensor does not expose, and their autograd nodes are not torch.func "
+    "rules.  Inside a transform use the torch.nn.functional (or torch) equivalent of {name}; "
+    "outside one, fastloss.torch.{name} works with ordinary autograd (loss.backward(), "
+    "torch.autograd.grad)."
+)
+
+
+def _check_composable(name, tensors):
+    """TypeError inside a torch.func transform (vmap, grad, jacrev, ...) for a tensor argument
+    the transform wrapped (its memory is not the values the transform sees), or for an input
+    that requires grad (the node would bypass the transform)."""
+    if not _transforms_active():
+        return
+    for arg, t in tensors.items():
+        if isinstance(t, _Tensor) and _is_transformed(t):
+            raise TypeError(
+                f"fastloss.torch.{name}: {arg} is a tensor transformed by torch.func; "
+                + _NOT_COMPOSABLE.format(name=name)
+            )
+    if tensors["input"].requires_grad and _grad_enabled():
+        raise TypeError(
+            f"fastloss.torch.{name}: called inside a torch.func transform with an input that "
+            "requires grad; " + _NOT_COMPOSABLE.format(name=name)
+        )
+
+
+def _plain(t):
+    """A tensor that escaped a finished torch.func transform as the tensor it wraps (what
+    torch.autograd.Function.apply does with one); anything else as is."""
+    return _unwrap_if_dead(t) if isinstance(t, _Tensor) and _is_transformed(t) else t
 
 
 def _compute_dtype(dtype):
@@ -157,77 +238,72 @@ def _numpy_other(t, cdtype):
     return t.resolve_neg().resolve_conj().numpy()
 
 
+def _new_grad(shape, dtype, numel):
+    """A fresh gradient buffer, allocated by NumPy: NumPy asks Linux for transparent huge
+    pages on large allocations, torch.empty does not, and faulting in 4 KiB pages made a
+    large gradient cost 3x more (docs/performance.md, torch bridge overhead)."""
+    return np.empty(shape, dtype)
+
+
 # ------------------------------------------------------------------ autograd Functions
 
-
-def _fused_forward(ctx, loss_name, class_axis, input, target, options, **weights):
-    """Shared forward: one fastloss call, the gradient written into a torch-owned buffer."""
-    in_dtype = input.dtype
-    cdtype = _compute_dtype(in_dtype)
-    x, x_np = _numpy_input(input, cdtype)
-    kwargs = dict(options)
-    for arg, w in weights.items():
-        kwargs[arg] = _numpy_other(w, cdtype)
-    t_np = _numpy_other(target, cdtype)
-    fn = getattr(_fl, loss_name)  # looked up per call (tests may monkeypatch fastloss.<name>)
-    if ctx is None or not ctx.needs_input_grad[0]:  # ctx None: called without autograd
-        loss = fn(x_np, t_np, **kwargs)
-    else:
-        ctx.in_dtype = in_dtype
-        ctx.reduction = kwargs.get("reduction")
-        ctx.class_axis = class_axis and input.dim() >= 2
-        grad = torch.empty_like(x, memory_format=torch.contiguous_format)
-        loss, g_np = fn(x_np, t_np, return_grad=True, grad_out=grad.numpy(), **kwargs)
-        if grad.numel() and g_np.ctypes.data != grad.data_ptr():  # fastloss fills grad_out
-            raise RuntimeError(f"fastloss.{loss_name} did not return the grad_out buffer")
-        ctx.save_for_backward(grad)
-    out = torch.from_numpy(np.array(loss, dtype=x_np.dtype))
-    return out if out.dtype == in_dtype else out.to(in_dtype)
+# how backward applies the upstream gradient g to the saved gradient buffer
+_SCALAR, _SAME_SHAPE, _PER_ROW = 0, 1, 2  # g 0-d; g shaped like the buffer; g lacks the class axis
 
 
 class _FusedLossFunction(torch.autograd.Function):
-    """Base: backward scales the gradient saved by the fused forward; never recomputes it."""
+    """Base of the per-loss Functions: the node that carries a fused call's gradient.
+
+    ``forward(ctx, input, result)`` runs after the kernel did: ``result`` is ``(loss, gradient
+    buffer, mode, dtype)`` (mode: how the upstream gradient broadcasts; dtype: the input's, to
+    cast the gradient to, or None); it saves the buffer and returns the loss.  ``backward``
+    scales the buffer by the upstream gradient (returns it as is when that is exactly 1)."""
+
+    @staticmethod
+    def forward(ctx, input, result):
+        loss, grad, ctx.mode, ctx.grad_dtype = result
+        ctx.save_for_backward(grad)
+        return loss
 
     @staticmethod
     def backward(ctx, grad_output):
-        if torch.is_grad_enabled():
+        if _grad_enabled():
             raise RuntimeError(
                 "fastloss.torch: double backward is not supported (backward was "
                 "called with create_graph=True); use torch.nn.functional for "
                 "higher-order gradients"
             )
-        nones = (None,) * (len(ctx.needs_input_grad) - 1)  # target, options, weights
-        if not ctx.needs_input_grad[0]:
-            return (None,) + nones
         (grad,) = ctx.saved_tensors
-        if ctx.reduction == "none":
-            go = grad_output.unsqueeze(1) if ctx.class_axis else grad_output
-            grad = grad * go
-        elif grad_output.item() != 1.0:  # a 0-d upstream gradient; 1 is the plain .backward()
+        mode = ctx.mode
+        if mode == _SCALAR:
+            if grad_output.item() != 1.0:  # 1: the plain loss.backward()
+                grad = grad * grad_output
+        elif mode == _SAME_SHAPE:
             grad = grad * grad_output
-        if grad.dtype != ctx.in_dtype:
-            grad = grad.to(ctx.in_dtype)
-        return (grad,) + nones
+        else:
+            grad = grad * grad_output.unsqueeze(1)
+        if ctx.grad_dtype is not None:
+            grad = grad.to(ctx.grad_dtype)
+        return grad, None
 
 
 def _make_function(spec):
-    """The autograd.Function of a registry row: forward(ctx, input, target, options, *weights)
-    with the row's weight tensors in declaration order."""
-    weight_names = spec.weight_names
-    class_axis = spec.family == "class"
-
-    def forward(ctx, input, target, options, *weights):
-        return _fused_forward(
-            ctx, spec.name, class_axis, input, target, options, **dict(zip(weight_names, weights))
-        )
-
+    """The autograd.Function of a registry row (named after its module, so that the loss's
+    grad_fn reads e.g. ``CrossEntropyLossFunctionBackward``)."""
     name = f"{spec.torch_module}Function"
     doc = f"autograd.Function of fastloss.torch.{spec.name} (gradient from the fused forward)."
-    return type(
-        name,
-        (_FusedLossFunction,),
-        {"forward": staticmethod(forward), "__doc__": doc, "__module__": __name__},
-    )
+    return type(name, (_FusedLossFunction,), {"__doc__": doc, "__module__": __name__})
+
+
+def _raw_apply(function):
+    """``function.apply`` without ``torch.autograd.Function.apply``'s Python prologue (binding
+    default arguments for a ``setup_context``, which these Functions do not define; dispatching
+    to torch.func, which the bridge refuses before; unwrapping dead torch.func wrappers, which
+    the general path does itself); what that saves: docs/performance.md, torch bridge
+    overhead."""
+    if _BASE_APPLY is None:  # another torch layout: the public apply
+        return function.apply
+    return _BASE_APPLY.__get__(None, function)
 
 
 #: loss name -> its autograd.Function, one per registry row that has a torch module
@@ -239,28 +315,300 @@ FUNCTIONS = {
 globals().update({f.__name__: f for f in FUNCTIONS.values()})
 
 
-def _run(name, input, target, options, *weights):
-    """Through autograd only when a gradient is wanted (Function.forward's needs_input_grad
-    ignores torch.no_grad(), so grad mode is checked here); otherwise a plain forward-only
-    fastloss call, no gradient computed."""
-    function = FUNCTIONS[name]
-    if input.requires_grad and torch.is_grad_enabled():
-        return function.apply(input, target, options, *weights)
-    return function.forward(None, input, target, options, *weights)
+class _Plan:
+    """What a call needs from its registry row, resolved once: the Function, the kernel op,
+    the scalar options' validators and kernel slots."""
+
+    __slots__ = (
+        "spec",
+        "name",
+        "apply",
+        "fast",
+        "op",
+        "op_switched",
+        "checks",
+        "slot1",
+        "slot2",
+        "switch",
+        "reductions",
+        "class_axis",
+    )
 
 
-def _opts(**kw):
-    """Options as a hashable tuple (a non-tensor argument of Function.apply)."""
-    return tuple(kw.items())
+def _make_plan(spec):
+    p = _Plan()
+    p.spec, p.name = spec, spec.name
+    p.class_axis = spec.family == "class"
+    function = FUNCTIONS.get(spec.name) or _make_function(spec)
+    p.apply = _raw_apply(function)
+    table = None if _K is None else (_K.CLASS_OPS if p.class_axis else _K.ELEMENTWISE_OPS)
+    p.op = None if table is None else table[spec.kernel]
+    p.op_switched = None
+    if table is not None and spec.kernel_switch:
+        p.op_switched = table[spec.kernel_switch[1]]
+    names = spec.param_names
+    p.checks = tuple((prm.name, prm.check) for prm in spec.params)
+    p.slot1, p.slot2 = (None if a is None else names.index(a) for a in spec.kernel_args)
+    p.switch = names.index(spec.kernel_switch[0]) if spec.kernel_switch else None
+    p.reductions = spec.reductions
+    # the fast path knows every option's place: a kernel slot, the kernel switch, or (class
+    # losses) ignore_index; a row with another kind of option always takes the general path
+    placed = {p.slot1, p.slot2, p.switch}
+    if p.class_axis:  # and the class losses' ignore_index, their only weight the class weight
+        placed.add(names.index("ignore_index") if "ignore_index" in names else -1)
+    p.fast = (
+        table is not None
+        and set(range(len(names))) <= placed
+        and (not p.class_axis or spec.weight_names in ((), ("weight",)))
+    )
+    return p
 
 
-def _same_shape_weight(weight, input, name):
+def _run_general(plan, input, target, options, weights):
+    """Any call: full validation (fastloss's errors), NumPy views (copies only where the
+    dtype or the layout needs one), one ``fastloss.<loss>`` call (looked up per call: tests
+    may monkeypatch it) with ``grad_out=`` the gradient buffer when the input requires grad."""
+    name = plan.name
+    _check_args(name, input, target, **weights)
+    _check_composable(name, {"input": input, "target": target, **weights})
+    input, target = _plain(input), _plain(target)
+    weights = {arg: _plain(w) for arg, w in weights.items()}
+    in_dtype = input.dtype
+    cdtype = _compute_dtype(in_dtype)
+    x, x_np = _numpy_input(input, cdtype)
+    kwargs = dict(options)
+    for arg, w in weights.items():
+        kwargs[arg] = _numpy_other(w, cdtype)
+    t_np = _numpy_other(target, cdtype)
+    fn = getattr(_fl, name)
+    if not (input.requires_grad and _grad_enabled()):
+        loss = fn(x_np, t_np, **kwargs)
+        out = torch.from_numpy(np.asarray(loss, dtype=x_np.dtype))
+        return out if out.dtype == in_dtype else out.to(in_dtype)
+    g_np = _new_grad(x_np.shape, x_np.dtype, x_np.size)
+    loss, g_ret = fn(x_np, t_np, return_grad=True, grad_out=g_np, **kwargs)
+    if g_ret is not g_np:  # fastloss returns the grad_out buffer it filled
+        raise RuntimeError(f"fastloss.{name} did not return the grad_out buffer")
+    out = torch.from_numpy(np.asarray(loss, dtype=x_np.dtype))
+    if out.dtype != in_dtype:
+        out = out.to(in_dtype)
+    if kwargs["reduction"] != "none":
+        mode = _SCALAR
+    else:
+        mode = _PER_ROW if plan.class_axis and input.dim() >= 2 else _SAME_SHAPE
+    grad_dtype = None if cdtype == in_dtype else in_dtype
+    return plan.apply(input, (out, torch.from_numpy(g_np), mode, grad_dtype))
+
+
+def _view(t, dtype):
+    """The NumPy view of a tensor the fast path may hand to a kernel as is (contiguous,
+    aligned, of `dtype`, on the CPU, strided, not requiring grad: ``numpy()`` refuses the
+    last three, as it refuses a negative bit or a dead torch.func wrapper), or None."""
+    try:
+        if t.dtype is not dtype or not t.is_contiguous() or t.data_ptr() % t.element_size():
+            return None
+        return t.numpy()
+    except (AttributeError, RuntimeError, TypeError):
+        return None
+
+
+def _fast_input(plan, input):
+    """(NumPy dtype, NumPy view) of a fast-path input (as _view, float32/float64, requiring
+    grad or not), or None."""
+    if not plan.fast or _transforms_active():
+        return None
+    try:
+        dt = _NP_DTYPE.get(input.dtype)
+        if (
+            dt is None
+            or not input.is_contiguous()
+            or input.data_ptr() % dt.itemsize
+            or (_BACKEND_OVERRIDE.get() or _STATE["backend"]) != "compiled"
+        ):
+            return None
+        if not input.requires_grad:
+            return dt, input.numpy()
+        # force=True detaches inside (a third cheaper than .detach().numpy()), but would also
+        # copy from another device: that is refused first
+        if not input.is_cpu:  # (numpy() refuses other layouts even with force=True)
+            return None
+        return dt, input.numpy(force=True)
+    except (AttributeError, RuntimeError, TypeError):
+        return None
+
+
+def _class_loss(plan, input, target, weight, ignore_index, reduction, smoothing, gamma):
+    """A class loss on the fast path (the loss tensor), or None: then the general path runs
+    and raises where an argument is bad.  ``smoothing`` / ``gamma``: the kernel's two scalar
+    slots (0.0 where the loss has none)."""
+    fast = _fast_input(plan, input)
+    if fast is None or type(reduction) is not str or type(ignore_index) is not int:
+        return None
+    dt, x_np = fast
+    shape = x_np.shape
+    ndim = len(shape)
+    if ndim == 2:
+        N, C = shape
+        S = 1
+        loss_shape = (N,)
+    elif ndim == 1:
+        N, C, S = 1, shape[0], 1
+        loss_shape = ()
+    elif ndim > 2:
+        N, C = shape[0], shape[1]
+        S = math.prod(shape[2:])
+        loss_shape = (N,) + shape[2:]
+    else:
+        return None
+    red = _REDUCTIONS.get(reduction)
+    lo, hi = _INT64_RANGE
+    if red is None or C == 0 or not lo <= ignore_index <= hi:
+        return None
+    tp_np = w_np = None
+    t_np = _view(target, _INT64)
+    if t_np is not None:
+        if t_np.shape != loss_shape:
+            return None
+    elif plan.spec.target_domain == "class_or_prob" and ignore_index < 0:
+        tp_np = _view(target, input.dtype)
+        if tp_np is None or tp_np.shape != shape:
+            return None
+    else:
+        return None
+    if weight is not None:
+        w_np = _view(weight, input.dtype)
+        if w_np is None or w_np.shape != (C,):
+            return None
+    checks = plan.checks
+    try:
+        if plan.slot1 is not None:
+            name, check = checks[plan.slot1]
+            smoothing = check(smoothing, name)
+        if plan.slot2 is not None:
+            name, check = checks[plan.slot2]
+            gamma = check(gamma, name)
+    except Exception:
+        return None
+    g_np = None
+    if input.requires_grad and _grad_enabled():
+        g_np = _new_grad(shape, dt, x_np.size)
+    rows = np.empty(loss_shape, dt) if red == _NONE else None
+    loss, bad = _K.class_loss(
+        plan.op,
+        x_np,
+        N,
+        C,
+        S,
+        t_np,
+        tp_np,
+        w_np,
+        ignore_index,
+        smoothing,
+        gamma,
+        red,
+        1.0,
+        g_np,
+        rows,
+        _STATE["threads"],
+    )
+    if bad >= 0:  # a class index out of range: the general path raises fastloss's IndexError
+        return None
+    if rows is None:
+        out = torch.from_numpy(np.array(loss, dt))
+        mode = _SCALAR
+    else:
+        out = torch.from_numpy(rows)
+        mode = _PER_ROW if ndim >= 2 else _SAME_SHAPE
+    if g_np is None:
+        return out
+    return plan.apply(input, (out, torch.from_numpy(g_np), mode, None))
+
+
+def _elementwise_loss(plan, input, target, reduction, params):
+    """An elementwise loss without weights on the fast path (the loss tensor), or None.
+    ``params``: the row's scalar options in declaration order."""
+    fast = _fast_input(plan, input)
+    if fast is None or type(reduction) is not str or reduction not in plan.reductions:
+        return None
+    dt, x_np = fast
+    shape = x_np.shape
+    n = x_np.size
+    t_np = _view(target, input.dtype)
+    if n == 0 or t_np is None or t_np.shape != shape:
+        return None
+    p1 = p2 = 0.0
+    op = plan.op
+    if params:
+        try:
+            values = [
+                v if check is None else check(v, name)
+                for (name, check), v in zip(plan.checks, params)
+            ]
+        except Exception:
+            return None
+        if plan.slot1 is not None:
+            p1 = values[plan.slot1]
+        if plan.slot2 is not None:
+            p2 = values[plan.slot2]
+        if plan.switch is not None and values[plan.switch]:
+            op = plan.op_switched
+    scale = 1.0
+    denom = 0
+    if reduction == "mean":
+        denom = n
+    elif reduction == "batchmean":
+        denom = shape[0] if shape else 1
+    if denom:
+        scale = 1.0 / denom
+    g_np = None
+    if input.requires_grad and _grad_enabled():
+        g_np = _new_grad(shape, dt, n)
+    rows = np.empty(shape, dt) if reduction == "none" else None
+    total, bad = _K.elementwise(
+        op,
+        x_np,
+        t_np,
+        None,
+        0,
+        None,
+        0,
+        p1,
+        p2,
+        g_np,
+        None,
+        scale,
+        rows,
+        _STATE["threads"],
+    )
+    if bad:  # outside the input's domain: the general path raises fastloss's ValueError
+        return None
+    if rows is None:
+        out = torch.from_numpy(np.array(total / denom if denom else total, dt))
+        mode = _SCALAR
+    else:
+        out = torch.from_numpy(rows)
+        mode = _SAME_SHAPE
+    if g_np is None:
+        return out
+    return plan.apply(input, (out, torch.from_numpy(g_np), mode, None))
+
+
+def _same_shape_weight(weight, input, target, name):
     """torch's weighted mse/l1/huber require a weight of the input's exact shape."""
-    if weight is not None and weight.shape != input.shape:
+    if weight is None:
+        return
+    _check_args(name, input, target, weight=weight)
+    if weight.shape != input.shape:
         raise ValueError(
             f"fastloss.torch.{name}: weight must have the input's shape {tuple(input.shape)} "
             f"(as torch requires), got {tuple(weight.shape)}"
         )
+
+
+#: loss name -> what its calls need from its registry row
+_PLANS = {name: _make_plan(_registry.LOSSES[name]) for name in FUNCTIONS}
+_REDUCTIONS = {} if _K is None else dict(_K.REDUCTIONS)
+_NONE = _REDUCTIONS.get("none")
 
 
 # ------------------------------------------------------------------ functional API
@@ -278,20 +626,30 @@ def cross_entropy(
 ):
     """torch.nn.functional.cross_entropy on fastloss's fused kernel (index or probability
     targets, class weights, ignore_index, label smoothing; (N, C), (N, C, d1..dk) or (C,))."""
-    _check_args("cross_entropy", input, target, weight=weight)
-    reduction = _legacy_reduction(size_average, reduce, reduction, "cross_entropy")
-    options = _opts(ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
-    return _run("cross_entropy", input, target, options, weight)
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction, "cross_entropy")
+    plan = _PLANS["cross_entropy"]
+    out = _class_loss(plan, input, target, weight, ignore_index, reduction, label_smoothing, 0.0)
+    if out is None:
+        options = dict(
+            ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
+        )
+        out = _run_general(plan, input, target, options, {"weight": weight})
+    return out
 
 
 def nll_loss(
     input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"
 ):
     """torch.nn.functional.nll_loss (input holds log-probabilities)."""
-    _check_args("nll_loss", input, target, weight=weight)
-    reduction = _legacy_reduction(size_average, reduce, reduction, "nll_loss")
-    options = _opts(ignore_index=ignore_index, reduction=reduction)
-    return _run("nll_loss", input, target, options, weight)
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction, "nll_loss")
+    plan = _PLANS["nll_loss"]
+    out = _class_loss(plan, input, target, weight, ignore_index, reduction, 0.0, 0.0)
+    if out is None:
+        options = dict(ignore_index=ignore_index, reduction=reduction)
+        out = _run_general(plan, input, target, options, {"weight": weight})
+    return out
 
 
 def focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
@@ -299,26 +657,53 @@ def focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100, reducti
 
     "mean" divides by the sum of w[y] over non-ignored samples like cross_entropy, so gamma=0
     is cross_entropy.  Finite values and gradients at saturated logits for every gamma >= 0."""
-    _check_args("focal_loss", input, target, weight=weight)
-    options = _opts(gamma=gamma, ignore_index=ignore_index, reduction=reduction)
-    return _run("focal_loss", input, target, options, weight)
+    plan = _PLANS["focal_loss"]
+    out = _class_loss(plan, input, target, weight, ignore_index, reduction, 0.0, gamma)
+    if out is None:
+        options = dict(gamma=gamma, ignore_index=ignore_index, reduction=reduction)
+        out = _run_general(plan, input, target, options, {"weight": weight})
+    return out
+
+
+def _run_elementwise(plan, input, target, reduction, params, weights):
+    """An elementwise loss: the fast path when no weight is given, else the general one."""
+    for w in weights.values():
+        if w is not None:
+            break
+    else:
+        out = _elementwise_loss(plan, input, target, reduction, params)
+        if out is not None:
+            return out
+    return _general_elementwise(plan, input, target, reduction, params, weights)
+
+
+def _general_elementwise(plan, input, target, reduction, params, weights):
+    options = dict(zip(plan.spec.param_names, params), reduction=reduction)
+    return _run_general(plan, input, target, options, weights)
 
 
 def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
     """torchvision.ops.sigmoid_focal_loss (Lin et al. 2017) from logits; alpha < 0 disables
     the alpha term.  Note torchvision's default reduction="none"."""
-    _check_args("sigmoid_focal_loss", inputs, targets)
-    options = _opts(alpha=alpha, gamma=gamma, reduction=reduction)
-    return _run("sigmoid_focal_loss", inputs, targets, options)
+    params = (alpha, gamma)
+    plan = _PLANS["sigmoid_focal_loss"]
+    out = _elementwise_loss(plan, inputs, targets, reduction, params)
+    return (
+        _general_elementwise(plan, inputs, targets, reduction, params, {}) if out is None else out
+    )
 
 
 def binary_cross_entropy(
     input, target, weight=None, size_average=None, reduce=None, reduction="mean"
 ):
     """torch.nn.functional.binary_cross_entropy on probabilities (logs clamped at -100)."""
-    _check_args("binary_cross_entropy", input, target, weight=weight)
-    reduction = _legacy_reduction(size_average, reduce, reduction, "binary_cross_entropy")
-    return _run("binary_cross_entropy", input, target, _opts(reduction=reduction), weight)
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction, "binary_cross_entropy")
+    plan = _PLANS["binary_cross_entropy"]
+    out = None if weight is not None else _elementwise_loss(plan, input, target, reduction, ())
+    if out is None:
+        out = _general_elementwise(plan, input, target, reduction, (), {"weight": weight})
+    return out
 
 
 def binary_cross_entropy_with_logits(
@@ -327,48 +712,73 @@ def binary_cross_entropy_with_logits(
     """torch.nn.functional.binary_cross_entropy_with_logits (weight and pos_weight broadcast
     to the input's shape)."""
     name = "binary_cross_entropy_with_logits"
-    _check_args(name, input, target, weight=weight, pos_weight=pos_weight)
-    reduction = _legacy_reduction(size_average, reduce, reduction, name)
-    return _run(name, input, target, _opts(reduction=reduction), weight, pos_weight)
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction, name)
+    plan = _PLANS[name]
+    out = None
+    if weight is None and pos_weight is None:
+        out = _elementwise_loss(plan, input, target, reduction, ())
+    if out is None:
+        weights = {"weight": weight, "pos_weight": pos_weight}
+        out = _general_elementwise(plan, input, target, reduction, (), weights)
+    return out
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """torch.nn.functional.mse_loss (weight: the input's shape; weighted mean = sum / sum(w))."""
-    _check_args("mse_loss", input, target, weight=weight)
-    _same_shape_weight(weight, input, "mse_loss")
-    reduction = _legacy_reduction(size_average, reduce, reduction, "mse_loss")
-    return _run("mse_loss", input, target, _opts(reduction=reduction), weight)
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction, "mse_loss")
+    plan = _PLANS["mse_loss"]
+    if weight is None:
+        out = _elementwise_loss(plan, input, target, reduction, ())
+        if out is not None:
+            return out
+    _same_shape_weight(weight, input, target, "mse_loss")
+    return _general_elementwise(plan, input, target, reduction, (), {"weight": weight})
 
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """torch.nn.functional.l1_loss (subgradient 0 at 0; weight: the input's shape, weighted
     mean = sum / sum(w))."""
-    _check_args("l1_loss", input, target, weight=weight)
-    _same_shape_weight(weight, input, "l1_loss")
-    reduction = _legacy_reduction(size_average, reduce, reduction, "l1_loss")
-    return _run("l1_loss", input, target, _opts(reduction=reduction), weight)
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction, "l1_loss")
+    plan = _PLANS["l1_loss"]
+    if weight is None:
+        out = _elementwise_loss(plan, input, target, reduction, ())
+        if out is not None:
+            return out
+    _same_shape_weight(weight, input, target, "l1_loss")
+    return _general_elementwise(plan, input, target, reduction, (), {"weight": weight})
 
 
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
     """torch.nn.functional.smooth_l1_loss (beta=0 is l1_loss)."""
-    _check_args("smooth_l1_loss", input, target)
-    reduction = _legacy_reduction(size_average, reduce, reduction, "smooth_l1_loss")
-    return _run("smooth_l1_loss", input, target, _opts(beta=beta, reduction=reduction))
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction, "smooth_l1_loss")
+    plan = _PLANS["smooth_l1_loss"]
+    out = _elementwise_loss(plan, input, target, reduction, (beta,))
+    return _general_elementwise(plan, input, target, reduction, (beta,), {}) if out is None else out
 
 
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     """torch.nn.functional.huber_loss (weight: the input's shape; weighted mean = sum / N)."""
-    _check_args("huber_loss", input, target, weight=weight)
-    _same_shape_weight(weight, input, "huber_loss")
-    return _run("huber_loss", input, target, _opts(delta=delta, reduction=reduction), weight)
+    plan = _PLANS["huber_loss"]
+    if weight is None:
+        out = _elementwise_loss(plan, input, target, reduction, (delta,))
+        if out is not None:
+            return out
+    _same_shape_weight(weight, input, target, "huber_loss")
+    return _general_elementwise(plan, input, target, reduction, (delta,), {"weight": weight})
 
 
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
     """torch.nn.functional.kl_div (input: log-probabilities; reduction may be "batchmean")."""
-    _check_args("kl_div", input, target)
-    reduction = _legacy_reduction(size_average, reduce, reduction, "kl_div")
-    options = _opts(reduction=reduction, log_target=bool(log_target))
-    return _run("kl_div", input, target, options)
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction, "kl_div")
+    params = (bool(log_target),)
+    plan = _PLANS["kl_div"]
+    out = _elementwise_loss(plan, input, target, reduction, params)
+    return _general_elementwise(plan, input, target, reduction, params, {}) if out is None else out
 
 
 # ------------------------------------------------------------------ nn.Module classes
@@ -458,18 +868,43 @@ def _make_functional(spec):
     else:
         params += options + reduction
     signature = inspect.Signature(params)
+    plan = _PLANS.get(spec.name) or _make_plan(spec)
+    names = [p.name for p in params]
+    defaults = {p.name: p.default for p in params if p.default is not P.empty}
+    # the keyword names a call with k positional arguments may still pass, for k = 0..n
+    later = [frozenset(names[k:]) for k in range(len(names) + 1)]
+    n_max = len(names)
+    param_names, weight_names = spec.param_names, spec.weight_names
+    class_weight_only = weight_names == ("weight",)
 
     def functional(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        v = bound.arguments
-        weights = {w: v[w] for w in spec.weight_names}
-        _check_args(spec.name, v["input"], v["target"], **weights)
+        n = len(args)
+        if 2 <= n <= n_max and kwargs.keys() <= later[n]:  # the usual call: bound by hand
+            v = dict(defaults)
+            v.update(zip(names, args))
+            v.update(kwargs)
+        else:  # anything else (and the TypeError of a bad call) by inspect
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            v = bound.arguments
         red = v["reduction"]
-        if legacy:
+        if legacy and (v["size_average"] is not None or v["reduce"] is not None):
             red = _legacy_reduction(v["size_average"], v["reduce"], red, spec.name)
-        options = _opts(**{p: v[p] for p in spec.param_names}, reduction=red)
-        return _run(spec.name, v["input"], v["target"], options, *weights.values())
+        values = tuple(v[p] for p in param_names)
+        weights = {w: v[w] for w in weight_names}
+        input, target = v["input"], v["target"]
+        if not plan.class_axis:
+            return _run_elementwise(plan, input, target, red, values, weights)
+        out = None
+        if class_weight_only:
+            slot1 = 0.0 if plan.slot1 is None else values[plan.slot1]
+            slot2 = 0.0 if plan.slot2 is None else values[plan.slot2]
+            ignore = v["ignore_index"]
+            out = _class_loss(plan, input, target, v["weight"], ignore, red, slot1, slot2)
+        if out is None:
+            options = dict(zip(param_names, values), reduction=red)
+            out = _run_general(plan, input, target, options, weights)
+        return out
 
     functional.__signature__ = signature
     functional.__name__ = functional.__qualname__ = spec.name
@@ -487,4 +922,144 @@ globals().update(FUNCTIONALS)
 MODULES = {name: _make_module(_registry.LOSSES[name], fn) for name, fn in FUNCTIONALS.items()}
 globals().update({m.__name__: m for m in MODULES.values()})
 
-__all__ = list(FUNCTIONALS) + [m.__name__ for m in MODULES.values()]
+
+# ------------------------------------------------------------------ softmax family
+
+
+# torch's fused backward kernels of softmax and log_softmax (differentiable again, like the
+# formulas they compute); the formulas in torch ops where a torch build lacks them
+_SOFTMAX_BACKWARD = getattr(torch, "_softmax_backward_data", None)
+_LOG_SOFTMAX_BACKWARD = getattr(torch, "_log_softmax_backward_data", None)
+
+
+class SoftmaxFunction(torch.autograd.Function):
+    """softmax along ``dim``; ``forward(ctx, input, (output, dim))`` attaches the output
+    fastloss computed.  Backward from the saved output s: s * (g - sum(g * s)), itself
+    differentiable (double backward works)."""
+
+    @staticmethod
+    def forward(ctx, input, result):
+        out, ctx.dim = result
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (s,) = ctx.saved_tensors
+        if _SOFTMAX_BACKWARD is not None:
+            return _SOFTMAX_BACKWARD(grad_output, s, ctx.dim, s.dtype), None
+        gs = grad_output * s
+        return gs - s * gs.sum(ctx.dim, keepdim=True), None
+
+
+class LogSoftmaxFunction(torch.autograd.Function):
+    """log_softmax along ``dim``.  Backward from the saved output y: g - exp(y) * sum(g),
+    itself differentiable."""
+
+    @staticmethod
+    def forward(ctx, input, result):
+        out, ctx.dim = result
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (y,) = ctx.saved_tensors
+        if _LOG_SOFTMAX_BACKWARD is not None:
+            return _LOG_SOFTMAX_BACKWARD(grad_output, y, ctx.dim, y.dtype), None
+        return grad_output - y.exp() * grad_output.sum(ctx.dim, keepdim=True), None
+
+
+class LogsumexpFunction(torch.autograd.Function):
+    """logsumexp along ``dim``.  Backward: g * exp(x - lse) (= g * softmax(x)), g and lse
+    broadcast back over ``dim``."""
+
+    @staticmethod
+    def forward(ctx, input, result):
+        out, ctx.dim, ctx.keepdim = result
+        ctx.save_for_backward(input, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, lse = ctx.saved_tensors
+        if not ctx.keepdim and x.dim() > 0:
+            grad_output = grad_output.unsqueeze(ctx.dim)
+            lse = lse.unsqueeze(ctx.dim)
+        return grad_output * (x - lse).exp(), None
+
+
+def _implicit_softmax_dim(name, ndim, stacklevel):
+    """torch's choice for dim=None (deprecated there too, with this warning)."""
+    warnings.warn(
+        f"Implicit dimension choice for {name} has been deprecated. Change the call to include "
+        "dim=X as an argument.",
+        stacklevel=stacklevel,
+    )
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def _run_axis(name, function, input, dim, keepdim=False):
+    """fastloss.<name> along `dim` on a NumPy view of `input` (float16/bfloat16 computed in
+    float32 and cast back), attached to autograd when the input requires grad."""
+    _check_input(name, input)
+    _check_composable(name, {"input": input})
+    input = _plain(input)
+    try:
+        dim = operator.index(dim)
+    except TypeError:
+        raise TypeError(f"fastloss.torch.{name}: dim must be an int, got {dim!r}") from None
+    if not -max(input.dim(), 1) <= dim < max(input.dim(), 1):
+        raise IndexError(
+            f"fastloss.torch.{name}: dim {dim} is out of range for a tensor with "
+            f"{input.dim()} dimensions"
+        )
+    in_dtype = input.dtype
+    _, x_np = _numpy_input(input, _compute_dtype(in_dtype))
+    if name == "logsumexp":
+        out = _fl.logsumexp(x_np, axis=dim, keepdims=bool(keepdim))
+    else:
+        out = getattr(_fl, name)(x_np, axis=dim)
+    out = torch.from_numpy(out)
+    if out.dtype != in_dtype:
+        out = out.to(in_dtype)
+    if not (input.requires_grad and _grad_enabled()):
+        return out
+    dim = dim % input.dim() if input.dim() else 0
+    result = (out, dim, bool(keepdim)) if name == "logsumexp" else (out, dim)
+    return _raw_apply(function)(input, result)
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """torch.nn.functional.softmax on fastloss.softmax (max-shifted, one pass); ``dtype``
+    casts the input first, as torch does; backward in torch ops (twice differentiable)."""
+    _check_input("softmax", input)
+    if dtype is not None:
+        input = input.to(dtype)
+    if dim is None:
+        dim = _implicit_softmax_dim("softmax", input.dim(), _stacklevel)
+    return _run_axis("softmax", SoftmaxFunction, input, dim)
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """torch.nn.functional.log_softmax on fastloss.log_softmax; ``dtype`` casts the input
+    first, as torch does; backward in torch ops (twice differentiable)."""
+    _check_input("log_softmax", input)
+    if dtype is not None:
+        input = input.to(dtype)
+    if dim is None:
+        dim = _implicit_softmax_dim("log_softmax", input.dim(), _stacklevel)
+    return _run_axis("log_softmax", LogSoftmaxFunction, input, dim)
+
+
+def logsumexp(input, dim, keepdim=False):
+    """torch.logsumexp over one dimension ``dim`` (an int) on fastloss.logsumexp; -inf for an
+    all -inf slice, like torch."""
+    return _run_axis("logsumexp", LogsumexpFunction, input, dim, keepdim)
+
+
+__all__ = (
+    list(FUNCTIONALS)
+    + [m.__name__ for m in MODULES.values()]
+    + ["softmax", "log_softmax", "logsumexp"]
+)

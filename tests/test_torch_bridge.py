@@ -8,7 +8,12 @@
 * training parity: the same seeded MLP trained with torch's loss and with the bridge gives the
   same loss curve;
 * errors (non-CPU tensors, targets/weights requiring grad, bad shapes, double backward);
-* exactly one fastloss call per forward+backward, zero-copy input and gradient buffers.
+* exactly one kernel call per forward+backward, zero-copy input and gradient buffers, on the
+  fast path (canonical tensors straight to the kernel) and the general one (fastloss.<loss>);
+  which calls take which path, and that both give torch's results;
+* softmax / log_softmax / logsumexp against torch (values, gradients, gradcheck and
+  gradgradcheck in float64);
+* a clear TypeError under torch.func transforms (grad, vmap, jacrev, jvp).
 """
 
 import copy
@@ -698,9 +703,36 @@ def test_elementwise_weight_must_have_the_input_shape(fn):
 
 # ------------------------------------------------------------------ one fused call
 
+# the argument positions of the compiled entry points (fastloss/_kernels.pyx)
+KERNEL_ARGS = {
+    "class_loss": {"x": 1, "target": 5, "grad": 13},
+    "elementwise": {"x": 1, "target": 2, "grad": 9},
+}
+
 
 @pytest.fixture
-def calls(monkeypatch):
+def kernel_calls(monkeypatch):
+    """Record every call of the compiled entry points (both the bridge's fast path and
+    fastloss's public API reach the kernels through these module attributes), on the
+    compiled backend."""
+    K = fastloss._config._kernels
+    if K is None:
+        pytest.skip("compiled kernels not available")
+    log = []
+    for entry, where in KERNEL_ARGS.items():
+        original = getattr(K, entry)
+
+        def counting(*args, _original=original, _where=where):
+            log.append({arg: args[i] for arg, i in _where.items()})
+            return _original(*args)
+
+        monkeypatch.setattr(K, entry, counting)
+    with fastloss.use_backend("compiled"):
+        yield log
+
+
+@pytest.fixture
+def api_calls(monkeypatch):
     """Count fastloss.<name> calls made by the bridge; record their arguments."""
     log = []
 
@@ -716,24 +748,26 @@ def calls(monkeypatch):
     return log, install
 
 
-@pytest.mark.parametrize("name,variant", [pytest.param(n, VARIANTS[n][-1], id=n) for n in VARIANTS])
+CALL_CASES = [pytest.param(n, VARIANTS[n][-1], id=n) for n in VARIANTS]
+
+
+@pytest.mark.parametrize("name,variant", CALL_CASES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_one_fastloss_call_per_forward_backward(calls, name, variant, reduction):
-    log, install = calls
-    install(name)
+def test_one_kernel_call_per_forward_backward(kernel_calls, name, variant, reduction):
+    """One fused kernel pass per forward + backward, on the input's memory, the gradient
+    written straight into the buffer autograd saves; backward runs no kernel."""
     x, target, kw = make_case(name, variant, _rng(name, "calls"))
     x.requires_grad_(True)
     loss = getattr(FL, name)(x, target, reduction=reduction, **kw)
-    assert len(log) == 1
-    args, kwargs = log[0]
-    assert kwargs["return_grad"] is True
-    assert args[0].ctypes.data == x.data_ptr()  # input passed zero-copy
+    assert len(kernel_calls) == 1
+    call = kernel_calls[0]
+    assert call["x"].ctypes.data == x.data_ptr()  # input passed zero-copy
     (saved,) = loss.grad_fn.saved_tensors
-    assert kwargs["grad_out"].ctypes.data == saved.data_ptr()  # gradient in a torch buffer
+    assert call["grad"].ctypes.data == saved.data_ptr()  # gradient in the saved buffer
     loss.backward(torch.full_like(loss, 0.75))
     loss2 = getattr(FL, name)(x, target, reduction=reduction, **kw)
     loss2.backward(torch.full_like(loss2, 0.25))
-    assert len(log) == 2
+    assert len(kernel_calls) == 2
     # and the result is right: 0.75 + 0.25 of the gradient of the plain loss
     xr = x.detach().clone().requires_grad_(True)
     lr = REF[name](xr, target, reduction=reduction, **kw)
@@ -741,10 +775,35 @@ def test_one_fastloss_call_per_forward_backward(calls, name, variant, reduction)
     assert_close(x.grad, xr.grad, torch.float64, "grad")
 
 
-@pytest.mark.parametrize("name", ["cross_entropy", "sigmoid_focal_loss", "kl_div"])
-def test_no_gradient_computed_without_requires_grad(calls, name):
-    log, install = calls
+@pytest.mark.parametrize("name,variant", CALL_CASES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_general_path_one_fastloss_call(api_calls, name, variant, reduction):
+    """The general path (here: the reference backend, which the fast path never takes) makes
+    one fastloss.<name> call with return_grad=True, the input zero-copy and grad_out the
+    buffer autograd saves."""
+    log, install = api_calls
     install(name)
+    x, target, kw = make_case(name, variant, _rng(name, "calls"))
+    x.requires_grad_(True)
+    with fastloss.use_backend("reference"):
+        loss = getattr(FL, name)(x, target, reduction=reduction, **kw)
+        assert len(log) == 1
+        args, kwargs = log[0]
+        assert kwargs["return_grad"] is True
+        assert args[0].ctypes.data == x.data_ptr()
+        (saved,) = loss.grad_fn.saved_tensors
+        assert kwargs["grad_out"].ctypes.data == saved.data_ptr()
+        loss.backward(torch.full_like(loss, 0.5))
+    assert len(log) == 1
+    xr = x.detach().clone().requires_grad_(True)
+    lr = REF[name](xr, target, reduction=reduction, **kw)
+    lr.backward(torch.full_like(lr, 0.5))
+    assert_close(loss, lr, torch.float64, "loss")
+    assert_close(x.grad, xr.grad, torch.float64, "grad")
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "sigmoid_focal_loss", "kl_div"])
+def test_no_gradient_computed_without_requires_grad(kernel_calls, name):
     x, target, kw = make_case(name, VARIANTS[name][0], _rng(name, "nograd"))
     loss = getattr(FL, name)(x, target, **kw)
     assert not loss.requires_grad and loss.grad_fn is None
@@ -752,11 +811,179 @@ def test_no_gradient_computed_without_requires_grad(calls, name):
     with torch.no_grad():
         loss_ng = getattr(FL, name)(xg, target, **kw)
     assert not loss_ng.requires_grad
-    assert len(log) == 2
-    assert all(
-        not kwargs.get("return_grad", False) and kwargs.get("grad_out") is None for _, kwargs in log
-    )
+    assert len(kernel_calls) == 2
+    assert all(call["grad"] is None for call in kernel_calls)
     assert_close(loss, REF[name](x, target, **kw), torch.float64, "loss")
+    assert_close(loss_ng, REF[name](x, target, **kw), torch.float64, "loss no_grad")
+
+
+# ------------------------------------------------------------------ fast and general paths
+
+
+def _fastloss_api_refused(monkeypatch, name):
+    """Make fastloss.<name> raise: a call that still works took the fast path."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"fastloss.{name} called: the fast path was not taken")
+
+    monkeypatch.setattr(fastloss, name, refuse)
+
+
+FAST = [
+    ("cross_entropy", "weight+ignore+smooth"),
+    ("cross_entropy", "probs"),
+    ("cross_entropy", "NCdd+weight+ignore+smooth"),
+    ("cross_entropy", "unbatched"),
+    ("nll_loss", "ignore+weight"),
+    ("focal_loss", "gamma0.5+weight"),
+    ("sigmoid_focal_loss", "soft+gamma0.5"),
+    ("binary_cross_entropy", "plain"),
+    ("binary_cross_entropy_with_logits", "3d"),
+    ("mse_loss", "plain"),
+    ("l1_loss", "plain"),
+    ("smooth_l1_loss", "beta0"),
+    ("huber_loss", "delta0.5"),
+    ("kl_div", "log_target"),
+    ("soft_margin_loss", "plain"),
+]
+
+
+@pytest.mark.usefixtures("compiled")
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("name,variant", FAST, ids=[f"{n}-{v}" for n, v in FAST])
+def test_fast_path_taken_for_canonical_tensors(monkeypatch, name, variant, dtype):
+    """Contiguous float32/float64 CPU tensors (int64 class indices, no elementwise weights)
+    never go through fastloss's public API, and give torch's values and gradients."""
+    _fastloss_api_refused(monkeypatch, name)
+    x, target, kw = make_case(name, variant, _rng(name, variant, "fast"))
+    x = x.to(dtype)
+    target = target.to(dtype) if target.dtype.is_floating_point else target
+    kw = {k: (v.to(dtype) if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    for reduction in _reductions(name):
+        xa = x.clone().requires_grad_(True)
+        xb = x.clone().requires_grad_(True)
+        la = REF[name](xa, target, reduction=reduction, **kw)
+        lb = getattr(FL, name)(xb, target, reduction=reduction, **kw)
+        up = torch.rand(la.shape, dtype=dtype) if reduction == "none" else torch.tensor(1.0)
+        la.backward(up.to(la.dtype))
+        lb.backward(up.to(lb.dtype))
+        assert_close(lb, la.detach(), dtype, f"{name} {reduction} loss")
+        assert_close(xb.grad, xa.grad, dtype, f"{name} {reduction} grad")
+
+
+def _noncontiguous(t):
+    """The same values, every other element of a twice-as-wide tensor (non-contiguous)."""
+    out = torch.stack([t, torch.zeros_like(t)], dim=-1)[..., 0]
+    assert torch.equal(out, t) and (t.dim() == 0 or not out.is_contiguous())
+    return out
+
+
+GENERAL = {
+    "non-contiguous input": lambda x, t: (_noncontiguous(x), t),
+    "non-contiguous target": lambda x, t: (x, _noncontiguous(t)),
+    "int32 class indices": lambda x, t: None if t.dtype.is_floating_point else (x, t.int()),
+    "float32 target": lambda x, t: (x, t.float()) if t.dtype.is_floating_point else None,
+}
+GENERAL_CASES = [
+    ("cross_entropy", "weight+ignore+smooth"),
+    ("cross_entropy", "probs+weight+smooth"),
+    ("focal_loss", "gamma0+ignore"),
+    ("nll_loss", "NCd+weight"),
+    ("binary_cross_entropy_with_logits", "weight+pos_weight"),
+    ("mse_loss", "3d+weight"),
+    ("huber_loss", "delta2.0"),
+    ("smooth_l1_loss", "beta2.0"),
+]
+
+
+GENERAL_PARAMS = [
+    pytest.param(n, v, how, id=f"{n}-{v}-{how}")
+    for n, v in GENERAL_CASES
+    for how in GENERAL
+    if GENERAL[how](*make_case(n, v, _rng(n, v, "general"))[:2]) is not None
+]
+
+
+@pytest.mark.parametrize("name,variant,how", GENERAL_PARAMS)
+def test_general_path_matches_torch(api_calls, name, variant, how):
+    """Calls the fast path leaves to fastloss's public API (other layouts and dtypes) give
+    torch's results too, through one fastloss.<name> call each."""
+    x, target, kw = make_case(name, variant, _rng(name, variant, "general"))
+    x2, t2 = GENERAL[how](x, target)
+    # the values fastloss sees, in the dtypes torch takes
+    t_ref = t2.double() if t2.dtype.is_floating_point else t2.long()
+    log, install = api_calls
+    install(name)
+    for i, reduction in enumerate(REDUCTIONS):
+        xa = x.clone().requires_grad_(True)
+        la = REF[name](xa, t_ref, reduction=reduction, **kw)
+        xb = x2.detach().clone() if how != "non-contiguous input" else x2.detach()
+        xb.requires_grad_(True)
+        lb = getattr(FL, name)(xb, t2, reduction=reduction, **kw)
+        assert len(log) == i + 1
+        up = _t(_rng(name, how, reduction).standard_normal(la.shape))
+        la.backward(up)
+        lb.backward(up)
+        assert_close(lb, la.detach(), torch.float64, f"{how} {reduction} loss")
+        assert_close(xb.grad, xa.grad, torch.float64, f"{how} {reduction} grad")
+
+
+@pytest.mark.usefixtures("compiled")
+def test_integer_options_take_the_fast_path(monkeypatch):
+    x = torch.randn(6, 4, dtype=torch.float64)
+    t = torch.randn(6, 4, dtype=torch.float64) * 3
+    y = torch.randint(0, 4, (6,))
+    cases = [
+        (FL.huber_loss, F.huber_loss, (x, t), {"delta": 2}),
+        (FL.smooth_l1_loss, F.smooth_l1_loss, (x, t), {"beta": 0}),
+        (FL.cross_entropy, F.cross_entropy, (x, y), {"label_smoothing": 1}),
+    ]
+    for name in ("huber_loss", "smooth_l1_loss", "cross_entropy"):
+        _fastloss_api_refused(monkeypatch, name)
+    for ours, theirs, (a, b), kw in cases:
+        xa = a.clone().requires_grad_(True)
+        xb = a.clone().requires_grad_(True)
+        theirs(xa, b, **kw).backward()
+        ours(xb, b, **kw).backward()
+        assert_close(xb.grad, xa.grad, torch.float64, ours.__name__)
+
+
+def test_misaligned_input_takes_the_general_path():
+    """A tensor whose data is not aligned to its element size (torch.frombuffer at an odd
+    offset) is copied by the general path, never handed to the kernels as is."""
+    rng = _rng("misaligned")
+    values = rng.standard_normal(12).astype(np.float32)
+    buf = bytearray(1) + bytearray(values.tobytes())
+    x = torch.frombuffer(buf, dtype=torch.float32, offset=1, count=12).reshape(4, 3)
+    assert x.data_ptr() % 4
+    x.requires_grad_(True)
+    t = torch.tensor([0, 2, 1, 1])
+    xr = torch.from_numpy(values.reshape(4, 3).copy()).requires_grad_(True)
+    FL.cross_entropy(x, t).backward()
+    F.cross_entropy(xr, t).backward()
+    assert_close(x.grad, xr.grad, torch.float32, "grad")
+
+
+def test_large_gradient_buffer():
+    """A 4 MiB gradient: the buffer the kernel filled becomes x.grad, with the right values."""
+    x = torch.randn(1 << 20, requires_grad=True)
+    t = torch.randn(1 << 20)
+    loss = FL.mse_loss(x, t)
+    saved_ptr = loss.grad_fn.saved_tensors[0].data_ptr()
+    loss.backward()
+    assert x.grad.data_ptr() == saved_ptr
+    torch.testing.assert_close(x.grad, 2 * (x.detach() - t) / x.numel(), rtol=1e-5, atol=1e-12)
+
+
+def test_out_of_range_target_on_the_fast_path_raises_fastlosss_error():
+    x = torch.randn(4, 3, requires_grad=True)
+    with pytest.raises(IndexError) as bridged:
+        FL.cross_entropy(x, torch.tensor([0, 1, 3, 0]))
+    with pytest.raises(IndexError) as direct:
+        fastloss.cross_entropy(x.detach().numpy(), np.array([0, 1, 3, 0]))
+    assert str(bridged.value) == str(direct.value)
+    with pytest.raises(ValueError, match="probability"):  # outside [0, 1]: bce's domain
+        FL.binary_cross_entropy(torch.full((3,), 1.5, requires_grad=True), torch.zeros(3))
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -777,3 +1004,164 @@ def test_empty_batch_and_all_ignored(reduction):
     assert torch.equal(loss.nan_to_num(), expected.nan_to_num())
     loss.sum().backward()
     assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+# ------------------------------------------------------------------ softmax family
+
+AXIS_FNS = {
+    "softmax": (FL.softmax, F.softmax),
+    "log_softmax": (FL.log_softmax, F.log_softmax),
+    "logsumexp": (FL.logsumexp, torch.logsumexp),
+    "logsumexp-keepdim": (
+        lambda x, dim: FL.logsumexp(x, dim, keepdim=True),
+        lambda x, dim: torch.logsumexp(x, dim, keepdim=True),
+    ),
+}
+# (shape, dims): 0-d, 1-d, 2-d, 3-d (every axis, negative ones too)
+AXIS_SHAPES = [((), (0, -1)), ((7,), (0,)), ((5, 6), (0, 1, -1)), ((3, 4, 5), (0, 1, 2, -2))]
+AXIS_CASES = [
+    pytest.param(fn, shape, dim, id=f"{fn}-{'x'.join(map(str, shape)) or '0d'}-dim{dim}")
+    for fn in AXIS_FNS
+    for shape, dims in AXIS_SHAPES
+    for dim in dims
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("fn,shape,dim", AXIS_CASES)
+def test_softmax_family_matches_torch(fn, shape, dim, dtype):
+    ours, theirs = AXIS_FNS[fn]
+    rng = _rng(fn, shape, dim)
+    x = _t(rng.standard_normal(shape) * 3).to(dtype)
+    xa = x.clone().requires_grad_(True)
+    xb = x.clone().requires_grad_(True)
+    ya, yb = theirs(xa, dim), ours(xb, dim)
+    up = _t(rng.standard_normal(ya.shape)).to(dtype)
+    ya.backward(up)
+    yb.backward(up)
+    assert_close(yb, ya.detach(), dtype, f"{fn} value")
+    assert_close(xb.grad, xa.grad, dtype, f"{fn} grad")
+    with torch.no_grad():
+        assert yb.grad_fn is not None and ours(xb, dim).grad_fn is None
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-backward", "formula-backward"])
+@pytest.mark.parametrize("fn,shape,dim", AXIS_CASES)
+def test_softmax_family_gradcheck_and_double_backward(monkeypatch, fn, shape, dim, fused):
+    """The backward is torch ops on the saved output (torch's fused softmax backward kernels,
+    or the formulas where torch lacks them), so it is differentiable again: gradcheck and
+    gradgradcheck against finite differences, and an expanded (stride 0) upstream."""
+    if not fused:
+        monkeypatch.setattr(FL, "_SOFTMAX_BACKWARD", None)
+        monkeypatch.setattr(FL, "_LOG_SOFTMAX_BACKWARD", None)
+    ours, theirs = AXIS_FNS[fn]
+    x = _t(_rng(fn, shape, dim, "gc").standard_normal(shape)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a: ours(a, dim), (x,), eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradgradcheck(lambda a: ours(a, dim), (x,), eps=1e-6, atol=1e-7)
+    w = _t(_rng(fn, shape, dim, "w").standard_normal(theirs(x, dim).shape))
+    for reduce in (lambda y: y.sum(), lambda y: (y * w).sum()):  # expanded, then plain upstream
+        xa = x.detach().clone().requires_grad_(True)
+        xb = x.detach().clone().requires_grad_(True)
+        reduce(theirs(xa, dim)).backward()
+        reduce(ours(xb, dim)).backward()
+        # (the gradient of softmax(x).sum() is 0 up to rounding: an absolute tolerance)
+        torch.testing.assert_close(xb.grad, xa.grad, rtol=1e-9, atol=1e-12)
+
+
+def test_softmax_family_noncontiguous_half_and_dtype():
+    rng = _rng("axis-misc")
+    x = _t(rng.standard_normal((6, 5))).t()  # (5, 6), not contiguous
+    for ours, theirs in [(FL.softmax, F.softmax), (FL.log_softmax, F.log_softmax)]:
+        assert_close(ours(x, 1), theirs(x, 1), torch.float64, "non-contiguous")
+        # dtype= casts the input first, as torch does; the gradient comes back in float32
+        x32 = x.float().requires_grad_(True)
+        x32t = x.float().requires_grad_(True)
+        y, yt = ours(x32, 0, dtype=torch.float64), theirs(x32t, 0, dtype=torch.float64)
+        assert y.dtype == torch.float64
+        y.backward(torch.ones_like(y).cumsum(0))
+        yt.backward(torch.ones_like(yt).cumsum(0))
+        assert_close(x32.grad, x32t.grad, torch.float32, "dtype= grad")
+        # float16 / bfloat16: computed in float32, the result cast back
+        for half in (torch.float16, torch.bfloat16):
+            xh = x.to(half)
+            assert torch.equal(ours(xh, 1), ours(xh.float(), 1).to(half))
+    assert torch.equal(FL.logsumexp(torch.full((2, 3), -np.inf), 1), torch.full((2,), -np.inf))
+
+
+@pytest.mark.parametrize("ndim", [0, 1, 2, 3, 4])
+def test_softmax_implicit_dim_like_torch(ndim):
+    x = _t(_rng("implicit", ndim).standard_normal((2,) * ndim))
+    for ours, theirs in [(FL.softmax, F.softmax), (FL.log_softmax, F.log_softmax)]:
+        with pytest.warns(UserWarning, match="Implicit dimension choice"):
+            expected = theirs(x)
+        with pytest.warns(UserWarning, match="Implicit dimension choice") as record:
+            got = ours(x)
+        assert record[0].filename == __file__  # points at the caller, as torch's does
+        assert_close(got, expected, torch.float64, "implicit dim")
+
+
+def test_softmax_family_errors():
+    x = torch.randn(3, 4)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        FL.softmax(np.zeros((3, 4)), 1)
+    with pytest.raises(TypeError, match="floating"):
+        FL.log_softmax(torch.zeros(3, 4, dtype=torch.int64), 1)
+    with pytest.raises(TypeError, match="device meta"):
+        FL.softmax(torch.empty(3, 4, device="meta"), 1)
+    with pytest.raises(TypeError, match="dim must be an int"):
+        FL.logsumexp(x, (0, 1))
+    with pytest.raises(IndexError, match="dim 2 is out of range"):
+        FL.softmax(x, 2)
+    with pytest.raises(IndexError, match="dim -3 is out of range"):
+        FL.logsumexp(x, -3)
+
+
+# ------------------------------------------------------------------ torch.func transforms
+
+TRANSFORMS = {
+    "grad": lambda f, x: torch.func.grad(f)(x),
+    "vmap": lambda f, x: torch.func.vmap(f)(x),
+    "jacrev": lambda f, x: torch.func.jacrev(f)(x),
+    "jvp": lambda f, x: torch.func.jvp(f, (x,), (torch.ones_like(x),)),
+    "vmap(grad)": lambda f, x: torch.func.vmap(torch.func.grad(f))(x),
+}
+UNDER_TRANSFORM = {
+    "cross_entropy": lambda a: FL.cross_entropy(a, torch.tensor([0, 2, 1])[: a.shape[0]]),
+    "mse_loss": lambda a: FL.mse_loss(a, torch.zeros(a.shape)),
+    "binary_cross_entropy_with_logits": lambda a: FL.binary_cross_entropy_with_logits(
+        a, torch.full(a.shape, 0.5), pos_weight=torch.full(a.shape[-1:], 2.0)
+    ),
+    "soft_margin_loss": lambda a: FL.soft_margin_loss(a, torch.ones(a.shape)),
+    "softmax": lambda a: FL.softmax(a, -1).sum(),
+    "logsumexp": lambda a: FL.logsumexp(a, -1).sum(),
+}
+
+
+# torch.func.jvp's first call scripts a helper with the deprecated torch.jit.script
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("transform", list(TRANSFORMS))
+@pytest.mark.parametrize("name", list(UNDER_TRANSFORM))
+def test_torch_func_transforms_raise_a_clear_error(name, transform):
+    x = torch.randn(3, 4, dtype=torch.float64)
+    with pytest.raises(TypeError, match="not composable with torch.func transforms") as err:
+        TRANSFORMS[transform](UNDER_TRANSFORM[name], x)
+    assert f"fastloss.torch.{name}:" in str(err.value)
+    assert "torch.autograd.grad" in str(err.value)  # what to use instead
+    # and afterwards, outside any transform, ordinary autograd works as before
+    xl = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(UNDER_TRANSFORM[name](xl), xl)
+    assert g.shape == x.shape and torch.isfinite(g).all()
+
+
+def test_torch_func_transform_of_other_tensors():
+    """Inside a transform, a call on plain tensors that need no gradient is an ordinary
+    forward (the transform does not reach it); one that would record a gradient raises."""
+    x = torch.randn(4, 3, dtype=torch.float64)
+    t = torch.randn(4, 3, dtype=torch.float64)
+    out = torch.func.vmap(lambda a: FL.mse_loss(x, t) + a)(torch.zeros(5, dtype=torch.float64))
+    assert_close(
+        out, F.mse_loss(x, t) + torch.zeros(5, dtype=torch.float64), torch.float64, "vmap constant"
+    )
+    xl = x.clone().requires_grad_(True)
+    with pytest.raises(TypeError, match="requires grad; fastloss.torch functions are not"):
+        torch.func.vmap(lambda a: FL.mse_loss(xl, t) + a)(torch.zeros(5, dtype=torch.float64))
