@@ -923,6 +923,151 @@ MODULES = {name: _make_module(_registry.LOSSES[name], fn) for name, fn in FUNCTI
 globals().update({m.__name__: m for m in MODULES.values()})
 
 
+# ------------------------------------------------------------------ two differentiable inputs
+
+
+class _PairLossFunction(torch.autograd.Function):
+    """The node of a pair-family loss (margin_ranking_loss, gaussian_nll_loss).
+
+    forward(ctx, a, b, result) runs after the NumPy call: ``result`` = (loss, grad of a, grad
+    of b, dtypes, rerun).  "mean"/"sum": the gradients came from the fused pass and backward
+    scales them; "none": ``rerun(grad_output)`` computes them in backward, with the upstream
+    gradient inside the pass (an input broadcast against the others sums it per element)."""
+
+    @staticmethod
+    def forward(ctx, a, b, result):
+        loss, ga, gb, ctx.dtypes, ctx.rerun = result
+        if ga is not None:
+            ctx.save_for_backward(ga, gb)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        if _grad_enabled():
+            raise RuntimeError(
+                "fastloss.torch: double backward is not supported (backward was called with "
+                "create_graph=True); use torch.nn.functional for higher-order gradients"
+            )
+        if ctx.rerun is not None:
+            grads = ctx.rerun(grad_output.detach().numpy())
+        else:
+            grads = ctx.saved_tensors
+            if grad_output.item() != 1.0:  # 1: the plain loss.backward()
+                grads = [g * grad_output for g in grads]
+        return tuple(g if d is None else g.to(d) for g, d in zip(grads, ctx.dtypes)) + (None,)
+
+
+def _run_pair(name, a_name, b_name, c_name, diff, a, b, c, options):
+    """Checks, the fused NumPy call (both gradients from one pass) and the autograd node over
+    the two differentiable tensors, `diff` naming them among (a, b, c)."""
+    by_name = {a_name: a, b_name: b, c_name: c}
+    tensors = {k: t for k, t in by_name.items() if isinstance(t, torch.Tensor) or k != c_name}
+    _check_composable(name, {"input": a, **tensors})
+    for arg, t in tensors.items():
+        _check_tensor(t, "input" if arg in diff else arg, name)
+        if arg in diff and not t.dtype.is_floating_point:
+            raise TypeError(
+                f"fastloss.torch.{name}: {arg} must be a floating tensor, got {t.dtype}"
+            )
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    cdtype = _compute_dtype(dtype)
+    arrays = [
+        t if not isinstance(t, torch.Tensor) else _numpy_input(t, cdtype)[1]
+        for t in by_name.values()
+    ]
+    fn = getattr(_fl, name)
+    d1, d2 = (by_name[d] for d in diff)
+    need = any(isinstance(t, torch.Tensor) and t.requires_grad for t in (d1, d2))
+    if not need or options["reduction"] == "none":
+        loss = torch.from_numpy(np.asarray(fn(*arrays, **options)))
+        if not need:
+            return loss.to(dtype)
+
+        def rerun(upstream):
+            _, gs = fn(*arrays, return_grad=True, grad_output=upstream, **options)
+            return [torch.from_numpy(np.asarray(g)) for g in gs]
+
+        ga = gb = None
+    else:
+        loss, (ga, gb) = fn(*arrays, return_grad=True, **options)
+        loss = torch.from_numpy(np.asarray(loss))
+        ga, gb, rerun = torch.from_numpy(ga), torch.from_numpy(np.asarray(gb)), None
+    dtypes = tuple(
+        None if not isinstance(t, torch.Tensor) or t.dtype == cdtype else t.dtype for t in (d1, d2)
+    )
+    # a Python-number var is not a tensor: the node then differentiates the first input only
+    second = d2 if isinstance(d2, torch.Tensor) else torch.zeros((), dtype=cdtype)
+    out = _PairLossFunction.apply(d1, second, (loss, ga, gb, dtypes, rerun))
+    return out if out.dtype == dtype else out.to(dtype)
+
+
+def margin_ranking_loss(
+    input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean"
+):
+    """torch.nn.functional.margin_ranking_loss on fastloss's fused kernel (both gradients
+    from the same pass)."""
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction, "margin_ranking_loss")
+    return _run_pair(
+        "margin_ranking_loss",
+        "input1",
+        "input2",
+        "target",
+        ("input1", "input2"),
+        input1,
+        input2,
+        target,
+        {"margin": margin, "reduction": reduction},
+    )
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
+    """torch.nn.functional.gaussian_nll_loss on fastloss's fused kernel (gradients of input
+    and var from the same pass; var a tensor or a number, torch's shape rules)."""
+    return _run_pair(
+        "gaussian_nll_loss",
+        "input",
+        "target",
+        "var",
+        ("input", "var"),
+        input,
+        target,
+        var,
+        {"full": full, "eps": eps, "reduction": reduction},
+    )
+
+
+class MarginRankingLoss(_Loss):
+    """Drop-in torch.nn.MarginRankingLoss on fastloss's fused kernel."""
+
+    def __init__(self, margin=0.0, size_average=None, reduce=None, reduction="mean"):
+        super().__init__()
+        self.margin = margin
+        self.reduction = _legacy_reduction(size_average, reduce, reduction, "MarginRankingLoss")
+
+    def forward(self, input1, input2, target):
+        return margin_ranking_loss(
+            input1, input2, target, margin=self.margin, reduction=self.reduction
+        )
+
+
+class GaussianNLLLoss(_Loss):
+    """Drop-in torch.nn.GaussianNLLLoss on fastloss's fused kernel."""
+
+    def __init__(self, *, full=False, eps=1e-6, reduction="mean"):
+        super().__init__()
+        self.full, self.eps, self.reduction = full, eps, reduction
+
+    def forward(self, input, target, var):
+        return gaussian_nll_loss(
+            input, target, var, full=self.full, eps=self.eps, reduction=self.reduction
+        )
+
+
+FUNCTIONALS.update(margin_ranking_loss=margin_ranking_loss, gaussian_nll_loss=gaussian_nll_loss)
+MODULES.update(margin_ranking_loss=MarginRankingLoss, gaussian_nll_loss=GaussianNLLLoss)
+
+
 # ------------------------------------------------------------------ softmax family
 
 

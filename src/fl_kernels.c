@@ -398,6 +398,14 @@ double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad)
             *bad = !(v >= 0 && v <= 1);
         }
     }
+    if (a->op == FL_GAUSSIAN_NLL && isnan(total)) {
+        /* a chunk flagged a negative var (or the loss is NaN for another reason) */
+        for (int64_t i = 0; i < a->weight_period && !*bad; i++) {
+            const double v =
+                a->is_f64 ? ((const double *)a->weight)[i] : ((const float *)a->weight)[i];
+            *bad = v < 0;
+        }
+    }
     return total;
 }
 
