@@ -80,8 +80,10 @@ def test_kernel_names_exist_in_the_compiled_op_tables():
 
 def test_torch_bridge_has_every_row():
     FL = pytest.importorskip("fastloss.torch")
-    rows = {s.name for s in registry("class", "elementwise") if s.torch_module}
-    assert set(FL.FUNCTIONS) == set(FL.FUNCTIONALS) == set(FL.MODULES) == rows
+    rows = {s.name for s in registry("class", "elementwise", "pair") if s.torch_module}
+    assert set(FL.FUNCTIONALS) == set(FL.MODULES) == rows
+    # one autograd.Function per single-input row; the pair family shares _PairLossFunction
+    assert set(FL.FUNCTIONS) == {s.name for s in registry("class", "elementwise") if s.torch_module}
     for name in rows:
         module = FL.MODULES[name]
         assert module.__name__ == LOSSES[name].torch_module and getattr(FL, module.__name__)
