@@ -11,7 +11,7 @@ reference twin named in the row, as selected by ``fastloss.set_backend`` / ``use
 from __future__ import annotations
 
 import operator
-from typing import Literal, Union
+from typing import Callable, Literal, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -40,6 +40,9 @@ __all__ = [
     "hinge_embedding_loss",
     "margin_ranking_loss",
     "gaussian_nll_loss",
+    "cosine_embedding_loss",
+    "triplet_margin_loss",
+    "triplet_margin_with_distance_loss",
 ]
 
 Reduction = Literal["none", "mean", "sum"]
@@ -47,6 +50,12 @@ GradOutput = Union[float, ArrayLike, None]
 #: a NumPy scalar (``"mean"``/``"sum"``), an array (``"none"``), or with ``return_grad=True``
 #: the pair ``(loss, grad)``
 LossResult = Union[np.floating, np.ndarray, tuple[Union[np.floating, np.ndarray], np.ndarray]]
+#: triplet losses: with ``return_grad=True`` ``(loss, (grad_anchor, grad_positive, grad_negative))``
+TripletResult = Union[
+    np.floating,
+    np.ndarray,
+    tuple[Union[np.floating, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
+]
 #: losses with two differentiable inputs: with ``return_grad=True`` ``(loss, (grad_1, grad_2))``
 PairResult = Union[
     np.floating, np.ndarray, tuple[Union[np.floating, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -519,16 +528,17 @@ def _pair(name, args):
 
 
 def _pair_grad_out(grad_out, return_grad, shapes, dtype, names):
-    """The two gradient buffers: new ones, or the caller's tuple (each C-contiguous, of its
-    argument's shape and the working dtype)."""
+    """The gradient buffers, one per differentiable argument: new ones, or the caller's tuple
+    (each C-contiguous, of its argument's shape and the working dtype)."""
     if grad_out is None:
         return [V.empty(s, dtype) for s in shapes] if return_grad else None
     if not return_grad:
         raise ValueError("grad_out needs return_grad=True")
-    if not isinstance(grad_out, (tuple, list)) or len(grad_out) != 2:
+    k = len(names)
+    if not isinstance(grad_out, (tuple, list)) or len(grad_out) != k:
         raise TypeError(
-            f"grad_out must be a tuple of 2 arrays (the gradients of {names[0]} and "
-            f"{names[1]}), got {type(grad_out).__name__}"
+            f"grad_out must be a tuple of {k} arrays (the gradients of {', '.join(names)}), "
+            f"got {type(grad_out).__name__}"
         )
     for buf, s, nm in zip(grad_out, shapes, names):
         if not (
@@ -543,6 +553,125 @@ def _pair_grad_out(grad_out, return_grad, shapes, dtype, names):
                 f"{tuple(s)}"
             )
     return list(grad_out)
+
+
+def _embedding(name, args):
+    """Losses on rows of D features, (N, D) or unbatched (D,): cosine_embedding_loss,
+    triplet_margin_loss(_with_distance).  The feature arrays (the row's `differentiable`)
+    broadcast together (torch: same number of dimensions, 1 or 2); a per-row target has their
+    shape without the feature axis.  One fused pass per row writes every gradient."""
+    spec = LOSSES[name]
+    params = spec.check_params(args)
+    reduction, return_grad, grad_output, grad_out = _PAIR_ARGS(args)
+    V.check_reduction(reduction, spec.reductions)
+    feats = [V.as_float_array(args[n], n) for n in spec.differentiable]
+    ndims = {f.ndim for f in feats}
+    if len(ndims) != 1 or not ndims <= {1, 2}:
+        raise ValueError(
+            f"{name}: {', '.join(spec.differentiable)} must all be 1-d (D,) or all 2-d (N, D), "
+            f"got shapes {', '.join(str(f.shape) for f in feats)}"
+        )
+    try:
+        shape = np.broadcast_shapes(*(f.shape for f in feats))
+    except ValueError:
+        raise ValueError(
+            f"{name}: shapes {', '.join(str(f.shape) for f in feats)} do not broadcast"
+        ) from None
+    dt = np.result_type(*feats)
+    loss_shape = shape[:-1]
+    target_names = [n for n in spec.arrays if n not in spec.differentiable]
+    target = None
+    if target_names:
+        (t_name,) = target_names
+        target = V.as_float_array(args[t_name], t_name)
+        if target.shape != loss_shape:
+            raise ValueError(
+                f"{name}: {t_name} must have shape {loss_shape} (one per row of the inputs "
+                f"{shape}), got {target.shape}"
+            )
+    if grad_output is not None and not return_grad:
+        _raise_grad_output_unused()
+    go = V.elementwise_grad_output(grad_output, reduction, loss_shape, dt)
+    outs = _pair_grad_out(grad_out, return_grad, [f.shape for f in feats], dt, spec.differentiable)
+    N, D = (int(np.prod(loss_shape)) if loss_shape else 1), shape[-1]
+    if _config.get_backend() == "reference" or (
+        spec.kernel_if is not None and not spec.kernel_if(params)
+    ):
+        go_ref = go if not isinstance(go, np.ndarray) else go.astype(np.float64)
+        arrays = [args[n] if n not in spec.differentiable else None for n in spec.arrays]
+        it = iter(feats)
+        arrays = [next(it) if a is None else target for a in arrays]
+        loss, grads = spec.reference(
+            *arrays, reduction=reduction, grad_output=go_ref, need_grad=return_grad, **params
+        )
+    else:
+        K = _config._kernels
+        full = [V.kernel_ready(np.broadcast_to(f, shape), dt) for f in feats]
+        grads_full = [V.empty(shape, dt) for _ in feats] if return_grad else [None] * 3
+        slots = dict(spec.kernel_constants)
+        for slot, pname in zip(("p1", "p2", "p3", "flags"), spec.kernel_args):
+            if pname is not None:
+                slots[slot] = params[pname]
+        rows = None
+        if reduction == "mean":
+            scale = go / N if N else _NAN
+        elif isinstance(go, np.ndarray):
+            rows, scale = go.reshape(-1), 1.0
+        else:
+            scale = go
+        loss_rows = V.empty(loss_shape, dt) if reduction == "none" else None
+        total = 0.0
+        if N and D:
+            total = K.embedding(
+                K.EMBEDDING_OPS[spec.kernel],
+                full[0],
+                full[1],
+                full[2] if len(full) > 2 else None,
+                None if target is None else V.kernel_ready(target, dt),
+                N,
+                D,
+                float(slots.get("p1", 0.0)),
+                float(slots.get("p2", 0.0)),
+                float(slots.get("p3", 0.0)),
+                int(bool(slots.get("flags", 0))),
+                grads_full[0],
+                grads_full[1],
+                grads_full[2] if len(full) > 2 else None,
+                rows,
+                scale,
+                loss_rows,
+                _config._state["threads"],
+            )
+        elif reduction == "none" and N:
+            loss_rows = _embedding_empty_rows(name, loss_shape, dt, target, params)
+            if return_grad:
+                for g in grads_full[: len(feats)]:
+                    g.fill(0)
+            total = float(np.sum(loss_rows))
+        loss = (
+            loss_rows
+            if reduction == "none"
+            else total
+            if reduction == "sum"
+            else (total / N if N else _NAN)
+        )
+        grads = None
+        if return_grad:
+            grads = tuple(_sum_to(g, f.shape) for g, f in zip(grads_full, feats))
+    if not return_grad:
+        return _finish(reduction, dt, loss_shape, loss, None, False)
+    for out, g in zip(outs, grads):
+        np.copyto(out, g, casting="unsafe")
+    return _finish(reduction, dt, loss_shape, loss, tuple(outs), True)
+
+
+def _embedding_empty_rows(name, loss_shape, dtype, target, params):
+    """Rows of D = 0 features: the reference's per-row losses (nothing to read)."""
+    spec = LOSSES[name]
+    z = np.zeros(loss_shape + (0,))
+    arrays = [z if n in spec.differentiable else target for n in spec.arrays]
+    loss, _ = spec.reference(*arrays, reduction="none", **params)
+    return np.asarray(loss, dtype=dtype)
 
 
 def _raise_grad_output_unused():
@@ -757,3 +886,53 @@ def gaussian_nll_loss(
 ) -> PairResult:
     """torch's F.gaussian_nll_loss: (log v + (input - target)^2 / v) / 2, v = max(var, eps)."""
     return _pair("gaussian_nll_loss", locals())
+
+
+def cosine_embedding_loss(
+    input1: ArrayLike,
+    input2: ArrayLike,
+    target: ArrayLike,
+    *,
+    margin: float = 0.0,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: tuple[np.ndarray, np.ndarray] | None = None,
+) -> PairResult:
+    """torch's F.cosine_embedding_loss: 1 - cos (y = 1), max(0, cos - margin) (y = -1)."""
+    return _embedding("cosine_embedding_loss", locals())
+
+
+def triplet_margin_loss(
+    anchor: ArrayLike,
+    positive: ArrayLike,
+    negative: ArrayLike,
+    *,
+    margin: float = 1.0,
+    p: float = 2.0,
+    eps: float = 1e-6,
+    swap: bool = False,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> TripletResult:
+    """torch's F.triplet_margin_loss: max(0, margin + d(a, p) - d(a, n)), d the p-norm."""
+    return _embedding("triplet_margin_loss", locals())
+
+
+def triplet_margin_with_distance_loss(
+    anchor: ArrayLike,
+    positive: ArrayLike,
+    negative: ArrayLike,
+    *,
+    distance_function: str | Callable | None = None,
+    margin: float = 1.0,
+    swap: bool = False,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> TripletResult:
+    """torch's F.triplet_margin_with_distance_loss (default distance: euclidean)."""
+    return _embedding("triplet_margin_with_distance_loss", locals())

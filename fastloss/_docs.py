@@ -332,6 +332,29 @@ _BY_FAMILY = {
         ),
         "weight": (_weight_type, _weight_text),
     },
+    "embedding": {
+        "input1": ("array_like, shape (N, D) or (D,)", "First embeddings. " + _DTYPES),
+        "input2": ("array_like, shape (N, D) or (D,)", "Second embeddings (input1's ndim)."),
+        "anchor": ("array_like, shape (N, D) or (D,)", "Anchor embeddings. " + _DTYPES),
+        "positive": ("array_like, shape (N, D) or (D,)", "Embeddings of the same class."),
+        "negative": ("array_like, shape (N, D) or (D,)", "Embeddings of another class."),
+        "target": ("array_like, shape (N,) or ()", "Labels: 1 similar, -1 dissimilar."),
+        "grad_out": (
+            "tuple of ndarrays",
+            "Preallocated gradient buffers, one per differentiable argument, each "
+            "C-contiguous, of its argument's shape and the working dtype (needs "
+            "return_grad=True).",
+        ),
+        "p": ("float", "The norm's order (torch's pairwise_distance)."),
+        "eps": ("float", "Added to the difference inside the norm, as torch."),
+        "swap": ("bool", "Use min(d(a, n), d(p, n)) as the negative distance."),
+        "distance_function": (
+            "str, callable or None",
+            'None or "euclidean" (pairwise_distance, p = 2), "cosine" (1 - cosine '
+            "similarity), or f(x1, x2) -> per-row distances on NumPy arrays (with "
+            "need_grad=True it must return (d, (dd/dx1, dd/dx2)) for gradients).",
+        ),
+    },
     "pair": {
         "input1": ("array_like", "First scores: any real values. " + _DTYPES),
         "input2": (
@@ -539,6 +562,25 @@ _PAIR_RETURNS_GRAD = (
 
 
 def _pair_returns(fn):
+    k = len(fn.spec.differentiable)
+    if fn.family == "embedding":
+        grads = ", ".join(fn.spec.differentiable)
+        return [
+            (
+                "loss : NumPy scalar or ndarray",
+                [
+                    'A scalar for "mean"/"sum"; for "none" one loss per row, shape (N,) '
+                    "(0-d for unbatched (D,) inputs)."
+                ],
+            ),
+            (
+                f"grads : tuple of {k} ndarrays",
+                [
+                    f"Only with return_grad=True: the gradients of {grads}, each of its "
+                    "argument's shape, times grad_output; written into grad_out when given."
+                ],
+            ),
+        ]
     return [
         (
             "loss : NumPy scalar or ndarray",
@@ -953,6 +995,61 @@ _PROSE = {
          [ 0.4091  0.3466]]
         """,
     ),
+    "cosine_embedding_loss": _Prose(
+        "Cosine embedding loss on rows; gradients of both inputs in one pass.",
+        """
+        cos = <x1, x2> / sqrt((|x1|² + e)(|x2|² + e)),  e = 1e-12 (torch's)
+        loss = 1 - cos (y = 1),  max(0, cos - margin) (y = -1),  0 (other y)
+        """,
+        (),
+        _SETUP
+        + """
+        >>> x1 = np.array([[1.0, 2.0, 0.5], [0.3, -1.0, 2.0]])
+        >>> x2 = np.array([[0.5, 1.0, 1.0], [1.0, 1.0, -0.5]])
+        >>> y = np.array([1.0, -1.0])
+        >>> loss = fastloss.cosine_embedding_loss(x1, x2, y, reduction="none")
+        >>> print(np.round(loss, 4))
+        [0.1271 0.    ]
+        """,
+    ),
+    "triplet_margin_loss": _Prose(
+        "Triplet margin loss; gradients of anchor, positive, negative in one pass.",
+        """
+        d(u, w) = ||u - w + eps||_p   (torch's pairwise_distance)
+        loss = max(0, margin + d(a, p) - d(a, n))
+        swap=True: d(a, n) -> min(d(a, n), d(p, n))
+        """,
+        ("p <= 0 runs on the NumPy reference (the kernel's norms need p > 0 or inf).",),
+        _SETUP
+        + """
+        >>> a = np.array([[0.0, 1.0], [1.0, 1.0]])
+        >>> p = np.array([[0.0, 1.5], [2.0, 1.0]])
+        >>> n = np.array([[1.0, 1.0], [1.0, 0.0]])
+        >>> loss = fastloss.triplet_margin_loss(a, p, n, reduction="none")
+        >>> print(np.round(loss, 4))
+        [0.5 1. ]
+        """,
+    ),
+    "triplet_margin_with_distance_loss": _Prose(
+        "Triplet margin loss with a chosen distance (default euclidean).",
+        """
+        loss = max(0, margin + d(a, p) - d(a, n)),  d = distance_function
+        """,
+        (
+            'None / "euclidean" run on the fused kernel; "cosine" (1 - cosine similarity) '
+            "and callables on the NumPy reference.",
+        ),
+        _SETUP
+        + """
+        >>> a = np.array([[0.0, 1.0], [1.0, 1.0]])
+        >>> p = np.array([[0.0, 1.5], [2.0, 1.0]])
+        >>> n = np.array([[1.0, 1.0], [1.0, 0.0]])
+        >>> loss = fastloss.triplet_margin_with_distance_loss(
+        ...     a, p, n, reduction="none")
+        >>> print(np.round(loss, 4))
+        [0.5 1. ]
+        """,
+    ),
     "softmax": _Prose(
         "Softmax along an axis, max-shifted, one fused pass.",
         """
@@ -1199,10 +1296,9 @@ def docstring(name, func):
         for param in fn.params.values():
             lines += _param_lines(fn, param)
         lines.append("")
-    if fn.family in ("class", "elementwise", "pair"):
-        lines += _section(
-            "Returns", _pair_returns(fn) if fn.family == "pair" else _loss_returns(fn)
-        )
+    if fn.family in ("class", "elementwise", "pair", "embedding"):
+        multi = fn.family in ("pair", "embedding")
+        lines += _section("Returns", _pair_returns(fn) if multi else _loss_returns(fn))
         lines += _section("Raises", _loss_raises(fn))
     elif fn.family == "axis":
         out = (

@@ -13,6 +13,9 @@ A row holds facts about the loss, never test or benchmark code:
   ``"elementwise"`` (input and target of one shape), ``"pair"`` (elementwise with two
   differentiable inputs among three arrays, e.g. ``margin_ranking_loss(input1, input2,
   target)``) or ``"axis"`` (softmax family, no target).
+* ``"embedding"`` family: losses on rows of D features, ``(N, D)`` or unbatched ``(D,)``
+  arrays (``cosine_embedding_loss``, ``triplet_margin_loss``): ``arrays`` are the arguments,
+  ``differentiable`` the feature arrays (all but a per-row target).
 * ``arrays`` (pair family): the three array arguments in the order the kernel reads them
   (its x, t and w streams); ``differentiable``: the two whose gradients ``return_grad=True``
   returns, in argument order (the kernel's grad and grad2); ``array_check``: a validator
@@ -111,6 +114,10 @@ class LossSpec:
     arrays: tuple = ("input", "target")
     differentiable: tuple = ("input",)
     array_check: Callable | None = None
+    # kernel slots fed by constants rather than options ((slot, value), ...), and a predicate
+    # of the checked options saying whether the kernel computes the call (else the reference)
+    kernel_constants: tuple = ()
+    kernel_if: Callable | None = None
     param_names: tuple = field(init=False, repr=False)
     weight_names: tuple = field(init=False, repr=False)
     # derived once for the per-call path: the parameter checks and the kernel arguments
@@ -122,8 +129,11 @@ class LossSpec:
         object.__setattr__(self, "weight_names", tuple(w.name for w in self.weights))
         object.__setattr__(self, "_checks", _binder(self.params))
         # the parameter names feeding the kernel's two scalar slots, None where unused:
-        # (smoothing, gamma) of a class loss, (p1, p2) of an elementwise loss
-        slots = ("smoothing", "gamma") if self.family == "class" else ("p1", "p2")
+        # (smoothing, gamma) of a class loss, (p1, p2) of an elementwise loss, (p1, p2, p3,
+        # flags) of an embedding loss
+        slots = {"class": ("smoothing", "gamma"), "embedding": ("p1", "p2", "p3", "flags")}.get(
+            self.family, ("p1", "p2")
+        )
         by_slot = {p.kernel_arg: p.name for p in self.params if p.kernel_arg}
         unknown = set(by_slot) - set(slots)
         if unknown:
@@ -374,6 +384,64 @@ LOSSES: dict = {
             arrays=("input", "target", "var"),
             differentiable=("input", "var"),
             array_check=V.gaussian_var,
+        ),
+        LossSpec(
+            "cosine_embedding_loss",
+            "embedding",
+            "cosine_embedding",
+            NN.cosine_embedding_loss,
+            params=(Param("margin", 0.0, V.as_real, "p1"),),
+            input_domain="real",
+            target_domain="sign",
+            torch_name="cosine_embedding_loss",
+            torch_module="CosineEmbeddingLoss",
+            examples=({"margin": 0.5}, {"margin": -0.3}),
+            arrays=("input1", "input2", "target"),
+            differentiable=("input1", "input2"),
+            kernel_constants=(("p2", NN.COSINE_EMBEDDING_EPSILON),),
+        ),
+        LossSpec(
+            "triplet_margin_loss",
+            "embedding",
+            "triplet_margin",
+            NN.triplet_margin_loss,
+            params=(
+                Param("margin", 1.0, V.as_real, "p1"),
+                Param("p", 2.0, V.as_real, "p2"),
+                Param("eps", 1e-6, V.as_real, "p3"),
+                Param("swap", False, V.as_flag, "flags"),
+            ),
+            input_domain="real",
+            target_domain="none",
+            torch_name="triplet_margin_loss",
+            torch_module="TripletMarginLoss",
+            examples=({"swap": True}, {"p": 1.0}, {"p": 3.0, "eps": 0.0}, {"margin": 0.1}),
+            arrays=("anchor", "positive", "negative"),
+            differentiable=("anchor", "positive", "negative"),
+            # the kernel's norms: p > 0 (p = inf too); 0 and negative p on the reference
+            kernel_if=lambda params: params["p"] > 0,
+        ),
+        LossSpec(
+            "triplet_margin_with_distance_loss",
+            "embedding",
+            "triplet_margin",
+            NN.triplet_margin_with_distance_loss,
+            params=(
+                Param("distance_function", None, V.distance_function),
+                Param("margin", 1.0, V.as_real, "p1"),
+                Param("swap", False, V.as_flag, "flags"),
+            ),
+            input_domain="real",
+            target_domain="none",
+            torch_name="triplet_margin_with_distance_loss",
+            torch_module="TripletMarginWithDistanceLoss",
+            examples=({"swap": True}, {"distance_function": "cosine"}),
+            arrays=("anchor", "positive", "negative"),
+            differentiable=("anchor", "positive", "negative"),
+            # the default distance is torch's pairwise_distance (p = 2, eps = 1e-6): the
+            # kernel's; "cosine" and callables run on the reference
+            kernel_constants=(("p2", 2.0), ("p3", 1e-6)),
+            kernel_if=lambda params: params["distance_function"] in (None, "euclidean"),
         ),
         LossSpec(
             "log_softmax",

@@ -430,3 +430,13 @@ def gaussian_var(value, shape, name):
     if v.shape == shape[:-1]:
         return v[..., None]
     raise ValueError(f"{name} is of incorrect size: shape {v.shape} for input shape {shape}")
+
+
+def distance_function(value, name):
+    """triplet_margin_with_distance_loss's distance: None / "euclidean" (torch's
+    pairwise_distance), "cosine" (1 - cosine similarity) or a callable on NumPy arrays."""
+    if value is None or (isinstance(value, str) and value in ("euclidean", "cosine")):
+        return value
+    if callable(value):
+        return value
+    raise ValueError(f"{name} must be None, 'euclidean', 'cosine' or a callable, got {value!r}")

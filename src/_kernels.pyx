@@ -42,6 +42,7 @@ def _tuning():
 # The op codes by name, as the C lists in fl_kernel_list.h define them.
 ELEMENTWISE_OPS = _op_codes(FL_FAMILY_ELEMENTWISE)   # "bce_logits", ..., "kl_div_log_target"
 CLASS_OPS = _op_codes(FL_FAMILY_CLASS)               # "cross_entropy", "focal", "nll"
+EMBEDDING_OPS = _op_codes(FL_FAMILY_EMBEDDING)       # "cosine_embedding", "triplet_margin"
 SOFTMAX_OPS = _op_codes(FL_FAMILY_SOFTMAX)           # "log_softmax", "softmax", "logsumexp"
 REDUCTIONS = _op_codes(FL_FAMILY_REDUCTION)          # "none", "mean", "sum"
 VECTOR_MATH_OPS = _op_codes(FL_FAMILY_VECTOR_MATH)   # "exp", "log", "log1p", ...
@@ -229,6 +230,38 @@ def elementwise(int op, cnp.ndarray x, cnp.ndarray target, object weight, int64_
     with nogil:
         total = fl_elementwise(&a, nthreads, &bad)
     return total, bool(bad)
+
+
+def embedding(int op, cnp.ndarray a, cnp.ndarray b, object c, object target, int64_t N,
+              int64_t D, double p1, double p2, double p3, int flags, object grad_a,
+              object grad_b, object grad_c, object grad_scale_rows, double grad_scale,
+              object loss_rows, int nthreads):
+    """Embedding loss (an EMBEDDING_OPS code) over N rows of D features of the (N, D) arrays
+    a, b (and c); per-row target or None; gradients all or none.  Returns the sum of the
+    per-row losses."""
+    cdef fl_emb_args s
+    cdef double total
+    s.is_f64 = cnp.PyArray_TYPE(a) == cnp.NPY_DOUBLE
+    s.op = op
+    s.N = N
+    s.D = D
+    s.a = cnp.PyArray_DATA(a)
+    s.b = cnp.PyArray_DATA(b)
+    s.c = _ptr(c)
+    s.target = _ptr(target)
+    s.p1 = p1
+    s.p2 = p2
+    s.p3 = p3
+    s.flags = flags
+    s.grad_a = <void *>_ptr(grad_a)
+    s.grad_b = <void *>_ptr(grad_b)
+    s.grad_c = <void *>_ptr(grad_c)
+    s.grad_scale_rows = _ptr(grad_scale_rows)
+    s.grad_scale = grad_scale
+    s.loss_rows = <void *>_ptr(loss_rows)
+    with nogil:
+        total = fl_embedding(&s, nthreads)
+    return total
 
 
 def vector_math(str name, cnp.ndarray x):

@@ -30,6 +30,7 @@
 #include "kernels/nll-inl.h"
 #include "kernels/ew_losses-inl.h"
 #include "kernels/ew_loop-inl.h"
+#include "kernels/embedding-inl.h"
 #include "kernels/vecmath_hook-inl.h"
 
 #define FL_OPS_UNDEF

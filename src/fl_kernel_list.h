@@ -43,6 +43,12 @@
     X(FOCAL, focal)                 \
     X(NLL, nll)
 
+/* Embedding losses on rows of D features (kernels/embedding-inl.h, FN(<name>_rows)):
+ * X(ID, name), enum FL_<ID>. */
+#define FL_EMBEDDING_LOSSES(X)            \
+    X(COSINE_EMBEDDING, cosine_embedding) \
+    X(TRIPLET_MARGIN, triplet_margin)
+
 /* Softmax-family ops along the class axis: X(ID, name), enum FL_<ID>. */
 #define FL_SOFTMAX_OPS(X)       \
     X(LOG_SOFTMAX, log_softmax) \
@@ -68,6 +74,7 @@
 #define FL_OP_FAMILIES(X)                              \
     X(ELEMENTWISE, elementwise, FL_ELEMENTWISE_LOSSES) \
     X(CLASS, class, FL_CLASS_LOSSES)                   \
+    X(EMBEDDING, embedding, FL_EMBEDDING_LOSSES)       \
     X(SOFTMAX, softmax, FL_SOFTMAX_OPS)                \
     X(REDUCTION, reduction, FL_REDUCTIONS)             \
     X(VECTOR_MATH, vector_math, FL_VECTOR_MATH_OPS)

@@ -409,6 +409,12 @@ double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad)
     return total;
 }
 
+double fl_embedding(const fl_emb_args *a, int nthreads)
+{
+    if (a->op < 0 || a->op >= FL_N_EMBEDDING) return NAN;
+    return fl_run(fl_active->embedding[a->op][a->is_f64 ? 1 : 0], a, a->N, a->D, nthreads);
+}
+
 void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out)
 {
     if (is_f64) fl_active->vector_math_f64(op, n, (const double *)x, (double *)out);

@@ -25,6 +25,7 @@
 enum { FL_ELEMENTWISE_LOSSES(FL_ENUM_ID) FL_N_ELEMENTWISE };
 enum { FL_CLASS_LOSSES(FL_ENUM_ID) FL_N_CLASS_LOSSES };
 enum { FL_SOFTMAX_OPS(FL_ENUM_ID) FL_N_SOFTMAX_OPS };
+enum { FL_EMBEDDING_LOSSES(FL_ENUM_ID) FL_N_EMBEDDING };
 enum { FL_REDUCTIONS(FL_ENUM_REDUCTION) FL_N_REDUCTIONS };
 enum { FL_VECTOR_MATH_OPS(FL_ENUM_VM) FL_N_VECTOR_MATH };
 enum { FL_OP_FAMILIES(FL_ENUM_FAMILY) FL_N_FAMILIES };
@@ -94,6 +95,25 @@ typedef struct {
 /* Returns the sum of the per-element losses; *bad is set to 1 when an input violates the
  * loss's domain (binary_cross_entropy: input outside [0, 1] or NaN). */
 double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad);
+
+/* Embedding losses (FL_EMBEDDING_LOSSES) on N rows of D features: a, b (and c) are (N, D)
+ * arrays of the working dtype, target (N,) of it or NULL; one loss per row. */
+typedef struct {
+    int is_f64;
+    int op;                        /* FL_COSINE_EMBEDDING, FL_TRIPLET_MARGIN */
+    int64_t N, D;
+    const void *a, *b, *c;         /* (N, D); c NULL when the loss has two inputs */
+    const void *target;            /* (N,) or NULL */
+    double p1, p2, p3;             /* cosine: margin, epsilon; triplet: margin, p, eps */
+    int flags;                     /* triplet: bit 0 = swap */
+    void *grad_a, *grad_b, *grad_c; /* (N, D) gradients, all or none (NULL: loss only) */
+    const void *grad_scale_rows;   /* (N,) per-row gradient multipliers, or NULL */
+    double grad_scale;
+    void *loss_rows;               /* (N,) per-row losses, or NULL */
+} fl_emb_args;
+
+/* Returns the sum of the per-row losses. */
+double fl_embedding(const fl_emb_args *a, int nthreads);
 
 /* The vector math itself, elementwise, on the active SIMD path (for tests of its accuracy):
  * op is an FL_VM_* code (FL_VECTOR_MATH_OPS). */

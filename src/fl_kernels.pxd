@@ -31,6 +31,23 @@ cdef extern from "fl_kernels.h" nogil:
         const void *x
         void *out
 
+    ctypedef struct fl_emb_args:
+        int is_f64
+        int op
+        int64_t N, D
+        const void *a
+        const void *b
+        const void *c
+        const void *target
+        double p1, p2, p3
+        int flags
+        void *grad_a
+        void *grad_b
+        void *grad_c
+        const void *grad_scale_rows
+        double grad_scale
+        void *loss_rows
+
     ctypedef struct fl_ew_args:
         int is_f64
         int op
@@ -49,8 +66,8 @@ cdef extern from "fl_kernels.h" nogil:
         void *loss_rows
 
     enum:
-        FL_FAMILY_ELEMENTWISE, FL_FAMILY_CLASS, FL_FAMILY_SOFTMAX, FL_FAMILY_REDUCTION,
-        FL_FAMILY_VECTOR_MATH
+        FL_FAMILY_ELEMENTWISE, FL_FAMILY_CLASS, FL_FAMILY_EMBEDDING, FL_FAMILY_SOFTMAX,
+        FL_FAMILY_REDUCTION, FL_FAMILY_VECTOR_MATH
         FL_FOCAL, FL_NLL
         FL_REDUCTION_NONE, FL_REDUCTION_MEAN
 
@@ -73,4 +90,5 @@ cdef extern from "fl_kernels.h" nogil:
     double fl_nll(const fl_ce_args *a, int nthreads)
     void fl_softmax(const fl_softmax_args *a, int nthreads)
     double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad)
+    double fl_embedding(const fl_emb_args *a, int nthreads)
     void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out)

@@ -31,6 +31,7 @@ typedef struct {
     fl_chunk_fn ce_index_small_rows[2], ce_prob_small_rows[2], softmax_small_rows[2];
     fl_chunk_fn check_targets[2]; /* [1]: with float64 class weights */
     fl_chunk_fn elementwise[FL_N_ELEMENTWISE][2]; /* indexed by the FL_BCE_LOGITS... enum */
+    fl_chunk_fn embedding[FL_N_EMBEDDING][2];     /* by FL_COSINE_EMBEDDING... */
     void (*vector_math_f32)(int, int64_t, const float *, float *);
     void (*vector_math_f64)(int, int64_t, const double *, double *);
 } fl_table;
@@ -51,6 +52,7 @@ extern const fl_table fl_table_avx512;
  * Used once by each isa/fl_isa_<name>.c after its instantiation. */
 #define FL_PAIR(name) {FL_CAT3(name, f32, FL_TABLE_ISA), FL_CAT3(name, f64, FL_TABLE_ISA)}
 #define FL_EW_SLOT(ID, name, chunk) [FL_##ID] = FL_PAIR(name##_chunk),
+#define FL_EMB_SLOT(ID, name)       [FL_##ID] = FL_PAIR(name##_rows),
 #define FL_TABLE(label, vb)                                      \
     {.name = label,                                              \
      .vbytes = vb,                                               \
@@ -66,6 +68,7 @@ extern const fl_table fl_table_avx512;
      .softmax_small_rows = FL_PAIR(softmax_small_rows),          \
      .check_targets = FL_PAIR(check_targets_chunk),              \
      .elementwise = {FL_ELEMENTWISE_LOSSES(FL_EW_SLOT)},         \
+     .embedding = {FL_EMBEDDING_LOSSES(FL_EMB_SLOT)},            \
      .vector_math_f32 = FL_CAT3(vector_math, f32, FL_TABLE_ISA), \
      .vector_math_f64 = FL_CAT3(vector_math, f64, FL_TABLE_ISA)}
 

@@ -142,6 +142,10 @@ def _problem(spec):
     if spec.family == "pair":
         x = np.array([1.0, 2.0, 4.0])
         return x, np.array([0.5, 2.5, 3.0]), np.array([1.0, -1.0, 0.5]) ** 2
+    if spec.family == "embedding":
+        x = np.array([[1.0, 2.0], [0.5, -1.0]])
+        third = np.array([1.0, -1.0]) if "target" in spec.arrays else x[::-1].copy()
+        return x, x + 0.5, third
     if spec.family == "class":
         x = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
         if spec.input_domain == "logprob":
@@ -181,8 +185,10 @@ def test_documented_option_ranges_are_what_the_function_accepts(name, option):
     kind = head.split(" : ")[1].rsplit(", default", 1)[0]
     matched = [r for r in RANGES if kind.endswith(" " + r)]
     if not matched:  # ignore_index, log_target: no range; margin, eps: any real number
-        unbounded = next(p.check for p in LOSSES[name].params if p.name == option) is V.as_real
-        assert kind in ("int", "bool") or (kind == "float" and unbounded), head
+        check = next(p.check for p in LOSSES[name].params if p.name == option)
+        unbounded = check is V.as_real
+        choice = check is V.distance_function  # a name or a callable
+        assert kind in ("int", "bool") or (kind == "float" and unbounded) or choice, head
         return
     ok, bad = RANGES[matched[0]]
     func = getattr(fastloss, name)

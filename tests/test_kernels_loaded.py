@@ -241,6 +241,7 @@ def test_op_lists_come_from_c():
     for attr, families in (
         ("ELEMENTWISE_OPS", ("elementwise", "pair")),  # pair: the elementwise loop's PAIR ops
         ("CLASS_OPS", ("class",)),
+        ("EMBEDDING_OPS", ("embedding",)),
         ("SOFTMAX_OPS", ("axis",)),
     ):
         assert set(getattr(K, attr)) == kernels(*families), attr
@@ -256,7 +257,9 @@ def test_op_lists_come_from_c():
         assert list(ops) == names, attr
         assert list(ops.values()) == list(range(len(names))), attr
     kernel_names = [
-        n for attr in ("ELEMENTWISE_OPS", "CLASS_OPS", "SOFTMAX_OPS") for n in getattr(K, attr)
+        n
+        for attr in ("ELEMENTWISE_OPS", "CLASS_OPS", "EMBEDDING_OPS", "SOFTMAX_OPS")
+        for n in getattr(K, attr)
     ]
     assert len(kernel_names) == len(set(kernel_names))
     for name in ("LOG_SOFTMAX", "SOFTMAX", "LOGSUMEXP", "CLASS_LOSS_KINDS"):

@@ -65,6 +65,7 @@ def test_kernel_names_exist_in_the_compiled_op_tables():
         "class": K.CLASS_OPS,
         "elementwise": K.ELEMENTWISE_OPS,
         "pair": K.ELEMENTWISE_OPS,
+        "embedding": K.EMBEDDING_OPS,
         "axis": K.SOFTMAX_OPS,
     }
     for spec in LOSSES.values():

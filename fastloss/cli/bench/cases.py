@@ -38,6 +38,8 @@ __all__ = [
 CLASS_SHAPES = ((65536, 1000), (1048576, 10), (2048, 32000), (32, 10))
 CLASS_QUICK = ((8192, 1000), (131072, 10), (256, 32000), (32, 10))
 FLAT_SHAPES = ((16777216,),)
+EMB_SHAPES = ((131072, 128), (8192, 2048))
+EMB_QUICK = ((16384, 128), (1024, 2048))
 FLAT_QUICK = ((2097152,),)
 
 # floor name -> (label, bytes written per element of x: 0 for a pure read, 1 for a copy)
@@ -70,6 +72,9 @@ KINDS = {
     # two differentiable inputs among three arrays (margin_ranking_loss(x1, x2, y)): read
     # three, write two gradients
     "pair": Kind(_LOSS_MODES[:2], FLAT_SHAPES, FLAT_QUICK, "pair", 1, "fwd+bwd", outputs=2),
+    # rows of D features (cosine_embedding_loss(x1, x2, y), triplet_margin_loss(a, p, n)):
+    # read the arrays, write one gradient per feature array (Loss.outputs)
+    "embedding": Kind(_LOSS_MODES[:2], EMB_SHAPES, EMB_QUICK, "pair", 2, "fwd+bwd"),
     # x -> array shaped like x (log_softmax, softmax): one read + one allocating write
     "softmax": Kind((("fwd", "copy"),), CLASS_SHAPES, CLASS_QUICK, "none", 1, "fwd"),
     # x -> one value per row (logsumexp): one read
@@ -113,6 +118,19 @@ def _make_gaussian(rng, z, shape, dtype):
     return z.astype(dtype, copy=False), (t, rng.uniform(0.5, 2.0, shape).astype(dtype))
 
 
+def _make_cosine(rng, z, shape, dtype):
+    x2 = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+    return z.astype(dtype, copy=False), (x2, 2 * _binary_target(rng, shape[:1], dtype) - 1)
+
+
+def _make_triplet(rng, z, shape, dtype):
+    p = (z + 0.5 * rng.standard_normal(shape, dtype=np.float32)).astype(dtype)
+    return z.astype(dtype, copy=False), (
+        p,
+        rng.standard_normal(shape, dtype=np.float32).astype(dtype),
+    )
+
+
 def _make_regression(rng, z, shape, dtype):
     return z.astype(dtype, copy=False), rng.standard_normal(shape, dtype=np.float32).astype(dtype)
 
@@ -147,6 +165,7 @@ class Loss:
     sklearn: object = None  # (sklearn._loss.loss module, shape) -> loss object
     default: bool = False  # benchmarked when no --loss is given
     scaling: bool = False  # compute-bound: its 1 -> N thread scaling is measured
+    outputs: int = 0  # gradients written per element of x (0: the kind's)
 
 
 # input makers by the registry row's (input domain, target domain)
@@ -188,6 +207,9 @@ _EXTRAS = {
     "huber_loss": dict(kwargs={"delta": 1.0}, sklearn=lambda sk, shape: sk.HuberLoss(delta=1.0)),
     "margin_ranking_loss": dict(make=_make_ranking),
     "gaussian_nll_loss": dict(make=_make_gaussian),
+    "cosine_embedding_loss": dict(make=_make_cosine),
+    "triplet_margin_loss": dict(make=_make_triplet, outputs=3),
+    "triplet_margin_with_distance_loss": dict(make=_make_triplet, outputs=3, default=False),
     "kl_div": dict(
         kwargs={"reduction": "batchmean"},
         torch=lambda torch, F, x, t: F.kl_div(x, t, reduction="batchmean"),
@@ -200,9 +222,13 @@ def _row(spec):
     extra = dict(_EXTRAS.get(spec.name, {}))
     kind = extra.pop(
         "kind",
-        {"class": "class", "elementwise": "elementwise", "pair": "pair", "axis": "softmax"}[
-            spec.family
-        ],
+        {
+            "class": "class",
+            "elementwise": "elementwise",
+            "pair": "pair",
+            "embedding": "embedding",
+            "axis": "softmax",
+        }[spec.family],
     )
     if "torch" not in extra and spec.torch_name and "." not in spec.torch_name:
         extra["torch"] = (

@@ -484,7 +484,8 @@ def _run_case(
     for mode, floor in kind.modes:
         label, writes = FLOORS[floor]
         factor = (
-            (xbytes * (1 + writes * kind.outputs) + tbytes) / (xbytes * (1 + writes))
+            (xbytes * (1 + writes * (row.outputs or kind.outputs)) + tbytes)
+            / (xbytes * (1 + writes))
             if xbytes
             else 1.0
         )
