@@ -594,8 +594,11 @@ def _embedding(name, args):
     go = V.elementwise_grad_output(grad_output, reduction, loss_shape, dt)
     outs = _pair_grad_out(grad_out, return_grad, [f.shape for f in feats], dt, spec.differentiable)
     N, D = (int(np.prod(loss_shape)) if loss_shape else 1), shape[-1]
-    if _config.get_backend() == "reference" or (
-        spec.kernel_if is not None and not spec.kernel_if(params)
+    # rows of no features have nothing to read: their (constant) losses from the reference
+    if (
+        _config.get_backend() == "reference"
+        or (spec.kernel_if is not None and not spec.kernel_if(params))
+        or (D == 0 and N)
     ):
         go_ref = go if not isinstance(go, np.ndarray) else go.astype(np.float64)
         arrays = [args[n] if n not in spec.differentiable else None for n in spec.arrays]
@@ -621,7 +624,7 @@ def _embedding(name, args):
             scale = go
         loss_rows = V.empty(loss_shape, dt) if reduction == "none" else None
         total = 0.0
-        if N and D:
+        if N:
             total = K.embedding(
                 K.EMBEDDING_OPS[spec.kernel],
                 full[0],
@@ -642,12 +645,6 @@ def _embedding(name, args):
                 loss_rows,
                 _config._state["threads"],
             )
-        elif reduction == "none" and N:
-            loss_rows = _embedding_empty_rows(name, loss_shape, dt, target, params)
-            if return_grad:
-                for g in grads_full[: len(feats)]:
-                    g.fill(0)
-            total = float(np.sum(loss_rows))
         loss = (
             loss_rows
             if reduction == "none"
@@ -663,15 +660,6 @@ def _embedding(name, args):
     for out, g in zip(outs, grads):
         np.copyto(out, g, casting="unsafe")
     return _finish(reduction, dt, loss_shape, loss, tuple(outs), True)
-
-
-def _embedding_empty_rows(name, loss_shape, dtype, target, params):
-    """Rows of D = 0 features: the reference's per-row losses (nothing to read)."""
-    spec = LOSSES[name]
-    z = np.zeros(loss_shape + (0,))
-    arrays = [z if n in spec.differentiable else target for n in spec.arrays]
-    loss, _ = spec.reference(*arrays, reduction="none", **params)
-    return np.asarray(loss, dtype=dtype)
 
 
 def _raise_grad_output_unused():

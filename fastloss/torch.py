@@ -926,19 +926,21 @@ globals().update({m.__name__: m for m in MODULES.values()})
 # ------------------------------------------------------------------ two differentiable inputs
 
 
-class _PairLossFunction(torch.autograd.Function):
-    """The node of a pair-family loss (margin_ranking_loss, gaussian_nll_loss).
+class _MultiInputLossFunction(torch.autograd.Function):
+    """The node of a loss with several differentiable inputs (the pair and embedding
+    families: margin_ranking_loss, gaussian_nll_loss, cosine_embedding_loss, the triplet
+    losses).
 
-    forward(ctx, a, b, result) runs after the NumPy call: ``result`` = (loss, grad of a, grad
-    of b, dtypes, rerun).  "mean"/"sum": the gradients came from the fused pass and backward
+    forward(ctx, result, *inputs) runs after the NumPy call: ``result`` = (loss, gradients or
+    None, dtypes, rerun).  "mean"/"sum": the gradients came from the fused pass and backward
     scales them; "none": ``rerun(grad_output)`` computes them in backward, with the upstream
     gradient inside the pass (an input broadcast against the others sums it per element)."""
 
     @staticmethod
-    def forward(ctx, a, b, result):
-        loss, ga, gb, ctx.dtypes, ctx.rerun = result
-        if ga is not None:
-            ctx.save_for_backward(ga, gb)
+    def forward(ctx, result, *inputs):
+        loss, grads, ctx.dtypes, ctx.rerun = result
+        if grads is not None:
+            ctx.save_for_backward(*grads)
         return loss
 
     @staticmethod
@@ -954,50 +956,55 @@ class _PairLossFunction(torch.autograd.Function):
             grads = ctx.saved_tensors
             if grad_output.item() != 1.0:  # 1: the plain loss.backward()
                 grads = [g * grad_output for g in grads]
-        return tuple(g if d is None else g.to(d) for g, d in zip(grads, ctx.dtypes)) + (None,)
+        return (None,) + tuple(g if d is None else g.to(d) for g, d in zip(grads, ctx.dtypes))
 
 
-def _run_pair(name, a_name, b_name, c_name, diff, a, b, c, options):
-    """Checks, the fused NumPy call (both gradients from one pass) and the autograd node over
-    the two differentiable tensors, `diff` naming them among (a, b, c)."""
-    by_name = {a_name: a, b_name: b, c_name: c}
-    tensors = {k: t for k, t in by_name.items() if isinstance(t, torch.Tensor) or k != c_name}
-    _check_composable(name, {"input": a, **tensors})
-    for arg, t in tensors.items():
+def _run_multi(name, names, diff, values, options):
+    """Checks, the fused NumPy call (every gradient from one pass) and the autograd node over
+    the differentiable tensors; `names`/`values`: the array arguments in order, `diff` the
+    differentiable ones among them (a number where an array may be one, e.g. var, is not
+    differentiated)."""
+    by_name = dict(zip(names, values))
+    tensors = {k: t for k, t in by_name.items() if isinstance(t, torch.Tensor)}
+    first = by_name[diff[0]]
+    _check_composable(name, {"input": first, **tensors})
+    for arg, t in by_name.items():
+        if arg not in tensors:
+            if arg in diff and not isinstance(t, (int, float)) or arg == diff[0]:
+                _check_tensor(t, arg, name)  # the TypeError naming it
+            continue
         _check_tensor(t, "input" if arg in diff else arg, name)
         if arg in diff and not t.dtype.is_floating_point:
             raise TypeError(
                 f"fastloss.torch.{name}: {arg} must be a floating tensor, got {t.dtype}"
             )
-    dtype = torch.promote_types(a.dtype, b.dtype)
+    dtype = first.dtype
+    for d in diff[1:]:
+        if isinstance(by_name[d], torch.Tensor):
+            dtype = torch.promote_types(dtype, by_name[d].dtype)
     cdtype = _compute_dtype(dtype)
-    arrays = [
-        t if not isinstance(t, torch.Tensor) else _numpy_input(t, cdtype)[1]
-        for t in by_name.values()
-    ]
+    arrays = [t if not isinstance(t, torch.Tensor) else _numpy_input(t, cdtype)[1] for t in values]
     fn = getattr(_fl, name)
-    d1, d2 = (by_name[d] for d in diff)
-    need = any(isinstance(t, torch.Tensor) and t.requires_grad for t in (d1, d2))
-    if not need or options["reduction"] == "none":
+    diffs = [by_name[d] for d in diff]
+    need = any(isinstance(t, torch.Tensor) and t.requires_grad for t in diffs)
+    if not need:
+        return torch.from_numpy(np.asarray(fn(*arrays, **options))).to(dtype)
+    # a number where an array may be (var) is not a tensor: its slot gets a dummy leaf
+    nodes = [t if isinstance(t, torch.Tensor) else torch.zeros((), dtype=cdtype) for t in diffs]
+    dtypes = tuple(None if t.dtype == cdtype else t.dtype for t in nodes)
+    if options["reduction"] == "none":
         loss = torch.from_numpy(np.asarray(fn(*arrays, **options)))
-        if not need:
-            return loss.to(dtype)
 
         def rerun(upstream):
             _, gs = fn(*arrays, return_grad=True, grad_output=upstream, **options)
             return [torch.from_numpy(np.asarray(g)) for g in gs]
 
-        ga = gb = None
+        result = (loss, None, dtypes, rerun)
     else:
-        loss, (ga, gb) = fn(*arrays, return_grad=True, **options)
-        loss = torch.from_numpy(np.asarray(loss))
-        ga, gb, rerun = torch.from_numpy(ga), torch.from_numpy(np.asarray(gb)), None
-    dtypes = tuple(
-        None if not isinstance(t, torch.Tensor) or t.dtype == cdtype else t.dtype for t in (d1, d2)
-    )
-    # a Python-number var is not a tensor: the node then differentiates the first input only
-    second = d2 if isinstance(d2, torch.Tensor) else torch.zeros((), dtype=cdtype)
-    out = _PairLossFunction.apply(d1, second, (loss, ga, gb, dtypes, rerun))
+        loss, gs = fn(*arrays, return_grad=True, **options)
+        grads = [torch.from_numpy(np.asarray(g)) for g in gs]
+        result = (torch.from_numpy(np.asarray(loss)), grads, dtypes, None)
+    out = _MultiInputLossFunction.apply(result, *nodes)
     return out if out.dtype == dtype else out.to(dtype)
 
 
@@ -1008,15 +1015,11 @@ def margin_ranking_loss(
     from the same pass)."""
     if size_average is not None or reduce is not None:
         reduction = _legacy_reduction(size_average, reduce, reduction, "margin_ranking_loss")
-    return _run_pair(
+    return _run_multi(
         "margin_ranking_loss",
-        "input1",
-        "input2",
-        "target",
+        ("input1", "input2", "target"),
         ("input1", "input2"),
-        input1,
-        input2,
-        target,
+        (input1, input2, target),
         {"margin": margin, "reduction": reduction},
     )
 
@@ -1024,16 +1027,84 @@ def margin_ranking_loss(
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
     """torch.nn.functional.gaussian_nll_loss on fastloss's fused kernel (gradients of input
     and var from the same pass; var a tensor or a number, torch's shape rules)."""
-    return _run_pair(
+    return _run_multi(
         "gaussian_nll_loss",
-        "input",
-        "target",
-        "var",
+        ("input", "target", "var"),
         ("input", "var"),
-        input,
-        target,
-        var,
+        (input, target, var),
         {"full": full, "eps": eps, "reduction": reduction},
+    )
+
+
+def cosine_embedding_loss(
+    input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean"
+):
+    """torch.nn.functional.cosine_embedding_loss on fastloss's fused row kernel (both
+    gradients from the same pass)."""
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction, "cosine_embedding_loss")
+    return _run_multi(
+        "cosine_embedding_loss",
+        ("input1", "input2", "target"),
+        ("input1", "input2"),
+        (input1, input2, target),
+        {"margin": margin, "reduction": reduction},
+    )
+
+
+_TRIPLET = ("anchor", "positive", "negative")
+
+
+def triplet_margin_loss(
+    anchor,
+    positive,
+    negative,
+    margin=1.0,
+    p=2.0,
+    eps=1e-6,
+    swap=False,
+    size_average=None,
+    reduce=None,
+    reduction="mean",
+):
+    """torch.nn.functional.triplet_margin_loss on fastloss's fused row kernel (the three
+    gradients from the same pass)."""
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction, "triplet_margin_loss")
+    options = {"margin": margin, "p": p, "eps": eps, "swap": swap, "reduction": reduction}
+    return _run_multi(
+        "triplet_margin_loss", _TRIPLET, _TRIPLET, (anchor, positive, negative), options
+    )
+
+
+def triplet_margin_with_distance_loss(
+    anchor, positive, negative, *, distance_function=None, margin=1.0, swap=False, reduction="mean"
+):
+    """torch.nn.functional.triplet_margin_with_distance_loss: the default (euclidean) distance
+    on fastloss's fused row kernel, "cosine" on fastloss's reference; a callable computes on
+    tensors, so it runs torch's own function."""
+    if callable(distance_function):
+        return torch.nn.functional.triplet_margin_with_distance_loss(
+            anchor,
+            positive,
+            negative,
+            distance_function=distance_function,
+            margin=margin,
+            swap=swap,
+            reduction=reduction,
+        )
+    options = {
+        "distance_function": distance_function,
+        "margin": margin,
+        "swap": swap,
+        "reduction": reduction,
+    }
+    return _run_multi(
+        "triplet_margin_with_distance_loss",
+        _TRIPLET,
+        _TRIPLET,
+        (anchor, positive, negative),
+        options,
     )
 
 
@@ -1064,8 +1135,85 @@ class GaussianNLLLoss(_Loss):
         )
 
 
-FUNCTIONALS.update(margin_ranking_loss=margin_ranking_loss, gaussian_nll_loss=gaussian_nll_loss)
-MODULES.update(margin_ranking_loss=MarginRankingLoss, gaussian_nll_loss=GaussianNLLLoss)
+class CosineEmbeddingLoss(_Loss):
+    """Drop-in torch.nn.CosineEmbeddingLoss on fastloss's fused row kernel."""
+
+    def __init__(self, margin=0.0, size_average=None, reduce=None, reduction="mean"):
+        super().__init__()
+        self.margin = margin
+        self.reduction = _legacy_reduction(size_average, reduce, reduction, "CosineEmbeddingLoss")
+
+    def forward(self, input1, input2, target):
+        return cosine_embedding_loss(
+            input1, input2, target, margin=self.margin, reduction=self.reduction
+        )
+
+
+class TripletMarginLoss(_Loss):
+    """Drop-in torch.nn.TripletMarginLoss on fastloss's fused row kernel."""
+
+    def __init__(
+        self,
+        margin=1.0,
+        p=2.0,
+        eps=1e-6,
+        swap=False,
+        size_average=None,
+        reduce=None,
+        reduction="mean",
+    ):
+        super().__init__()
+        self.margin, self.p, self.eps, self.swap = margin, p, eps, swap
+        self.reduction = _legacy_reduction(size_average, reduce, reduction, "TripletMarginLoss")
+
+    def forward(self, anchor, positive, negative):
+        return triplet_margin_loss(
+            anchor,
+            positive,
+            negative,
+            margin=self.margin,
+            p=self.p,
+            eps=self.eps,
+            swap=self.swap,
+            reduction=self.reduction,
+        )
+
+
+class TripletMarginWithDistanceLoss(_Loss):
+    """Drop-in torch.nn.TripletMarginWithDistanceLoss (fused kernel for the default distance)."""
+
+    def __init__(self, *, distance_function=None, margin=1.0, swap=False, reduction="mean"):
+        super().__init__()
+        self.distance_function = distance_function
+        self.margin, self.swap, self.reduction = margin, swap, reduction
+
+    def forward(self, anchor, positive, negative):
+        return triplet_margin_with_distance_loss(
+            anchor,
+            positive,
+            negative,
+            distance_function=self.distance_function,
+            margin=self.margin,
+            swap=self.swap,
+            reduction=self.reduction,
+        )
+
+
+# the losses with several differentiable inputs (pair and embedding families)
+FUNCTIONALS.update(
+    margin_ranking_loss=margin_ranking_loss,
+    gaussian_nll_loss=gaussian_nll_loss,
+    cosine_embedding_loss=cosine_embedding_loss,
+    triplet_margin_loss=triplet_margin_loss,
+    triplet_margin_with_distance_loss=triplet_margin_with_distance_loss,
+)
+MODULES.update(
+    margin_ranking_loss=MarginRankingLoss,
+    gaussian_nll_loss=GaussianNLLLoss,
+    cosine_embedding_loss=CosineEmbeddingLoss,
+    triplet_margin_loss=TripletMarginLoss,
+    triplet_margin_with_distance_loss=TripletMarginWithDistanceLoss,
+)
 
 
 # ------------------------------------------------------------------ softmax family

@@ -81,9 +81,9 @@ def test_kernel_names_exist_in_the_compiled_op_tables():
 
 def test_torch_bridge_has_every_row():
     FL = pytest.importorskip("fastloss.torch")
-    rows = {s.name for s in registry("class", "elementwise", "pair") if s.torch_module}
+    rows = {s.name for s in registry("class", "elementwise", "pair", "embedding") if s.torch_module}
     assert set(FL.FUNCTIONALS) == set(FL.MODULES) == rows
-    # one autograd.Function per single-input row; the pair family shares _PairLossFunction
+    # one autograd.Function per single-input row; the multi-input rows share one
     assert set(FL.FUNCTIONS) == {s.name for s in registry("class", "elementwise") if s.torch_module}
     for name in rows:
         module = FL.MODULES[name]
