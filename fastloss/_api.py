@@ -477,8 +477,8 @@ def _pair(name, args):
         x = V.kernel_ready(np.broadcast_to(a, shape), dt)
         t = V.kernel_ready(np.broadcast_to(b, shape), dt)
         w, wp = V.periodic_weight(c, shape, dt, c_name)
-        g1 = V.empty(shape, dt) if return_grad else None
-        g2 = V.empty(shape, dt) if return_grad else None
+        # the kernel writes straight into the result buffers when they have the full shape
+        g1, g2 = [_full_or_temp(o, shape, dt) for o in outs] if return_grad else (None, None)
         rows = None
         if reduction == "mean":
             scale = go / n if n else _NAN
@@ -523,8 +523,15 @@ def _pair(name, args):
     if not return_grad:
         return _finish(reduction, dt, shape, loss, None, False)
     for out, g, gshape in zip(outs, grads, grad_shapes):
-        np.copyto(out, np.reshape(g, gshape), casting="unsafe")
+        if g is not out:
+            np.copyto(out, np.reshape(g, gshape), casting="unsafe")
     return _finish(reduction, dt, shape, loss, tuple(outs), True)
+
+
+def _full_or_temp(out, shape, dtype):
+    """The gradient buffer the kernel writes: the result buffer itself when it has the
+    broadcast shape, else a temporary that is summed into it afterwards."""
+    return out if out.shape == tuple(shape) else V.empty(shape, dtype)
 
 
 def _pair_grad_out(grad_out, return_grad, shapes, dtype, names):
@@ -610,7 +617,9 @@ def _embedding(name, args):
     else:
         K = _config._kernels
         full = [V.kernel_ready(np.broadcast_to(f, shape), dt) for f in feats]
-        grads_full = [V.empty(shape, dt) for _ in feats] if return_grad else [None] * 3
+        grads_full = (
+            [_full_or_temp(o, shape, dt) for o in outs] + [None] if return_grad else [None] * 3
+        )
         slots = dict(spec.kernel_constants)
         for slot, pname in zip(("p1", "p2", "p3", "flags"), spec.kernel_args):
             if pname is not None:
@@ -658,7 +667,8 @@ def _embedding(name, args):
     if not return_grad:
         return _finish(reduction, dt, loss_shape, loss, None, False)
     for out, g in zip(outs, grads):
-        np.copyto(out, g, casting="unsafe")
+        if g is not out:
+            np.copyto(out, g, casting="unsafe")
     return _finish(reduction, dt, loss_shape, loss, tuple(outs), True)
 
 
