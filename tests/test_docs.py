@@ -14,7 +14,7 @@ import pytest
 
 import fastloss
 import fastloss.reference as REF
-from fastloss import _config, _docs
+from fastloss import _config, _docs, _losses
 from fastloss import _validate as V
 from fastloss._losses import LOSSES
 
@@ -137,8 +137,11 @@ def test_reductions_and_defaults_match_the_registry(name):
 
 
 def _problem(spec):
-    """A small valid (input, target) of the row's family and domains."""
-    if spec.family == "class":
+    """A small valid (input, target) of the row's family and domains (target None: the
+    function takes the input alone)."""
+    if spec.target_domain == "none":  # entropy
+        return np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]]), None
+    if spec.target_domain in ("class", "class_or_prob"):  # class losses, error_rate, accuracy
         x = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
         if spec.input_domain == "logprob":
             x = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]))
@@ -165,6 +168,7 @@ RANGES = {
     "> 0": ([1e-3, 2.5], [0.0, -1.0]),
     "in [0, 1]": ([0.0, 1.0], [-0.1, 1.1]),
     "<= 1": ([0.0, 1.0, -1.0], [1.5, np.inf, np.nan]),
+    ">= 1": ([1, 3], [0, -2]),
 }
 
 
@@ -175,19 +179,26 @@ RANGES = {
 def test_documented_option_ranges_are_what_the_function_accepts(name, option):
     head = _param_heads(_doc(name))[option]
     kind = head.split(" : ")[1].rsplit(", default", 1)[0]
+    func = getattr(fastloss, name)
+    x, t = _problem(LOSSES[name])
+    args = (x,) if t is None else (x, t)
     matched = [r for r in RANGES if kind.endswith(" " + r)]
-    if not matched:  # ignore_index, log_target: no range; margin, eps: any real number
+    if kind.startswith("{"):  # a choice of strings (ties): each accepted, any other refused
+        for value in kind.strip("{}").replace('"', "").split(", "):
+            func(*args, **{option: value})
+        with pytest.raises(ValueError, match=option):
+            func(*args, **{option: "no such choice"})
+        return
+    if not matched:  # ignore_index, log_target, axis: no range; margin, eps: any real number
         unbounded = next(p.check for p in LOSSES[name].params if p.name == option) is V.as_real
         assert kind in ("int", "bool") or (kind == "float" and unbounded), head
         return
     ok, bad = RANGES[matched[0]]
-    func = getattr(fastloss, name)
-    x, t = _problem(LOSSES[name])
     for value in ok:
-        func(x, t, **{option: value})
+        func(*args, **{option: value})
     for value in bad:
         with pytest.raises(ValueError, match=option):
-            func(x, t, **{option: value})
+            func(*args, **{option: value})
 
 
 @pytest.mark.parametrize("name", LOSS_NAMES)
@@ -215,7 +226,9 @@ def test_torch_equivalent_line_names_a_real_torch_function(name):
 def test_raises_section_follows_the_family():
     for name in LOSS_NAMES:
         raises = "\n".join(_sections(_doc(name))["Raises"])
-        assert ("IndexError" in raises) == (LOSSES[name].family == "class"), name
+        # class-index targets (the class losses, error_rate, accuracy) raise IndexError
+        index_targets = LOSSES[name].target_domain in ("class", "class_or_prob")
+        assert ("IndexError" in raises) == index_targets, name
         if LOSSES[name].input_domain == "prob":
             assert "outside [0, 1]" in raises
 
@@ -235,7 +248,7 @@ def test_evaluate_lists_every_loss_and_the_registry_options():
     loss_entry = _entry(doc, "loss")
     for name in fastloss._evaluate.LOSSES:
         assert name in loss_entry
-    for spec in LOSSES.values():
+    for spec in _losses.losses("class", "elementwise"):  # the rows evaluate takes
         for p in spec.params:
             entry = _entry(doc, p.name)
             assert spec.name in entry and repr(p.default) in entry, entry

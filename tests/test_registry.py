@@ -61,7 +61,12 @@ def test_kernel_names_exist_in_the_compiled_op_tables():
     K = _config._kernels
     if K is None:
         pytest.skip("compiled kernels not available")
-    tables = {"class": K.CLASS_OPS, "elementwise": K.ELEMENTWISE_OPS, "axis": K.SOFTMAX_OPS}
+    tables = {
+        "class": K.CLASS_OPS,
+        "elementwise": K.ELEMENTWISE_OPS,
+        "axis": K.SOFTMAX_OPS,
+        "metric": K.ROW_OPS,
+    }
     for spec in LOSSES.values():
         assert spec.kernel in tables[spec.family], spec.name
         if spec.kernel_switch:
