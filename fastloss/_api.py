@@ -934,3 +934,231 @@ def triplet_margin_with_distance_loss(
 ) -> TripletResult:
     """torch's F.triplet_margin_with_distance_loss (default distance: euclidean)."""
     return _embedding("triplet_margin_with_distance_loss", locals())
+
+
+# ------------------------------------------------------------------ metrics
+# error_rate / accuracy / entropy (registry family "metric"): one pass of a row op of
+# src/kernels/row_stats-inl.h (fastloss._kernels.row_op), or the twin in reference/_metrics.py
+
+__all__ += ["error_rate", "accuracy", "entropy"]
+
+#: a NumPy scalar ("mean"/"sum") or an array shaped like the per-sample values ("none")
+MetricResult = Union[np.floating, np.ndarray]
+_RANK_ARGS = operator.itemgetter("input", "target", "sample_weight", "reduction", "axis")
+_ENTROPY_ARGS = operator.itemgetter("input", "reduction", "return_grad", "grad_output", "grad_out")
+
+
+def _rank_metric(name, args):
+    """error_rate / accuracy: the class problem of the class losses (same axis, targets and
+    errors), per-sample weights, then the rank op or the reference twin."""
+    spec = LOSSES[name]
+    params = spec.check_params(args)
+    input, target, sample_weight, reduction, axis = _RANK_ARGS(args)
+    V.check_reduction(reduction, spec.reductions)
+    p = V.class_problem(input, target, None, params["ignore_index"], reduction, False, axis)
+    s = None if sample_weight is None else V.sample_weight_for(sample_weight, p.loss_shape)
+    N, C, S = p.N, p.C, p.S
+    if _config.get_backend() == "reference":
+        _reference_targets_check(p)
+        loss, _ = spec.reference(
+            p.x.reshape(N, C, S),
+            p.target.reshape(N, S),
+            reduction=reduction,
+            top_k=params["top_k"],
+            weight=None if s is None else s.reshape(N, S),
+            ignore_index=p.ignore_index,
+            ties=params["ties"],
+        )
+        if reduction == "none":
+            loss = loss.reshape(p.loss_shape)
+        return _finish(reduction, p.x.dtype, p.loss_shape, loss, None, False)
+    K = _config._kernels
+    out = V.empty(p.loss_shape, p.x.dtype) if reduction == "none" else None
+    total, kept, bad = K.row_op(
+        K.ROW_OPS[spec.kernel],
+        p.x,
+        N,
+        C,
+        S,
+        p.target,
+        p.ignore_index,
+        max(1, min(params["top_k"], C)),  # a rank is below C: larger k change nothing
+        K.TIES[params["ties"]],
+        name == "accuracy",
+        None if s is None else V.kernel_ready(s, np.float64),
+        None,
+        1.0,
+        None,
+        None,
+        out,
+        _config._state["threads"],
+    )
+    if bad >= 0:
+        _raise_bad_target(p, bad)
+    if reduction == "none":
+        loss = out
+    elif reduction == "sum":
+        loss = total
+    else:
+        loss = total / kept if kept else _NAN
+    return _finish(reduction, p.x.dtype, p.loss_shape, loss, None, False)
+
+
+def _entropy(args):
+    """entropy: the input viewed as (outer, C, inner) around `axis`, then the entropy op (on
+    log(input) for probabilities, with the gradient divided by input) or the reference."""
+    spec = LOSSES["entropy"]
+    params = spec.check_params(args)
+    input, reduction, return_grad, grad_output, grad_out = _ENTROPY_ARGS(args)
+    V.check_reduction(reduction, spec.reductions)
+    x, ax, outer, C, inner = V.axis_problem(input, params["axis"], "input")
+    loss_shape = x.shape[:ax] + x.shape[ax + 1 :]
+    go = V.grad_output_for(grad_output, reduction, loss_shape)
+    grad = V.grad_buffer(grad_out, x, return_grad)
+    if grad_output is not None and not return_grad:
+        _raise_grad_output_unused()
+    base, from_logits = params["base"], params["from_logits"]
+    n = outer * inner
+    if _config.get_backend() == "reference":
+        loss, g = spec.reference(
+            x.reshape(outer, C, inner),
+            axis=1,
+            base=base,
+            from_logits=from_logits,
+            reduction=reduction,
+            grad_output=go.reshape(outer, inner) if isinstance(go, np.ndarray) else go,
+            need_grad=return_grad,
+        )
+        if grad is not None:
+            np.copyto(grad, g.reshape(x.shape), casting="unsafe")
+        if reduction == "none":
+            loss = loss.reshape(loss_shape)
+        return _finish(reduction, x.dtype, loss_shape, loss, grad, return_grad)
+    inv_log_base = 1.0 if base is None else 1.0 / float(np.log(base))
+    out = V.empty(loss_shape, x.dtype) if reduction == "none" else None
+    total = 0.0
+    if C == 0:  # an empty distribution: entropy 0 (as scipy), nothing to differentiate
+        if out is not None:
+            out.fill(0)
+    elif n:
+        z = x
+        if not from_logits:  # softmax(log x) = x / sum(x): the logits path on log x
+            if grad is not None and np.may_share_memory(grad, x):
+                x = x.copy()  # in place: the gradient overwrites x, which divides it below
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = np.log(x)
+        scale = go * inv_log_base  # per sample (a float64 array) for "none"
+        if reduction == "mean":
+            scale /= n
+        K = _config._kernels
+        total, _, _ = K.row_op(
+            K.ROW_OPS[spec.kernel],
+            z,
+            outer,
+            C,
+            inner,
+            None,
+            0,
+            1,
+            0,
+            False,
+            None,
+            None,
+            inv_log_base,
+            grad,
+            scale,
+            out,
+            _config._state["threads"],
+        )
+        if grad is not None and not from_logits:
+            # dH/dx = (dH/dz) / x; a zero class (a masked logit) keeps its 0 (NaN rows: NaN)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                np.divide(grad, x, out=grad, where=x != 0)
+    if reduction == "none":
+        loss = out
+    elif reduction == "sum":
+        loss = total
+    else:
+        loss = total / n if n else _NAN
+    return _finish(reduction, x.dtype, loss_shape, loss, grad, return_grad)
+
+
+def error_rate(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    top_k: int = 1,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    ties: Literal["argmax", "sklearn", "pessimistic"] = "argmax",
+    reduction: Reduction = "mean",
+    axis: int | None = None,
+) -> MetricResult:
+    """Top-k classification error rate from class scores (logits or probabilities), one pass:
+    the fraction of samples whose target is not among the top_k scores (ties by `ties`)."""
+    return _rank_metric("error_rate", locals())
+
+
+def accuracy(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    top_k: int = 1,
+    sample_weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    ties: Literal["argmax", "sklearn", "pessimistic"] = "argmax",
+    reduction: Reduction = "mean",
+    axis: int | None = None,
+) -> MetricResult:
+    """Top-k accuracy from class scores, one pass: 1 - error_rate for "mean"."""
+    return _rank_metric("accuracy", locals())
+
+
+def entropy(
+    input: ArrayLike,
+    *,
+    axis: int = -1,
+    base: float | None = None,
+    from_logits: bool = True,
+    reduction: Reduction = "none",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
+    """Shannon entropy of softmax(input) (or of input normalised, from_logits=False) along
+    `axis`, with its gradient -p_k (log p_k + H) from the same pass."""
+    return _entropy(locals())
+
+
+def _target_ranks(input, target, ignore_index):
+    """The rank of each sample's target among its scores (0: the top; ties to the lower class
+    index, as numpy.argmax), -1 for samples whose target is ignore_index or whose scores hold a
+    NaN: one pass of the rank kernel over (N, C, d1, ...) scores, for targets of shape
+    (N, d1, ...) already checked (fastloss.evaluate's top-k counts, every k at once).  Compiled
+    backend only."""
+    x = V.as_float_array(input, "input")
+    N, C = x.shape[0], x.shape[1]
+    S = x.size // (N * C) if N * C else 0
+    t = V.kernel_ready(np.asarray(target), np.int64).reshape(-1)
+    ranks = np.empty(t.shape, np.int64)
+    K = _config._kernels
+    K.row_op(
+        K.ROW_OPS["rank"],
+        x,
+        N,
+        C,
+        S,
+        t,
+        ignore_index,
+        1,
+        K.TIES["argmax"],
+        True,
+        None,
+        ranks,
+        1.0,
+        None,
+        None,
+        None,
+        _config._state["threads"],
+    )
+    return ranks.reshape(np.shape(target))

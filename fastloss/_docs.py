@@ -1138,7 +1138,8 @@ _PROSE = {
                     "loss, reduction, value (the chosen reduction), mean, sum (and batchmean "
                     "where the loss has it), normalizer, n_samples, n_ignored, target_kind, "
                     "n_classes, accuracy, error_rate, top_k_accuracy ({k: accuracy}), "
-                    "per_class, options (every option's effective value), files, shapes, "
+                    "mean_entropy (class losses: of softmax(logits), in nats), per_class, "
+                    "options (every option's effective value), files, shapes, "
                     "dtypes, chunk_rows, n_chunks, threads, fastloss_version, elapsed_s."
                 ],
             ),
@@ -1352,3 +1353,240 @@ def attach(namespace):
     twins = namespace["reference"]
     for name in twins.__all__:
         getattr(twins, name).__doc__ = twin_docstring(name)
+
+
+# ----------------------------------------------------------------- the metrics
+# error_rate, accuracy and entropy (registry family "metric"): their parameter descriptions,
+# option ranges and prose.  Their Returns / Raises sections are written out in the prose
+# (docstring() takes them from there for every family other than class / elementwise / axis).
+
+_RANGE.update({_losses.check_top_k: ">= 1", _losses.check_base: "> 0"})
+
+_METRIC_TIES = (
+    "Which classes scored exactly as the target rank above it: "
+    '"argmax" those of lower index (np.argmax / torch.argmax pick the first maximum, so '
+    "top-1 is the usual (input.argmax(axis) == target).mean()); "
+    '"sklearn" those of higher index (the order of sklearn.metrics.top_k_accuracy_score); '
+    '"pessimistic" all of them.'
+)
+
+_BY_FAMILY["metric"] = {
+    "input": (
+        "array_like, shape (N, C), (N, C, d1, ..., dk) or (C,)",
+        "Class scores: logits or probabilities alike (only their order within a sample "
+        f"matters, so no softmax is needed); C classes. {_DTYPES}",
+    ),
+    "target": (_class_target_type, _class_target_text),
+    "top_k": (
+        "int",
+        "A sample is a hit when its target ranks among its top_k scores (rank < top_k; "
+        "top_k >= C: every sample without NaN is a hit).",
+    ),
+    "sample_weight": (
+        "array_like, shape (N, d1, ..., dk)",
+        "Per-sample weights s_i, finite and >= 0, broadcastable to the per-sample values "
+        '(None means all 1): "none" gives s_i times the hit or miss, "sum" their sum, '
+        '"mean" that sum over Σ s_i of the samples not ignored (sklearn\'s sample_weight).',
+    ),
+    "ignore_index": (
+        "int",
+        'A target value whose samples are left out: value 0, and not counted in the "mean" '
+        "denominator.",
+    ),
+    "ties": (lambda fn: _choices(_losses.TIE_POLICIES), _METRIC_TIES),
+    "reduction": (
+        lambda fn: _choices(fn.spec.reductions),
+        lambda fn: (
+            '"none": per sample, s_i times 1 for a '
+            + ("hit" if fn.name == "accuracy" else "miss")
+            + ' and 0 otherwise (0 where ignored); "sum": their sum (sklearn\'s '
+            'normalize=False); "mean": their sum over Σ s_i of the samples not ignored (NaN '
+            "when none is left)."
+        ),
+    ),
+    "axis": (
+        "int or None",
+        "The class axis of input. None means torch's layout (axis 1, or 0 for an unbatched "
+        "(C,) input); -1 reads a channel-last (N, d1, ..., dk, C) input in place, without a "
+        "transposing copy. target and the per-sample values have input's shape without "
+        "this axis.",
+    ),
+}
+
+_BY_FUNCTION["entropy"] = {
+    "input": (
+        "array_like, any shape",
+        "Logits (from_logits=True; -inf masks a class out), or non-negative weights that are "
+        f"normalised along axis (from_logits=False). {_DTYPES}",
+    ),
+    "axis": (
+        "int",
+        "The class axis, read in place (no transposing copy); -1, the last, is the C of "
+        "(N, C) rows. Note: scipy.stats.entropy defaults to axis=0.",
+    ),
+    "base": (
+        "float",
+        "The base of the logarithm, other than 1: 2 gives bits; None gives nats (the natural log).",
+    ),
+    "from_logits": (
+        "bool",
+        "True: p = softmax(input). False: p = input / Σ input (as scipy.stats.entropy and "
+        "torch's Categorical(probs=...)); the gradient is then d H / d input.",
+    ),
+    "reduction": (
+        lambda fn: _choices(fn.spec.reductions),
+        '"none": H of each distribution (input\'s shape without axis); "sum": their sum; '
+        '"mean": their mean.',
+    ),
+}
+
+
+def _metric_raises(extra=()):
+    return [
+        (
+            "TypeError",
+            [
+                "Non-numeric arrays, an option of the wrong type, a torch tensor that requires "
+                "grad (pass .detach())."
+            ],
+        ),
+        (
+            "ValueError",
+            [
+                "Shapes that do not match, an unknown reduction, an option outside its range"
+                + "".join(extra)
+                + "."
+            ],
+        ),
+    ]
+
+
+def _rank_prose(name, counted, example):
+    what = "hits" if counted == "hit" else "misses"
+    miss = "\n          miss_i = 1 - hit_i"
+    return _Prose(
+        (
+            "Top-k classification error rate from class scores, in one pass (no sort)."
+            if name == "error_rate"
+            else "Top-k accuracy from class scores, in one pass (no sort)."
+        ),
+        f"""
+        per sample i (target y, scores s, s_i = sample_weight or 1):
+          rank_i = #{{j : s_j > s_y}} + #{{j != y : s_j == s_y, by ties}}
+          hit_i  = rank_i < top_k and no s_j is NaN{"" if counted == "hit" else miss}
+        "mean" = Σ s_i {counted}_i / Σ s_i over the samples not ignored
+        """,
+        (
+            'Top-1 with ties="argmax" (the default) is sklearn.metrics.'
+            + ("zero_one_loss" if name == "error_rate" else "accuracy_score")
+            + "(target, input.argmax(axis)); with "
+            'ties="sklearn", '
+            + ("1 - " if name == "error_rate" else "")
+            + "sklearn.metrics.top_k_accuracy_score(target, input, k=top_k) (2-d input). "
+            "torch.topk follows neither: its order among ties is unspecified.",
+            "A sample with a NaN score is a miss under every tie policy (sklearn rejects NaN; "
+            "argmax would pick the NaN's class).",
+            f"The {what} are counted by one read of the scores (no argsort); accuracy and "
+            "error_rate have no gradient (they are piecewise constant).",
+        ),
+        _SETUP + example,
+        returns=[
+            (
+                f"{'error' if name == 'error_rate' else 'accuracy'} : NumPy scalar or ndarray",
+                [
+                    'A scalar of input\'s working dtype for "mean"/"sum"; for "none" an '
+                    f"array of input's shape without the class axis, {_SHAPES_CLASS}."
+                ],
+            )
+        ],
+        raises=_metric_raises()
+        + [("IndexError", ["A class index outside [0, C) that is not ignore_index."])],
+    )
+
+
+_PROSE.update(
+    {
+        "error_rate": _rank_prose(
+            "error_rate",
+            "miss",
+            """
+        >>> x = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0], [1.0, 1.0, 0.0]])
+        >>> y = np.array([0, 1, 1])
+        >>> print(np.round(fastloss.error_rate(x, y), 4))
+        0.6667
+        >>> print(np.round(fastloss.error_rate(x, y, ties="sklearn"), 4))
+        0.3333
+        >>> print(fastloss.error_rate(x, y, top_k=2, reduction="none"))
+        [0. 0. 0.]
+        """,
+        ),
+        "accuracy": _rank_prose(
+            "accuracy",
+            "hit",
+            """
+        >>> x = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0], [1.0, 1.0, 0.0]])
+        >>> y = np.array([0, 1, 1])
+        >>> print(np.round(fastloss.accuracy(x, y), 4))
+        0.3333
+        >>> print(fastloss.accuracy(x, y, ties="pessimistic", reduction="none"))
+        [1. 0. 0.]
+        >>> w = np.array([1.0, 0.0, 3.0])
+        >>> print(fastloss.accuracy(x, y, sample_weight=w, ties="sklearn"))
+        1.0
+        """,
+        ),
+        "entropy": _Prose(
+            "Shannon entropy of softmax(input) along an axis, with its gradient.",
+            """
+            p = softmax(input) along axis   (from_logits=False: input / Σ input)
+            h = -Σ_k p_k log p_k   (nats; 0 log 0 = 0),   H = h / log(base)
+            dH/dinput_k = -p_k (log p_k + h) / log(base)   (from logits)
+            """,
+            (
+                "Agrees with scipy.stats.entropy(p, base=base, axis=axis) and torch's "
+                "Categorical(logits=input).entropy(); scipy's axis defaults to 0, this one to "
+                "the last axis.",
+                "A masked logit (-inf) contributes 0 and gets gradient 0: finite where torch's "
+                "Categorical, which clamps -inf to the dtype's smallest value, gives a NaN "
+                "gradient for an upstream gradient above 1. A distribution with NaN, +inf or "
+                "only -inf logits has H = NaN and an all-NaN gradient.",
+                "H = log1p(R) - T / Z keeps a dominant class's tiny entropy to full precision "
+                "(see reference/_metrics.py). One pass for H, a second from cache for the "
+                "gradient; from_logits=False adds NumPy's log of input before it and the "
+                "division by input after it (a zero weight keeps gradient 0).",
+            ),
+            _SETUP
+            + """
+        >>> x = np.array([[0.0, 0.0], [1.0, -1.0]])
+        >>> print(np.round(fastloss.entropy(x), 4))
+        [0.6931 0.3653]
+        >>> p = np.array([0.5, 0.25, 0.25])
+        >>> print(np.round(fastloss.entropy(p, from_logits=False, base=2), 4))
+        1.5
+        >>> H, g = fastloss.entropy(x, reduction="sum", return_grad=True)
+        >>> print(np.round(g[1], 4))
+        [-0.21  0.21]
+            """,
+            returns=[
+                (
+                    "H : NumPy scalar or ndarray",
+                    [
+                        'A scalar of input\'s working dtype for "mean"/"sum"; for "none" an '
+                        "array of input's shape without axis (() for a 1-d input)."
+                    ],
+                ),
+                (
+                    "grad : ndarray, input's shape and working dtype",
+                    [
+                        "Only with return_grad=True, which returns the pair (H, grad): dH/d(input) "
+                        'for the chosen reduction ("mean"\'s 1/n included; for "none", of the sum '
+                        "of the H), times grad_output; grad_out when given."
+                    ],
+                ),
+            ],
+            raises=_metric_raises(
+                (", base 1 or not finite", ", grad_output or grad_out without return_grad=True")
+            ),
+        ),
+    }
+)

@@ -10,8 +10,10 @@ Per chunk, the loss runs with ``reduction="none"`` and the per-sample losses are
 float64, together with the normaliser of the loss's ``"mean"`` (the sum of ``weight[target]``
 over non-ignored samples for class-index targets, the element count otherwise), so the final
 mean is the one of ``fastloss.<loss>(whole arrays, reduction="mean")``.  Classification losses
-also count top-1 / top-k accuracy and per-class statistics; binary losses count the accuracy
-at threshold 0.5.
+also count top-1 / top-k accuracy (the ranks from one pass of the metrics' rank kernel) and
+per-class statistics, and average the entropy of the predictions (``fastloss.entropy`` of the
+logits along the class axis, over the samples counted); binary losses count the accuracy at
+threshold 0.5.
 
 Errors: a bad option raises ``EvalOptionError`` (a ValueError) or ``EvalOptionTypeError`` (a
 TypeError); a missing file raises FileNotFoundError; the content of a file (corrupt,
@@ -250,6 +252,8 @@ class _Acc:
         self.cls_count = np.zeros(C, dtype=np.int64)
         self.cls_loss = np.zeros(C, dtype=np.float64)
         self.cls_correct = np.zeros(C, dtype=np.int64)
+        self.entropy = 0.0  # class losses: sum of the entropy of softmax(logits), and the
+        self.entropy_n = 0  # number of samples it was summed over
 
 
 def _as_index(t, label, a, ignore_index, C):
@@ -305,6 +309,29 @@ def _ranks(x3, t2, valid):
     return rank
 
 
+def _target_ranks(x, t2, v2, ignore_index):
+    """_ranks of a chunk: on the compiled backend one pass of the rank kernel
+    (fastloss._api._target_ranks, no temporaries of the logits' size), whose samples with a
+    NaN score (rank -1) are then ranked by _ranks, which orders NaN as numpy.argmax does."""
+    n, C, S = x.shape[0], x.shape[1], t2.shape[1]
+    if _config.get_backend() != "compiled":
+        return _ranks(x.reshape(n, C, S), t2, v2)
+    rank = _api._target_ranks(x, t2, ignore_index).reshape(n, S)
+    i, s = np.nonzero((rank < 0) & v2)
+    if i.size:
+        sub = np.asarray(x).reshape(n, C, S)[i, :, s]  # (k, C)
+        rank[i, s] = _ranks(sub[:, :, None], t2[i, s][:, None], np.ones((i.size, 1), bool))[:, 0]
+    return rank
+
+
+def _entropies(acc, x, v2):
+    """The entropy of softmax(x) along the class axis of a chunk, summed over the samples
+    counted (v2; all of them with probability targets)."""
+    h = _api.entropy(x, axis=1).reshape(v2.shape)
+    acc.entropy += float(h[v2].sum(dtype=np.float64))
+    acc.entropy_n += int(np.count_nonzero(v2))
+
+
 def _class_chunk(acc, fn, kw, x, t, a, plan):
     """One chunk of a class loss; returns the per-sample losses."""
     C, wk = plan.C, plan.weight_work
@@ -313,6 +340,8 @@ def _class_chunk(acc, fn, kw, x, t, a, plan):
         acc.total += float(loss.sum(dtype=np.float64))
         acc.denom += loss.size
         acc.n += loss.size
+        if loss.size and C:
+            _entropies(acc, x, np.ones((x.shape[0], loss.size // x.shape[0]), bool))
         return loss
     t64, valid = _as_index(t, plan.targets_label, a, plan.ignore_index, C)
     loss = fn(x, t64, reduction="none", **kw)
@@ -329,7 +358,8 @@ def _class_chunk(acc, fn, kw, x, t, a, plan):
     acc.ignored += loss.size - nvalid
     if nvalid == 0 or C == 0:
         return loss
-    rank = _ranks(x.reshape(n, C, S), t2, v2)
+    _entropies(acc, x, v2)
+    rank = _target_ranks(x, t2, v2, plan.ignore_index)
     for k in acc.topk:
         acc.topk[k] += int(np.count_nonzero((rank < k) & v2))
     top1 = (rank == 0) & v2
@@ -423,9 +453,10 @@ def evaluate(
     released after each chunk.
 
     Returns a dict: loss, reduction, value, mean, sum (batchmean for kl_div), normalizer,
-    n_samples, n_ignored, accuracy, error_rate, top_k_accuracy, per_class, options, files,
-    shapes, dtypes, chunk_rows, n_chunks, threads, elapsed_s.  Raises ValueError, TypeError,
-    IndexError (EvalOptionError / EvalOptionTypeError for bad options) and FileNotFoundError.
+    n_samples, n_ignored, accuracy, error_rate, top_k_accuracy, mean_entropy, per_class,
+    options, files, shapes, dtypes, chunk_rows, n_chunks, threads, elapsed_s.  Raises
+    ValueError, TypeError, IndexError (EvalOptionError / EvalOptionTypeError for bad options)
+    and FileNotFoundError.
     """
     t_start = time.perf_counter()
     if not isinstance(loss, str) or loss not in _SPECS:
@@ -778,6 +809,7 @@ def _document(
         "accuracy": None,
         "error_rate": None,
         "top_k_accuracy": None,
+        "mean_entropy": None,
         "per_class": None,
         "options": dict(shown, reduction=reduction),
         "files": dict(files, per_sample=out_path),
@@ -802,6 +834,8 @@ def _document(
         counted = acc.n - acc.ignored
         doc["accuracy"] = _ratio(acc.correct, counted)
         doc["error_rate"] = _ratio(counted - acc.correct, counted)
+    if spec.kind == "class":
+        doc["mean_entropy"] = _ratio(acc.entropy, acc.entropy_n)
     if plan.target_kind == "index":
         doc["top_k_accuracy"] = {k: _ratio(acc.topk[k], acc.n - acc.ignored) for k in top_k}
         present = np.flatnonzero(acc.cls_count)

@@ -480,3 +480,89 @@ LOSSES: dict = {
 def losses(*families: str) -> list:
     """The registry rows of the given families (all rows when none is given), in order."""
     return [s for s in LOSSES.values() if not families or s.family in families]
+
+
+# --------------------------------------------------------------------------------------------
+# The metrics (issue 23): family "metric", not losses.  error_rate / accuracy take class scores
+# (logits or probabilities) and class-index targets like the class losses, entropy one input;
+# their kernels are the row ops of src/kernels/row_stats-inl.h (fastloss._kernels.ROW_OPS),
+# their twins the float64 functions of reference/_metrics.py.  Their own runners in _api take
+# the per-sample weights (sample_weight) and the class axis (axis).
+from .reference import _metrics as MT  # noqa: E402
+
+#: the tie policies of error_rate / accuracy, in the order of FL_TIE_POLICIES (fl_kernel_list.h)
+TIE_POLICIES = MT.TIE_POLICIES
+
+
+def check_top_k(value, name):
+    """top_k: an int >= 1 (not a bool)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int >= 1, got {value!r}")
+    v = V.as_int(value, name)
+    if v < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return v
+
+
+def check_ties(value, name):
+    """ties: one of TIE_POLICIES."""
+    if not isinstance(value, str) or value not in TIE_POLICIES:
+        raise ValueError(f"{name} must be one of {TIE_POLICIES}, got {value!r}")
+    return value
+
+
+def check_base(value, name):
+    """base of the logarithm: None (natural log, nats) or a finite real > 0 other than 1."""
+    if value is None:
+        return None
+    v = V.as_real(value, name)
+    if not (v > 0 and v != 1 and v < float("inf")):
+        raise ValueError(
+            f"{name} must be a finite number > 0 other than 1 (or None), got {value!r}"
+        )
+    return v
+
+
+_METRIC_PARAMS = (
+    Param("top_k", 1, check_top_k),
+    _IGNORE,
+    Param("ties", "argmax", check_ties),
+)
+LOSSES.update(
+    {
+        s.name: s
+        for s in (
+            LossSpec(
+                "error_rate",
+                "metric",
+                "rank",
+                MT.error_rate,
+                params=_METRIC_PARAMS,
+                examples=({"top_k": 3}, {"ties": "sklearn"}, {"ties": "pessimistic"}),
+            ),
+            LossSpec(
+                "accuracy",
+                "metric",
+                "rank",
+                MT.accuracy,
+                params=_METRIC_PARAMS,
+                examples=({"top_k": 3}, {"ties": "sklearn"}, {"ties": "pessimistic"}),
+            ),
+            LossSpec(
+                "entropy",
+                "metric",
+                "entropy",
+                MT.entropy,
+                params=(
+                    Param("axis", -1, None),
+                    Param("base", None, check_base),
+                    Param("from_logits", True, V.as_flag),
+                ),
+                default_reduction="none",
+                target_domain="none",
+                torch_name="torch.distributions.Categorical.entropy",
+                examples=({"base": 2.0}, {"from_logits": False}),
+            ),
+        )
+    }
+)

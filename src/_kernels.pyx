@@ -46,6 +46,8 @@ EMBEDDING_OPS = _op_codes(FL_FAMILY_EMBEDDING)       # "cosine_embedding", "trip
 SOFTMAX_OPS = _op_codes(FL_FAMILY_SOFTMAX)           # "log_softmax", "softmax", "logsumexp"
 REDUCTIONS = _op_codes(FL_FAMILY_REDUCTION)          # "none", "mean", "sum"
 VECTOR_MATH_OPS = _op_codes(FL_FAMILY_VECTOR_MATH)   # "exp", "log", "log1p", ...
+ROW_OPS = _op_codes(FL_FAMILY_ROW)                   # "rank", "entropy"
+TIES = _op_codes(FL_FAMILY_TIES)                     # "argmax", "sklearn", "pessimistic"
 # The kernels' tuning constants (fl_config.h), e.g. TUNING["small_c"]: rows of at most that
 # many classes take the transposed-tile path.
 TUNING = _tuning()
@@ -273,3 +275,45 @@ def vector_math(str name, cnp.ndarray x):
     with nogil:
         fl_vector_math(op, is_f64, cnp.PyArray_SIZE(x), cnp.PyArray_DATA(x), cnp.PyArray_DATA(out))
     return out.reshape((<object>x).shape)
+
+
+def row_op(int op, cnp.ndarray x, int64_t N, int64_t C, int64_t S, object target,
+           int64_t ignore_index, int64_t top_k, int ties, bint count_hits, object sample_weight,
+           object rank_out, double inv_log_base, object grad, object grad_output,
+           object out_rows, int nthreads):
+    """A row statistic (op: a ROW_OPS code) along the class axis of (N, C, S) x.  "rank":
+    int64 targets (N*S), top_k >= 1 (at most C), ties a TIES code, count_hits (accuracy) or
+    misses (error rate), float64 sample_weight or None, an int64 rank_out or None.
+    "entropy": inv_log_base, grad (or None), grad_output a float64 array of per-sample scales
+    or a float.  out_rows: per-sample values (working dtype) or None.  Returns (sum of the
+    per-sample values, kept weight, first bad target or -1)."""
+    cdef fl_row_args a
+    cdef double total, kept = 0.0
+    cdef int64_t bad = -1
+    a.is_f64 = cnp.PyArray_TYPE(x) == cnp.NPY_DOUBLE
+    a.op = op
+    a.N = N
+    a.C = C
+    a.S = S
+    a.x = cnp.PyArray_DATA(x)
+    a.target = <const int64_t *>_ptr(target)
+    a.ignore_index = ignore_index
+    a.top_k = top_k
+    a.ties = ties
+    a.count_hits = count_hits
+    a.sample_weight = <const double *>_ptr(sample_weight)
+    a.rank_out = <int64_t *>_ptr(rank_out)
+    a.kept_weight = &kept
+    a.first_bad = &bad
+    a.inv_log_base = inv_log_base
+    a.grad = <void *>_ptr(grad)
+    a.grad_scale_rows = NULL
+    a.grad_scale = 0.0
+    if isinstance(grad_output, cnp.ndarray):
+        a.grad_scale_rows = <const double *>cnp.PyArray_DATA(<cnp.ndarray>grad_output)
+    elif grad_output is not None:
+        a.grad_scale = grad_output
+    a.out_rows = <void *>_ptr(out_rows)
+    with nogil:
+        total = fl_row_op(&a, nthreads)
+    return total, kept, bad

@@ -56,6 +56,8 @@
 #define FL_RAW_BOUND_F32 32.0f
 #define FL_RAW_BOUND_F64 256.0
 #define FL_RAW_WAIT      63
+/* row ops (the metrics), small-C tiles: rows are requested this many tiles ahead */
+#define FL_ROW_PREFETCH_TILES 4
 /* elementwise loop: vectors per block (pre functions run over a whole block first) */
 #define FL_EW_BLOCK 8
 /* BCE on probabilities, sum only: window of elements checked for hard 0/1 targets, and
@@ -79,6 +81,7 @@
     X(raw_wait, FL_RAW_WAIT)                         \
     X(ew_block, FL_EW_BLOCK)                         \
     X(bce_win, FL_BCE_WIN)                           \
-    X(bce_group, FL_BCE_GROUP)
+    X(bce_group, FL_BCE_GROUP)                       \
+    X(row_prefetch_tiles, FL_ROW_PREFETCH_TILES)
 
 #endif

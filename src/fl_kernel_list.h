@@ -55,6 +55,21 @@
     X(SOFTMAX, softmax)         \
     X(LOGSUMEXP, logsumexp)
 
+/* Row statistics along the class axis (the metrics), kernels/row_stats-inl.h: X(ID, name),
+ * enum FL_<ID>.  rank: the target's rank among its sample's scores (error rate, top-k
+ * accuracy); entropy: Shannon entropy of softmax(x) and its gradient. */
+#define FL_ROW_OPS(X) \
+    X(RANK, rank)     \
+    X(ENTROPY, entropy)
+
+/* Tie policies of the rank op: X(ID, name), enum FL_TIES_<ID>.  Which classes scored equal to
+ * the target rank above it: those of lower index (argmax: np.argmax's choice), of higher
+ * index (sklearn: top_k_accuracy_score's order), or all (pessimistic). */
+#define FL_TIE_POLICIES(X) \
+    X(ARGMAX, argmax)      \
+    X(SKLEARN, sklearn)    \
+    X(PESSIMISTIC, pessimistic)
+
 /* Reductions: X(ID, name), enum FL_REDUCTION_<ID>. */
 #define FL_REDUCTIONS(X) \
     X(NONE, none)        \
@@ -77,6 +92,8 @@
     X(EMBEDDING, embedding, FL_EMBEDDING_LOSSES)       \
     X(SOFTMAX, softmax, FL_SOFTMAX_OPS)                \
     X(REDUCTION, reduction, FL_REDUCTIONS)             \
-    X(VECTOR_MATH, vector_math, FL_VECTOR_MATH_OPS)
+    X(VECTOR_MATH, vector_math, FL_VECTOR_MATH_OPS)    \
+    X(ROW, row, FL_ROW_OPS)                            \
+    X(TIES, ties, FL_TIE_POLICIES)
 
 #endif

@@ -243,32 +243,37 @@ static inline void fl_run_chunk(fl_chunk_fn fn, const void *args, int64_t k, int
     fn(args, u0, u1, partial);
 }
 
-/* Runs fn over [0, n_units) in deterministic chunks; returns the ordered sum of partials. */
-static double fl_run(fl_chunk_fn fn, const void *args, int64_t n_units, int64_t unit_elems,
-                     int nthreads)
+/* Partial sums a chunk function may store (fl_run_sums). */
+#define FL_RUN_MAX_SUMS 2
+
+/* Runs fn over [0, n_units) in deterministic chunks, each storing nsums (<= FL_RUN_MAX_SUMS)
+ * partial sums; totals[i] receives the ordered sum of the partials i of the chunks. */
+static void fl_run_sums(fl_chunk_fn fn, const void *args, int64_t n_units, int64_t unit_elems,
+                        int nthreads, int nsums, double *totals)
 {
-    if (n_units <= 0) return 0.0;
+    for (int i = 0; i < nsums; i++) totals[i] = 0.0;
+    if (n_units <= 0) return;
     int64_t per_chunk = FL_CHUNK_ELEMS / (unit_elems > 0 ? unit_elems : 1);
     if (per_chunk < 1) per_chunk = 1;
     /* chunk indices fit the 32-bit halves of fl_block (bigger chunks beyond 2^32 of them) */
     if (n_units / per_chunk >= (int64_t)UINT32_MAX) per_chunk = n_units / (UINT32_MAX - 1) + 1;
     const int64_t nchunks = (n_units + per_chunk - 1) / per_chunk;
     if (nchunks == 1) {
-        double p = 0.0;
-        fn(args, 0, n_units, &p);
-        return p;
+        double p[FL_RUN_MAX_SUMS] = {0.0};
+        fn(args, 0, n_units, p);
+        for (int i = 0; i < nsums; i++) totals[i] = p[i];
+        return;
     }
-    double stack_partials[64];
-    double *partials =
-        nchunks <= 64 ? stack_partials : (double *)malloc((size_t)nchunks * sizeof(double));
+    double stack_partials[64 * FL_RUN_MAX_SUMS];
+    double *partials = nchunks <= 64 ? stack_partials
+                                     : (double *)malloc((size_t)(nchunks * nsums) * sizeof(double));
     if (!partials) { /* out of memory for the partials: same chunks, serially */
-        double total = 0.0;
         for (int64_t k = 0; k < nchunks; k++) {
-            double p = 0.0;
-            fl_run_chunk(fn, args, k, per_chunk, n_units, &p);
-            total += p;
+            double p[FL_RUN_MAX_SUMS] = {0.0};
+            fl_run_chunk(fn, args, k, per_chunk, n_units, p);
+            for (int i = 0; i < nsums; i++) totals[i] += p[i];
         }
-        return total;
+        return;
     }
     int nt = nthreads < 1 ? 1 : nthreads;
     const int64_t most = nchunks / FL_THREAD_CHUNKS; /* FL_THREAD_CHUNKS chunks per thread */
@@ -287,7 +292,7 @@ static double fl_run(fl_chunk_fn fn, const void *args, int64_t n_units, int64_t 
         /* never enters the OpenMP runtime: libgomp's thread pool does not survive fork(), so
          * a forked child (which fastloss runs single-threaded) must not touch it */
         for (int64_t k = 0; k < nchunks; k++)
-            fl_run_chunk(fn, args, k, per_chunk, n_units, &partials[k]);
+            fl_run_chunk(fn, args, k, per_chunk, n_units, partials + k * nsums);
     } else {
         for (int t = 0; t < nt; t++) {
             const uint64_t f = (uint64_t)(nchunks * t / nt), b = (uint64_t)(nchunks * (t + 1) / nt);
@@ -311,7 +316,7 @@ static double fl_run(fl_chunk_fn fn, const void *args, int64_t n_units, int64_t 
                 const int own = (pass == 0) != (steal_first && t == 0);
                 for (int j = own ? 0 : 1; j < (own ? 1 : nt); j++)
                     while (fl_take(&blocks[(t + j) % nt], !own, &k))
-                        fl_run_chunk(fn, args, k, per_chunk, n_units, &partials[k]);
+                        fl_run_chunk(fn, args, k, per_chunk, n_units, partials + k * nsums);
             }
             if (t == 0) t_first_done = fl_now_ns();
         }
@@ -323,9 +328,17 @@ static double fl_run(fl_chunk_fn fn, const void *args, int64_t n_units, int64_t 
         else fl_guard_calm();
     }
     if (blocks != stack_blocks) free(blocks);
-    double total = 0.0;
-    for (int64_t k = 0; k < nchunks; k++) total += partials[k];
+    for (int64_t k = 0; k < nchunks; k++)
+        for (int i = 0; i < nsums; i++) totals[i] += partials[k * nsums + i];
     if (partials != stack_partials) free(partials);
+}
+
+/* Runs fn over [0, n_units) in deterministic chunks; returns the ordered sum of partials. */
+static double fl_run(fl_chunk_fn fn, const void *args, int64_t n_units, int64_t unit_elems,
+                     int nthreads)
+{
+    double total;
+    fl_run_sums(fn, args, n_units, unit_elems, nthreads, 1, &total);
     return total;
 }
 
@@ -413,6 +426,32 @@ double fl_embedding(const fl_emb_args *a, int nthreads)
 {
     if (a->op < 0 || a->op >= FL_N_EMBEDDING) return NAN;
     return fl_run(fl_active->embedding[a->op][a->is_f64 ? 1 : 0], a, a->N, a->D, nthreads);
+}
+
+double fl_row_op(const fl_row_args *a, int nthreads)
+{
+    const int k = a->is_f64 ? 1 : 0;
+    const int64_t N = a->N, C = a->C, S = a->S, lanes = fl_active->vbytes / (a->is_f64 ? 8 : 4);
+    fl_chunk_fn const(*fns)[2] = fl_active->row_ops[a->op];
+    double sums[2];
+    if (S == 1 && C > FL_SMALL_C)
+        fl_run_sums(fns[FL_ROW_LAYOUT_ROWS][k], a, N, C, nthreads, 2, sums);
+    else if (S == 1)
+        fl_run_sums(fns[FL_ROW_LAYOUT_SMALL_ROWS][k], a, (N + lanes - 1) / lanes, C * lanes,
+                    nthreads, 2, sums);
+    else
+        fl_run_sums(fns[FL_ROW_LAYOUT_COLS][k], a, N * ((S + lanes - 1) / lanes), C * lanes,
+                    nthreads, 2, sums);
+    if (a->op == FL_RANK) {
+        *a->kept_weight = sums[1];
+        *a->first_bad = -1;
+        /* a chunk that met a target out of range returned NaN sums (weights are finite) */
+        if (isnan(sums[1]))
+            for (int64_t i = 0; i < N * S && *a->first_bad < 0; i++)
+                if (a->target[i] != a->ignore_index && (a->target[i] < 0 || a->target[i] >= C))
+                    *a->first_bad = i;
+    }
+    return sums[0];
 }
 
 void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out)

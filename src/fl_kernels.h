@@ -22,23 +22,27 @@
 #define FL_ENUM_REDUCTION(ID, ...) FL_REDUCTION_##ID,
 #define FL_ENUM_VM(ID, ...)        FL_VM_##ID,
 #define FL_ENUM_FAMILY(ID, ...)    FL_FAMILY_##ID,
+#define FL_ENUM_TIES(ID, ...)      FL_TIES_##ID,
 enum { FL_ELEMENTWISE_LOSSES(FL_ENUM_ID) FL_N_ELEMENTWISE };
 enum { FL_CLASS_LOSSES(FL_ENUM_ID) FL_N_CLASS_LOSSES };
 enum { FL_SOFTMAX_OPS(FL_ENUM_ID) FL_N_SOFTMAX_OPS };
 enum { FL_EMBEDDING_LOSSES(FL_ENUM_ID) FL_N_EMBEDDING };
 enum { FL_REDUCTIONS(FL_ENUM_REDUCTION) FL_N_REDUCTIONS };
 enum { FL_VECTOR_MATH_OPS(FL_ENUM_VM) FL_N_VECTOR_MATH };
+enum { FL_ROW_OPS(FL_ENUM_ID) FL_N_ROW_OPS };
+enum { FL_TIE_POLICIES(FL_ENUM_TIES) FL_N_TIE_POLICIES };
 enum { FL_OP_FAMILIES(FL_ENUM_FAMILY) FL_N_FAMILIES };
 #undef FL_ENUM_ID
 #undef FL_ENUM_REDUCTION
 #undef FL_ENUM_VM
 #undef FL_ENUM_FAMILY
+#undef FL_ENUM_TIES
 
 /* The name of op `op` of list `family` (FL_FAMILY_ELEMENTWISE, ...: "bce_logits", ...), or
  * NULL past the end of the list or for an unknown family. */
 const char *fl_op_name(int family, int op);
-/* The name of list `family` ("elementwise", "class", "softmax", "reduction", "vector_math"),
- * or NULL past the end. */
+/* The name of list `family` ("elementwise", "class", "softmax", "reduction", "vector_math",
+ * "row", "ties"), or NULL past the end. */
 const char *fl_family_name(int family);
 /* Tuning constant i of FL_TUNING (fl_config.h): its name ("chunk_elems", ...), or NULL past
  * the end, and its value. */
@@ -157,5 +161,44 @@ double fl_cross_entropy(const fl_ce_args *a, int nthreads);
 double fl_nll(const fl_ce_args *a, int nthreads);
 
 void fl_softmax(const fl_softmax_args *a, int nthreads);
+
+/* Row statistics along the class axis of (N, C, S) scores (kernels/row_stats-inl.h).
+ * FL_RANK: per sample (index n*S + s) with a target that is not ignore_index, whether the
+ * target is among the top_k scores under the tie policy `ties` (a sample whose scores hold a
+ * NaN never is); out_rows receives sample_weight times the hit (count_hits) or the miss,
+ * 0 for ignored samples; the return value is their sum, *kept_weight the sum of the weights
+ * of the samples not ignored, *first_bad the index of the first target outside [0, C) that
+ * is not ignore_index (-1: none; the sums are then meaningless).  rank_out, if not NULL,
+ * receives each sample's rank under the tie policy (0: the top score), -1 for ignored
+ * samples and for samples with a NaN score.
+ * FL_ENTROPY: per sample, H = -sum_c p_c log p_c of p = softmax over the class axis, times
+ * inv_log_base, into out_rows; returns their sum; with grad, dH/dx times the per-sample
+ * scale (grad_scale_rows, or grad_scale) into grad (which may be x). */
+typedef struct {
+    int is_f64;
+    int op;                      /* FL_RANK or FL_ENTROPY */
+    int64_t N, C, S;
+    const void *x;               /* (N, C, S) scores (rank) or logits (entropy) */
+    /* rank */
+    const int64_t *target;       /* (N*S) class indices */
+    int64_t ignore_index;
+    int64_t top_k;               /* >= 1 */
+    int ties;                    /* FL_TIES_ARGMAX, FL_TIES_SKLEARN or FL_TIES_PESSIMISTIC */
+    int count_hits;              /* 1: hits (accuracy), 0: misses (error rate) */
+    const double *sample_weight; /* (N*S) finite weights >= 0, or NULL (all 1) */
+    int64_t *rank_out;           /* (N*S) or NULL */
+    double *kept_weight;         /* out */
+    int64_t *first_bad;          /* out */
+    /* entropy */
+    double inv_log_base;         /* 1 / log(base) (1: nats) */
+    void *grad;                  /* (N, C, S) or NULL */
+    const double *grad_scale_rows; /* (N*S) per-sample gradient multipliers, or NULL */
+    double grad_scale;           /* uniform gradient multiplier when grad_scale_rows is NULL */
+    /* both */
+    void *out_rows;              /* (N*S) per-sample values (working dtype), or NULL */
+} fl_row_args;
+
+/* Runs row op a->op; returns the sum of the per-sample values (see fl_row_args). */
+double fl_row_op(const fl_row_args *a, int nthreads);
 
 #endif

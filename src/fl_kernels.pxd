@@ -65,9 +65,29 @@ cdef extern from "fl_kernels.h" nogil:
         double grad_scale
         void *loss_rows
 
+    ctypedef struct fl_row_args:
+        int is_f64
+        int op
+        int64_t N, C, S
+        const void *x
+        const int64_t *target
+        int64_t ignore_index
+        int64_t top_k
+        int ties
+        int count_hits
+        const double *sample_weight
+        int64_t *rank_out
+        double *kept_weight
+        int64_t *first_bad
+        double inv_log_base
+        void *grad
+        const double *grad_scale_rows
+        double grad_scale
+        void *out_rows
+
     enum:
         FL_FAMILY_ELEMENTWISE, FL_FAMILY_CLASS, FL_FAMILY_EMBEDDING, FL_FAMILY_SOFTMAX,
-        FL_FAMILY_REDUCTION, FL_FAMILY_VECTOR_MATH
+        FL_FAMILY_REDUCTION, FL_FAMILY_VECTOR_MATH, FL_FAMILY_ROW, FL_FAMILY_TIES
         FL_FOCAL, FL_NLL
         FL_REDUCTION_NONE, FL_REDUCTION_MEAN
 
@@ -92,3 +112,4 @@ cdef extern from "fl_kernels.h" nogil:
     double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad)
     double fl_embedding(const fl_emb_args *a, int nthreads)
     void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out)
+    double fl_row_op(const fl_row_args *a, int nthreads)

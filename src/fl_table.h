@@ -19,8 +19,13 @@
 #endif
 
 /* A chunk worker: runs units [u0, u1) of a kernel (rows, tiles or elements, by kernel) and
- * stores their partial sum. */
+ * stores their partial sum (the row ops: partial[0] and partial[1], see fl_run_sums). */
 typedef void (*fl_chunk_fn)(const void *args, int64_t u0, int64_t u1, double *partial);
+
+/* The loop shapes of the row ops, as those of the class losses: rows (S == 1, C > FL_SMALL_C:
+ * one unit per row), small_rows (S == 1: tiles of L rows transposed) and cols (S > 1: tiles of
+ * L consecutive positions). */
+enum { FL_ROW_LAYOUT_ROWS, FL_ROW_LAYOUT_SMALL_ROWS, FL_ROW_LAYOUT_COLS, FL_N_ROW_LAYOUTS };
 
 /* One ISA's kernels; index [0] is float32, [1] is float64. */
 typedef struct {
@@ -32,6 +37,7 @@ typedef struct {
     fl_chunk_fn check_targets[2]; /* [1]: with float64 class weights */
     fl_chunk_fn elementwise[FL_N_ELEMENTWISE][2]; /* indexed by the FL_BCE_LOGITS... enum */
     fl_chunk_fn embedding[FL_N_EMBEDDING][2];     /* by FL_COSINE_EMBEDDING... */
+    fl_chunk_fn row_ops[FL_N_ROW_OPS][FL_N_ROW_LAYOUTS][2]; /* [FL_RANK...][FL_ROW_LAYOUT_*] */
     void (*vector_math_f32)(int, int64_t, const float *, float *);
     void (*vector_math_f64)(int, int64_t, const double *, double *);
 } fl_table;
@@ -53,6 +59,10 @@ extern const fl_table fl_table_avx512;
 #define FL_PAIR(name) {FL_CAT3(name, f32, FL_TABLE_ISA), FL_CAT3(name, f64, FL_TABLE_ISA)}
 #define FL_EW_SLOT(ID, name, chunk) [FL_##ID] = FL_PAIR(name##_chunk),
 #define FL_EMB_SLOT(ID, name)       [FL_##ID] = FL_PAIR(name##_rows),
+#define FL_ROW_SLOT(ID, name)                                             \
+    [FL_##ID] = {[FL_ROW_LAYOUT_ROWS] = FL_PAIR(name##_rows),             \
+                 [FL_ROW_LAYOUT_SMALL_ROWS] = FL_PAIR(name##_small_rows), \
+                 [FL_ROW_LAYOUT_COLS] = FL_PAIR(name##_cols)},
 #define FL_TABLE(label, vb)                                      \
     {.name = label,                                              \
      .vbytes = vb,                                               \
@@ -69,6 +79,7 @@ extern const fl_table fl_table_avx512;
      .check_targets = FL_PAIR(check_targets_chunk),              \
      .elementwise = {FL_ELEMENTWISE_LOSSES(FL_EW_SLOT)},         \
      .embedding = {FL_EMBEDDING_LOSSES(FL_EMB_SLOT)},            \
+     .row_ops = {FL_ROW_OPS(FL_ROW_SLOT)},                       \
      .vector_math_f32 = FL_CAT3(vector_math, f32, FL_TABLE_ISA), \
      .vector_math_f64 = FL_CAT3(vector_math, f64, FL_TABLE_ISA)}
 

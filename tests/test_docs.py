@@ -137,8 +137,9 @@ def test_reductions_and_defaults_match_the_registry(name):
 
 
 def _problem(spec):
-    """A small valid (input, target) of the row's family and domains (pair family: its three
-    arrays)."""
+    """The positional arrays of a small valid call of the row's family and domains: (input,
+    target), the three arrays of the pair and embedding families, (input,) without a
+    target."""
     if spec.family == "pair":
         x = np.array([1.0, 2.0, 4.0])
         return x, np.array([0.5, 2.5, 3.0]), np.array([1.0, -1.0, 0.5]) ** 2
@@ -146,7 +147,9 @@ def _problem(spec):
         x = np.array([[1.0, 2.0], [0.5, -1.0]])
         third = np.array([1.0, -1.0]) if "target" in spec.arrays else x[::-1].copy()
         return x, x + 0.5, third
-    if spec.family == "class":
+    if spec.target_domain == "none":  # entropy
+        return (np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]]),)
+    if spec.target_domain in ("class", "class_or_prob"):  # class losses, error_rate, accuracy
         x = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
         if spec.input_domain == "logprob":
             x = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]))
@@ -173,6 +176,7 @@ RANGES = {
     "> 0": ([1e-3, 2.5], [0.0, -1.0]),
     "in [0, 1]": ([0.0, 1.0], [-0.1, 1.1]),
     "<= 1": ([0.0, 1.0, -1.0], [1.5, np.inf, np.nan]),
+    ">= 1": ([1, 3], [0, -2]),
 }
 
 
@@ -183,21 +187,27 @@ RANGES = {
 def test_documented_option_ranges_are_what_the_function_accepts(name, option):
     head = _param_heads(_doc(name))[option]
     kind = head.split(" : ")[1].rsplit(", default", 1)[0]
+    func = getattr(fastloss, name)
+    args = _problem(LOSSES[name])
     matched = [r for r in RANGES if kind.endswith(" " + r)]
-    if not matched:  # ignore_index, log_target: no range; margin, eps: any real number
+    if kind.startswith("{"):  # a choice of strings (ties): each accepted, any other refused
+        for value in kind.strip("{}").replace('"', "").split(", "):
+            func(*args, **{option: value})
+        with pytest.raises(ValueError, match=option):
+            func(*args, **{option: "no such choice"})
+        return
+    if not matched:  # ignore_index, log_target, axis: no range; margin, eps: any real number
         check = next(p.check for p in LOSSES[name].params if p.name == option)
         unbounded = check is V.as_real
         choice = check is V.distance_function  # a name or a callable
         assert kind in ("int", "bool") or (kind == "float" and unbounded) or choice, head
         return
     ok, bad = RANGES[matched[0]]
-    func = getattr(fastloss, name)
-    arrays = _problem(LOSSES[name])
     for value in ok:
-        func(*arrays, **{option: value})
+        func(*args, **{option: value})
     for value in bad:
         with pytest.raises(ValueError, match=option):
-            func(*arrays, **{option: value})
+            func(*args, **{option: value})
 
 
 @pytest.mark.parametrize("name", LOSS_NAMES)
@@ -225,7 +235,9 @@ def test_torch_equivalent_line_names_a_real_torch_function(name):
 def test_raises_section_follows_the_family():
     for name in LOSS_NAMES:
         raises = "\n".join(_sections(_doc(name))["Raises"])
-        assert ("IndexError" in raises) == (LOSSES[name].family == "class"), name
+        # class-index targets (the class losses, error_rate, accuracy) raise IndexError
+        index_targets = LOSSES[name].target_domain in ("class", "class_or_prob")
+        assert ("IndexError" in raises) == index_targets, name
         if LOSSES[name].input_domain == "prob":
             assert "outside [0, 1]" in raises
 

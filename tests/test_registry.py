@@ -67,6 +67,7 @@ def test_kernel_names_exist_in_the_compiled_op_tables():
         "pair": K.ELEMENTWISE_OPS,
         "embedding": K.EMBEDDING_OPS,
         "axis": K.SOFTMAX_OPS,
+        "metric": K.ROW_OPS,
     }
     for spec in LOSSES.values():
         assert spec.kernel in tables[spec.family], spec.name

@@ -63,6 +63,8 @@ def format_report(doc):
         rows.append(("error rate", _pct(doc["error_rate"])))
     for k, v in (doc["top_k_accuracy"] or {}).items():
         rows.append((f"top-{k} accuracy", _pct(v)))
+    if doc.get("mean_entropy") is not None:
+        rows.append(("mean entropy", f"{_g(doc['mean_entropy'])} nats"))
     if doc["files"].get("per_sample"):
         rows.append(("per-sample losses", repr(doc["files"]["per_sample"])))
     chunks = "chunk" if doc["n_chunks"] == 1 else "chunks"
@@ -116,9 +118,9 @@ Reported: the loss's mean (exactly fastloss.<loss>(..., reduction="mean") on the
 arrays: for class-index targets the sum of weight[target] over non-ignored samples is the
 divisor) and sum; for class-index targets top-1 and top-k accuracy (ranks follow
 numpy.argmax: ties go to the lower class index) and per-class count, mean loss and accuracy
-(over non-ignored samples; every position of (N, C, d1, ...) logits is a sample); for binary
-losses the accuracy at threshold 0.5 of sigmoid(input) (of input for binary_cross_entropy)
-against target > 0.5.
+(over non-ignored samples; every position of (N, C, d1, ...) logits is a sample) and the mean
+entropy of softmax(logits) over the same samples, in nats; for binary losses the accuracy at
+threshold 0.5 of sigmoid(input) (of input for binary_cross_entropy) against target > 0.5.
 
 Exit status: 0 on success, 1 for a problem with the data (corrupt or truncated file, shapes
 or dtypes that do not match, targets out of range), 2 for a usage problem (bad or

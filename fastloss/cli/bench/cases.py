@@ -22,6 +22,8 @@ __all__ = [
     "CLASS_QUICK",
     "FLAT_SHAPES",
     "FLAT_QUICK",
+    "METRIC_SHAPES",
+    "METRIC_QUICK",
     "FLOORS",
     "Kind",
     "KINDS",
@@ -40,6 +42,8 @@ CLASS_QUICK = ((8192, 1000), (131072, 10), (256, 32000), (32, 10))
 FLAT_SHAPES = ((16777216,),)
 EMB_SHAPES = ((131072, 128), (8192, 2048))
 EMB_QUICK = ((16384, 128), (1024, 2048))
+METRIC_SHAPES = ((1048576, 10), (16384, 1000))
+METRIC_QUICK = ((131072, 10), (2048, 1000))
 FLAT_QUICK = ((2097152,),)
 
 # floor name -> (label, bytes written per element of x: 0 for a pure read, 1 for a copy)
@@ -79,6 +83,17 @@ KINDS = {
     "softmax": Kind((("fwd", "copy"),), CLASS_SHAPES, CLASS_QUICK, "none", 1, "fwd"),
     # x -> one value per row (logsumexp): one read
     "rowreduce": Kind((("fwd", "sum"),), CLASS_SHAPES, CLASS_QUICK, "none", 1, "fwd"),
+    # metrics on class scores and class-index targets (error_rate, accuracy): one read
+    "metric": Kind((("loss", "sum"),), METRIC_SHAPES, METRIC_QUICK, "index", 2, "loss"),
+    # entropy of each row, and its gradient
+    "entropy": Kind(
+        (("fwd", "sum"), ("fwd+bwd", "copy"), ("grad_out", "copyto")),
+        METRIC_SHAPES,
+        METRIC_QUICK,
+        "none",
+        1,
+        "fwd+bwd",
+    ),
 }
 
 
@@ -155,6 +170,30 @@ def _torch_sigmoid_focal(torch, F, x, t, alpha=0.25, gamma=2.0):
     return torchvision_sigmoid_focal_loss(x, t, alpha, gamma, reduction="mean")
 
 
+def _torch_entropy(torch, F, x, t):
+    # summed: the backward of torch's fwd+bwd needs a scalar (d sum H / dx is fastloss's
+    # reduction="none" gradient)
+    return torch.distributions.Categorical(logits=x).entropy().sum()
+
+
+# ---- library peers of the metrics: (label, (x, t) -> value)
+def _sklearn_top1_error(x, t):
+    from sklearn.metrics import top_k_accuracy_score
+
+    return 1.0 - top_k_accuracy_score(t, x, k=1, labels=np.arange(x.shape[1]))
+
+
+def _scipy_entropy(x, t):
+    from scipy.special import softmax
+    from scipy.stats import entropy
+
+    return entropy(softmax(x, axis=-1), axis=-1)
+
+
+_TOP1_ERROR = ("sklearn.metrics.top_k_accuracy_score", _sklearn_top1_error)
+_NUMPY_ARGMAX = (("numpy (x.argmax(1) != t).mean()", lambda x, t: np.mean(x.argmax(1) != t)),)
+
+
 @dataclass(frozen=True)
 class Loss:
     name: str
@@ -164,6 +203,11 @@ class Loss:
     torch: object = None  # (torch, F, x, t) -> tensor
     sklearn: object = None  # (sklearn._loss.loss module, shape) -> loss object
     default: bool = False  # benchmarked when no --loss is given
+    # the metrics: a scikit-learn / SciPy function computing the same, (label, (x, t) -> value),
+    # timed in the kind's first mode (column "vs sklearn"), and other peers timed alike and
+    # reported in the notes, ((label, (x, t) -> value), ...)
+    library: tuple = None
+    others: tuple = ()
     scaling: bool = False  # compute-bound: its 1 -> N thread scaling is measured
     outputs: int = 0  # gradients written per element of x (0: the kind's)
 
@@ -214,6 +258,22 @@ _EXTRAS = {
         kwargs={"reduction": "batchmean"},
         torch=lambda torch, F, x, t: F.kl_div(x, t, reduction="batchmean"),
     ),
+    # the metrics: timed only when asked for (--loss)
+    "error_rate": dict(
+        kind="metric",
+        torch=lambda torch, F, x, t: (x.argmax(1) != t).double().mean(),
+        library=_TOP1_ERROR,
+        others=_NUMPY_ARGMAX,
+    ),
+    "accuracy": dict(
+        kind="metric",
+        torch=lambda torch, F, x, t: (x.argmax(1) == t).double().mean(),
+        library=_TOP1_ERROR,
+        others=_NUMPY_ARGMAX,
+    ),
+    "entropy": dict(
+        kind="entropy", torch=_torch_entropy, library=("scipy.stats.entropy", _scipy_entropy)
+    ),
 }
 
 
@@ -228,13 +288,14 @@ def _row(spec):
             "pair": "pair",
             "embedding": "embedding",
             "axis": "softmax",
+            "metric": "metric",
         }[spec.family],
     )
     if "torch" not in extra and spec.torch_name and "." not in spec.torch_name:
         extra["torch"] = (
             lambda fn: lambda torch, F, x, t: getattr(F, fn)(x, *call_args(x, t)[1:])
         )(spec.torch_name)
-    extra.setdefault("default", spec.family != "axis")
+    extra.setdefault("default", spec.family not in ("axis", "metric"))
     make = extra.pop("make", None) or _MAKERS[spec.input_domain, spec.target_domain]
     return Loss(spec.name, kind, make, **extra)
 

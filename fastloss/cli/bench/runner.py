@@ -26,7 +26,7 @@ from .cases import (
     shape_str,
 )
 from .machine import import_sklearn_loss, import_torch, load_average, machine_facts, versions
-from .report import Table, contention_lines, header_lines, scaling_lines
+from .report import Table, contention_lines, format_time, header_lines, scaling_lines
 from .timing import CpuWatch, Timing, measure, python_threads_time, sample
 
 __all__ = ["BenchConfig", "run", "scaling_cases"]
@@ -479,6 +479,33 @@ def _run_case(
         except Exception as exc:  # noqa: BLE001
             notes.append(f"sklearn failed: {type(exc).__name__}: {exc}")
 
+    # ---- the metrics' peers, in the kind's first mode: a scikit-learn / SciPy function
+    # (column "vs sklearn", named in the notes) and NumPy one-liners (in the notes)
+    first_mode = kind.modes[0][0]
+    metric_peers = []
+    if row.library is not None and "sklearn" not in cfg.skip:
+        metric_peers.append(("sklearn",) + tuple(row.library))
+    if "numpy" not in cfg.skip:
+        metric_peers += [(None, label, peer_fn) for label, peer_fn in row.others]
+    for column, label, peer_fn in metric_peers:
+        try:
+            timing = sample(
+                lambda: peer_fn(x, target), slow_repeat, budget=slow_budget, min_total=cfg.min_total
+            )[0]
+        except Exception as exc:  # noqa: BLE001
+            notes.append(f"{label} failed: {type(exc).__name__}: {exc}")
+            continue
+        if column is not None:
+            peer_time[column] = timing
+            notes.append(f"vs {column}: {label}")
+        else:
+            ratio = _ratio(timing.best, fl_time[first_mode].best if first_mode in fl_time else None)
+            notes.append(
+                f"{label}: {format_time(timing.best)}"
+                + ("" if ratio is None else f" ({ratio:.1f}x fastloss's time)")
+            )
+    sklearn_mode = first_mode if row.library is not None else "grad_out"
+
     # ---- records
     others = watch.others_fraction()
     for mode, floor in kind.modes:
@@ -493,7 +520,7 @@ def _run_case(
         peers = {
             "numpy": peer_time.get("numpy") if mode == kind.peer_mode else None,
             "torch": peer_time.get("torch:" + mode),
-            "sklearn": peer_time.get("sklearn") if mode == "grad_out" else None,
+            "sklearn": peer_time.get("sklearn") if mode == sklearn_mode else None,
         }
         rec = _derive(
             {
