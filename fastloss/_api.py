@@ -19,6 +19,7 @@ from numpy.typing import ArrayLike
 from . import _config
 from . import _validate as V
 from ._losses import LOSSES
+from .reference import _torch_nn as NN
 
 __all__ = [
     "cross_entropy",
@@ -43,6 +44,9 @@ __all__ = [
     "cosine_embedding_loss",
     "triplet_margin_loss",
     "triplet_margin_with_distance_loss",
+    "multi_margin_loss",
+    "multilabel_margin_loss",
+    "multilabel_soft_margin_loss",
 ]
 
 Reduction = Literal["none", "mean", "sum"]
@@ -672,6 +676,102 @@ def _embedding(name, args):
     return _finish(reduction, dt, loss_shape, loss, tuple(outs), True)
 
 
+def _margin_target(spec, target, x):
+    """The target of a margin-family loss: int64 class indices, one per row (target domain
+    "class") or index lists of the input's shape ("multilabel"), else values of the input's
+    shape and working dtype."""
+    if spec.target_domain not in ("class", "multilabel"):
+        return V.same_shape_target(target, x)
+    t = target if type(target) is np.ndarray else V.as_array(target, "target")
+    shape = x.shape[:-1] if spec.target_domain == "class" else x.shape
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{spec.name}: target must hold integer class indices, got {t.dtype}")
+    if t.shape != shape:
+        raise ValueError(f"{spec.name}: target must have shape {shape}, got {t.shape}")
+    if t.dtype.kind == "u" and t.size and t.max() > np.iinfo(np.int64).max:
+        raise IndexError(f"target value {t.max()} is out of range [0, {x.shape[-1]})")
+    return V.kernel_ready(t, np.dtype(np.int64))
+
+
+def _margin_rows(name, args):
+    """The classification margin losses on rows of C classes, (N, C) or unbatched (C,):
+    multi_margin_loss, multilabel_margin_loss, multilabel_soft_margin_loss.  One row kernel
+    of the embedding list per loss; a class index out of range makes its sum NaN, and the
+    reference's check then raises torch's IndexError."""
+    spec = LOSSES[name]
+    params = spec.check_params(args)
+    input, target, reduction, return_grad, grad_output, grad_out = _ELEMENTWISE_ARGS(args)
+    V.check_reduction(reduction, spec.reductions)
+    x = V.as_float_array(input, "input")
+    if x.ndim not in (1, 2):
+        raise ValueError(f"{name}: input must be (N, C) or unbatched (C,), got shape {x.shape}")
+    t = _margin_target(spec, target, x)
+    loss_shape, C = x.shape[:-1], x.shape[-1]
+    weight = V.class_weight(args["weight"], C, x.dtype) if spec.weight_names else None
+    if grad_output is not None and not return_grad:
+        _raise_grad_output_unused()
+    go = V.elementwise_grad_output(grad_output, reduction, loss_shape, x.dtype)
+    grad = V.grad_buffer(grad_out, x, return_grad)
+    if grad is not None:
+        V.check_no_overlap(grad, "grad_out", ("target", t), ("weight", weight))
+    N = int(np.prod(loss_shape))
+    # rows of no classes have nothing to read: their losses (0 / 0) from the reference
+    if _config.get_backend() == "reference" or (C == 0 and N):
+        go_ref = go if not isinstance(go, np.ndarray) else go.astype(np.float64)
+        w = {} if weight is None else {"weight": weight.astype(np.float64)}
+        loss, grads = spec.reference(
+            x, t, reduction=reduction, grad_output=go_ref, need_grad=return_grad, **w, **params
+        )
+        if grad is not None:
+            np.copyto(grad, grads, casting="unsafe")
+        return _finish(reduction, x.dtype, loss_shape, loss, grad, return_grad)
+    K = _config._kernels
+    slots = {slot: params[p] for slot, p in zip(("p1", "p2"), spec.kernel_args) if p}
+    rows = None
+    if reduction == "mean":
+        scale = go / N if N else _NAN
+    elif isinstance(go, np.ndarray):
+        rows, scale = go.reshape(-1), 1.0
+    else:
+        scale = go
+    loss_rows = V.empty(loss_shape, x.dtype) if reduction == "none" else None
+    total = 0.0
+    if N:
+        index = spec.target_domain in ("class", "multilabel")
+        total = K.embedding(
+            K.EMBEDDING_OPS[spec.kernel],
+            x,
+            None,
+            None,
+            None if index else t,
+            N,
+            C,
+            float(slots.get("p1", 0.0)),
+            float(slots.get("p2", 0.0)),
+            0.0,
+            0,
+            grad,
+            None,
+            None,
+            rows,
+            scale,
+            loss_rows,
+            _config._state["threads"],
+            t if index else None,
+            weight,
+        )
+        if total != total and index:  # NaN: a class index out of range, or NaN input
+            NN._check_index(t, 0 if spec.target_domain == "class" else -1, C)
+    loss = (
+        loss_rows
+        if reduction == "none"
+        else total
+        if reduction == "sum"
+        else (total / N if N else _NAN)
+    )
+    return _finish(reduction, x.dtype, loss_shape, loss, grad, return_grad)
+
+
 def _raise_grad_output_unused():
     raise ValueError(
         "grad_output is only used with return_grad=True (it scales the gradient, never the loss)"
@@ -1162,3 +1262,46 @@ def _target_ranks(input, target, ignore_index):
         _config._state["threads"],
     )
     return ranks.reshape(np.shape(target))
+
+
+def multi_margin_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    p: int = 1,
+    margin: float = 1.0,
+    weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
+    """torch's F.multi_margin_loss: (1/C) sum_{i != y} w[y] max(0, margin - x_y + x_i)^p."""
+    return _margin_rows("multi_margin_loss", locals())
+
+
+def multilabel_margin_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
+    """torch's F.multilabel_margin_loss: target rows list class indices up to the first -1."""
+    return _margin_rows("multilabel_margin_loss", locals())
+
+
+def multilabel_soft_margin_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
+    """torch's F.multilabel_soft_margin_loss: BCE with logits averaged over the classes."""
+    return _margin_rows("multilabel_soft_margin_loss", locals())

@@ -166,7 +166,7 @@ def _weight_text(fn):
 
 def _reduction_text(fn):
     spec = fn.spec
-    each = "per-sample" if spec.family == "class" else "elementwise"
+    each = "per-sample" if spec.family in ("class", "margin") else "elementwise"
     parts = [f'"none": the {each} losses; "sum": their sum;']
     if spec.family == "class":
         mean = (
@@ -176,6 +176,8 @@ def _reduction_text(fn):
         if fn.class_or_prob:
             mean += "; with probability targets, by the number of samples"
         parts.append(mean + ".")
+    elif spec.family == "margin":
+        parts.append('"mean": their mean over the rows (not weighted, as torch).')
     elif "weight" in spec.weight_names and spec.weighted_mean == "weight_sum":
         parts.append('"mean": their sum divided by Σ w (the element count without weight).')
     else:
@@ -299,6 +301,23 @@ _COMMON = {
     ),
 }
 
+_MARGIN_TARGET = {
+    "class": (
+        "array_like, shape (N,) or ()",
+        "The class index y of each row (any integer dtype), in [0, C) (IndexError otherwise).",
+    ),
+    "multilabel": (
+        "array_like, input's shape",
+        "Integer class indices per row, ended by the first -1 (a row starting with -1 lists "
+        "none; a class listed twice counts twice); every entry, also after the -1, in "
+        "[-1, C) (IndexError otherwise, as torch).",
+    ),
+    "binary": (
+        "array_like, input's shape",
+        "0/1 labels per class (soft labels in [0, 1] work too). Exactly input's shape.",
+    ),
+}
+
 _BY_FAMILY = {
     "class": {
         "input": ("array_like, shape (N, C), (N, C, d1, ..., dk) or (C,)", _class_input_text),
@@ -354,6 +373,22 @@ _BY_FAMILY = {
             "similarity), or f(x1, x2) -> per-row distances on NumPy arrays (with "
             "need_grad=True it must return (d, (dd/dx1, dd/dx2)) for gradients).",
         ),
+    },
+    "margin": {
+        "input": (
+            "array_like, shape (N, C) or (C,)",
+            "Scores of C classes per row, any real values (torch's layout: one row per "
+            "sample, or one unbatched row). " + _DTYPES,
+        ),
+        "target": (
+            lambda fn: _MARGIN_TARGET[fn.spec.target_domain][0],
+            lambda fn: _MARGIN_TARGET[fn.spec.target_domain][1],
+        ),
+        "weight": (
+            "array_like, shape (C,)",
+            "Per-class weights w[c] (None: all 1), see the formula.",
+        ),
+        "p": ("int", "The hinge's exponent, 1 or 2 (ValueError otherwise, as torch)."),
     },
     "pair": {
         "input1": ("array_like", "First scores: any real values. " + _DTYPES),
@@ -533,7 +568,9 @@ _LOSS_RETURNS_GRAD = (
 
 
 def _loss_returns(fn):
-    if fn.family == "class":
+    if fn.family == "margin":
+        none_shape = "input's shape without the class axis, (N,) (0-d for an unbatched (C,) input)"
+    elif fn.family == "class":
         none_shape = (
             f"input's shape without the class axis, {_SHAPES_CLASS} (0-d for an unbatched "
             "(C,) input)"
@@ -614,6 +651,9 @@ def _loss_raises(fn):
     ]
     if fn.family == "class":
         raises.append(("IndexError", ["A class index outside [0, C) that is not ignore_index."]))
+    if fn.family == "margin" and fn.spec.target_domain in ("class", "multilabel"):
+        lo = "0" if fn.spec.target_domain == "class" else "-1"
+        raises.append(("IndexError", [f"A target entry outside [{lo}, C) (as torch)."]))
     return raises
 
 
@@ -1050,6 +1090,64 @@ _PROSE = {
         [0.5 1. ]
         """,
     ),
+    "multi_margin_loss": _Prose(
+        "Multi-class margin (hinge) loss on rows of C class scores, one fused pass.",
+        """
+        loss_n = (1/C) Σ_{i != y} w[y] max(0, margin - x_y + x_i)^p,  p = 1 or 2
+        grad: w[y] (1 or 2 z) / C on x_i where z > 0 (strict, as torch),
+              minus their sum on x_y
+        """,
+        (
+            'w[y] multiplies the whole power and "mean" is the plain mean over rows, as '
+            "torch's kernel does.",
+            "A NaN term gives a NaN loss and gradient (torch's kernel skips it).",
+        ),
+        _SETUP
+        + """
+        >>> x = np.array([[0.1, 0.2, 0.4, 0.8], [0.5, -1.0, 0.3, 0.0]])
+        >>> y = np.array([3, 0])
+        >>> loss = fastloss.multi_margin_loss(x, y, reduction="none")
+        >>> print(np.round(loss, 4))
+        [0.325 0.325]
+        """,
+    ),
+    "multilabel_margin_loss": _Prose(
+        "Multi-label margin (hinge) loss: listed classes against the others, per row.",
+        """
+        J = the row's target entries before its first -1
+        I = the classes not in J
+        loss_n = (1/C) Σ_{j in J} Σ_{i in I} max(0, 1 - x_j + x_i)
+        grad: +1/C on x_i, -1/C on x_j per pair with z > 0 (strict, as torch)
+        """,
+        ("A NaN term gives a NaN loss and gradient (torch's kernel skips it).",),
+        _SETUP
+        + """
+        >>> x = np.array([[0.1, 0.2, 0.4, 0.8], [0.5, -1.0, 0.3, 0.0]])
+        >>> t = np.array([[3, 0, -1, 1], [0, 2, -1, -1]])
+        >>> loss = fastloss.multilabel_margin_loss(x, t, reduction="none")
+        >>> print(np.round(loss, 4))
+        [0.85 0.3 ]
+        """,
+    ),
+    "multilabel_soft_margin_loss": _Prose(
+        "Multi-label soft margin loss: BCE with logits averaged over a row's classes.",
+        """
+        loss_n = (1/C) Σ_c w[c] (t_c softplus(-x_c) + (1 - t_c) softplus(x_c))
+        grad = w[c] ((1 - t_c) σ(x_c) - t_c σ(-x_c)) / C
+        """,
+        (
+            "A term whose target coefficient is 0 is exactly 0: x = ±inf with an agreeing "
+            "0/1 target gives loss 0 (torch: NaN).",
+        ),
+        _SETUP
+        + """
+        >>> x = np.array([[0.1, 0.2, 0.4, 0.8], [0.5, -1.0, 0.3, 0.0]])
+        >>> t = np.array([[1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0]])
+        >>> loss = fastloss.multilabel_soft_margin_loss(x, t, reduction="none")
+        >>> print(np.round(loss, 4))
+        [0.6817 0.5087]
+        """,
+    ),
     "softmax": _Prose(
         "Softmax along an axis, max-shifted, one fused pass.",
         """
@@ -1297,7 +1395,7 @@ def docstring(name, func):
         for param in fn.params.values():
             lines += _param_lines(fn, param)
         lines.append("")
-    if fn.family in ("class", "elementwise", "pair", "embedding"):
+    if fn.family in ("class", "elementwise", "pair", "embedding", "margin"):
         multi = fn.family in ("pair", "embedding")
         lines += _section("Returns", _pair_returns(fn) if multi else _loss_returns(fn))
         lines += _section("Raises", _loss_raises(fn))

@@ -16,6 +16,11 @@ A row holds facts about the loss, never test or benchmark code:
 * ``"embedding"`` family: losses on rows of D features, ``(N, D)`` or unbatched ``(D,)``
   arrays (``cosine_embedding_loss``, ``triplet_margin_loss``): ``arrays`` are the arguments,
   ``differentiable`` the feature arrays (all but a per-row target).
+* ``"margin"`` family: the classification margin losses on rows of C classes, one
+  differentiable ``(N, C)`` or unbatched ``(C,)`` input and a target (``multi_margin_loss``:
+  class indices ``(N,)``; ``multilabel_margin_loss``: index lists of the input's shape;
+  ``multilabel_soft_margin_loss``: 0/1 or soft targets of the input's shape); their kernels
+  are row kernels of the embedding list (``EMBEDDING_OPS``).
 * ``arrays`` (pair family): the three array arguments in the order the kernel reads them
   (its x, t and w streams); ``differentiable``: the two whose gradients ``return_grad=True``
   returns, in argument order (the kernel's grad and grad2); ``array_check``: a validator
@@ -131,7 +136,8 @@ class LossSpec:
         # the parameter names feeding the kernel's two scalar slots, None where unused:
         # (smoothing, gamma) of a class loss, (p1, p2) of an elementwise loss, (p1, p2, p3,
         # flags) of an embedding loss
-        slots = {"class": ("smoothing", "gamma"), "embedding": ("p1", "p2", "p3", "flags")}.get(
+        rows = ("p1", "p2", "p3", "flags")
+        slots = {"class": ("smoothing", "gamma"), "embedding": rows, "margin": rows}.get(
             self.family, ("p1", "p2")
         )
         by_slot = {p.kernel_arg: p.name for p in self.params if p.kernel_arg}
@@ -162,6 +168,14 @@ FAMILY_ARGS = {"class": ("sample_weight", "axis")}
 _CLASS_WEIGHT = (Weight("weight", "class"),)
 # checked with the rest of the problem (fastloss._validate.class_problem)
 _IGNORE = Param("ignore_index", -100, None)
+
+
+def _margin_p(value, name):
+    """multi_margin_loss's exponent: 1 or 2 (torch supports no other)."""
+    if isinstance(value, bool) or value not in (1, 2):
+        raise ValueError(f"{name} must be 1 or 2 (as torch supports), got {value!r}")
+    return int(value)
+
 
 LOSSES: dict = {
     s.name: s
@@ -442,6 +456,40 @@ LOSSES: dict = {
             # kernel's; "cosine" and callables run on the reference
             kernel_constants=(("p2", 2.0), ("p3", 1e-6)),
             kernel_if=lambda params: params["distance_function"] in (None, "euclidean"),
+        ),
+        LossSpec(
+            "multi_margin_loss",
+            "margin",
+            "multi_margin",
+            NN.multi_margin_loss,
+            params=(Param("p", 1, _margin_p, "p2"), Param("margin", 1.0, V.as_real, "p1")),
+            weights=_CLASS_WEIGHT,
+            input_domain="logits",
+            target_domain="class",
+            torch_name="multi_margin_loss",
+            torch_module="MultiMarginLoss",
+            examples=({"p": 2}, {"margin": 0.3}, {"p": 2, "margin": -0.5}),
+        ),
+        LossSpec(
+            "multilabel_margin_loss",
+            "margin",
+            "multilabel_margin",
+            NN.multilabel_margin_loss,
+            input_domain="logits",
+            target_domain="multilabel",
+            torch_name="multilabel_margin_loss",
+            torch_module="MultiLabelMarginLoss",
+        ),
+        LossSpec(
+            "multilabel_soft_margin_loss",
+            "margin",
+            "multilabel_soft_margin",
+            NN.multilabel_soft_margin_loss,
+            weights=_CLASS_WEIGHT,
+            input_domain="logits",
+            target_domain="binary",
+            torch_name="multilabel_soft_margin_loss",
+            torch_module="MultiLabelSoftMarginLoss",
         ),
         LossSpec(
             "log_softmax",

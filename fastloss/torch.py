@@ -929,7 +929,7 @@ globals().update({m.__name__: m for m in MODULES.values()})
 class _MultiInputLossFunction(torch.autograd.Function):
     """The node of a loss with several differentiable inputs (the pair and embedding
     families: margin_ranking_loss, gaussian_nll_loss, cosine_embedding_loss, the triplet
-    losses).
+    losses), and of the margin family's single input (with its class weight).
 
     forward(ctx, result, *inputs) runs after the NumPy call: ``result`` = (loss, gradients or
     None, dtypes, rerun).  "mean"/"sum": the gradients came from the fused pass and backward
@@ -959,15 +959,20 @@ class _MultiInputLossFunction(torch.autograd.Function):
         return (None,) + tuple(g if d is None else g.to(d) for g, d in zip(grads, ctx.dtypes))
 
 
-def _run_multi(name, names, diff, values, options):
+def _run_multi(name, names, diff, values, options, weights=None):
     """Checks, the fused NumPy call (every gradient from one pass) and the autograd node over
     the differentiable tensors; `names`/`values`: the array arguments in order, `diff` the
     differentiable ones among them (a number where an array may be one, e.g. var, is not
-    differentiated)."""
+    differentiated; with one, the margin losses, the call returns a single gradient);
+    `weights`: optional weight tensors passed as keywords (never differentiated).  Integer
+    tensors that are not differentiated (class indices) are passed as they are."""
     by_name = dict(zip(names, values))
     tensors = {k: t for k, t in by_name.items() if isinstance(t, torch.Tensor)}
+    weights = weights or {}
+    for arg, w in weights.items():
+        _check_tensor(w, arg, name, optional=True)
     first = by_name[diff[0]]
-    _check_composable(name, {"input": first, **tensors})
+    _check_composable(name, {"input": first, **tensors, **weights})
     for arg, t in by_name.items():
         if arg not in tensors:
             if arg in diff and not isinstance(t, (int, float)) or arg == diff[0]:
@@ -983,8 +988,17 @@ def _run_multi(name, names, diff, values, options):
         if isinstance(by_name[d], torch.Tensor):
             dtype = torch.promote_types(dtype, by_name[d].dtype)
     cdtype = _compute_dtype(dtype)
-    arrays = [t if not isinstance(t, torch.Tensor) else _numpy_input(t, cdtype)[1] for t in values]
+    arrays = [
+        t
+        if not isinstance(t, torch.Tensor)
+        else _numpy_other(t, cdtype)
+        if arg not in diff and not t.dtype.is_floating_point
+        else _numpy_input(t, cdtype)[1]
+        for arg, t in zip(names, values)
+    ]
+    options = dict(options, **{arg: _numpy_other(w, cdtype) for arg, w in weights.items()})
     fn = getattr(_fl, name)
+    single = len(diff) == 1
     diffs = [by_name[d] for d in diff]
     need = any(isinstance(t, torch.Tensor) and t.requires_grad for t in diffs)
     if not need:
@@ -997,12 +1011,12 @@ def _run_multi(name, names, diff, values, options):
 
         def rerun(upstream):
             _, gs = fn(*arrays, return_grad=True, grad_output=upstream, **options)
-            return [torch.from_numpy(np.asarray(g)) for g in gs]
+            return [torch.from_numpy(np.asarray(g)) for g in ((gs,) if single else gs)]
 
         result = (loss, None, dtypes, rerun)
     else:
         loss, gs = fn(*arrays, return_grad=True, **options)
-        grads = [torch.from_numpy(np.asarray(g)) for g in gs]
+        grads = [torch.from_numpy(np.asarray(g)) for g in ((gs,) if single else gs)]
         result = (torch.from_numpy(np.asarray(loss)), grads, dtypes, None)
     out = _MultiInputLossFunction.apply(result, *nodes)
     return out if out.dtype == dtype else out.to(dtype)
@@ -1108,6 +1122,96 @@ def triplet_margin_with_distance_loss(
     )
 
 
+def _margin_rows(name, input, target, options, weight=None):
+    """A classification margin loss (one differentiable input, a target, maybe a class
+    weight) through the multi-input node."""
+    weights = {} if weight is None else {"weight": weight}
+    return _run_multi(name, ("input", "target"), ("input",), (input, target), options, weights)
+
+
+def multi_margin_loss(
+    input,
+    target,
+    p=1,
+    margin=1.0,
+    weight=None,
+    size_average=None,
+    reduce=None,
+    reduction="mean",
+):
+    """torch.nn.functional.multi_margin_loss on fastloss's fused row kernel."""
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction, "multi_margin_loss")
+    options = {"p": p, "margin": margin, "reduction": reduction}
+    return _margin_rows("multi_margin_loss", input, target, options, weight)
+
+
+def multilabel_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """torch.nn.functional.multilabel_margin_loss on fastloss's fused row kernel."""
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction, "multilabel_margin_loss")
+    return _margin_rows("multilabel_margin_loss", input, target, {"reduction": reduction})
+
+
+def multilabel_soft_margin_loss(
+    input, target, weight=None, size_average=None, reduce=None, reduction="mean"
+):
+    """torch.nn.functional.multilabel_soft_margin_loss on fastloss's fused row kernel."""
+    name = "multilabel_soft_margin_loss"
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction, name)
+    return _margin_rows(name, input, target, {"reduction": reduction}, weight)
+
+
+class MultiMarginLoss(_Loss):
+    """Drop-in torch.nn.MultiMarginLoss on fastloss's fused row kernel."""
+
+    def __init__(
+        self, p=1, margin=1.0, weight=None, size_average=None, reduce=None, reduction="mean"
+    ):
+        super().__init__()
+        self.p, self.margin = p, margin
+        self.register_buffer("weight", weight)
+        self.reduction = _legacy_reduction(size_average, reduce, reduction, "MultiMarginLoss")
+
+    def forward(self, input, target):
+        return multi_margin_loss(
+            input,
+            target,
+            p=self.p,
+            margin=self.margin,
+            weight=self.weight,
+            reduction=self.reduction,
+        )
+
+
+class MultiLabelMarginLoss(_Loss):
+    """Drop-in torch.nn.MultiLabelMarginLoss on fastloss's fused row kernel."""
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean"):
+        super().__init__()
+        self.reduction = _legacy_reduction(size_average, reduce, reduction, "MultiLabelMarginLoss")
+
+    def forward(self, input, target):
+        return multilabel_margin_loss(input, target, reduction=self.reduction)
+
+
+class MultiLabelSoftMarginLoss(_Loss):
+    """Drop-in torch.nn.MultiLabelSoftMarginLoss on fastloss's fused row kernel."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.reduction = _legacy_reduction(
+            size_average, reduce, reduction, "MultiLabelSoftMarginLoss"
+        )
+
+    def forward(self, input, target):
+        return multilabel_soft_margin_loss(
+            input, target, weight=self.weight, reduction=self.reduction
+        )
+
+
 class MarginRankingLoss(_Loss):
     """Drop-in torch.nn.MarginRankingLoss on fastloss's fused kernel."""
 
@@ -1199,13 +1303,17 @@ class TripletMarginWithDistanceLoss(_Loss):
         )
 
 
-# the losses with several differentiable inputs (pair and embedding families)
+# the losses with several differentiable inputs (pair and embedding families) and the margin
+# losses (one input, through the same node)
 FUNCTIONALS.update(
     margin_ranking_loss=margin_ranking_loss,
     gaussian_nll_loss=gaussian_nll_loss,
     cosine_embedding_loss=cosine_embedding_loss,
     triplet_margin_loss=triplet_margin_loss,
     triplet_margin_with_distance_loss=triplet_margin_with_distance_loss,
+    multi_margin_loss=multi_margin_loss,
+    multilabel_margin_loss=multilabel_margin_loss,
+    multilabel_soft_margin_loss=multilabel_soft_margin_loss,
 )
 MODULES.update(
     margin_ranking_loss=MarginRankingLoss,
@@ -1213,6 +1321,9 @@ MODULES.update(
     cosine_embedding_loss=CosineEmbeddingLoss,
     triplet_margin_loss=TripletMarginLoss,
     triplet_margin_with_distance_loss=TripletMarginWithDistanceLoss,
+    multi_margin_loss=MultiMarginLoss,
+    multilabel_margin_loss=MultiLabelMarginLoss,
+    multilabel_soft_margin_loss=MultiLabelSoftMarginLoss,
 )
 
 

@@ -42,7 +42,7 @@ def _tuning():
 # The op codes by name, as the C lists in fl_kernel_list.h define them.
 ELEMENTWISE_OPS = _op_codes(FL_FAMILY_ELEMENTWISE)   # "bce_logits", ..., "kl_div_log_target"
 CLASS_OPS = _op_codes(FL_FAMILY_CLASS)               # "cross_entropy", "focal", "nll"
-EMBEDDING_OPS = _op_codes(FL_FAMILY_EMBEDDING)       # "cosine_embedding", "triplet_margin"
+EMBEDDING_OPS = _op_codes(FL_FAMILY_EMBEDDING)       # "cosine_embedding", ..., "multi_margin"
 SOFTMAX_OPS = _op_codes(FL_FAMILY_SOFTMAX)           # "log_softmax", "softmax", "logsumexp"
 REDUCTIONS = _op_codes(FL_FAMILY_REDUCTION)          # "none", "mean", "sum"
 VECTOR_MATH_OPS = _op_codes(FL_FAMILY_VECTOR_MATH)   # "exp", "log", "log1p", ...
@@ -234,13 +234,14 @@ def elementwise(int op, cnp.ndarray x, cnp.ndarray target, object weight, int64_
     return total, bool(bad)
 
 
-def embedding(int op, cnp.ndarray a, cnp.ndarray b, object c, object target, int64_t N,
+def embedding(int op, cnp.ndarray a, object b, object c, object target, int64_t N,
               int64_t D, double p1, double p2, double p3, int flags, object grad_a,
               object grad_b, object grad_c, object grad_scale_rows, double grad_scale,
-              object loss_rows, int nthreads):
-    """Embedding loss (an EMBEDDING_OPS code) over N rows of D features of the (N, D) arrays
-    a, b (and c); per-row target or None; gradients all or none.  Returns the sum of the
-    per-row losses."""
+              object loss_rows, int nthreads, object target_idx=None, object weight=None):
+    """Row loss (an EMBEDDING_OPS code) over N rows of D features of the (N, D) arrays a,
+    b (and c, or None); target (working dtype) or None; int64 class indices target_idx or
+    None; class weight (D,) or None; gradients all or none.  Returns the sum of the per-row
+    losses (NaN when a row's class index is out of range: the caller locates it)."""
     cdef fl_emb_args s
     cdef double total
     s.is_f64 = cnp.PyArray_TYPE(a) == cnp.NPY_DOUBLE
@@ -248,9 +249,11 @@ def embedding(int op, cnp.ndarray a, cnp.ndarray b, object c, object target, int
     s.N = N
     s.D = D
     s.a = cnp.PyArray_DATA(a)
-    s.b = cnp.PyArray_DATA(b)
+    s.b = _ptr(b)
     s.c = _ptr(c)
     s.target = _ptr(target)
+    s.target_idx = <const int64_t *>_ptr(target_idx)
+    s.weight = _ptr(weight)
     s.p1 = p1
     s.p2 = p2
     s.p3 = p3

@@ -100,17 +100,26 @@ typedef struct {
  * loss's domain (binary_cross_entropy: input outside [0, 1] or NaN). */
 double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad);
 
-/* Embedding losses (FL_EMBEDDING_LOSSES) on N rows of D features: a, b (and c) are (N, D)
- * arrays of the working dtype, target (N,) of it or NULL; one loss per row. */
+/* Row losses (FL_EMBEDDING_LOSSES) on N rows of D features (or classes): a, b (and c) are
+ * (N, D) arrays of the working dtype, target (N,) or (N, D) of it or NULL; one loss per row.
+ * The margin losses read only a (the input, D = C classes) and their class indices
+ * target_idx; a row holding an index out of range gets loss NaN and makes the returned sum
+ * NaN (the caller then locates it). */
 typedef struct {
     int is_f64;
-    int op;                        /* FL_COSINE_EMBEDDING, FL_TRIPLET_MARGIN */
+    int op;                        /* FL_COSINE_EMBEDDING, ..., FL_MULTILABEL_SOFT_MARGIN */
     int64_t N, D;
     const void *a, *b, *c;         /* (N, D); c NULL when the loss has two inputs */
-    const void *target;            /* (N,) or NULL */
-    double p1, p2, p3;             /* cosine: margin, epsilon; triplet: margin, p, eps */
+    const void *target;            /* (N,) or NULL; multilabel_soft_margin: (N, C) */
+    const int64_t *target_idx;     /* multi_margin: (N,) class indices; multilabel_margin:
+                                      (N, C) index lists ended by the first -1; else NULL */
+    const void *weight;            /* (C,) class weights (multi_margin,
+                                      multilabel_soft_margin), or NULL */
+    double p1, p2, p3;             /* cosine: margin, epsilon; triplet: margin, p, eps;
+                                      multi_margin: margin, p (1 or 2) */
     int flags;                     /* triplet: bit 0 = swap */
-    void *grad_a, *grad_b, *grad_c; /* (N, D) gradients, all or none (NULL: loss only) */
+    void *grad_a, *grad_b, *grad_c; /* (N, D) gradients of a, b, c, all those it has or none
+                                       (NULL: loss only) */
     const void *grad_scale_rows;   /* (N,) per-row gradient multipliers, or NULL */
     double grad_scale;
     void *loss_rows;               /* (N,) per-row losses, or NULL */

@@ -39,6 +39,8 @@ cdef extern from "fl_kernels.h" nogil:
         const void *b
         const void *c
         const void *target
+        const int64_t *target_idx
+        const void *weight
         double p1, p2, p3
         int flags
         void *grad_a

@@ -235,9 +235,10 @@ def test_torch_equivalent_line_names_a_real_torch_function(name):
 def test_raises_section_follows_the_family():
     for name in LOSS_NAMES:
         raises = "\n".join(_sections(_doc(name))["Raises"])
-        # class-index targets (the class losses, error_rate, accuracy) raise IndexError
-        index_targets = LOSSES[name].target_domain in ("class", "class_or_prob")
-        assert ("IndexError" in raises) == index_targets, name
+        # class-index targets (the class and margin losses, error_rate, accuracy) and
+        # multilabel index lists raise IndexError
+        index = LOSSES[name].target_domain in ("class", "class_or_prob", "multilabel")
+        assert ("IndexError" in raises) == index, name
         if LOSSES[name].input_domain == "prob":
             assert "outside [0, 1]" in raises
 

@@ -66,6 +66,7 @@ def test_kernel_names_exist_in_the_compiled_op_tables():
         "elementwise": K.ELEMENTWISE_OPS,
         "pair": K.ELEMENTWISE_OPS,
         "embedding": K.EMBEDDING_OPS,
+        "margin": K.EMBEDDING_OPS,
         "axis": K.SOFTMAX_OPS,
         "metric": K.ROW_OPS,
     }
@@ -82,7 +83,11 @@ def test_kernel_names_exist_in_the_compiled_op_tables():
 
 def test_torch_bridge_has_every_row():
     FL = pytest.importorskip("fastloss.torch")
-    rows = {s.name for s in registry("class", "elementwise", "pair", "embedding") if s.torch_module}
+    rows = {
+        s.name
+        for s in registry("class", "elementwise", "pair", "embedding", "margin")
+        if s.torch_module
+    }
     assert set(FL.FUNCTIONALS) == set(FL.MODULES) == rows
     # one autograd.Function per single-input row; the multi-input rows share one
     assert set(FL.FUNCTIONS) == {s.name for s in registry("class", "elementwise") if s.torch_module}

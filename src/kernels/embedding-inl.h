@@ -1,6 +1,8 @@
 /*
- * Embedding losses on rows of D features (fl_emb_args): cosine_embedding_loss(x1, x2, y) and
- * triplet_margin_loss(anchor, positive, negative).  One chunk function per loss,
+ * Row losses (fl_emb_args): the embedding losses on rows of D features,
+ * cosine_embedding_loss(x1, x2, y) and triplet_margin_loss(anchor, positive, negative), and
+ * the classification margin losses on rows of C classes, multi_margin_loss,
+ * multilabel_margin_loss and multilabel_soft_margin_loss.  One chunk function per loss,
  * FN(<name>_rows), over rows [r0, r1): a first sweep of the row's arrays accumulates the dot
  * products / norms (vector lanes, flushed into double every FL_FLUSH vectors), a second
  * writes the gradients of all the inputs at once.  Rows of a few thousand features stay in
@@ -200,6 +202,173 @@ static void FN(triplet_margin_rows)(const void *args, int64_t r0, int64_t r1, do
     *partial = total;
 }
 
+/* ---------------------------------------------------------------- classification margins */
+
+/* the hinge max(z, 0) with NaN kept, and torch's strict subgradient: d (1 if z > 0, else 0;
+ * NaN for NaN z), d the slope where z > 0 (1 for p = 1, 2z for p = 2) */
+static inline VR FN(hinge)(VR z) { return FN(vselect)(z < 0, FN(vsplat)(0), z); }
+static inline VR FN(hinge_slope)(VR z, VR d) { return FN(vselect)(z != z, z, FN(vand)(z > 0, d)); }
+
+/* multi-class margin, torch's: per row (1/C) w[y] sum_{i != y} max(0, margin - x_y + x_i)^p,
+ * p = 1 or 2; gradient (strict z > 0) w[y] slope_i / C on x_i, minus their sum on x_y.  One
+ * sweep sums the terms and the slopes, a second writes the gradient; lane y is masked out of
+ * both.  p1 = margin, p2 = p; target_idx (N,), weight (C,) or NULL. */
+static void FN(multi_margin_rows)(const void *args, int64_t r0, int64_t r1, double *partial)
+{
+    const fl_emb_args *a = (const fl_emb_args *)args;
+    const int64_t C = a->D;
+    const int sq = a->p2 == 2.0;
+    const R *wt = (const R *)a->weight;
+    const VR two = FN(vsplat)((R)2), one = FN(vsplat)((R)1);
+    double total = 0.0;
+    for (int64_t r = r0; r < r1; r++) {
+        const R *x = (const R *)a->a + r * C;
+        const int64_t y = a->target_idx[r];
+        if (y < 0 || y >= C) { /* the caller raises */
+            total = NAN;
+            if (a->loss_rows) ((R *)a->loss_rows)[r] = (R)NAN;
+            continue;
+        }
+        const double wy = wt ? (double)wt[y] : 1.0;
+        const VR base = FN(vsplat)((R)a->p1 - x[y]);
+        VR acc[3] = {FN(vsplat)(0), FN(vsplat)(0), FN(vsplat)(0)};
+        double tot[3] = {0.0, 0.0, 0.0};
+        FL_ROW_LOOP(C, {
+            const VI m = (FN(viota)() < (FL_XLANE)n_) & (FN(viota)() != (FL_XLANE)(y - j));
+            const VR z = base + FL_LD(x + j, n_, 0), h = FN(hinge)(z);
+            acc[0] += FN(vand)(m, sq ? h * h : h);
+            acc[1] += FN(vand)(m, FN(hinge_slope)(z, sq ? two * z : one));
+        });
+        const double loss = wy * tot[0] / (double)C;
+        total += loss;
+        if (a->loss_rows) ((R *)a->loss_rows)[r] = (R)loss;
+        if (!a->grad_a) continue;
+        const double k = wy * FN(emb_scale)(a, r) / (double)C;
+        const VR kv = FN(vsplat)((R)k);
+        R *g = (R *)a->grad_a + r * C;
+        for (int64_t j = 0; j < C; j += L) {
+            const int64_t n_ = C - j < L ? C - j : L;
+            const VI m = FN(viota)() != (FL_XLANE)(y - j);
+            const VR z = base + FL_LD(x + j, n_, 0);
+            FL_ST(g + j, FN(vand)(m, kv * FN(hinge_slope)(z, sq ? two * z : one)), n_);
+        }
+        g[y] = (R)(-k * tot[1]);
+    }
+    *partial = total;
+}
+
+/* multi-label margin, torch's: a row's target lists class indices up to its first -1 (every
+ * entry must lie in [-1, C)); for each listed slot j (duplicates count twice) and each class
+ * i not listed, max(0, 1 - x_j + x_i); the row's sum / C.  Gradient (strict z > 0): +1/C on
+ * x_i and -1/C on x_j per active pair, accumulated as counts in the gradient row and scaled
+ * at the end.  Scalar: the listed slots are usually few.  The "is listed" mask takes a stack
+ * buffer for small C, else one allocation per chunk. */
+#define FL_MLM_STACK 2048 /* bytes */
+static void FN(multilabel_margin_rows)(const void *args, int64_t r0, int64_t r1, double *partial)
+{
+    const fl_emb_args *a = (const fl_emb_args *)args;
+    const int64_t C = a->D;
+    if (C <= 0) { /* (the caller computes rows of no classes on the reference) */
+        *partial = 0.0;
+        return;
+    }
+    unsigned char stack_mask[FL_MLM_STACK];
+    unsigned char *listed =
+        C <= FL_MLM_STACK ? stack_mask : (unsigned char *)malloc((size_t)C);
+    if (!listed) { /* out of memory: NaN, as a bad row */
+        *partial = NAN;
+        return;
+    }
+    double total = 0.0;
+    for (int64_t r = r0; r < r1; r++) {
+        const R *x = (const R *)a->a + r * C;
+        const int64_t *t = a->target_idx + r * C;
+        int64_t n_listed = C;
+        int bad = 0;
+        for (int64_t k = 0; k < C; k++) {
+            bad |= t[k] < -1 || t[k] >= C;
+            if (t[k] == -1 && n_listed == C) n_listed = k;
+        }
+        if (bad) { /* the caller raises */
+            total = NAN;
+            if (a->loss_rows) ((R *)a->loss_rows)[r] = (R)NAN;
+            continue;
+        }
+        memset(listed, 0, (size_t)C);
+        for (int64_t k = 0; k < n_listed; k++) listed[t[k]] = 1;
+        R *g = a->grad_a ? (R *)a->grad_a + r * C : NULL;
+        if (g) memset(g, 0, (size_t)C * sizeof(R));
+        double sum = 0.0;
+        for (int64_t k = 0; k < n_listed; k++) {
+            const int64_t jt = t[k];
+            const double base = 1.0 - (double)x[jt];
+            double count = 0.0;
+            for (int64_t i = 0; i < C; i++) {
+                if (listed[i]) continue;
+                const double z = base + (double)x[i];
+                sum += z < 0 ? 0.0 : z; /* NaN stays */
+                if (g) {
+                    const double s = z > 0 ? 1.0 : z != z ? (double)NAN : 0.0;
+                    g[i] += (R)s;
+                    count += s;
+                }
+            }
+            if (g) g[jt] -= (R)count;
+        }
+        const double loss = sum / (double)C;
+        total += loss;
+        if (a->loss_rows) ((R *)a->loss_rows)[r] = (R)loss;
+        if (!g) continue;
+        const R k = (R)(FN(emb_scale)(a, r) / (double)C);
+        for (int64_t i = 0; i < C; i++) g[i] *= k;
+    }
+    if (listed != stack_mask) free(listed);
+    *partial = total;
+}
+
+/* multi-label soft margin, torch's: per row (1/C) sum_c w_c [t softplus(-x) + (1 - t)
+ * softplus(x)] (BCE with logits averaged over the classes), gradient w_c ((1 - t) sigma(x) -
+ * t sigma(-x)) / C; softplus and the sigmoids from one e = exp(-|x|) (the logistic helpers
+ * of ew_losses-inl.h), a term of coefficient 0 exactly 0 (x = +-inf with an agreeing target:
+ * loss 0, not NaN).  One sweep writes the loss terms and the gradient.  target (N, C),
+ * weight (C,) or NULL. */
+static void FN(multilabel_soft_margin_rows)(const void *args, int64_t r0, int64_t r1,
+                                            double *partial)
+{
+    const fl_emb_args *a = (const fl_emb_args *)args;
+    const int64_t C = a->D;
+    const R *wt = (const R *)a->weight;
+    const VR one = FN(vsplat)((R)1);
+    double total = 0.0;
+    for (int64_t r = r0; r < r1; r++) {
+        const R *x = (const R *)a->a + r * C, *tr = (const R *)a->target + r * C;
+        R *g = a->grad_a ? (R *)a->grad_a + r * C : NULL;
+        const VR kv = FN(vsplat)((R)(g ? FN(emb_scale)(a, r) / (double)C : 0.0));
+        VR acc[3] = {FN(vsplat)(0), FN(vsplat)(0), FN(vsplat)(0)};
+        double tot[3] = {0.0, 0.0, 0.0};
+        FL_ROW_LOOP(C, {
+            const VI valid = FN(viota)() < (FL_XLANE)n_;
+            const VR xv = FL_LD(x + j, n_, 0), tv = FL_LD(tr + j, n_, 0);
+            const VR w = wt ? FL_LD(wt + j, n_, 0) : one;
+            const VR e = FN(vexp_nonpos)(FN(neg_abs)(xv)), lg = FN(vlog1p_unit)(e);
+            const VR cn = one - tv;
+            const VI xnan = xv != xv;
+            const VR term = FN(vselect)(xnan, xv, w * (lg + FN(relu_terms)(xv, tv, cn)));
+            acc[0] += FN(vand)(valid, term);
+            if (g) {
+                VR s_pos, s_neg;
+                FN(sigmoids)(xv, e, &s_pos, &s_neg);
+                FL_ST(g + j, FN(vselect)(xnan, xv, kv * w * (cn * s_pos - tv * s_neg)), n_);
+            }
+        });
+        const double loss = tot[0] / (double)C;
+        total += loss;
+        if (a->loss_rows) ((R *)a->loss_rows)[r] = (R)loss;
+    }
+    *partial = total;
+}
+
+#undef FL_MLM_STACK
 #undef FL_ROW_LOOP
 #undef FL_LD
 #undef FL_ST

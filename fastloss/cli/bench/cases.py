@@ -79,6 +79,9 @@ KINDS = {
     # rows of D features (cosine_embedding_loss(x1, x2, y), triplet_margin_loss(a, p, n)):
     # read the arrays, write one gradient per feature array (Loss.outputs)
     "embedding": Kind(_LOSS_MODES[:2], EMB_SHAPES, EMB_QUICK, "pair", 2, "fwd+bwd"),
+    # rows of C classes with a target of x's shape (multilabel_margin_loss(x, index lists),
+    # multilabel_soft_margin_loss(x, labels)): read x and the target, write one gradient
+    "rows": Kind(_LOSS_MODES, EMB_SHAPES, EMB_QUICK, "same", 2, "fwd+bwd"),
     # x -> array shaped like x (log_softmax, softmax): one read + one allocating write
     "softmax": Kind((("fwd", "copy"),), CLASS_SHAPES, CLASS_QUICK, "none", 1, "fwd"),
     # x -> one value per row (logsumexp): one read
@@ -144,6 +147,15 @@ def _make_triplet(rng, z, shape, dtype):
         p,
         rng.standard_normal(shape, dtype=np.float32).astype(dtype),
     )
+
+
+def _make_multilabel(rng, z, shape, dtype):
+    """Index lists of up to 4 classes per row (duplicates possible), ended by -1."""
+    t = np.full(shape, -1, dtype=np.int64)
+    k = min(4, shape[-1])
+    t[..., :k] = rng.integers(0, shape[-1], size=shape[:-1] + (k,))
+    t[..., k - 1 : k][rng.random(shape[:-1] + (1,)) < 0.25] = -1  # some rows list fewer
+    return z.astype(dtype, copy=False), t
 
 
 def _make_regression(rng, z, shape, dtype):
@@ -254,6 +266,8 @@ _EXTRAS = {
     "cosine_embedding_loss": dict(make=_make_cosine),
     "triplet_margin_loss": dict(make=_make_triplet, outputs=3),
     "triplet_margin_with_distance_loss": dict(make=_make_triplet, outputs=3, default=False),
+    "multilabel_margin_loss": dict(kind="rows", make=_make_multilabel),
+    "multilabel_soft_margin_loss": dict(kind="rows"),
     "kl_div": dict(
         kwargs={"reduction": "batchmean"},
         torch=lambda torch, F, x, t: F.kl_div(x, t, reduction="batchmean"),
@@ -287,6 +301,7 @@ def _row(spec):
             "elementwise": "elementwise",
             "pair": "pair",
             "embedding": "embedding",
+            "margin": "class",  # multi_margin_loss: (N, C) scores, (N,) class indices
             "axis": "softmax",
             "metric": "metric",
         }[spec.family],
