@@ -6,6 +6,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -289,9 +290,16 @@ def _import_in_child(env_extra):
         "import os, fastloss; print(fastloss.config()['openmp_wait']); "
         "print('GOMP_SPINCOUNT' in os.environ, os.environ.get('OMP_WAIT_POLICY'))"
     )
+    # outside the source folder: CI imports the installed package (the checkout's fastloss/
+    # has no compiled kernels there)
     out = subprocess.run(
-        [sys.executable, "-c", prog], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", prog],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
     )
+    assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()
 
 
