@@ -45,11 +45,11 @@
 
 /* Row losses on rows of D features or C classes (kernels/embedding-inl.h, FN(<name>_rows)):
  * the embedding losses and the classification margin losses.  X(ID, name), enum FL_<ID>. */
-#define FL_EMBEDDING_LOSSES(X)                        \
-    X(COSINE_EMBEDDING, cosine_embedding)             \
-    X(TRIPLET_MARGIN, triplet_margin)                 \
-    X(MULTI_MARGIN, multi_margin)                     \
-    X(MULTILABEL_MARGIN, multilabel_margin)           \
+#define FL_EMBEDDING_LOSSES(X)              \
+    X(COSINE_EMBEDDING, cosine_embedding)   \
+    X(TRIPLET_MARGIN, triplet_margin)       \
+    X(MULTI_MARGIN, multi_margin)           \
+    X(MULTILABEL_MARGIN, multilabel_margin) \
     X(MULTILABEL_SOFT_MARGIN, multilabel_soft_margin)
 
 /* Softmax-family ops along the class axis: X(ID, name), enum FL_<ID>. */

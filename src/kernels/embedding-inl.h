@@ -273,8 +273,7 @@ static void FN(multilabel_margin_rows)(const void *args, int64_t r0, int64_t r1,
         return;
     }
     unsigned char stack_mask[FL_MLM_STACK];
-    unsigned char *listed =
-        C <= FL_MLM_STACK ? stack_mask : (unsigned char *)malloc((size_t)C);
+    unsigned char *listed = C <= FL_MLM_STACK ? stack_mask : (unsigned char *)malloc((size_t)C);
     if (!listed) { /* out of memory: NaN, as a bad row */
         *partial = NAN;
         return;
