@@ -421,6 +421,25 @@ def _elementwise(name, args):
 _PAIR_ARGS = operator.itemgetter("reduction", "return_grad", "grad_output", "grad_out")
 
 
+def _gradient_scale(reduction, go, n):
+    """(per-element multipliers or None, uniform multiplier) of the kernels' gradient for a
+    loss of n terms: "mean"'s 1/n, or the upstream gradient (an array for "none")."""
+    if reduction == "mean":
+        return None, (go / n if n else _NAN)
+    if isinstance(go, np.ndarray):
+        return go.reshape(-1), 1.0
+    return None, go
+
+
+def _reduced(reduction, total, rows, n):
+    """The loss from the kernels' total of n terms, or their per-term array for "none"."""
+    if reduction == "none":
+        return rows
+    if reduction == "sum":
+        return total
+    return total / n if n else _NAN
+
+
 def _sum_to(g, shape):
     """g (the broadcast shape) summed back to `shape` (the adjoint of broadcasting), in float64
     then cast back: the gradient of an input that was broadcast."""
@@ -483,13 +502,7 @@ def _pair(name, args):
         w, wp = V.periodic_weight(c, shape, dt, c_name)
         # the kernel writes straight into the result buffers when they have the full shape
         g1, g2 = [_full_or_temp(o, shape, dt) for o in outs] if return_grad else (None, None)
-        rows = None
-        if reduction == "mean":
-            scale = go / n if n else _NAN
-        elif isinstance(go, np.ndarray):
-            rows, scale = go, 1.0
-        else:
-            scale = go
+        rows, scale = _gradient_scale(reduction, go, n)
         p1_name, p2_name = spec.kernel_args
         loss_rows = V.empty(shape, dt) if reduction == "none" else None
         total, bad = 0.0, False
@@ -513,13 +526,7 @@ def _pair(name, args):
             )
         if bad:
             raise ValueError(f"{c_name} has negative entries")
-        loss = (
-            loss_rows
-            if reduction == "none"
-            else total
-            if reduction == "sum"
-            else (total / n if n else _NAN)
-        )
+        loss = _reduced(reduction, total, loss_rows, n)
         grads = None
         if return_grad:
             second = {b_name: b.shape, c_name: c.shape}[spec.differentiable[1]]
@@ -628,13 +635,7 @@ def _embedding(name, args):
         for slot, pname in zip(("p1", "p2", "p3", "flags"), spec.kernel_args):
             if pname is not None:
                 slots[slot] = params[pname]
-        rows = None
-        if reduction == "mean":
-            scale = go / N if N else _NAN
-        elif isinstance(go, np.ndarray):
-            rows, scale = go.reshape(-1), 1.0
-        else:
-            scale = go
+        rows, scale = _gradient_scale(reduction, go, N)
         loss_rows = V.empty(loss_shape, dt) if reduction == "none" else None
         total = 0.0
         if N:
@@ -658,13 +659,7 @@ def _embedding(name, args):
                 loss_rows,
                 _config._state["threads"],
             )
-        loss = (
-            loss_rows
-            if reduction == "none"
-            else total
-            if reduction == "sum"
-            else (total / N if N else _NAN)
-        )
+        loss = _reduced(reduction, total, loss_rows, N)
         grads = None
         if return_grad:
             grads = tuple(_sum_to(g, f.shape) for g, f in zip(grads_full, feats))
@@ -727,13 +722,7 @@ def _margin_rows(name, args):
         return _finish(reduction, x.dtype, loss_shape, loss, grad, return_grad)
     K = _config._kernels
     slots = {slot: params[p] for slot, p in zip(("p1", "p2"), spec.kernel_args) if p}
-    rows = None
-    if reduction == "mean":
-        scale = go / N if N else _NAN
-    elif isinstance(go, np.ndarray):
-        rows, scale = go.reshape(-1), 1.0
-    else:
-        scale = go
+    rows, scale = _gradient_scale(reduction, go, N)
     loss_rows = V.empty(loss_shape, x.dtype) if reduction == "none" else None
     total = 0.0
     if N:
@@ -762,13 +751,7 @@ def _margin_rows(name, args):
         )
         if total != total and index:  # NaN: a class index out of range, or NaN input
             NN._check_index(t, 0 if spec.target_domain == "class" else -1, C)
-    loss = (
-        loss_rows
-        if reduction == "none"
-        else total
-        if reduction == "sum"
-        else (total / N if N else _NAN)
-    )
+    loss = _reduced(reduction, total, loss_rows, N)
     return _finish(reduction, x.dtype, loss_shape, loss, grad, return_grad)
 
 
