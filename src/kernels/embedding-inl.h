@@ -261,9 +261,9 @@ static void FN(multi_margin_rows)(const void *args, int64_t r0, int64_t r1, doub
  * entry must lie in [-1, C)); for each listed slot j (duplicates count twice) and each class
  * i not listed, max(0, 1 - x_j + x_i); the row's sum / C.  Gradient (strict z > 0): +1/C on
  * x_i and -1/C on x_j per active pair, accumulated as counts in the gradient row and scaled
- * at the end.  Scalar: the listed slots are usually few.  The "is listed" mask takes a stack
- * buffer for small C, else one allocation per chunk. */
-#define FL_MLM_STACK 2048 /* bytes */
+ * at the end.  Each listed slot is one vector sweep of the row against a 0/1 "not listed"
+ * row of the working dtype (a stack buffer for small C, else one allocation per chunk). */
+#define FL_MLM_STACK 16384 /* bytes */
 static void FN(multilabel_margin_rows)(const void *args, int64_t r0, int64_t r1, double *partial)
 {
     const fl_emb_args *a = (const fl_emb_args *)args;
@@ -272,12 +272,16 @@ static void FN(multilabel_margin_rows)(const void *args, int64_t r0, int64_t r1,
         *partial = 0.0;
         return;
     }
-    unsigned char stack_mask[FL_MLM_STACK];
-    unsigned char *listed = C <= FL_MLM_STACK ? stack_mask : (unsigned char *)malloc((size_t)C);
-    if (!listed) { /* out of memory: NaN, as a bad row */
+    /* per row, 1 for the classes not listed and 0 for the listed ones, in the working dtype
+     * so that the sweeps below read it as lanes */
+    R stack_keep[FL_MLM_STACK / sizeof(R)];
+    R *keep =
+        C <= (int64_t)(FL_MLM_STACK / sizeof(R)) ? stack_keep : (R *)malloc((size_t)C * sizeof(R));
+    if (!keep) { /* out of memory: NaN, as a bad row */
         *partial = NAN;
         return;
     }
+    const VR zero = FN(vsplat)(0), one = FN(vsplat)((R)1);
     double total = 0.0;
     for (int64_t r = r0; r < r1; r++) {
         const R *x = (const R *)a->a + r * C;
@@ -293,35 +297,42 @@ static void FN(multilabel_margin_rows)(const void *args, int64_t r0, int64_t r1,
             if (a->loss_rows) ((R *)a->loss_rows)[r] = (R)NAN;
             continue;
         }
-        memset(listed, 0, (size_t)C);
-        for (int64_t k = 0; k < n_listed; k++) listed[t[k]] = 1;
+        for (int64_t i = 0; i < C; i++) keep[i] = 1;
+        for (int64_t k = 0; k < n_listed; k++) keep[t[k]] = 0;
         R *g = a->grad_a ? (R *)a->grad_a + r * C : NULL;
         if (g) memset(g, 0, (size_t)C * sizeof(R));
         double sum = 0.0;
+        /* each listed target j (duplicates again, as torch) against every class not listed:
+         * max(0, 1 - x_j + x_i), slope 1 where z > 0 (torch's strict test), NaN kept */
         for (int64_t k = 0; k < n_listed; k++) {
             const int64_t jt = t[k];
-            const double base = 1.0 - (double)x[jt];
-            double count = 0.0;
-            for (int64_t i = 0; i < C; i++) {
-                if (listed[i]) continue;
-                const double z = base + (double)x[i];
-                sum += z < 0 ? 0.0 : z; /* NaN stays */
+            const VR base = FN(vsplat)((R)1 - x[jt]);
+            VR sacc = zero, cacc = zero;
+            for (int64_t i = 0; i < C; i += L) {
+                const int64_t n_ = C - i < L ? C - i : L;
+                const VI kept = FL_LD(keep + i, n_, 0) != zero;
+                const VR z = base + FL_LD(x + i, n_, 0);
+                sacc += FN(vand)(kept, FN(vselect)(z < 0, zero, z));
                 if (g) {
-                    const double s = z > 0 ? 1.0 : z != z ? (double)NAN : 0.0;
-                    g[i] += (R)s;
-                    count += s;
+                    const VR s = FN(vand)(kept, FN(vselect)(z > 0, one, FN(vand)(z != z, z)));
+                    FL_ST(g + i, FL_LD(g + i, n_, 0) + s, n_);
+                    cacc += s;
                 }
             }
-            if (g) g[jt] -= (R)count;
+            sum += FN(hsum)(sacc);
+            if (g) g[jt] -= (R)FN(hsum)(cacc);
         }
         const double loss = sum / (double)C;
         total += loss;
         if (a->loss_rows) ((R *)a->loss_rows)[r] = (R)loss;
         if (!g) continue;
-        const R k = (R)(FN(emb_scale)(a, r) / (double)C);
-        for (int64_t i = 0; i < C; i++) g[i] *= k;
+        const VR kv = FN(vsplat)((R)(FN(emb_scale)(a, r) / (double)C));
+        for (int64_t i = 0; i < C; i += L) {
+            const int64_t n_ = C - i < L ? C - i : L;
+            FL_ST(g + i, FL_LD(g + i, n_, 0) * kv, n_);
+        }
     }
-    if (listed != stack_mask) free(listed);
+    if (keep != stack_keep) free(keep);
     *partial = total;
 }
 
