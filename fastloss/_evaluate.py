@@ -23,6 +23,7 @@ IndexError.  The command line turns the first two groups into exit status 2, the
 
 from __future__ import annotations
 
+import abc
 import operator
 import os
 import sys
@@ -168,7 +169,7 @@ def _check_top_k(top_k):
 # ------------------------------------------------------------------------- input arrays
 
 
-class _Source:
+class _Source(abc.ABC):
     """One input array, read as consecutive chunks of rows (first axis), in increasing order.
     Files are read by fastloss._npyio's sources, which have the same attributes and methods."""
 
@@ -178,16 +179,18 @@ class _Source:
     def __init__(self, role, shape, dtype, label):
         self.role, self.shape, self.dtype, self.label = role, tuple(shape), np.dtype(dtype), label
 
+    @abc.abstractmethod
     def rows(self, a, b):
-        raise NotImplementedError
+        """Rows [a, b) as an array."""
 
+    @abc.abstractmethod
     def read_all(self):
-        raise NotImplementedError
+        """The whole array."""
 
-    def release(self, a, b):
+    def release(self, a, b):  # noqa: B027 - an optional hook: nothing to do by default
         """Forget the pages of rows [a, b) (only for the files fastloss mapped itself)."""
 
-    def close(self):
+    def close(self):  # noqa: B027 - an optional hook: nothing to do by default
         pass
 
 
