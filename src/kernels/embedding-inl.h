@@ -230,6 +230,28 @@ static void FN(multi_margin_rows)(const void *args, int64_t r0, int64_t r1, doub
             continue;
         }
         const double wy = wt ? (double)wt[y] : 1.0;
+        if (C < L) { /* a row shorter than a vector: scalar beats masked partial loads */
+            const R b = (R)a->p1 - x[y];
+            R s0 = 0, s1 = 0;
+            for (int64_t j = 0; j < C; j++) {
+                const R z = b + x[j], h = z < 0 ? 0 : z;
+                if (j == y) continue;
+                s0 += sq ? h * h : h;
+                s1 += z != z ? z : z > 0 ? (sq ? 2 * z : 1) : 0;
+            }
+            const double loss = wy * (double)s0 / (double)C;
+            total += loss;
+            if (a->loss_rows) ((R *)a->loss_rows)[r] = (R)loss;
+            if (!a->grad_a) continue;
+            const double k = wy * FN(emb_scale)(a, r) / (double)C;
+            R *g = (R *)a->grad_a + r * C;
+            for (int64_t j = 0; j < C; j++) {
+                const R z = b + x[j];
+                g[j] = (R)k * (z != z ? z : z > 0 ? (sq ? 2 * z : 1) : 0);
+            }
+            g[y] = (R)(-k * (double)s1);
+            continue;
+        }
         const VR base = FN(vsplat)((R)a->p1 - x[y]);
         VR acc[3] = {FN(vsplat)(0), FN(vsplat)(0), FN(vsplat)(0)};
         double tot[3] = {0.0, 0.0, 0.0};
