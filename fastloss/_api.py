@@ -619,9 +619,8 @@ def _embedding(name, args):
         or (D == 0 and N)
     ):
         go_ref = go if not isinstance(go, np.ndarray) else go.astype(np.float64)
-        arrays = [args[n] if n not in spec.differentiable else None for n in spec.arrays]
-        it = iter(feats)
-        arrays = [next(it) if a is None else target for a in arrays]
+        feature = dict(zip(spec.differentiable, feats))
+        arrays = [feature.get(n, target) for n in spec.arrays]
         loss, grads = spec.reference(
             *arrays, reduction=reduction, grad_output=go_ref, need_grad=return_grad, **params
         )
