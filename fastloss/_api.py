@@ -11,6 +11,7 @@ reference twin named in the row, as selected by ``fastloss.set_backend`` / ``use
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from typing import Callable, Literal, Union
 
 import numpy as np
@@ -138,15 +139,23 @@ def _class_loss(name, args):
         _raise_grad_output_unused()
     if grad is not None and p.target_prob is not None:
         V.check_no_overlap(grad, "grad_out", ("target", p.target_prob))
+    # return_metrics (cross_entropy, focal_loss): the targets' ranks from the same chunks
+    metrics = _metric_names(args.get("return_metrics"), p)
+    ranks = V.empty((p.N * p.S,), np.dtype(np.int64)) if metrics else None
+    s = None
     if sample_weight is not None:
-        return _sample_weighted(
-            spec, p, params, V.sample_weight_for(sample_weight, p.loss_shape), go, grad, return_grad
-        )
-    loss = _class_backend(spec, p, params, reduction, go, grad, return_grad)
-    return _finish(reduction, p.x.dtype, p.loss_shape, loss, grad, return_grad)
+        s = V.sample_weight_for(sample_weight, p.loss_shape)
+        result = _sample_weighted(spec, p, params, s, go, grad, return_grad, ranks)
+    else:
+        loss = _class_backend(spec, p, params, reduction, go, grad, return_grad, ranks)
+        result = _finish(reduction, p.x.dtype, p.loss_shape, loss, grad, return_grad)
+    if not metrics:
+        return result
+    values = _metric_values(metrics, p, ranks, s)
+    return (*result, values) if return_grad else (result, values)
 
 
-def _sample_weighted(spec, p, params, s, go, grad, return_grad):
+def _sample_weighted(spec, p, params, s, go, grad, return_grad, ranks=None):
     """Per-sample weights s: one fused pass with reduction="none" whose upstream gradient is
     s (times grad_output, over the "mean" denominator), then the weighted reduction of the
     per-sample losses.  "mean" divides by sum(s * w[y]) over the samples not ignored (by
@@ -164,7 +173,7 @@ def _sample_weighted(spec, p, params, s, go, grad, return_grad):
             denom = float(np.sum(s * wy))
     scale = go if reduction == "none" else go * (1.0 if denom is None else _safe_inv(denom))
     rows = _class_backend(
-        spec, p, params, "none", V.kernel_ready(s * scale, np.float64), grad, return_grad
+        spec, p, params, "none", V.kernel_ready(s * scale, np.float64), grad, return_grad, ranks
     )
     if reduction == "none":
         loss = s * rows
@@ -175,12 +184,64 @@ def _sample_weighted(spec, p, params, s, go, grad, return_grad):
     return _finish(reduction, p.x.dtype, p.loss_shape, loss, grad, return_grad)
 
 
+_METRIC_HELP = '"error_rate", "accuracy" or "top<k>" (top-k accuracy, e.g. "top5")'
+
+
+def _metric_names(value, p):
+    """The metrics asked for with return_metrics, each with its k: {name: k}."""
+    if value is None:
+        return None
+    names = (value,) if isinstance(value, str) else tuple(value)
+    if p.target is None:
+        raise ValueError("return_metrics needs class-index targets (not probabilities)")
+    out = {}
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"return_metrics: names are strings ({_METRIC_HELP}), got {name!r}")
+        if name in ("error_rate", "accuracy"):
+            out[name] = 1
+        elif name.startswith("top") and name[3:].isdigit() and int(name[3:]) >= 1:
+            out[name] = int(name[3:])
+        else:
+            raise ValueError(f"return_metrics: unknown metric {name!r} (use {_METRIC_HELP})")
+    if not out:
+        raise ValueError(f"return_metrics: name at least one metric ({_METRIC_HELP})")
+    return out
+
+
+def _metric_values(metrics, p, ranks, s):
+    """The metrics from the targets' ranks (argmax ties; -1 where ignored or NaN, a NaN row
+    counting as a miss), weighted by the sample weights s when given, over the samples whose
+    target is not ignore_index (NaN when there is none)."""
+    kept = (p.target != p.ignore_index).reshape(-1)
+    w = kept.astype(np.float64) if s is None else np.where(kept, s.reshape(-1), 0.0)
+    total = float(w.sum())
+    out = {}
+    for name, k in metrics.items():
+        hit = (ranks >= 0) & (ranks < k)
+        acc = float(np.dot(w, hit)) / total if total else _NAN
+        out[name] = np.float64(1.0 - acc if name == "error_rate" else acc)
+    return out
+
+
+def _reference_ranks(x3, t, ignore_index):
+    """The reference backend's ranks of the targets among their scores (argmax ties), -1 where
+    ignored or where the scores hold a NaN: (N, C, S) scores, (N, S) targets, already checked."""
+    keep = t != ignore_index
+    ts = np.where(keep, t, 0)[:, None, :]
+    xy = np.take_along_axis(x3, ts, axis=1)
+    classes = np.arange(x3.shape[1]).reshape(1, -1, 1)
+    rank = np.sum(x3 > xy, axis=1) + np.sum((x3 == xy) & (classes < ts), axis=1)
+    bad = ~keep | np.any(np.isnan(x3), axis=1)
+    return np.where(bad, -1, rank).reshape(-1)
+
+
 def _safe_inv(d):
     """1/d, and 0 for d = 0 (every sample weighted 0 or ignored: loss NaN, gradient 0)."""
     return 1.0 / d if d else 0.0
 
 
-def _class_backend(spec, p, params, reduction, go, grad, return_grad):
+def _class_backend(spec, p, params, reduction, go, grad, return_grad, ranks=None):
     """One fused pass on the selected backend: the reduced loss (a float), or for "none" the
     per-sample losses; the gradient is written into `grad` (when not None)."""
     N, C, S = p.N, p.C, p.S
@@ -195,6 +256,8 @@ def _class_backend(spec, p, params, reduction, go, grad, return_grad):
         loss, g = spec.reference(
             x3, t, reduction=reduction, grad_output=go_ref, need_grad=return_grad, **params
         )
+        if ranks is not None:  # the scores before an in-place gradient overwrites them
+            ranks[...] = _reference_ranks(x3, p.target.reshape(N, S), p.ignore_index)
         if grad is not None:
             np.copyto(grad, g.reshape(p.in_shape), casting="unsafe")
         return loss.reshape(p.loss_shape) if reduction == "none" else loss
@@ -221,6 +284,7 @@ def _class_backend(spec, p, params, reduction, go, grad, return_grad):
         grad,
         loss_rows,
         _config._state["threads"],
+        ranks,
     )
     if bad >= 0:
         _raise_bad_target(p, bad)
@@ -240,6 +304,7 @@ def cross_entropy(
     return_grad: bool = False,
     grad_output: GradOutput = None,
     grad_out: np.ndarray | None = None,
+    return_metrics: str | Sequence[str] | None = None,
 ) -> LossResult:
     """Softmax cross entropy from logits, as torch.nn.functional.cross_entropy.
 
@@ -283,6 +348,7 @@ def focal_loss(
     return_grad: bool = False,
     grad_output: GradOutput = None,
     grad_out: np.ndarray | None = None,
+    return_metrics: str | Sequence[str] | None = None,
 ) -> LossResult:
     """Multi-class softmax focal loss: per sample -w[y] (1 - p_y)^gamma log p_y.
 

@@ -323,6 +323,15 @@ _BY_FAMILY = {
         "input": ("array_like, shape (N, C), (N, C, d1, ..., dk) or (C,)", _class_input_text),
         "target": (_class_target_type, _class_target_text),
         "weight": (_weight_type, _weight_text),
+        "return_metrics": (
+            "str or sequence of str",
+            '"error_rate", "accuracy" and/or "top<k>" (top-k accuracy, e.g. "top5"): also '
+            "return a dict of these metrics of the same call, from the chunks the loss reads "
+            "(no second pass over memory). Ties go to the lower class index (np.argmax); a "
+            "row holding NaN is a miss; over the samples not ignored, weighted by "
+            "sample_weight when given. The dict comes last: (loss, metrics) or (loss, grad, "
+            "metrics). Class-index targets only.",
+        ),
         "axis": (
             "int or None",
             "The class axis of input. None means torch's layout (axis 1, or 0 for an "

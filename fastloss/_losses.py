@@ -123,6 +123,8 @@ class LossSpec:
     # of the checked options saying whether the kernel computes the call (else the reference)
     kernel_constants: tuple = ()
     kernel_if: Callable | None = None
+    # keyword arguments beyond FAMILY_ARGS that this row's runner handles (default None)
+    runner_args: tuple = ()
     param_names: tuple = field(init=False, repr=False)
     weight_names: tuple = field(init=False, repr=False)
     # derived once for the per-call path: the parameter checks and the kernel arguments
@@ -191,6 +193,7 @@ LOSSES: dict = {
             torch_name="cross_entropy",
             torch_module="CrossEntropyLoss",
             examples=({"label_smoothing": 0.1}, {"label_smoothing": 1.0}),
+            runner_args=("return_metrics",),
         ),
         LossSpec(
             "nll_loss",
@@ -218,6 +221,7 @@ LOSSES: dict = {
                 {"gamma": 1.0},
                 {"gamma": 3.0},
             ),
+            runner_args=("return_metrics",),
         ),
         LossSpec(
             "sigmoid_focal_loss",

@@ -128,12 +128,18 @@ cdef inline const void *_ptr(object a):
 def class_loss(int kind, cnp.ndarray x, int64_t N, int64_t C, int64_t S, object target,
                object target_prob, object weight, int64_t ignore_index, double smoothing,
                double gamma, int reduction, object grad_output, object grad, object loss_rows,
-               int nthreads):
+               int nthreads, object ranks=None):
     """One call for a validated class-axis loss (kind: a CLASS_OPS code, reduction: a
     REDUCTIONS code): checks the targets, forms the "mean"
     normaliser (sum of w[y] over non-ignored samples, or N*S for probability targets), then
-    runs the fused pass.  Returns (reduced loss or None for "none", first bad target or -1)."""
+    runs the fused pass.  With `ranks` (an int64 array of N*S, cross entropy / focal loss with
+    index targets), the rank of each sample's target among its scores (argmax ties; -1 where
+    ignored or NaN) is written from the same chunks.  Returns (reduced loss or None for
+    "none", first bad target or -1)."""
     cdef fl_ce_args a
+    cdef fl_row_args r
+    cdef double kept = 0.0
+    cdef int64_t rank_bad = -1
     cdef double total = 0.0, norm, go = 1.0, wsum = 0.0
     cdef int64_t bad = -1, c
     cdef bint is_f64 = cnp.PyArray_TYPE(x) == cnp.NPY_DOUBLE
@@ -165,6 +171,30 @@ def class_loss(int kind, cnp.ndarray x, int64_t N, int64_t C, int64_t S, object 
     else:
         go = grad_output
     a.loss_rows = <void *>_ptr(loss_rows)
+    r.rank_out = NULL
+    if ranks is not None:
+        if kind == FL_NLL or a.target == NULL:
+            raise ValueError("ranks: cross entropy or focal loss with class-index targets only")
+        r.is_f64 = is_f64
+        r.op = FL_RANK
+        r.N = N
+        r.C = C
+        r.S = S
+        r.x = a.x
+        r.target = a.target
+        r.ignore_index = ignore_index
+        r.top_k = 1
+        r.ties = FL_TIES_ARGMAX
+        r.count_hits = 0
+        r.sample_weight = NULL
+        r.rank_out = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>ranks)
+        r.kept_weight = &kept
+        r.first_bad = &rank_bad
+        r.inv_log_base = 1.0
+        r.grad = NULL
+        r.grad_scale_rows = NULL
+        r.grad_scale = 0.0
+        r.out_rows = NULL
     with nogil:
         if a.target != NULL:
             bad = fl_check_targets(a.target, N * S, C, ignore_index, a.weight, is_f64, &norm,
@@ -178,6 +208,8 @@ def class_loss(int kind, cnp.ndarray x, int64_t N, int64_t C, int64_t S, object 
                 a.grad_scale = go
             if kind == FL_NLL:
                 total = fl_nll(&a, nthreads)
+            elif r.rank_out != NULL:
+                total = fl_cross_entropy_ranks(&a, &r, nthreads)
             else:
                 total = fl_cross_entropy(&a, nthreads)
     if bad >= 0:

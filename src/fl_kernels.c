@@ -382,6 +382,39 @@ double fl_cross_entropy(const fl_ce_args *a, int nthreads)
                              a->is_f64, a->N, a->C, a->S, nthreads);
 }
 
+/* Cross entropy / focal loss with the targets' ranks of the same chunks: each chunk runs the
+ * rank op's chunk function first (before an in-place gradient overwrites the scores) and then
+ * the loss's, so the second read of the chunk (32768 elements) comes from cache.  The two use
+ * the same units in each layout (fl_run_class_axis / fl_row_op). */
+typedef struct {
+    const fl_ce_args *ce;
+    const fl_row_args *rank;
+    fl_chunk_fn ce_fn, rank_fn;
+} fl_ce_rank_args;
+
+static void fl_ce_rank_chunk(const void *args, int64_t u0, int64_t u1, double *partial)
+{
+    const fl_ce_rank_args *c = (const fl_ce_rank_args *)args;
+    double rank_sums[FL_RUN_MAX_SUMS] = {0.0};
+    c->rank_fn(c->rank, u0, u1, rank_sums);
+    c->ce_fn(c->ce, u0, u1, partial);
+}
+
+double fl_cross_entropy_ranks(const fl_ce_args *a, const fl_row_args *r, int nthreads)
+{
+    const int k = a->is_f64 ? 1 : 0;
+    const fl_table *t = fl_active;
+    const int layout = a->S == 1 && a->C > FL_SMALL_C ? FL_ROW_LAYOUT_ROWS
+                       : a->S == 1                    ? FL_ROW_LAYOUT_SMALL_ROWS
+                                                      : FL_ROW_LAYOUT_COLS;
+    const fl_chunk_fn ce_fns[] = {[FL_ROW_LAYOUT_ROWS] = t->ce_index_rows[k],
+                                  [FL_ROW_LAYOUT_SMALL_ROWS] = t->ce_index_small_rows[k],
+                                  [FL_ROW_LAYOUT_COLS] = t->ce_index_cols[k]};
+    const fl_ce_rank_args c = {a, r, ce_fns[layout], t->row_ops[FL_RANK][layout][k]};
+    return fl_run_class_axis(fl_ce_rank_chunk, fl_ce_rank_chunk, fl_ce_rank_chunk, &c, a->is_f64,
+                             a->N, a->C, a->S, nthreads);
+}
+
 double fl_nll(const fl_ce_args *a, int nthreads)
 {
     return fl_run(fl_active->nll[a->is_f64 ? 1 : 0], a, a->N, a->C * a->S, nthreads);

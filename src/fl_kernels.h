@@ -210,4 +210,8 @@ typedef struct {
 /* Runs row op a->op; returns the sum of the per-sample values (see fl_row_args). */
 double fl_row_op(const fl_row_args *a, int nthreads);
 
+/* fl_cross_entropy (index targets, already checked) with the FL_RANK op `r` (its rank_out)
+ * over the same chunks, the scores read from memory once. */
+double fl_cross_entropy_ranks(const fl_ce_args *a, const fl_row_args *r, int nthreads);
+
 #endif

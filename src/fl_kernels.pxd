@@ -90,7 +90,7 @@ cdef extern from "fl_kernels.h" nogil:
     enum:
         FL_FAMILY_ELEMENTWISE, FL_FAMILY_CLASS, FL_FAMILY_EMBEDDING, FL_FAMILY_SOFTMAX,
         FL_FAMILY_REDUCTION, FL_FAMILY_VECTOR_MATH, FL_FAMILY_ROW, FL_FAMILY_TIES
-        FL_FOCAL, FL_NLL
+        FL_FOCAL, FL_NLL, FL_RANK, FL_TIES_ARGMAX
         FL_REDUCTION_NONE, FL_REDUCTION_MEAN
 
     const char *fl_op_name(int family, int op)
@@ -115,3 +115,4 @@ cdef extern from "fl_kernels.h" nogil:
     double fl_embedding(const fl_emb_args *a, int nthreads)
     void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out)
     double fl_row_op(const fl_row_args *a, int nthreads)
+    double fl_cross_entropy_ranks(const fl_ce_args *a, const fl_row_args *r, int nthreads)

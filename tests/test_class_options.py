@@ -199,3 +199,96 @@ def test_sample_weight_matches_torch():
         expected.backward()
         assert_close(loss, expected.item(), dtype)
         assert_close(grad, xt.grad.numpy(), dtype)
+
+
+# ------------------------------------------------------------------ return_metrics
+
+
+def _expected_metrics(x, t, axis, k, ignore=-100, s=None):
+    """Top-k accuracy written out with a stable argsort (ties to the lower class index, as
+    np.argmax): the rank of the target is its position in the descending order."""
+    xs = np.moveaxis(np.asarray(x, np.float64), axis, -1).reshape(-1, x.shape[axis])
+    tt = np.asarray(t).reshape(-1)
+    order = np.argsort(-xs, axis=1, kind="stable")
+    keep = tt != ignore
+    rank = np.argmax(order == np.where(keep, tt, 0)[:, None], axis=1)
+    hit = (rank < k) & ~np.isnan(xs).any(axis=1) & keep
+    w = keep.astype(float) if s is None else np.where(keep, np.reshape(s, -1), 0.0)
+    return float(np.dot(w, hit) / w.sum())
+
+
+METRIC_CASES = [((3000, 100), 1), ((5000, 10), 1), ((40, 7, 33), 1), ((20, 6, 5, 11), -1)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["cross_entropy", "focal_loss"])
+@pytest.mark.parametrize("shape,axis", METRIC_CASES, ids=[str(s) for s, _ in METRIC_CASES])
+def test_return_metrics_against_a_sort(backend, name, shape, axis):
+    rng = np.random.default_rng(8)
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal(shape).astype(dtype)
+        x[..., :2] = np.round(x[..., :2])  # ties
+        C = shape[axis]
+        t = rng.integers(0, C, np.delete(shape, axis % len(shape)))
+        t.flat[::9] = -100
+        x.flat[5] = np.nan  # one NaN row: a miss
+        fn = getattr(fastloss, name)
+        with _backend(backend):
+            loss, grad, m = fn(
+                x, t, axis=axis, return_grad=True, return_metrics=("error_rate", "top1", "top5")
+            )
+            plain_loss, plain_grad = fn(x, t, axis=axis, return_grad=True)
+        np.testing.assert_array_equal(loss, plain_loss)  # the loss is untouched
+        np.testing.assert_array_equal(grad, plain_grad)
+        acc1 = _expected_metrics(x, t, axis, 1)
+        assert m["top1"] == pytest.approx(acc1, abs=1e-12)
+        assert m["error_rate"] == pytest.approx(1 - acc1, abs=1e-12)
+        assert m["top5"] == pytest.approx(_expected_metrics(x, t, axis, 5), abs=1e-12)
+
+
+def test_return_metrics_match_sklearn_and_weights_and_in_place():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((4000, 12))
+    t = rng.integers(0, 12, 4000)
+    s = rng.uniform(0, 2, 4000)
+    for k in (1, 3):
+        _, m = fastloss.cross_entropy(x, t, return_metrics=f"top{k}", sample_weight=s)
+        ref = sklearn_metrics.top_k_accuracy_score(t, x, k=k, sample_weight=s, labels=range(12))
+        assert m[f"top{k}"] == pytest.approx(ref, abs=1e-12)
+    # in place (grad_out=x): the ranks come from the scores, not from the gradient
+    y = x.copy()
+    _, g, m = fastloss.cross_entropy(y, t, return_grad=True, grad_out=y, return_metrics="accuracy")
+    assert g is y and m["accuracy"] == pytest.approx(np.mean(x.argmax(1) == t), abs=1e-12)
+
+
+def test_return_metrics_on_several_threads(restore_threads):
+    from fastloss import _kernels
+
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((40000, 30)).astype(np.float32)
+    t = rng.integers(0, 30, 40000)
+    out = []
+    _kernels.thread_guard("off")
+    try:
+        for n in (1, 2, 3):
+            fastloss.set_num_threads(n)
+            out.append(fastloss.cross_entropy(x, t, return_metrics=("error_rate", "top5")))
+    finally:
+        _kernels.thread_guard("reset")
+    assert out[0][1] == out[1][1] == out[2][1]
+    assert out[0][1]["error_rate"] == pytest.approx(1 - np.mean(x.argmax(1) == t), abs=1e-12)
+
+
+def test_return_metrics_errors():
+    x, t = np.zeros((4, 3)), np.zeros(4, np.int64)
+    with pytest.raises(ValueError, match="unknown metric 'top0'"):
+        fastloss.cross_entropy(x, t, return_metrics="top0")
+    with pytest.raises(ValueError, match="unknown metric 'f1'"):
+        fastloss.cross_entropy(x, t, return_metrics=["f1"])
+    with pytest.raises(TypeError, match="names are strings"):
+        fastloss.focal_loss(x, t, return_metrics=[5])
+    with pytest.raises(ValueError, match="class-index targets"):
+        fastloss.cross_entropy(x, np.full((4, 3), 1 / 3), return_metrics="accuracy")
+    with pytest.raises(ValueError, match="at least one"):
+        fastloss.cross_entropy(x, t, return_metrics=())

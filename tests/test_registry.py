@@ -35,7 +35,7 @@ def test_public_signature_matches_the_row(spec):
     assert [p.name for p in params[:2]] == ["input", "target"]
     kw = {p.name: p for p in params[2:]}
     assert all(p.kind is p.KEYWORD_ONLY for p in kw.values())
-    family_args = set(FAMILY_ARGS.get(spec.family, ()))
+    family_args = set(FAMILY_ARGS.get(spec.family, ())) | set(spec.runner_args)
     assert set(kw) == set(spec.param_names) | set(spec.weight_names) | COMMON | family_args
     for name in family_args:
         assert kw[name].default is None, name
