@@ -214,14 +214,40 @@ def _metric_values(metrics, p, ranks, s):
     counting as a miss), weighted by the sample weights s when given, over the samples whose
     target is not ignore_index (NaN when there is none)."""
     kept = (p.target != p.ignore_index).reshape(-1)
-    w = kept.astype(np.float64) if s is None else np.where(kept, s.reshape(-1), 0.0)
-    total = float(w.sum())
+    w = None if s is None else np.where(kept, s.reshape(-1), 0.0)
+    total = float(np.count_nonzero(kept)) if w is None else float(w.sum())
     out = {}
     for name, k in metrics.items():
-        hit = (ranks >= 0) & (ranks < k)
-        acc = float(np.dot(w, hit)) / total if total else _NAN
+        hit = ranks.view(np.uint64) < k  # -1 (ignored, NaN) wraps to the largest uint64
+        got = np.count_nonzero(hit) if w is None else float(np.dot(w, hit))
+        acc = got / total if total else _NAN
         out[name] = np.float64(1.0 - acc if name == "error_rate" else acc)
     return out
+
+
+def _rank_pass(p, ranks):
+    """The targets' ranks among their scores (argmax ties; -1 where ignored or NaN) into
+    ranks, one pass of the rank op over p's (N, C, S) view."""
+    K = _config._kernels
+    K.row_op(
+        K.ROW_OPS["rank"],
+        p.x,
+        p.N,
+        p.C,
+        p.S,
+        p.target,
+        p.ignore_index,
+        1,
+        K.TIES["argmax"],
+        True,
+        None,
+        ranks,
+        1.0,
+        None,
+        None,
+        None,
+        _config._state["threads"],
+    )
 
 
 def _reference_ranks(x3, t, ignore_index):
@@ -263,6 +289,12 @@ def _class_backend(spec, p, params, reduction, go, grad, return_grad, ranks=None
         return loss.reshape(p.loss_shape) if reduction == "none" else loss
 
     K = _config._kernels
+    if ranks is not None and not (S == 1 and C > K.TUNING["small_c"]):
+        # return_metrics on small-C tiles: the rank op's own pass, before the loss (an
+        # in-place gradient overwrites the scores); fused only into the row layout, where
+        # its second read of a chunk comes from cache (docs/performance.md)
+        _rank_pass(p, ranks)
+        ranks = None
     smoothing_name, gamma_name = spec.kernel_args
     smoothing = params[smoothing_name] if smoothing_name else 0.0
     gamma = params[gamma_name] if gamma_name else 0.0

@@ -383,9 +383,11 @@ double fl_cross_entropy(const fl_ce_args *a, int nthreads)
 }
 
 /* Cross entropy / focal loss with the targets' ranks of the same chunks: each chunk runs the
- * rank op's chunk function first (before an in-place gradient overwrites the scores) and then
- * the loss's, so the second read of the chunk (32768 elements) comes from cache.  The two use
- * the same units in each layout (fl_run_class_axis / fl_row_op). */
+ * loss's chunk function and then the rank op's (the other way round when the gradient
+ * overwrites the scores in place), so the second read of the chunk (32768 elements) comes
+ * from cache.  The two use the same units in each layout (fl_run_class_axis / fl_row_op).
+ * The Python layer uses it for the row layout only (small-C tiles: a separate rank pass was
+ * faster, docs/performance.md). */
 typedef struct {
     const fl_ce_args *ce;
     const fl_row_args *rank;
@@ -396,8 +398,13 @@ static void fl_ce_rank_chunk(const void *args, int64_t u0, int64_t u1, double *p
 {
     const fl_ce_rank_args *c = (const fl_ce_rank_args *)args;
     double rank_sums[FL_RUN_MAX_SUMS] = {0.0};
-    c->rank_fn(c->rank, u0, u1, rank_sums);
-    c->ce_fn(c->ce, u0, u1, partial);
+    if (c->ce->grad == c->ce->x) { /* in place: rank the scores before they are overwritten */
+        c->rank_fn(c->rank, u0, u1, rank_sums);
+        c->ce_fn(c->ce, u0, u1, partial);
+    } else {
+        c->ce_fn(c->ce, u0, u1, partial);
+        c->rank_fn(c->rank, u0, u1, rank_sums);
+    }
 }
 
 double fl_cross_entropy_ranks(const fl_ce_args *a, const fl_row_args *r, int nthreads)
