@@ -225,18 +225,18 @@ def _metric_values(metrics, p, ranks, s):
     return out
 
 
-def _rank_pass(p, ranks):
+def _rank_pass(x, N, C, S, target, ignore_index, ranks):
     """The targets' ranks among their scores (argmax ties; -1 where ignored or NaN) into
-    ranks, one pass of the rank op over p's (N, C, S) view."""
+    ranks: one pass of the rank op over x viewed as (N, C, S), int64 targets (N*S)."""
     K = _config._kernels
     K.row_op(
         K.ROW_OPS["rank"],
-        p.x,
-        p.N,
-        p.C,
-        p.S,
-        p.target,
-        p.ignore_index,
+        x,
+        N,
+        C,
+        S,
+        target,
+        ignore_index,
         1,
         K.TIES["argmax"],
         True,
@@ -293,7 +293,7 @@ def _class_backend(spec, p, params, reduction, go, grad, return_grad, ranks=None
         # return_metrics on small-C tiles: the rank op's own pass, before the loss (an
         # in-place gradient overwrites the scores); fused only into the row layout, where
         # its second read of a chunk comes from cache (docs/performance.md)
-        _rank_pass(p, ranks)
+        _rank_pass(p.x, N, C, S, p.target, p.ignore_index, ranks)
         ranks = None
     smoothing_name, gamma_name = spec.kernel_args
     smoothing = params[smoothing_name] if smoothing_name else 0.0
@@ -1321,26 +1321,7 @@ def _target_ranks(input, target, ignore_index):
     S = x.size // (N * C) if N * C else 0
     t = V.kernel_ready(np.asarray(target), np.int64).reshape(-1)
     ranks = np.empty(t.shape, np.int64)
-    K = _config._kernels
-    K.row_op(
-        K.ROW_OPS["rank"],
-        x,
-        N,
-        C,
-        S,
-        t,
-        ignore_index,
-        1,
-        K.TIES["argmax"],
-        True,
-        None,
-        ranks,
-        1.0,
-        None,
-        None,
-        None,
-        _config._state["threads"],
-    )
+    _rank_pass(x, N, C, S, t, ignore_index, ranks)
     return ranks.reshape(np.shape(target))
 
 
