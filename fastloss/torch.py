@@ -793,18 +793,25 @@ class _Loss(torch.nn.Module):
 
 def _make_module(spec, functional):
     """torch.nn.<spec.torch_module>: its constructor takes the functional's arguments after
-    (input, target) that the loss uses (torch's module constructors list them in the same
-    order), maps the deprecated size_average / reduce to `reduction`, keeps the weight tensors
-    as buffers and the options as attributes; forward(input, target) calls the functional."""
+    the arrays (the row's `arrays`: (input, target), or three) that the loss uses (torch's
+    module constructors list them in the same order; keyword-only where torch's are), maps
+    the deprecated size_average / reduce to `reduction`, keeps the weight tensors as buffers
+    and the options as attributes; forward(*arrays) calls the functional."""
     module = spec.torch_module
     used = set(spec.param_names) | set(spec.weight_names) | {"reduction", "size_average", "reduce"}
     fn_params = list(inspect.signature(functional).parameters.values())
-    input_name, target_name = fn_params[0].name, fn_params[1].name
-    init_params = [p for p in fn_params[2:] if p.name in used]
+    n_arrays = len(spec.arrays)
+    array_names = [p.name for p in fn_params[:n_arrays]]
+    init_params = [p for p in fn_params[n_arrays:] if p.name in used]
     peer_class = getattr(torch.nn, module, None)
     if peer_class is not None:  # torch's module takes fewer (MSELoss: no weight): mirror it
-        peer_names = set(inspect.signature(peer_class.__init__).parameters)
-        init_params = [p for p in init_params if p.name in peer_names]
+        peer = inspect.signature(peer_class.__init__).parameters
+        init_params = [
+            p.replace(kind=peer[p.name].kind) if peer[p.name].kind is p.KEYWORD_ONLY else p
+            for p in init_params
+            if p.name in peer
+        ]
+        init_params.sort(key=lambda p: p.kind is p.KEYWORD_ONLY)  # keyword-only ones last
     option_names = [p.name for p in init_params if p.name not in ("size_average", "reduce")]
     self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
     init_signature = inspect.Signature([self_param] + init_params)
@@ -827,20 +834,24 @@ def _make_module(spec, functional):
 
     __init__.__signature__ = init_signature
 
-    def forward(self, input, target):
-        return functional(input, target, **{name: getattr(self, name) for name in option_names})
-
-    forward.__signature__ = inspect.Signature(
-        [
-            self_param,
-            inspect.Parameter(input_name, inspect.Parameter.POSITIONAL_OR_KEYWORD),
-            inspect.Parameter(target_name, inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        ]
+    if peer_class is not None:  # torch's names (PoissonNLLLoss.forward(log_input, target))
+        array_names = list(inspect.signature(peer_class.forward).parameters)[1:]
+    forward_signature = inspect.Signature(
+        [self_param]
+        + [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in array_names]
     )
+
+    def forward(self, *arrays, **named):
+        if named:  # keywords by forward's names
+            arrays = forward_signature.bind(self, *arrays, **named).args[1:]
+        return functional(*arrays, **{name: getattr(self, name) for name in option_names})
+
+    forward.__signature__ = forward_signature
     peer = f"Drop-in torch.nn.{module}" if spec.torch_name == spec.name else "Module"
+    shown = ", ".join(array_names)
     doc = (
-        f"{peer} on fastloss's fused kernel: forward({input_name}, {target_name}) is "
-        f"fastloss.torch.{spec.name}({input_name}, {target_name}, **options)."
+        f"{peer} on fastloss's fused kernel: forward({shown}) is "
+        f"fastloss.torch.{spec.name}({shown}, **options)."
     )
     return type(
         module,
@@ -867,6 +878,14 @@ def _make_functional(spec):
         params += [arg("size_average", None), arg("reduce", None)] + reduction + options
     else:
         params += options + reduction
+    peer = getattr(torch.nn.functional, spec.name, None) if legacy else None
+    if peer is not None:  # torch's own order and keyword-only markers (poisson_nll_loss: eps
+        ours = {q.name: q for q in params}  # between size_average and reduce)
+        params = [
+            ours[q.name].replace(kind=q.kind)
+            for q in inspect.signature(peer).parameters.values()
+            if q.name in ours
+        ]
     signature = inspect.Signature(params)
     plan = _PLANS.get(spec.name) or _make_plan(spec)
     names = [p.name for p in params]
@@ -1163,146 +1182,6 @@ def multilabel_soft_margin_loss(
     return _margin_rows(name, input, target, {"reduction": reduction}, weight)
 
 
-class MultiMarginLoss(_Loss):
-    """Drop-in torch.nn.MultiMarginLoss on fastloss's fused row kernel."""
-
-    def __init__(
-        self, p=1, margin=1.0, weight=None, size_average=None, reduce=None, reduction="mean"
-    ):
-        super().__init__()
-        self.p, self.margin = p, margin
-        self.register_buffer("weight", weight)
-        self.reduction = _legacy_reduction(size_average, reduce, reduction, "MultiMarginLoss")
-
-    def forward(self, input, target):
-        return multi_margin_loss(
-            input,
-            target,
-            p=self.p,
-            margin=self.margin,
-            weight=self.weight,
-            reduction=self.reduction,
-        )
-
-
-class MultiLabelMarginLoss(_Loss):
-    """Drop-in torch.nn.MultiLabelMarginLoss on fastloss's fused row kernel."""
-
-    def __init__(self, size_average=None, reduce=None, reduction="mean"):
-        super().__init__()
-        self.reduction = _legacy_reduction(size_average, reduce, reduction, "MultiLabelMarginLoss")
-
-    def forward(self, input, target):
-        return multilabel_margin_loss(input, target, reduction=self.reduction)
-
-
-class MultiLabelSoftMarginLoss(_Loss):
-    """Drop-in torch.nn.MultiLabelSoftMarginLoss on fastloss's fused row kernel."""
-
-    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
-        super().__init__()
-        self.register_buffer("weight", weight)
-        self.reduction = _legacy_reduction(
-            size_average, reduce, reduction, "MultiLabelSoftMarginLoss"
-        )
-
-    def forward(self, input, target):
-        return multilabel_soft_margin_loss(
-            input, target, weight=self.weight, reduction=self.reduction
-        )
-
-
-class MarginRankingLoss(_Loss):
-    """Drop-in torch.nn.MarginRankingLoss on fastloss's fused kernel."""
-
-    def __init__(self, margin=0.0, size_average=None, reduce=None, reduction="mean"):
-        super().__init__()
-        self.margin = margin
-        self.reduction = _legacy_reduction(size_average, reduce, reduction, "MarginRankingLoss")
-
-    def forward(self, input1, input2, target):
-        return margin_ranking_loss(
-            input1, input2, target, margin=self.margin, reduction=self.reduction
-        )
-
-
-class GaussianNLLLoss(_Loss):
-    """Drop-in torch.nn.GaussianNLLLoss on fastloss's fused kernel."""
-
-    def __init__(self, *, full=False, eps=1e-6, reduction="mean"):
-        super().__init__()
-        self.full, self.eps, self.reduction = full, eps, reduction
-
-    def forward(self, input, target, var):
-        return gaussian_nll_loss(
-            input, target, var, full=self.full, eps=self.eps, reduction=self.reduction
-        )
-
-
-class CosineEmbeddingLoss(_Loss):
-    """Drop-in torch.nn.CosineEmbeddingLoss on fastloss's fused row kernel."""
-
-    def __init__(self, margin=0.0, size_average=None, reduce=None, reduction="mean"):
-        super().__init__()
-        self.margin = margin
-        self.reduction = _legacy_reduction(size_average, reduce, reduction, "CosineEmbeddingLoss")
-
-    def forward(self, input1, input2, target):
-        return cosine_embedding_loss(
-            input1, input2, target, margin=self.margin, reduction=self.reduction
-        )
-
-
-class TripletMarginLoss(_Loss):
-    """Drop-in torch.nn.TripletMarginLoss on fastloss's fused row kernel."""
-
-    def __init__(
-        self,
-        margin=1.0,
-        p=2.0,
-        eps=1e-6,
-        swap=False,
-        size_average=None,
-        reduce=None,
-        reduction="mean",
-    ):
-        super().__init__()
-        self.margin, self.p, self.eps, self.swap = margin, p, eps, swap
-        self.reduction = _legacy_reduction(size_average, reduce, reduction, "TripletMarginLoss")
-
-    def forward(self, anchor, positive, negative):
-        return triplet_margin_loss(
-            anchor,
-            positive,
-            negative,
-            margin=self.margin,
-            p=self.p,
-            eps=self.eps,
-            swap=self.swap,
-            reduction=self.reduction,
-        )
-
-
-class TripletMarginWithDistanceLoss(_Loss):
-    """Drop-in torch.nn.TripletMarginWithDistanceLoss (fused kernel for the default distance)."""
-
-    def __init__(self, *, distance_function=None, margin=1.0, swap=False, reduction="mean"):
-        super().__init__()
-        self.distance_function = distance_function
-        self.margin, self.swap, self.reduction = margin, swap, reduction
-
-    def forward(self, anchor, positive, negative):
-        return triplet_margin_with_distance_loss(
-            anchor,
-            positive,
-            negative,
-            distance_function=self.distance_function,
-            margin=self.margin,
-            swap=self.swap,
-            reduction=self.reduction,
-        )
-
-
 # the losses with several differentiable inputs (pair and embedding families) and the margin
 # losses (one input, through the same node)
 FUNCTIONALS.update(
@@ -1316,15 +1195,11 @@ FUNCTIONALS.update(
     multilabel_soft_margin_loss=multilabel_soft_margin_loss,
 )
 MODULES.update(
-    margin_ranking_loss=MarginRankingLoss,
-    gaussian_nll_loss=GaussianNLLLoss,
-    cosine_embedding_loss=CosineEmbeddingLoss,
-    triplet_margin_loss=TripletMarginLoss,
-    triplet_margin_with_distance_loss=TripletMarginWithDistanceLoss,
-    multi_margin_loss=MultiMarginLoss,
-    multilabel_margin_loss=MultiLabelMarginLoss,
-    multilabel_soft_margin_loss=MultiLabelSoftMarginLoss,
+    (name, _make_module(_registry.LOSSES[name], FUNCTIONALS[name]))
+    for name in FUNCTIONALS
+    if name not in MODULES
 )
+globals().update({m.__name__: m for m in MODULES.values()})
 
 
 # ------------------------------------------------------------------ softmax family

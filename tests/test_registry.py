@@ -243,3 +243,29 @@ def test_generated_functional_takes_torchs_layout_for_a_torch_peer():
         "reduction",
         "beta",
     ]
+
+
+def test_torch_bridge_modules_take_torchs_constructor_and_forward():
+    """Every generated Module whose torch.nn peer exists takes exactly its constructor
+    (names, defaults, keyword-only ones) and its forward arrays."""
+    torch = pytest.importorskip("torch")
+    FL = importlib.import_module("fastloss.torch")
+    checked = 0
+    for name, module in FL.MODULES.items():
+        peer = getattr(torch.nn, module.__name__, None)
+        if peer is None:
+            continue
+        ours = list(inspect.signature(module.__init__).parameters.values())
+        theirs = list(inspect.signature(peer.__init__).parameters.values())
+        assert [(p.name, p.default, p.kind) for p in ours] == [
+            (p.name, p.default, p.kind) for p in theirs
+        ], name
+        fwd = list(inspect.signature(module.forward).parameters)[1:]
+        assert fwd == list(inspect.signature(peer.forward).parameters)[1:], name
+        peer_fn = getattr(torch.nn.functional, name, None)
+        if peer_fn is not None:  # and the functional takes torch's positional order
+            ours = inspect.signature(FL.FUNCTIONALS[name]).parameters.values()
+            theirs = inspect.signature(peer_fn).parameters.values()
+            assert [(p.name, p.kind) for p in ours] == [(p.name, p.kind) for p in theirs], name
+        checked += 1
+    assert checked >= 20
