@@ -1120,7 +1120,7 @@ def triplet_margin_with_distance_loss(
 # error_rate / accuracy / entropy (registry family "metric"): one pass of a row op of
 # src/kernels/row_stats-inl.h (fastloss._kernels.row_op), or the twin in reference/_metrics.py
 
-__all__ += ["error_rate", "accuracy", "entropy"]
+__all__ += ["error_rate", "accuracy", "entropy", "ctc_loss"]
 
 #: a NumPy scalar ("mean"/"sum") or an array shaped like the per-sample values ("none")
 MetricResult = Union[np.floating, np.ndarray]
@@ -1366,3 +1366,6 @@ def multilabel_soft_margin_loss(
 ) -> LossResult:
     """torch's F.multilabel_soft_margin_loss: BCE with logits averaged over the classes."""
     return _margin_rows("multilabel_soft_margin_loss", locals())
+
+
+from ._ctc import ctc_loss  # noqa: E402 (imports LOSSES, as this module does)

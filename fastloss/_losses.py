@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import _validate as V
+from .reference import _ctc as CTC
 from .reference import _math as M
 from .reference import _torch_nn as NN
 
@@ -617,4 +618,33 @@ LOSSES.update(
             ),
         )
     }
+)
+
+
+def check_accumulate(value, name):
+    """dtype of the CTC recursion: None (the default, see fastloss.ctc_loss), "float32" or
+    "float64"."""
+    if value is not None and value not in ("float32", "float64"):
+        raise ValueError(f'{name} must be None, "float32" or "float64", got {value!r}')
+    return value
+
+
+LOSSES["ctc_loss"] = LossSpec(
+    "ctc_loss",
+    "ctc",
+    "ctc",
+    CTC.ctc_loss,
+    params=(
+        Param("blank", 0, V.as_int),
+        Param("zero_infinity", False, V.as_flag),
+        Param("from_logits", False, V.as_flag),
+        Param("accumulate", None, check_accumulate),
+    ),
+    input_domain="logprob",
+    target_domain="ctc",
+    torch_name="ctc_loss",
+    torch_module="CTCLoss",
+    examples=({"zero_infinity": True}, {"from_logits": True}, {"blank": 3}),
+    arrays=("log_probs", "targets", "input_lengths", "target_lengths"),
+    differentiable=("log_probs",),
 )

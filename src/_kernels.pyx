@@ -301,6 +301,42 @@ def embedding(int op, cnp.ndarray a, object b, object c, object target, int64_t 
     return total
 
 
+def ctc(cnp.ndarray x, cnp.ndarray targets, cnp.ndarray target_offsets,
+        cnp.ndarray target_lengths, cnp.ndarray input_lengths, int64_t blank, bint from_logits,
+        bint zero_infinity, bint accumulate_f64, cnp.ndarray nll, object grad,
+        object grad_scale, int nthreads):
+    """CTC loss of (T, N, C) x (float32/float64, C-contiguous): int64 targets (concatenated),
+    target_offsets, target_lengths and input_lengths (N,), all checked; writes the per-sample
+    negative log-likelihoods into the float64 nll (N,) and, with grad (x's shape and dtype, may
+    be x), the gradient times the float64 grad_scale (N,).  Returns the sum of nll; raises
+    MemoryError when the per-thread scratch could not be allocated."""
+    cdef fl_ctc_args a
+    cdef double total
+    cdef int failed = 0
+    a.x_is_f32 = cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT
+    a.is_f64 = accumulate_f64 or not a.x_is_f32
+    a.from_logits = from_logits
+    a.zero_infinity = zero_infinity
+    a.T = x.shape[0]
+    a.N = x.shape[1]
+    a.C = x.shape[2]
+    a.blank = blank
+    a.x = cnp.PyArray_DATA(x)
+    a.targets = <const int64_t *>cnp.PyArray_DATA(targets)
+    a.target_offsets = <const int64_t *>cnp.PyArray_DATA(target_offsets)
+    a.target_lengths = <const int64_t *>cnp.PyArray_DATA(target_lengths)
+    a.input_lengths = <const int64_t *>cnp.PyArray_DATA(input_lengths)
+    a.nll = <double *>cnp.PyArray_DATA(nll)
+    a.grad = <void *>_ptr(grad)
+    a.grad_scale = <const double *>_ptr(grad_scale)
+    a.failed = &failed
+    with nogil:
+        total = fl_ctc(&a, nthreads)
+    if failed:
+        raise MemoryError("ctc_loss: could not allocate the per-thread alignment tables")
+    return total
+
+
 def vector_math(str name, cnp.ndarray x):
     """The kernels' own vector exp/log/log1p applied elementwise (C-contiguous float32/float64
     input) on the active SIMD path: exposed so the tests can measure their accuracy."""

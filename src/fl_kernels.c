@@ -468,6 +468,17 @@ double fl_embedding(const fl_emb_args *a, int nthreads)
     return fl_run(fl_active->embedding[a->op][a->is_f64 ? 1 : 0], a, a->N, a->D, nthreads);
 }
 
+double fl_ctc(const fl_ctc_args *a, int nthreads)
+{
+    /* a unit is a sample; its cost grows with T (C + the states), so big samples are chunks
+     * of their own and threads take them one at a time */
+    int64_t S_max = 0;
+    for (int64_t n = 0; n < a->N; n++)
+        if (a->target_lengths[n] > S_max) S_max = a->target_lengths[n];
+    const int64_t unit = a->T * (a->C + 16 * (S_max + 1));
+    return fl_run(fl_active->ctc[a->is_f64 ? 1 : 0], a, a->N, unit, nthreads);
+}
+
 double fl_row_op(const fl_row_args *a, int nthreads)
 {
     const int k = a->is_f64 ? 1 : 0;

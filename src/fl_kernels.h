@@ -128,6 +128,29 @@ typedef struct {
 /* Returns the sum of the per-row losses. */
 double fl_embedding(const fl_emb_args *a, int nthreads);
 
+/* CTC loss (kernels/ctc-inl.h) of N samples of (T, N, C) log-probabilities or logits x:
+ * sample n has input_lengths[n] <= T frames and target_lengths[n] labels starting at
+ * targets[target_offsets[n]] (all checked: in [0, C), none equal to blank).  Stores each
+ * sample's negative log-likelihood (inf when no alignment exists, NaN for NaN input) in
+ * nll[n].  With grad ((T, N, C), may be x), writes d(nll_n)/dx times grad_scale[n] (frames
+ * at or past input_lengths[n]: 0; infeasible samples: NaN, or 0 with zero_infinity).  The
+ * recursion runs in double when is_f64 (also for float32 x: x_is_f32).  *failed is set
+ * when a thread could not allocate its O(T * S) scratch; returns the sum of nll. */
+typedef struct {
+    int is_f64;                    /* dtype of the recursion */
+    int x_is_f32;                  /* dtype of x and grad: float32 (else float64) */
+    int from_logits, zero_infinity;
+    int64_t T, N, C, blank;
+    const void *x;
+    const int64_t *targets, *target_offsets, *target_lengths, *input_lengths;
+    double *nll;                   /* (N,) out */
+    void *grad;                    /* (T, N, C) or NULL */
+    const double *grad_scale;      /* (N,) per-sample gradient multipliers (with grad) */
+    int *failed;                   /* out */
+} fl_ctc_args;
+
+double fl_ctc(const fl_ctc_args *a, int nthreads);
+
 /* The vector math itself, elementwise, on the active SIMD path (for tests of its accuracy):
  * op is an FL_VM_* code (FL_VECTOR_MATH_OPS). */
 void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out);

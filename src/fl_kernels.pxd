@@ -50,6 +50,21 @@ cdef extern from "fl_kernels.h" nogil:
         double grad_scale
         void *loss_rows
 
+    ctypedef struct fl_ctc_args:
+        int is_f64
+        int x_is_f32
+        int from_logits, zero_infinity
+        int64_t T, N, C, blank
+        const void *x
+        const int64_t *targets
+        const int64_t *target_offsets
+        const int64_t *target_lengths
+        const int64_t *input_lengths
+        double *nll
+        void *grad
+        const double *grad_scale
+        int *failed
+
     ctypedef struct fl_ew_args:
         int is_f64
         int op
@@ -113,6 +128,7 @@ cdef extern from "fl_kernels.h" nogil:
     void fl_softmax(const fl_softmax_args *a, int nthreads)
     double fl_elementwise(const fl_ew_args *a, int nthreads, int *bad)
     double fl_embedding(const fl_emb_args *a, int nthreads)
+    double fl_ctc(const fl_ctc_args *a, int nthreads)
     void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out)
     double fl_row_op(const fl_row_args *a, int nthreads)
     double fl_cross_entropy_ranks(const fl_ce_args *a, const fl_row_args *r, int nthreads)

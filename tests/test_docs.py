@@ -14,7 +14,7 @@ import pytest
 
 import fastloss
 import fastloss.reference as REF
-from fastloss import _config, _docs
+from fastloss import _config, _docs, _losses
 from fastloss import _validate as V
 from fastloss._losses import LOSSES
 
@@ -140,6 +140,8 @@ def _problem(spec):
     """The positional arrays of a small valid call of the row's family and domains: (input,
     target), the three arrays of the pair and embedding families, (input,) without a
     target."""
+    if spec.family == "ctc":  # (T, N, C) log-probabilities, targets, input / target lengths
+        return np.log(np.full((4, 2, 3), 1 / 3)), np.array([[1, 2], [2, 1]]), [4, 3], [2, 1]
     if spec.family == "pair":
         x = np.array([1.0, 2.0, 4.0])
         return x, np.array([0.5, 2.5, 3.0]), np.array([1.0, -1.0, 0.5]) ** 2
@@ -199,7 +201,8 @@ def test_documented_option_ranges_are_what_the_function_accepts(name, option):
     if not matched:  # ignore_index, log_target, axis: no range; margin, eps: any real number
         check = next(p.check for p in LOSSES[name].params if p.name == option)
         unbounded = check is V.as_real
-        choice = check is V.distance_function  # a name or a callable
+        # a name or a callable; a dtype name or None
+        choice = check in (V.distance_function, _losses.check_accumulate)
         assert kind in ("int", "bool") or (kind == "float" and unbounded) or choice, head
         return
     ok, bad = RANGES[matched[0]]
@@ -235,9 +238,9 @@ def test_torch_equivalent_line_names_a_real_torch_function(name):
 def test_raises_section_follows_the_family():
     for name in LOSS_NAMES:
         raises = "\n".join(_sections(_doc(name))["Raises"])
-        # class-index targets (the class and margin losses, error_rate, accuracy) and
-        # multilabel index lists raise IndexError
-        index = LOSSES[name].target_domain in ("class", "class_or_prob", "multilabel")
+        # class-index targets (the class and margin losses, error_rate, accuracy, CTC labels)
+        # and multilabel index lists raise IndexError
+        index = LOSSES[name].target_domain in ("class", "class_or_prob", "multilabel", "ctc")
         assert ("IndexError" in raises) == index, name
         if LOSSES[name].input_domain == "prob":
             assert "outside [0, 1]" in raises

@@ -45,6 +45,9 @@ EMB_QUICK = ((16384, 128), (1024, 2048))
 METRIC_SHAPES = ((1048576, 10), (16384, 1000))
 METRIC_QUICK = ((131072, 10), (2048, 1000))
 FLAT_QUICK = ((2097152,),)
+# CTC: (T, N, C) logits and S = T / 5 labels per sample (the issue's two cases)
+CTC_SHAPES = ((400, 32, 64), (1000, 8, 5000))
+CTC_QUICK = ((200, 16, 64), (250, 4, 5000))
 
 # floor name -> (label, bytes written per element of x: 0 for a pure read, 1 for a copy)
 FLOORS = {
@@ -88,6 +91,8 @@ KINDS = {
     "rowreduce": Kind((("fwd", "sum"),), CLASS_SHAPES, CLASS_QUICK, "none", 1, "fwd"),
     # metrics on class scores and class-index targets (error_rate, accuracy): one read
     "metric": Kind((("loss", "sum"),), METRIC_SHAPES, METRIC_QUICK, "index", 2, "loss"),
+    # CTC from logits, (T, N, C) with S = T / 5 labels per sample: reads x, writes the gradient
+    "ctc": Kind(_LOSS_MODES[:2], CTC_SHAPES, CTC_QUICK, "pair", 3, "fwd+bwd"),
     # entropy of each row, and its gradient
     "entropy": Kind(
         (("fwd", "sum"), ("fwd+bwd", "copy"), ("grad_out", "copyto")),
@@ -167,6 +172,22 @@ def _make_kl(rng, z, shape, dtype):
     return x, rng.uniform(0.0, 1.0, shape).astype(dtype)
 
 
+def _make_ctc(rng, z, shape, dtype):
+    """(T, N, C) logits; per sample S = T / 5 labels (no blank), every frame used."""
+    T, N, C = shape
+    S = max(1, T // 5)
+    targets = rng.integers(1, C, size=(N, S), dtype=np.int64)
+    lengths = np.full(N, T, np.int64), np.full(N, S, np.int64)
+    return z.astype(dtype, copy=False), (targets, *lengths)
+
+
+def _ctc_probe(args, rows):
+    """The arguments of about `rows` of the N samples (the reference's cost estimate)."""
+    x, targets, il, tl = args
+    k = max(1, min(x.shape[1], rows * x.shape[1] // x.shape[0]))
+    return (x[:, :k], targets[:k], il[:k], tl[:k]), x.shape[1] / k
+
+
 def _make_logprobs(rng, z, shape, dtype):
     return (-np.abs(z)).astype(dtype), None
 
@@ -222,6 +243,9 @@ class Loss:
     others: tuple = ()
     scaling: bool = False  # compute-bound: its 1 -> N thread scaling is measured
     outputs: int = 0  # gradients written per element of x (0: the kind's)
+    # (args, rows) -> (args of a part of the case, cost factor of the whole): the NumPy
+    # reference's cost estimate (None: the first `rows` rows of every argument)
+    probe: object = None
 
 
 # input makers by the registry row's (input domain, target domain)
@@ -288,6 +312,14 @@ _EXTRAS = {
     "entropy": dict(
         kind="entropy", torch=_torch_entropy, library=("scipy.stats.entropy", _scipy_entropy)
     ),
+    # torch's CTC on logits: log_softmax, then F.ctc_loss (its backward through both)
+    "ctc_loss": dict(
+        make=_make_ctc,
+        kwargs={"from_logits": True},
+        torch=lambda torch, F, x, t: F.ctc_loss(x.log_softmax(2), *t),
+        probe=_ctc_probe,
+        scaling=True,
+    ),
 }
 
 
@@ -304,6 +336,7 @@ def _row(spec):
             "margin": "class",  # multi_margin_loss: (N, C) scores, (N,) class indices
             "axis": "softmax",
             "metric": "metric",
+            "ctc": "ctc",
         }[spec.family],
     )
     if "torch" not in extra and spec.torch_name and "." not in spec.torch_name:

@@ -166,7 +166,13 @@ def _check_args(parser, args):
         if name not in losses:
             losses.append(name)
     if args.shape:
-        for name in losses or cases.default_losses():
+        if not losses:  # the default losses that take every given shape (ctc_loss: T x N x C)
+            losses = [
+                name
+                for name in cases.default_losses()
+                if all(len(s) >= cases.KINDS[cases.LOSSES[name].kind].min_ndim for s in args.shape)
+            ]
+        for name in losses:
             kind = cases.KINDS[cases.LOSSES[name].kind]
             for shape in args.shape:
                 if len(shape) < kind.min_ndim:

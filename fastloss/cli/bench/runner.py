@@ -393,9 +393,12 @@ def _run_case(
         try:
             # estimate the cost from a slice of the rows, skip when too slow
             rows = max(1, shape[0] // 16)
-            probe_args = tuple(a[:rows] for a in args)
+            if row.probe is not None:
+                probe_args, factor = row.probe(args, rows)
+            else:
+                probe_args, factor = tuple(a[:rows] for a in args), shape[0] / rows
             probe = measure(lambda: ref_fn(*probe_args, **grad_kw, **kw), 1, min_time=0.0)[0]
-            est = probe * shape[0] / rows
+            est = probe * factor
             if est > cfg.reference_limit_s:
                 notes.append(f"NumPy reference skipped (estimated {est:.1f} s per call)")
             else:
