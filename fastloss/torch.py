@@ -1182,6 +1182,37 @@ def multilabel_soft_margin_loss(
     return _margin_rows(name, input, target, {"reduction": reduction}, weight)
 
 
+_CTC_ARRAYS = ("log_probs", "targets", "input_lengths", "target_lengths")
+
+
+def ctc_loss(
+    log_probs,
+    targets,
+    input_lengths,
+    target_lengths,
+    blank=0,
+    reduction="mean",
+    zero_infinity=False,
+    *,
+    from_logits=False,
+    accumulate=None,
+):
+    """torch.nn.functional.ctc_loss on fastloss's fused CTC kernel.  The gradient it passes
+    back is the true d(loss)/d(log_probs), -occupancy, where torch's is exp(log_probs) -
+    occupancy; through log_softmax both give the same gradient of the logits.  Keyword-only
+    extras: from_logits=True takes logits (no log_softmax needed, the gradient is w.r.t.
+    them), accumulate="float64" runs the recursion in double for float32 input."""
+    options = {
+        "blank": blank,
+        "reduction": reduction,
+        "zero_infinity": zero_infinity,
+        "from_logits": from_logits,
+        "accumulate": accumulate,
+    }
+    values = (log_probs, targets, input_lengths, target_lengths)
+    return _run_multi("ctc_loss", _CTC_ARRAYS, ("log_probs",), values, options)
+
+
 # the losses with several differentiable inputs (pair and embedding families) and the margin
 # losses (one input, through the same node)
 FUNCTIONALS.update(
@@ -1193,6 +1224,7 @@ FUNCTIONALS.update(
     multi_margin_loss=multi_margin_loss,
     multilabel_margin_loss=multilabel_margin_loss,
     multilabel_soft_margin_loss=multilabel_soft_margin_loss,
+    ctc_loss=ctc_loss,
 )
 MODULES.update(
     (name, _make_module(_registry.LOSSES[name], FUNCTIONALS[name]))

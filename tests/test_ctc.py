@@ -325,3 +325,53 @@ def test_errors(change, exc, match):
     args.update(change)
     with pytest.raises(exc, match=match):
         fastloss.ctc_loss(**args)
+
+
+# ------------------------------------------------------------------ fastloss.torch
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("tdtype", ["float32", "float64", "float16"])
+def test_torch_bridge_end_to_end(reduction, tdtype):
+    FL = pytest.importorskip("fastloss.torch")
+    dtype = getattr(torch, tdtype)
+    x, tg, il, tl = problem(20, 4, 6, [4, 0, 7, 2], seed=21)
+    il[:] = [20, 9, 14, 3]
+    tgt, ilt, tlt = torch.tensor(tg), torch.tensor(il), torch.tensor(tl)
+    ref_x = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    want = F.ctc_loss(ref_x.log_softmax(2), tgt, ilt, tlt, reduction=reduction)
+    want.sum().backward()
+    for variant in ("functional", "module", "logits"):
+        xt = torch.tensor(x, dtype=dtype, requires_grad=True)
+        if variant == "functional":
+            got = FL.ctc_loss(xt.log_softmax(2), tgt, ilt, tlt, reduction=reduction)
+        elif variant == "module":
+            got = FL.CTCLoss(reduction=reduction)(xt.log_softmax(2), tgt, list(il), list(tl))
+        else:
+            got = FL.ctc_loss(xt, tgt, ilt, tlt, reduction=reduction, from_logits=True)
+        assert got.dtype == dtype
+        got.sum().backward()
+        tol = {"float16": 5e-3, "float32": 1e-4, "float64": 1e-9}[tdtype]
+        torch.testing.assert_close(got.double(), want.detach(), rtol=tol, atol=tol)
+        torch.testing.assert_close(xt.grad.double(), ref_x.grad, rtol=tol, atol=tol)
+
+
+def test_torch_bridge_gradient_of_leaf_log_probs_is_the_true_one():
+    """On a leaf log_probs tensor torch returns exp(log_probs) - occupancy; the bridge the
+    true gradient -occupancy (finite differences decide)."""
+    FL = pytest.importorskip("fastloss.torch")
+    x, tg, il, tl = problem(8, 2, 4, [2, 3], seed=3)
+    il[:] = 8
+    lp = torch.tensor(log_softmax(x), requires_grad=True)
+    loss = FL.ctc_loss(lp, torch.tensor(tg), torch.tensor(il), torch.tensor(tl), reduction="sum")
+    loss.backward()
+    d = np.random.default_rng(1).standard_normal(lp.shape)
+    h = 1e-6
+    f = lambda v: fastloss.ctc_loss(v, tg, il, tl, reduction="sum")  # noqa: E731
+    fd = (f(lp.detach().numpy() + h * d) - f(lp.detach().numpy() - h * d)) / (2 * h)
+    assert abs(fd - float(np.sum(lp.grad.numpy() * d))) < 1e-6
+    lp2 = lp.detach().clone().requires_grad_(True)
+    F.ctc_loss(
+        lp2, torch.tensor(tg), torch.tensor(il), torch.tensor(tl), reduction="sum"
+    ).backward()
+    torch.testing.assert_close(lp2.grad, lp.grad + lp.detach().exp())  # torch's quirk

@@ -86,7 +86,7 @@ def test_torch_bridge_has_every_row():
     FL = pytest.importorskip("fastloss.torch")
     rows = {
         s.name
-        for s in registry("class", "elementwise", "pair", "embedding", "margin")
+        for s in registry("class", "elementwise", "pair", "embedding", "margin", "ctc")
         if s.torch_module
     }
     assert set(FL.FUNCTIONALS) == set(FL.MODULES) == rows
@@ -265,8 +265,11 @@ def test_torch_bridge_modules_take_torchs_constructor_and_forward():
         assert fwd == list(inspect.signature(peer.forward).parameters)[1:], name
         peer_fn = getattr(torch.nn.functional, name, None)
         if peer_fn is not None:  # and the functional takes torch's positional order
-            ours = inspect.signature(FL.FUNCTIONALS[name]).parameters.values()
-            theirs = inspect.signature(peer_fn).parameters.values()
-            assert [(p.name, p.kind) for p in ours] == [(p.name, p.kind) for p in theirs], name
+            ours = list(inspect.signature(FL.FUNCTIONALS[name]).parameters.values())
+            theirs = list(inspect.signature(peer_fn).parameters.values())
+            mine = [(p.name, p.kind) for p in ours[: len(theirs)]]
+            assert mine == [(p.name, p.kind) for p in theirs], name
+            # extras (ctc_loss's from_logits) only after torch's, keyword-only
+            assert all(p.kind is p.KEYWORD_ONLY for p in ours[len(theirs) :]), name
         checked += 1
     assert checked >= 20
