@@ -209,8 +209,10 @@ def test_infeasible_nan_and_empty_cases():
     lp[2, 1, 0] = np.nan  # its blank: NaN loss
     bad = fastloss.ctc_loss(lp, tg, il, tl, reduction="none", return_grad=True)
     assert np.isfinite(ok[1]) and np.isnan(bad[0][1]) and np.isnan(bad[1][:6, 1]).all()
-    x[2, 1, other] = np.nan  # with logits, any class of the frame
-    assert np.isnan(fastloss.ctc_loss(x, tg, il, tl, from_logits=True, reduction="none")[1])
+    for bad_logit in (np.inf, np.nan):  # with logits, any class of the frame
+        x[2, 1, other] = bad_logit
+        for fn in (fastloss.ctc_loss, R.ctc_loss):
+            assert np.isnan(fn(x, tg, il, tl, from_logits=True, reduction="none")[1])
 
 
 def test_finite_differences():

@@ -44,12 +44,14 @@ def _grad_scale(reduction, target_lengths, grad_output):
 
 
 def log_softmax(z, axis=-1):
-    """float64 log-softmax with the max-shift (a row of NaN or +inf gives NaN)."""
-    with np.errstate(invalid="ignore", over="ignore"):
+    """float64 log-softmax with the max-shift; a row whose maximum is not finite (a NaN, a
+    +inf, or only -inf) is all NaN."""
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         m = np.max(z, axis=axis, keepdims=True)
-        m = np.where(np.isfinite(m), m, 0.0)
-        shifted = z - m
-        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+        finite = np.isfinite(m)
+        shifted = z - np.where(finite, m, 0.0)
+        out = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+        return np.where(finite, out, np.nan)
 
 
 def _shift(v, k):
