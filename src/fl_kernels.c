@@ -15,8 +15,8 @@
  * Threads: fl_run() cuts the work into chunks of about FL_CHUNK_ELEMS elements.  The chunk
  * boundaries depend on the shape only, each chunk returns its own partial sum and the
  * partials are added in chunk order, so results are bit-identical for any thread count
- * and whichever thread runs a chunk.  Each thread gets at least FL_THREAD_CHUNKS chunks, so
- * inputs below 2 * FL_THREAD_CHUNKS chunks never start a thread.
+ * and whichever thread runs a chunk.  Each thread gets at least FL_THREAD_CHUNKS chunks' worth
+ * of elements, so inputs below 2 * FL_THREAD_CHUNKS chunks never start a thread.
  * Each thread owns a contiguous block of chunks, as with a static schedule, and when it is
  * done takes the chunks the other threads have not reached yet from the ends of their
  * blocks (fl_take): a thread that the machine slows down (other processes on its CPU,
@@ -276,7 +276,12 @@ static void fl_run_sums(fl_chunk_fn fn, const void *args, int64_t n_units, int64
         return;
     }
     int nt = nthreads < 1 ? 1 : nthreads;
-    const int64_t most = nchunks / FL_THREAD_CHUNKS; /* FL_THREAD_CHUNKS chunks per thread */
+    /* at least FL_THREAD_CHUNKS chunks' worth of elements per thread (units bigger than a
+     * chunk, e.g. a CTC sample, count for what they hold) */
+    const double chunk_equiv =
+        (double)n_units * (double)(unit_elems > 0 ? unit_elems : 1) / (double)FL_CHUNK_ELEMS;
+    int64_t most = (int64_t)(chunk_equiv / FL_THREAD_CHUNKS);
+    if (most > nchunks) most = nchunks;
     if (nt > most) nt = most < 1 ? 1 : (int)most;
     fl_block stack_blocks[8];
     fl_block *blocks = stack_blocks;
