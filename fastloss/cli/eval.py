@@ -265,6 +265,13 @@ def add_parser(subparsers):
         help="threads for fastloss (default: fastloss.get_num_threads())",
     )
     p.add_argument(
+        "--scheduler",
+        metavar="WHERE",
+        help="evaluate row blocks as Dask tasks: 'threads', 'processes', 'synchronous' or a "
+        "distributed scheduler address (host:port); logits/targets may then be globs of .npy "
+        "shards or .zarr stores (needs fastloss[dask])",
+    )
+    p.add_argument(
         "--no-progress",
         action="store_true",
         help="no progress bar (shown on a terminal when tqdm is installed)",
@@ -282,6 +289,8 @@ def run(args):
     prog = "fastloss eval"
     progress = not args.no_progress and _isatty(sys.stderr)
     try:
+        if args.scheduler is not None:
+            return _run_scheduled(args, prog)
         doc = evaluate(
             args.loss,
             args.logits,
@@ -328,6 +337,60 @@ def run(args):
         return 1
     print(to_json(doc) if args.json else format_report(doc))
     return 0
+
+
+def _run_scheduled(args, prog):
+    """fastloss eval --scheduler: fastloss.dask.evaluate with the same options and report."""
+    try:
+        from .. import dask as fdask
+    except ImportError as exc:
+        print(
+            f"{prog}: error: --scheduler needs dask ({exc}); pip install 'fastloss[dask]'",
+            file=sys.stderr,
+        )
+        return 2
+    options = {k: v for k, v in vars(args).items() if k in _LOSS_OPTIONS and v is not None}
+    scheduler = args.scheduler
+    client = None
+    if scheduler not in ("threads", "processes", "synchronous", "single-threaded", "sync"):
+        from distributed import Client
+
+        client = Client(scheduler)
+        scheduler = client
+    try:
+        doc = fdask.evaluate(
+            args.loss,
+            args.logits,
+            args.targets,
+            reduction=args.reduction,
+            top_k=args.top_k,
+            per_sample=args.per_sample,
+            scheduler=scheduler,
+            threads=args.threads or 1,
+            **options,
+        )
+    finally:
+        if client is not None:
+            client.close()
+    print(to_json(doc) if args.json else format_report(doc))
+    return 0
+
+
+_LOSS_OPTIONS = (
+    "weight",
+    "pos_weight",
+    "ignore_index",
+    "label_smoothing",
+    "gamma",
+    "alpha",
+    "beta",
+    "delta",
+    "log_target",
+    "log_input",
+    "full",
+    "eps",
+    "margin",
+)
 
 
 def _isatty(stream):
