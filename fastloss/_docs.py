@@ -131,10 +131,14 @@ class _Fn:
         return self.spec is not None and self.spec.target_domain == "class_or_prob"
 
 
+# the registry families fastloss.evaluate takes (fastloss._evaluate._SPECS)
+_EVAL_FAMILIES = ("class", "elementwise", "margin")
+
+
 def _rows_taking(option):
     """(loss names, their defaults) of the registry rows that take `option`."""
     names, defaults = [], []
-    for spec in _losses.losses("class", "elementwise"):
+    for spec in _losses.losses(*_EVAL_FAMILIES):
         for p in spec.params:
             if p.name == option:
                 names.append(spec.name)
@@ -225,8 +229,8 @@ def _evaluate_option(name, meaning):
 
 def _evaluate_reduction(fn):
     extra = {
-        r: [s.name for s in _losses.losses("class", "elementwise") if r in s.reductions]
-        for s in _losses.losses("class", "elementwise")
+        r: [s.name for s in _losses.losses(*_EVAL_FAMILIES) if r in s.reductions]
+        for s in _losses.losses(*_EVAL_FAMILIES)
         for r in s.reductions
         if r not in ("none", "mean", "sum")
     }
@@ -442,7 +446,7 @@ _BY_FAMILY = {
             "str",
             lambda fn: (
                 "The loss, one of: "
-                + ", ".join(s.name for s in _losses.losses("class", "elementwise"))
+                + ", ".join(s.name for s in _losses.losses(*_EVAL_FAMILIES))
                 + "."
             ),
         ),
@@ -475,6 +479,7 @@ _BY_FAMILY = {
         "full": ("bool", _evaluate_option("full", "The loss's full.")),
         "eps": ("float", _evaluate_option("eps", "The loss's eps.")),
         "margin": ("float", _evaluate_option("margin", "The loss's margin.")),
+        "p": ("int", _evaluate_option("p", "The loss's p.")),
         "reduction": ("str", _evaluate_reduction),
         "top_k": (
             "int or sequence of int",
@@ -1220,9 +1225,10 @@ _PROSE = {
         fastloss.<loss>(whole arrays, reduction=reduction) without loading them.
         """,
         (
-            "Class-index targets also count top-1 / top-k accuracy and per-class "
-            "statistics; binary losses (those with a threshold) count accuracy at the "
-            "threshold "
+            "Class-index targets (multi_margin_loss's too) also count top-1 / top-k "
+            "accuracy, per-class statistics and the mean entropy; the multi-label margin "
+            "losses report the loss only; binary losses (those with a threshold) count "
+            "accuracy at the threshold "
             + ", ".join(
                 f"{s.name} {s.binary_threshold}"
                 for s in _losses.losses("elementwise")

@@ -13,7 +13,11 @@ mean is the one of ``fastloss.<loss>(whole arrays, reduction="mean")``.  Classif
 also count top-1 / top-k accuracy (the ranks from one pass of the metrics' rank kernel) and
 per-class statistics, and average the entropy of the predictions (``fastloss.entropy`` of the
 logits along the class axis, over the samples counted); binary losses count the accuracy at
-threshold 0.5.
+threshold 0.5.  Of the margin family, ``multi_margin_loss`` (class-index targets, rows of C
+scores) is reported as the class losses (its "mean" is the plain mean over rows: its class
+weights scale the losses, not the divisor), and the multi-label ones
+(``multilabel_margin_loss``, ``multilabel_soft_margin_loss``: targets of the scores' shape)
+report the loss only, one per row.
 
 Errors: a bad option raises ``EvalOptionError`` (a ValueError) or ``EvalOptionTypeError`` (a
 TypeError); a missing file raises FileNotFoundError; the content of a file (corrupt,
@@ -63,30 +67,42 @@ class EvalOptionTypeError(_OptionProblem, TypeError):
 class _Spec:
     """What evaluate needs of a registry row (fastloss._losses.LOSSES)."""
 
-    __slots__ = ("name", "kind", "options", "reductions", "threshold", "checks")
+    __slots__ = (
+        "name",
+        "family",
+        "kind",
+        "options",
+        "reductions",
+        "threshold",
+        "checks",
+        "defaults",
+    )
 
     def __init__(self, row):
         self.name = row.name
-        # "class", "binary" (a binary_threshold: error rate and confusion counts) or
-        # "elementwise"
-        self.kind = (
-            "class"
-            if row.family == "class"
-            else "binary"
-            if row.binary_threshold is not None
-            else "elementwise"
-        )
+        self.family = row.family
+        # "class" (class-index or probability targets: the class losses and
+        # multi_margin_loss), "multilabel" (the margin family's (N, C) targets), "binary" (a
+        # binary_threshold: error rate and confusion counts) or "elementwise"
+        if row.family == "margin":
+            self.kind = "class" if row.target_domain == "class" else "multilabel"
+        elif row.family == "class":
+            self.kind = "class"
+        else:
+            self.kind = "binary" if row.binary_threshold is not None else "elementwise"
         self.options = row.weight_names + row.param_names  # in display order
         self.reductions = tuple(r for r in row.reductions if r != "none")
         self.threshold = row.binary_threshold  # binary: predicted positive when input > it
         self.checks = {p.name: p.check for p in row.params}  # the library's validators
+        # this row's defaults, shown in the report when an option is not given (a name such
+        # as eps or margin has different defaults in different rows)
+        self.defaults = row.defaults()
 
 
-_SPECS = {row.name: _Spec(row) for row in _losses.losses("class", "elementwise")}
+_SPECS = {row.name: _Spec(row) for row in _losses.losses("class", "elementwise", "margin")}
 LOSSES = tuple(_SPECS)
 
-# the library's defaults, shown in the report when an option is not given
-_DEFAULTS = {p.name: p.default for row in _losses.LOSSES.values() for p in row.params}
+_DEFAULT_IGNORE_INDEX = _losses.LOSSES["cross_entropy"].defaults()["ignore_index"]
 
 
 def _real(value, name):
@@ -127,7 +143,7 @@ def _check_options(spec, given):
         if name in ("weight", "pos_weight"):
             continue  # arrays or files, handled with the data
         if value is None:
-            shown[name] = _DEFAULTS[name]
+            shown[name] = spec.defaults[name]
             continue
         check = spec.checks[name]
         if name == "ignore_index":
@@ -260,7 +276,8 @@ class _Acc:
 
 
 def _as_index(t, label, a, ignore_index, C):
-    """int64 class indices of a chunk; IndexError with the position in the whole array."""
+    """int64 class indices of a chunk; IndexError with the position in the whole array.
+    ignore_index None: the loss ignores no target (multi_margin_loss)."""
     if (
         t.dtype.kind == "u"
         and t.dtype.itemsize == 8
@@ -270,7 +287,7 @@ def _as_index(t, label, a, ignore_index, C):
         flat = int(np.argmax(t.reshape(-1) > np.iinfo(np.int64).max))
         _raise_target(label, t.reshape(-1)[flat], flat, t.shape, a, C, ignore_index)
     t64 = np.ascontiguousarray(t, dtype=np.int64)
-    valid = t64 != ignore_index
+    valid = np.ones(t64.shape, bool) if ignore_index is None else t64 != ignore_index
     bad = valid & ((t64 < 0) | (t64 >= C))
     if bad.any():
         flat = int(np.flatnonzero(bad.reshape(-1))[0])
@@ -282,8 +299,8 @@ def _raise_target(label, value, flat, chunk_shape, a, C, ignore_index):
     where = [int(i) for i in np.unravel_index(flat, chunk_shape)]
     where[0] += a
     raise IndexError(
-        f"{label}: target {value} at position {tuple(where)} is out of range "
-        f"[0, {C}) and is not ignore_index ({ignore_index})"
+        f"{label}: target {value} at position {tuple(where)} is out of range [0, {C})"
+        + (f" and is not ignore_index ({ignore_index})" if ignore_index is not None else "")
     )
 
 
@@ -362,7 +379,8 @@ def _class_chunk(acc, fn, kw, x, t, a, plan):
     if nvalid == 0 or C == 0:
         return loss
     _entropies(acc, x, v2)
-    rank = _target_ranks(x, t2, v2, plan.ignore_index)
+    # no ignore_index (multi_margin_loss): -1, which no checked target equals
+    rank = _target_ranks(x, t2, v2, -1 if plan.ignore_index is None else plan.ignore_index)
     for k in acc.topk:
         acc.topk[k] += int(np.count_nonzero((rank < k) & v2))
     top1 = (rank == 0) & v2
@@ -371,6 +389,25 @@ def _class_chunk(acc, fn, kw, x, t, a, plan):
     acc.cls_count += np.bincount(tv, minlength=C)
     acc.cls_loss += np.bincount(tv, weights=loss.reshape(n, S)[v2].astype(np.float64), minlength=C)
     acc.cls_correct += np.bincount(t2[top1], minlength=C)
+    return loss
+
+
+def _multilabel_chunk(acc, fn, kw, x, t, a, plan):
+    """One chunk of a multi-label margin loss (one loss per row); returns the row losses.
+    multilabel_margin_loss's index lists: every entry in [-1, C), checked here to name the
+    position in the whole array."""
+    if plan.target_kind == "multilabel_index":
+        bad = (t < -1) | (t >= plan.C)
+        if bad.any():
+            i, j = (int(v) for v in np.argwhere(bad)[0])
+            raise IndexError(
+                f"{plan.targets_label}: target {t[i, j]} at position ({a + i}, {j}) is out "
+                f"of range [-1, {plan.C}) (a row's class indices end at its first -1)"
+            )
+    loss = fn(x, t, reduction="none", **kw)
+    acc.total += float(loss.sum(dtype=np.float64))
+    acc.denom += loss.size
+    acc.n += loss.size
     return loss
 
 
@@ -428,6 +465,7 @@ def evaluate(
     full: bool | None = None,
     eps: float | None = None,
     margin: float | None = None,
+    p: int | None = None,
     reduction: str = "mean",
     top_k: int | Sequence[int] | None = None,
     chunk_rows: int | None = None,
@@ -439,12 +477,14 @@ def evaluate(
 ) -> dict:
     """Evaluate a loss (and accuracies) over whole prediction arrays or files, chunk by chunk.
 
-    loss: a loss name (``fastloss.cross_entropy`` ... ``fastloss.kl_div``).  logits, targets,
-    weight, pos_weight: arrays, or paths of .npy / .npz files (read chunk by chunk, never
-    loaded whole; ``logits_key`` / ``targets_key`` pick the array of a .npz holding several).
-    Loss options (ignore_index, label_smoothing, gamma, alpha, beta, delta, log_target,
-    log_input, full, eps, margin) have the library's defaults and its validation; giving one
-    that the loss does not take is an error.
+    loss: a loss name (``fastloss.cross_entropy`` ... ``fastloss.kl_div``, and the margin
+    family: ``multi_margin_loss`` with class-index targets, reported as the class losses, and
+    ``multilabel_margin_loss`` / ``multilabel_soft_margin_loss`` with targets of the scores'
+    shape, the loss only).  logits, targets, weight, pos_weight: arrays, or paths of .npy /
+    .npz files (read chunk by chunk, never loaded whole; ``logits_key`` / ``targets_key`` pick
+    the array of a .npz holding several).  Loss options (ignore_index, label_smoothing, gamma,
+    alpha, beta, delta, log_target, log_input, full, eps, margin, p) have the library's
+    defaults and its validation; giving one that the loss does not take is an error.
 
     reduction: which of "mean" / "sum" (kl_div: also "batchmean") is reported as ``value``.
     top_k: k values for top-k accuracy (class-index targets; default [5] when C > 5).
@@ -481,6 +521,7 @@ def evaluate(
             "full": full,
             "eps": eps,
             "margin": margin,
+            "p": p,
         },
     )
     if reduction not in spec.reductions:
@@ -520,14 +561,17 @@ def evaluate(
                 raise EvalOptionError(f"top_k {k} exceeds the number of classes ({C})")
         work = plan.work
         weight_chunks = {}
-        if spec.kind == "class":
+        if spec.kind in ("class", "multilabel"):
             if ws is not None:
                 w = _read_small(ws)
                 try:
                     kw["weight"] = V.class_weight(w, C, work)
                 except (ValueError, TypeError) as exc:
                     raise _same_kind(exc, f"{ws.label}: {exc}") from None
-                plan.weight_work = kw["weight"] if plan.target_kind == "index" else None
+                # the divisor of "mean": the class losses' weight[target] sum; the margin
+                # family's weights scale the losses only
+                if plan.target_kind == "index" and spec.family == "class":
+                    plan.weight_work = kw["weight"]
         else:
             for name, src in (("weight", ws), ("pos_weight", pws)):
                 if src is not None:
@@ -587,6 +631,8 @@ def evaluate(
             try:
                 if spec.kind == "class":
                     chunk_loss = _class_chunk(acc, fn, kw, x, t, a, plan)
+                elif spec.kind == "multilabel":
+                    chunk_loss = _multilabel_chunk(acc, fn, kw, x, t, a, plan)
                 else:
                     chunk_loss = _elementwise_chunk(acc, fn, kw, x, t, spec.threshold)
             except (ValueError, TypeError) as exc:  # the library's, about this chunk's data
@@ -656,13 +702,15 @@ class _Plan:
     """What the checks of the whole arrays found: the facts the chunk loop needs."""
 
     work: np.dtype  # the working dtype (float32 or float64) of the logits
-    target_kind: str  # "index" or "probability" (class losses), "elementwise"
+    # "index" or "probability" (class losses and multi_margin_loss), "multilabel_index"
+    # (multilabel_margin_loss), "multilabel" (multilabel_soft_margin_loss), "elementwise"
+    target_kind: str
     loss_shape: tuple  # the shape of reduction="none"'s result
     unbatched: bool  # (C,) class logits or a 0-d input: read as one row
     N: int  # rows of the chunk loop
     batch: int  # the first dimension (kl_div's batchmean divisor)
     targets_label: str
-    ignore_index: int
+    ignore_index: int | None  # None: the loss takes none
     C: int | None = None  # class losses: the number of classes
     weight_work: np.ndarray | None = None  # class weights (working dtype), index targets
 
@@ -678,8 +726,16 @@ def _plan(spec, xs, ts, shown):
         "work": work,
         "targets_label": ts.label,
         "batch": xshape[0] if len(xshape) else 1,
-        "ignore_index": shown.get("ignore_index", _DEFAULTS["ignore_index"]),
+        "ignore_index": shown.get("ignore_index", _DEFAULT_IGNORE_INDEX)
+        if "ignore_index" in spec.options
+        else None,
     }
+    if spec.family == "margin" and len(xshape) not in (1, 2):
+        raise ValueError(
+            f"{xs.label}: {spec.name} needs scores of shape (N, C) or (C,), got shape {xshape}"
+        )
+    if spec.kind == "multilabel":
+        return _plan_multilabel(spec, xs, ts, common)
     if spec.kind == "class":
         if len(xshape) == 0:
             raise ValueError(
@@ -751,6 +807,34 @@ def _plan(spec, xs, ts, shown):
         loss_shape=xshape,
         unbatched=unbatched,
         N=1 if unbatched else xshape[0],
+        **common,
+    )
+
+
+def _plan_multilabel(spec, xs, ts, common):
+    """multilabel_margin_loss (integer index lists) and multilabel_soft_margin_loss (real
+    targets): targets of the scores' shape (N, C) or (C,), one loss per row."""
+    xshape = xs.shape
+    index = spec.name == "multilabel_margin_loss"
+    if index and ts.dtype.kind not in "iu":
+        raise TypeError(
+            f"{ts.label}: {spec.name} needs integer class indices (each row's list ended by "
+            f"its first -1), got dtype {ts.dtype}"
+        )
+    if not index and ts.dtype.kind not in "fiub":
+        raise TypeError(f"{ts.label}: targets must be real numbers, got dtype {ts.dtype}")
+    if ts.shape != xshape:
+        raise ValueError(
+            f"{ts.label} has shape {ts.shape} but {spec.name} needs targets of the scores' "
+            f"shape {xshape} ({xs.label})"
+        )
+    unbatched = len(xshape) == 1
+    return _Plan(
+        target_kind="multilabel_index" if index else "multilabel",
+        loss_shape=xshape[:-1],
+        unbatched=unbatched,
+        N=1 if unbatched else xshape[0],
+        C=xshape[-1],
         **common,
     )
 

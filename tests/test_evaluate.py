@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import fastloss
+import fastloss.reference as REF
 from fastloss import _evaluate, cli
 from fastloss.cli import eval as eval_cli
 
@@ -254,6 +255,124 @@ def test_nan_logits_rank_like_argmax():
     assert doc["accuracy"] == pytest.approx((x.argmax(1) == t).mean())
     # NaN ranks first, NaN ties go to the lower class: ranks 1, 2, 0, 0
     assert doc["top_k_accuracy"] == {1: 0.5, 2: 0.75}
+
+
+# ------------------------------------------------------------------ the margin family
+
+
+def _softmax_entropy(x):
+    z = x - x.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return -(np.exp(logp) * logp).sum(axis=1)
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+@pytest.mark.parametrize(
+    "opts", [{}, {"p": 2, "margin": 0.5}, {"weight": True}, {"p": 2, "margin": 2.0, "weight": True}]
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_multi_margin_loss_is_reported_like_the_class_losses(chunk, opts, dtype):
+    x, t = _class_data(seed=30, dtype=dtype, frac_ignored=0)
+    kw = dict(opts)
+    if kw.get("weight") is True:
+        kw["weight"] = rng(31).uniform(0.2, 3.0, C)
+    doc = fastloss.evaluate("multi_margin_loss", x, t, top_k=[1, 3], chunk_rows=chunk, **kw)
+    # the reference twin on the whole arrays (float64)
+    _check_class(
+        doc, REF.multi_margin_loss, x, t, rtol=RTOL64 if dtype == np.float64 else 1e-6, **kw
+    )
+    assert doc["normalizer"] == N  # the plain mean over rows, class weights or not
+    assert doc["n_ignored"] == 0 and doc["target_kind"] == "index"
+    assert doc["options"]["p"] == kw.get("p", 1) and doc["options"]["margin"] == kw.get(
+        "margin", 1.0
+    )
+    assert "ignore_index" not in doc["options"]
+    h = _softmax_entropy(x.astype(np.float64))
+    assert _rel(doc["mean_entropy"], h.mean()) <= (1e-12 if dtype == np.float64 else 1e-5)
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+@pytest.mark.parametrize("name", ["multilabel_margin_loss", "multilabel_soft_margin_loss"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_multilabel_losses_report_the_loss_per_row(tmp_path, chunk, name, dtype):
+    r = rng(32)
+    x = r.standard_normal((N, C)).astype(dtype)
+    if name == "multilabel_margin_loss":
+        t = r.integers(-1, C, (N, C))
+        t[0] = -1  # no class listed
+        t[1] = r.permutation(C)  # every class listed
+        t[2, :3] = [4, 4, -1]  # a duplicate
+        cases = [{}]
+    else:
+        t = (r.random((N, C)) < 0.4).astype(dtype)
+        t[3] = r.random(C)  # soft labels
+        cases = [{}, {"weight": r.uniform(0.5, 2.0, C)}]
+    ref = getattr(REF, name)
+    tol = RTOL64 if dtype == np.float64 else 1e-6
+    for kw in cases:
+        out = tmp_path / "rows.npy"
+        doc = fastloss.evaluate(name, x, t, chunk_rows=chunk, per_sample=out, **kw)
+        assert _rel(doc["mean"], ref(x, t, reduction="mean", **kw)) <= tol
+        assert _rel(doc["sum"], ref(x, t, reduction="sum", **kw)) <= tol
+        np.testing.assert_allclose(
+            np.load(out), ref(x, t, reduction="none", **kw), rtol=tol, atol=1e-7
+        )
+        assert doc["n_samples"] == doc["normalizer"] == N
+        assert doc["target_kind"] in ("multilabel_index", "multilabel")
+        for key in ("accuracy", "error_rate", "top_k_accuracy", "per_class", "mean_entropy"):
+            assert doc[key] is None, key
+    # unbatched (C,): one row
+    doc = fastloss.evaluate(name, x[5], t[5])
+    assert doc["n_samples"] == 1 and _rel(doc["mean"], ref(x[5], t[5], reduction="mean")) <= tol
+
+
+def test_margin_family_options_and_errors():
+    x, t = _class_data(seed=33, frac_ignored=0)
+    doc = fastloss.evaluate("multi_margin_loss", x[0], t[0])  # unbatched
+    assert doc["n_samples"] == 1
+    assert _rel(doc["mean"], REF.multi_margin_loss(x[0], t[0], reduction="mean")) <= RTOL64
+    with pytest.raises(_evaluate.EvalOptionError, match="p must be 1 or 2"):
+        fastloss.evaluate("multi_margin_loss", x, t, p=3)
+    with pytest.raises(_evaluate.EvalOptionTypeError, match="p must be a real number"):
+        fastloss.evaluate("multi_margin_loss", x, t, p=True)
+    with pytest.raises(_evaluate.EvalOptionError, match="option p does not apply to cross_entropy"):
+        fastloss.evaluate("cross_entropy", x, t, p=2)
+    with pytest.raises(_evaluate.EvalOptionError, match="ignore_index does not apply"):
+        fastloss.evaluate("multi_margin_loss", x, t, ignore_index=1)
+    with pytest.raises(_evaluate.EvalOptionError, match="margin does not apply"):
+        fastloss.evaluate("multilabel_margin_loss", x, t, margin=1.0)
+    with pytest.raises(_evaluate.EvalOptionError, match="top_k applies to class losses only"):
+        fastloss.evaluate("multilabel_soft_margin_loss", x, (x > 0) * 1.0, top_k=2)
+    with pytest.raises(ValueError, match=r"needs scores of shape \(N, C\) or \(C,\)"):
+        fastloss.evaluate("multi_margin_loss", x.reshape(N, 3, 3), t[:, None].repeat(3, 1))
+    with pytest.raises(TypeError, match="multi_margin_loss needs integer class indices"):
+        fastloss.evaluate("multi_margin_loss", x, t.astype(np.float64))
+    bad = t.copy()
+    bad[11] = -1
+    with pytest.raises(
+        IndexError, match=r"target -1 at position \(11,\) is out of range \[0, 9\)$"
+    ):
+        fastloss.evaluate("multi_margin_loss", x, bad, chunk_rows=4)
+    lists = np.full((N, C), -1)
+    lists[17, 3] = C
+    with pytest.raises(
+        IndexError, match=r"target 9 at position \(17, 3\) is out of range \[-1, 9\)"
+    ):
+        fastloss.evaluate("multilabel_margin_loss", x, lists, chunk_rows=4)
+    with pytest.raises(TypeError, match="multilabel_margin_loss needs integer class indices"):
+        fastloss.evaluate("multilabel_margin_loss", x, lists * 1.0)
+    with pytest.raises(ValueError, match=r"needs targets of the scores' shape \(50, 9\)"):
+        fastloss.evaluate("multilabel_soft_margin_loss", x, t)
+    with pytest.raises(ValueError, match=r"weight must have shape \(9,\)"):
+        fastloss.evaluate("multilabel_soft_margin_loss", x, x > 0, weight=np.ones(3))
+
+
+def test_report_shows_each_losss_own_defaults():
+    """eps and margin have different defaults in different losses."""
+    r = rng(34)
+    x = r.standard_normal((N, 4))
+    assert fastloss.evaluate("poisson_nll_loss", x, np.abs(x))["options"]["eps"] == 1e-8
+    assert fastloss.evaluate("hinge_embedding_loss", x, np.sign(x))["options"]["margin"] == 1.0
 
 
 def test_unbatched_and_empty_inputs(tmp_path):
@@ -500,6 +619,38 @@ def test_cli_table_and_json(tmp_path, capsys):
     )
 
 
+def test_cli_margin_family(tmp_path, capsys):
+    """--p, --margin and --weight reach multi_margin_loss (class-index report, no "ignored"
+    count); the multilabel losses report the loss per row only."""
+    r = rng(35)
+    x = r.standard_normal((40, 6))
+    t = r.integers(0, 6, 40)
+    w = r.uniform(0.5, 2.0, 6)
+    lists = r.integers(-1, 6, (40, 6))
+    for name, arr in (("x", x), ("t", t), ("w", w), ("lists", lists)):
+        np.save(tmp_path / f"{name}.npy", arr)
+    f = {k: str(tmp_path / f"{k}.npy") for k in ("x", "t", "w", "lists")}
+    argv = ["eval", "--loss", "multi_margin_loss", "--logits", f["x"], "--targets", f["t"]]
+    argv += ["--p", "2", "--margin", "0.5", "--weight", f["w"], "--chunk-rows", "7"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    mean = REF.multi_margin_loss(x, t, reduction="mean", p=2, margin=0.5, weight=w)
+    assert "multi_margin_loss (p=2, margin=0.5, weight=" in out
+    assert re.search(r"loss \(mean\) +" + re.escape(f"{mean:.7g}") + "\n", out)
+    assert re.search(r"samples +40\n", out) and "ignored" not in out
+    acc = (x.argmax(1) == t).mean()
+    assert re.search(r"accuracy \(top-1\) +" + re.escape(f"{100 * acc:.2f}%"), out)
+    assert "top-5 accuracy" in out and "mean entropy" in out and "per class" in out
+    assert cli.main(argv + ["--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert _rel(doc["mean"], mean) <= RTOL64 and doc["options"]["p"] == 2
+    argv = ["eval", "--loss", "multilabel_margin_loss", "--logits", f["x"]]
+    assert cli.main(argv + ["--targets", f["lists"], "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert _rel(doc["mean"], REF.multilabel_margin_loss(x, lists, reduction="mean")) <= RTOL64
+    assert doc["accuracy"] is None and doc["per_class"] is None
+
+
 def test_cli_many_classes_shows_the_worst_ten(tmp_path, capsys):
     lx, lt = _write_class_files(tmp_path, C_=60)
     assert cli.main(["eval", "--loss", "cross_entropy", "--logits", lx, "--targets", lt]) == 0
@@ -650,6 +801,7 @@ def _err_files(tmp_path):
 
 
 CE = ["--loss", "cross_entropy"]
+MM = ["--loss", "multi_margin_loss"]
 ERROR_CASES = [
     # (id, argv using {file} names, exit status, message fragment)
     (
@@ -862,6 +1014,49 @@ ERROR_CASES = [
         CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--per-sample", "{nofolder/out.npy}"],
         2,
         "cannot write",
+    ),
+    (
+        "multi-margin-p-3",
+        MM + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--p", "3"],
+        2,
+        "p must be 1 or 2",
+    ),
+    (
+        "p-not-for-cross-entropy",
+        CE + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--p", "2"],
+        2,
+        "option p does not apply to cross_entropy",
+    ),
+    (
+        "multi-margin-ignore-index",
+        MM + ["--logits", "{x.npy}", "--targets", "{t.npy}", "--ignore-index", "1"],
+        2,
+        "option ignore_index does not apply to multi_margin_loss",
+    ),
+    (
+        "multi-margin-float-targets",
+        MM + ["--logits", "{x.npy}", "--targets", "{tf.npy}"],
+        1,
+        "multi_margin_loss needs integer class indices",
+    ),
+    (
+        "multi-margin-target-out-of-range",
+        MM + ["--logits", "{x.npy}", "--targets", "{tbad.npy}", "--chunk-rows", "3"],
+        1,
+        "target 5 at position (7,) is out of range [0, 5)",
+    ),
+    (
+        "multilabel-targets-shape",
+        ["--loss", "multilabel_margin_loss", "--logits", "{x.npy}", "--targets", "{t.npy}"],
+        1,
+        "needs targets of the scores' shape (10, 5)",
+    ),
+    (
+        "multilabel-top-k",
+        ["--loss", "multilabel_soft_margin_loss", "--logits", "{x.npy}"]
+        + ["--targets", "{hard.npy}", "--top-k", "2"],
+        2,
+        "top_k applies to class losses only",
     ),
     (
         "per-sample-is-input",

@@ -253,3 +253,98 @@ def test_torch_bridge_functions_and_modules():
     )
     lab = (torch.rand(5, 4) < 0.5).double()
     assert torch.autograd.gradcheck(lambda u: FL.multilabel_soft_margin_loss(u, lab), (x,))
+
+
+# multi_margin_loss on rows of few classes: tiles of L rows transposed (margin_tiles-inl.h),
+# taken for C <= 48 when a row ends in a partial vector or is one or two vectors of >= 8 lanes;
+# the widths below hit both loops on every path (L = 2 .. 16) and partial tiles.
+SMALL_C = (1, 2, 3, 4, 5, 7, 8, 9, 10, 12, 15, 16, 17, 24, 31, 32, 33, 40, 48)
+MM_OPTIONS = (
+    {},
+    {"p": 2},
+    {"margin": 0.5, "weight": True},
+    {"p": 2, "margin": 2.0, "weight": True},
+)
+
+
+def _mm_small_problem(N, C, dtype, opts, rng):
+    # integers: exact hinge ties (z = 0, strict subgradient 0) in many rows
+    x = rng.integers(-2, 3, (N, C)).astype(dtype) + (
+        rng.random((N, C)) < 0.5
+    ) * rng.standard_normal((N, C)).astype(dtype)
+    t = rng.integers(0, C, N)
+    kw = dict(opts)
+    if kw.get("weight") is True:
+        kw["weight"] = rng.uniform(0.2, 2.0, C).astype(dtype)
+    return x.astype(dtype), t, kw
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_multi_margin_small_c_matches_reference_on_every_simd_path(simd, dtype):
+    rng = np.random.default_rng(7)
+    for C in SMALL_C:
+        for N in (1, 5, 37, 131):  # below, around and above a tile of L rows, partial tiles
+            for opts in MM_OPTIONS:
+                x, t, kw = _mm_small_problem(N, C, dtype, opts, rng)
+                for reduction in REDUCTIONS:
+                    go = rng.random(N) if reduction == "none" else 0.75
+                    args = dict(reduction=reduction, return_grad=True, grad_output=go, **kw)
+                    got = fastloss.multi_margin_loss(x, t, **args)
+                    exp = REF.multi_margin_loss(x, t, **args)
+                    msg = f"C={C} N={N} {opts} {reduction}"
+                    assert_close(got[0], exp[0], dtype, err_msg=msg)
+                    assert_close(got[1], exp[1], dtype, err_msg=msg)
+                    loss = fastloss.multi_margin_loss(x, t, reduction=reduction, **kw)
+                    assert_close(loss, exp[0], dtype, err_msg=msg)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_multi_margin_small_c_many_chunks_in_place_and_non_finite(simd, dtype):
+    """Many chunks (each ends in a partial tile), the gradient written over the input, NaN and
+    inf rows (only theirs NaN / inf, as the reference), and a target out of range inside a
+    tile."""
+    rng = np.random.default_rng(8)
+    for C, p in ((3, 2), (10, 1), (17, 2)):
+        x, t, kw = _mm_small_problem(30011, C, dtype, {"p": p, "weight": True}, rng)
+        x[5, 1] = np.nan
+        x[40, t[40]] = np.nan
+        x[77, (t[77] + 1) % C] = np.inf
+        x[78, t[78]] = np.inf  # every z = -inf: loss 0, gradient 0 (torch's; see below)
+        x[79, t[79]] = -np.inf
+        exp = REF.multi_margin_loss(x, t, reduction="none", return_grad=True, **kw)
+        buf = x.copy()
+        got = fastloss.multi_margin_loss(
+            buf, t, reduction="none", return_grad=True, grad_out=buf, **kw
+        )
+        assert got[1] is buf
+        assert_close(got[0], exp[0], dtype, err_msg=f"C={C}")
+        keep = np.arange(len(t)) != 78  # the reference's 2 z step(z) is NaN at z = -inf
+        assert_close(got[1][keep], exp[1][keep], dtype, err_msg=f"C={C}")
+        assert got[0][78] == 0 and not np.any(got[1][78]), got[1][78]
+        total = fastloss.multi_margin_loss(x, t, reduction="sum", **kw)
+        assert np.isnan(total)
+        tb = t.copy()
+        tb[20000] = C
+        with pytest.raises(IndexError, match="out of range"):
+            fastloss.multi_margin_loss(x, tb, return_grad=True, **kw)
+
+
+@pytest.mark.parametrize("C", [1, 3, 10, 16, 33])
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_small_c_matches_torch(C, p):
+    """Also torch's value where x_y = +inf: loss 0, gradient 0."""
+    rng = np.random.default_rng(9)
+    for dtype in (np.float32, np.float64):
+        x, t, kw = _mm_small_problem(203, C, dtype, {"p": p, "margin": 0.7, "weight": True}, rng)
+        for reduction in REDUCTIONS:
+            loss, grad = fastloss.multi_margin_loss(
+                x, t, reduction=reduction, return_grad=True, **kw
+            )
+            tl, tg = _torch_call("multi_margin_loss", x, t, reduction, kw)
+            assert_close(loss, tl, dtype, err_msg=f"{reduction}")
+            assert_close(grad, tg, dtype, rtol=1e-3 if dtype == np.float32 else None)
+        x[3, t[3]] = np.inf
+        loss, grad = fastloss.multi_margin_loss(x, t, reduction="none", return_grad=True, **kw)
+        tl, tg = _torch_call("multi_margin_loss", x, t, "none", kw)
+        assert_close(loss, tl, dtype)
+        assert_close(grad, tg, dtype, rtol=1e-3 if dtype == np.float32 else None)

@@ -54,7 +54,7 @@ def format_report(doc):
             rows.append((red, _g(doc[red])))
     what = "elements" if doc["target_kind"] == "elementwise" else "samples"
     count = f"{doc['n_samples']}"
-    if doc["target_kind"] == "index":
+    if doc["target_kind"] == "index" and "ignore_index" in doc["options"]:
         count += f" ({doc['n_ignored']} ignored)"
     rows.append((what, count))
     if doc["accuracy"] is not None:
@@ -121,6 +121,10 @@ numpy.argmax: ties go to the lower class index) and per-class count, mean loss a
 (over non-ignored samples; every position of (N, C, d1, ...) logits is a sample) and the mean
 entropy of softmax(logits) over the same samples, in nats; for binary losses the accuracy at
 threshold 0.5 of sigmoid(input) (of input for binary_cross_entropy) against target > 0.5.
+multi_margin_loss takes class indices and is reported as the class losses (its mean is the
+plain mean over rows, class weights or not); multilabel_margin_loss (class index lists ended
+by -1) and multilabel_soft_margin_loss (0/1 or soft labels) take targets of the scores' shape
+(N, C) and report the loss only.
 
 Exit status: 0 on success, 1 for a problem with the data (corrupt or truncated file, shapes
 or dtypes that do not match, targets out of range), 2 for a usage problem (bad or
@@ -171,14 +175,16 @@ def add_parser(subparsers):
         "--targets",
         required=True,
         metavar="FILE",
-        help="targets (.npy or .npz): class indices, or probabilities shaped like the logits",
+        help="targets (.npy or .npz): class indices, or probabilities shaped like the logits "
+        "(multilabel losses: index lists or labels shaped like the scores)",
     )
     p.add_argument("--logits-key", metavar="KEY", help="array to use in a .npz logits file")
     p.add_argument("--targets-key", metavar="KEY", help="array to use in a .npz targets file")
     p.add_argument(
         "--weight",
         metavar="FILE",
-        help="class weights (C,) for class losses; elementwise weights for BCE",
+        help="class weights (C,) for class losses, multi_margin_loss and "
+        "multilabel_soft_margin_loss; elementwise weights for BCE",
     )
     p.add_argument(
         "--pos-weight", metavar="FILE", help="pos_weight for binary_cross_entropy_with_logits"
@@ -230,7 +236,16 @@ def add_parser(subparsers):
     )
     p.add_argument("--eps", type=cli_float, metavar="E", help="poisson_nll_loss eps (default 1e-8)")
     p.add_argument(
-        "--margin", type=cli_float, metavar="M", help="hinge_embedding_loss margin (default 1)"
+        "--margin",
+        type=cli_float,
+        metavar="M",
+        help="hinge_embedding_loss / multi_margin_loss margin (default 1)",
+    )
+    p.add_argument(
+        "--p",
+        type=positive_int,
+        metavar="P",
+        help="multi_margin_loss exponent: 1 or 2 (default 1)",
     )
     p.add_argument(
         "--reduction",
@@ -308,6 +323,7 @@ def run(args):
             full=args.full,
             eps=args.eps,
             margin=args.margin,
+            p=args.p,
             reduction=args.reduction,
             top_k=args.top_k,
             chunk_rows=args.chunk_rows,
@@ -390,6 +406,7 @@ _LOSS_OPTIONS = (
     "full",
     "eps",
     "margin",
+    "p",
 )
 
 

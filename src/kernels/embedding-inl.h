@@ -6,8 +6,9 @@
  * FN(<name>_rows), over rows [r0, r1): a first sweep of the row's arrays accumulates the dot
  * products / norms (vector lanes, flushed into double every FL_FLUSH vectors), a second
  * writes the gradients of all the inputs at once.  Rows of a few thousand features stay in
- * L1/L2 between the two sweeps, so the arrays are read from memory once.  No include guard on
- * purpose.
+ * L1/L2 between the two sweeps, so the arrays are read from memory once.  multi_margin_loss's
+ * chunk function is in margin_tiles-inl.h (included below), which takes rows of few classes
+ * through transposed tiles of L rows.  No include guard on purpose.
  */
 
 /* Sums over a row of f(lane vectors): acc[k] += term k, flushed into double; tail lanes are
@@ -211,11 +212,12 @@ static inline VR FN(hinge_slope)(VR z, VR d) { return FN(vselect)(z != z, z, FN(
 
 /* multi-class margin, torch's: per row (1/C) w[y] sum_{i != y} max(0, margin - x_y + x_i)^p,
  * p = 1 or 2; gradient (strict z > 0) w[y] slope_i / C on x_i, minus their sum on x_y.  One
- * sweep sums the terms and the slopes, a second writes the gradient; lane y is masked out of
- * both.  p1 = margin, p2 = p; target_idx (N,), weight (C,) or NULL. */
-static void FN(multi_margin_rows)(const void *args, int64_t r0, int64_t r1, double *partial)
+ * row at a time: one sweep sums the terms and the slopes, a second writes the gradient; lane
+ * y is masked out of both.  p1 = margin, p2 = p; target_idx (N,), weight (C,) or NULL.
+ * Returns the sum of the losses of rows [r0, r1).  The chunk function FN(multi_margin_rows)
+ * (margin_tiles-inl.h) takes rows of few classes through transposed tiles instead. */
+static double FN(multi_margin_row_range)(const fl_emb_args *a, int64_t r0, int64_t r1)
 {
-    const fl_emb_args *a = (const fl_emb_args *)args;
     const int64_t C = a->D;
     const int sq = a->p2 == 2.0;
     const R *wt = (const R *)a->weight;
@@ -276,8 +278,10 @@ static void FN(multi_margin_rows)(const void *args, int64_t r0, int64_t r1, doub
         }
         g[y] = (R)(-k * tot[1]);
     }
-    *partial = total;
+    return total;
 }
+
+#include "margin_tiles-inl.h"
 
 /* multi-label margin, torch's: a row's target lists class indices up to its first -1 (every
  * entry must lie in [-1, C)); for each listed slot j (duplicates count twice) and each class
