@@ -384,24 +384,60 @@ for _name, _spec in _losses.LOSSES.items():
 # ------------------------------------------------------------------ evaluate
 
 
-def from_npy(paths, mmap=True):
+def _paths(value):
+    """The sorted .npy paths of a glob pattern, a list, or None when value is not paths."""
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, os.PathLike)) for v in value):
+        return [os.fspath(v) for v in value]
+    if isinstance(value, (str, os.PathLike)):
+        path = os.fspath(value)
+        if path.endswith(".zarr") or os.path.isdir(path):
+            return None
+        if any(ch in path for ch in "*?["):
+            found = sorted(_glob.glob(path))
+            if not found:
+                raise FileNotFoundError(f"no file matches {path!r}")
+            return found
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no such file: {path!r}")
+        return [path]
+    return None
+
+
+def _npy_rows(path):
+    """(rows, shape, dtype) of a .npy file, from its header."""
+    arr = np.load(path, mmap_mode="r")
+    shape, dtype = arr.shape, arr.dtype
+    del arr
+    return (shape[0] if shape else 1), shape, dtype
+
+
+def _read_rows(path, a, b):
+    """Rows [a, b) of a .npy file, read by the task (the file mapped only meanwhile)."""
+    arr = np.load(path, mmap_mode="r")
+    out = np.array(arr[a:b])
+    del arr
+    return out
+
+
+def _row_blocks(rows, row_bytes):
+    step = max(1, _evaluate.CHUNK_BYTES // max(1, row_bytes))
+    return [(a, min(rows, a + step)) for a in range(0, rows, step)]
+
+
+def from_npy(paths):
     """One dask array from .npy shards (a glob pattern or a list of paths) concatenated along
-    axis 0, each shard memory-mapped and read by the task that needs it."""
-    if isinstance(paths, (str, os.PathLike)):
-        found = sorted(_glob.glob(os.fspath(paths)))
-        if not found:
-            raise FileNotFoundError(f"no file matches {os.fspath(paths)!r}")
-        paths = found
+    axis 0; each chunk (about 64 MB of rows) is read by its task, which maps the file only
+    while it reads (so graphs pickle small and workers keep no mapping)."""
+    found = _paths(paths)
+    if found is None:
+        raise ValueError(f"expected .npy paths or a glob pattern, got {paths!r}")
     parts = []
-    for p in paths:
-        arr = np.load(p, mmap_mode="r" if mmap else None)
-        parts.append(
-            da.from_array(
-                arr,
-                chunks=(max(1, min(len(arr), _rows_per_chunk(arr))),) + arr.shape[1:],
-                name=f"fastloss-npy-{os.fspath(p)}",
-            )
-        )
+    for path in found:
+        rows, shape, dtype = _npy_rows(path)
+        row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+        for a, b in _row_blocks(rows, row_bytes):
+            block = dask.delayed(_read_rows, pure=True)(path, a, b)
+            parts.append(da.from_delayed(block, (b - a,) + shape[1:], dtype=dtype))
     return da.concatenate(parts, axis=0)
 
 
@@ -413,17 +449,41 @@ def _rows_per_chunk(arr):
 def _open_array(value, role):
     if isinstance(value, da.Array):
         return value
-    if isinstance(value, (list, tuple)) or (
-        isinstance(value, (str, os.PathLike)) and any(ch in os.fspath(value) for ch in "*?[")
+    if isinstance(value, (str, os.PathLike)) and (
+        os.fspath(value).endswith(".zarr") or os.path.isdir(os.fspath(value))
     ):
+        return da.from_zarr(os.fspath(value))
+    if _paths(value) is not None:
         return from_npy(value)
-    if isinstance(value, (str, os.PathLike)):
-        path = os.fspath(value)
-        if path.endswith(".zarr") or os.path.isdir(path):
-            return da.from_zarr(path)
-        return from_npy([path])
     a = np.asarray(value)
     return da.from_array(a, chunks=(max(1, _rows_per_chunk(a)),) + a.shape[1:]) if a.ndim else a
+
+
+def _file_plan(logits, targets):
+    """[(logits path, targets path, a, b, first row)] when both are .npy shards that pair up
+    (same number of files, same rows each), else None."""
+    xp, tp = _paths(logits), _paths(targets)
+    if xp is None or tp is None or len(xp) != len(tp):
+        return None
+    plan, row0 = [], 0
+    for x_path, t_path in zip(xp, tp):
+        rows, shape, dtype = _npy_rows(x_path)
+        if _npy_rows(t_path)[0] != rows or not shape:
+            return None
+        row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+        for a, b in _row_blocks(rows, row_bytes):
+            plan.append((x_path, t_path, a, b, row0 + a))
+        row0 += rows
+    return plan
+
+
+def _eval_file_block(x_path, t_path, a, b, **kw):
+    """_eval_block on rows [a, b) of two .npy files, mapped only while the task runs."""
+    x, t = np.load(x_path, mmap_mode="r"), np.load(t_path, mmap_mode="r")
+    try:
+        return _eval_block(x[a:b], t[a:b], **kw)
+    finally:
+        del x, t
 
 
 def _eval_block(x, t, *, name, options, top_k, threads, per_sample=None, row0=0):
@@ -474,28 +534,36 @@ def evaluate(
         raise _evaluate.EvalOptionError(
             f"unknown loss {loss!r} (choose from {', '.join(_evaluate.LOSSES)})"
         )
-    x = _open_array(logits, "logits")
-    t = _open_array(targets, "targets")
-    if not isinstance(x, da.Array) or x.ndim == 0 or x.shape[0] == 0:
-        return _evaluate.evaluate(
-            loss,
-            np.asarray(x),
-            np.asarray(t),
-            top_k=top_k,
-            reduction=reduction,
-            per_sample=per_sample,
-            **options,
-        )
-    if t.ndim == 0 or x.shape[0] != t.shape[0]:
-        raise ValueError(
-            f"logits and targets must have the same number of rows, got {x.shape} and {t.shape}"
-        )
-    x = x.rechunk((x.chunks[0],) + tuple(-1 for _ in x.shape[1:]))
-    t = t.rechunk((x.chunks[0],) + tuple(-1 for _ in t.shape[1:]))
+    files = _file_plan(logits, targets)
+    if files is not None:  # .npy shards: each task maps its rows itself
+        x = t = None
+        n_rows = files[-1][4] + files[-1][3] - files[-1][2]
+        x0 = np.array(np.load(files[0][0], mmap_mode="r")[:1])
+        t0_ = np.array(np.load(files[0][1], mmap_mode="r")[:1])
+    else:
+        x = _open_array(logits, "logits")
+        t = _open_array(targets, "targets")
+        if not isinstance(x, da.Array) or x.ndim == 0 or x.shape[0] == 0:
+            return _evaluate.evaluate(
+                loss,
+                np.asarray(x),
+                np.asarray(t),
+                top_k=top_k,
+                reduction=reduction,
+                per_sample=per_sample,
+                **options,
+            )
+        if t.ndim == 0 or x.shape[0] != t.shape[0]:
+            raise ValueError(
+                f"logits and targets must have the same number of rows, got {x.shape} and {t.shape}"
+            )
+        x = x.rechunk((x.chunks[0],) + tuple(-1 for _ in x.shape[1:]))
+        t = t.rechunk((x.chunks[0],) + tuple(-1 for _ in t.shape[1:]))
+        n_rows = x.shape[0]
+        x0, t0_ = np.asarray(x[:1]), np.asarray(t[:1])
     # the option checks and the report's layout: the single-process evaluate on the first row
     # (its per-sample output gives the file's row shape and dtype)
     head_kw = dict(top_k=top_k, reduction=reduction, **options)
-    x0, t0_ = np.asarray(x[:1]), np.asarray(t[:1])
     if per_sample is None:
         head = _evaluate.evaluate(loss, x0, t0_, **head_kw)
     else:
@@ -508,26 +576,30 @@ def evaluate(
             if os.path.exists(probe):
                 os.remove(probe)
         np.lib.format.open_memmap(
-            per_sample, mode="w+", dtype=row.dtype, shape=(x.shape[0],) + row.shape[1:]
+            per_sample, mode="w+", dtype=row.dtype, shape=(n_rows,) + row.shape[1:]
         )
     ks = sorted(head["top_k_accuracy"]) if head["top_k_accuracy"] else []
-    starts = np.concatenate(([0], np.cumsum(x.chunks[0])[:-1]))
-    blocks = [
-        dask.delayed(_eval_block)(
-            xb,
-            tb,
-            name=loss,
-            options=options,
-            top_k=ks,
-            threads=threads,
-            per_sample=per_sample,
-            row0=int(r0),
-        )
-        for xb, tb, r0 in zip(x.to_delayed().ravel(), t.to_delayed().ravel(), starts)
-    ]
+    block_kw = dict(name=loss, options=options, top_k=ks, threads=threads, per_sample=per_sample)
+    if files is not None:
+        blocks = [
+            dask.delayed(_eval_file_block)(xp, tp, a, b, row0=r0, **block_kw)
+            for xp, tp, a, b, r0 in files
+        ]
+        shapes = {
+            "logits": [n_rows] + list(np.load(files[0][0], mmap_mode="r").shape[1:]),
+            "targets": [n_rows] + list(np.load(files[0][1], mmap_mode="r").shape[1:]),
+        }
+    else:
+        starts = np.concatenate(([0], np.cumsum(x.chunks[0])[:-1]))
+        blocks = [
+            dask.delayed(_eval_block)(xb, tb, row0=int(r0), **block_kw)
+            for xb, tb, r0 in zip(x.to_delayed().ravel(), t.to_delayed().ravel(), starts)
+        ]
+        shapes = {"logits": list(x.shape), "targets": list(t.shape)}
     compute_kw = {} if scheduler is None else {"scheduler": scheduler}
     (reports,) = dask.compute(blocks, **compute_kw)
-    doc = _combine(head, reports, reduction, x, t)
+    chunk_rows = max(b - a for _, _, a, b, _ in files) if files else int(max(x.chunks[0]))
+    doc = _combine(head, reports, reduction, n_rows, shapes, chunk_rows)
     named = {"logits": logits, "targets": targets, "per_sample": per_sample}
     doc["files"] = {
         k: os.fspath(v) if isinstance(v, (str, os.PathLike)) else None for k, v in named.items()
@@ -537,7 +609,7 @@ def evaluate(
     return doc
 
 
-def _combine(head, reports, reduction, x, t):
+def _combine(head, reports, reduction, n_rows, shapes, chunk_rows):
     """One report from the block reports: every sum and count added in float64."""
     doc = dict(head)
     total = sum(r["sum"] for r in reports)
@@ -550,7 +622,7 @@ def _combine(head, reports, reduction, x, t):
         sum=total, normalizer=denom, n_samples=n, n_ignored=ignored, mean=ratio(total, denom)
     )
     if "batchmean" in head:
-        doc["batchmean"] = ratio(total, x.shape[0])
+        doc["batchmean"] = ratio(total, n_rows)
     doc["value"] = {"mean": doc["mean"], "sum": total}.get(reduction, doc.get("batchmean"))
     if head["accuracy"] is not None:
         correct = sum(_count(r, "accuracy") for r in reports)
@@ -578,9 +650,9 @@ def _combine(head, reports, reduction, x, t):
             {"class": c, "count": cnt, "mean_loss": ls / cnt, "accuracy": ok / cnt}
             for c, (cnt, ls, ok) in sorted(stats.items())
         ]
-    doc["shapes"] = {"logits": list(x.shape), "targets": list(t.shape)}
+    doc["shapes"] = shapes
     doc["n_chunks"] = len(reports)
-    doc["chunk_rows"] = int(max(x.chunks[0]))
+    doc["chunk_rows"] = chunk_rows
     return doc
 
 
