@@ -1703,13 +1703,7 @@ _PROSE.update(
 # iou_loss ... focal_eiou_loss (registry family "box") and focal_l1_loss (elementwise): their
 # parameter descriptions and prose; the box losses' Returns / Raises are written out here.
 
-_RANGE.update(
-    {
-        _losses.check_box_fmt: "",
-        _losses.check_ciou_alpha: "",
-        _losses.check_focal_l1_beta: "in (0, 1)",
-    }
-)
+_RANGE.update({_losses.check_focal_l1_beta: "in (0, 1)"})
 _BOX_SHAPE = "array_like, shape (N, 4) or (4,)"
 _BY_FAMILY["box"] = {
     "boxes1": (
@@ -1723,7 +1717,7 @@ _BY_FAMILY["box"] = {
         "boxes, 0 for no box (torchvision's 0.0 * loss.sum()).",
     ),
     "eps": (
-        "float >= 0",
+        "float",
         "Added to the union, the enclosing area or diagonal and (EIoU) the squared enclosing "
         "sides, where torchvision adds it (see the formula).",
     ),

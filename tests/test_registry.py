@@ -69,6 +69,7 @@ def test_kernel_names_exist_in_the_compiled_op_tables():
         "margin": K.EMBEDDING_OPS,
         "axis": K.SOFTMAX_OPS,
         "metric": K.ROW_OPS,
+        "box": K.EMBEDDING_OPS,
     }
     for spec in LOSSES.values():
         assert spec.kernel in tables[spec.family], spec.name
@@ -85,7 +86,7 @@ def test_torch_bridge_has_every_row():
     FL = pytest.importorskip("fastloss.torch")
     rows = {
         s.name
-        for s in registry("class", "elementwise", "pair", "embedding", "margin")
+        for s in registry("class", "elementwise", "pair", "embedding", "margin", "box")
         if s.torch_module
     }
     assert set(FL.FUNCTIONALS) == set(FL.MODULES) == rows
