@@ -26,23 +26,70 @@ static inline VR FN(box_share_max)(VR a, VR b)
     return FN(vselect)(a > b, one, FN(vand)(a == b, half));
 }
 
-/* atan on lanes, from the scalar libm one (lanes of L boxes; measured in docs/performance.md) */
-static inline VR FN(box_atan)(VR x)
-{
-    R in[L], out[L];
-    FN(vstore)(in, x);
-    for (int k = 0; k < L; k++)
-        out[k] = FL_IS_F32 ? (R)atanf((float)in[k]) : (R)atan((double)in[k]);
-    return FN(vload)(out);
-}
-
-/* iou^gamma (0^0 = 1, as torch.pow) */
-static inline VR FN(box_pow)(VR iou, R gamma)
+/* atan(num / den) on lanes, one division (Cephes' reductions and fits: float 3 ranges and a
+ * degree-9 odd polynomial, <= 3 ulp; double a rational 4/5 fit and the pi/4 tail, <= 1 ulp;
+ * tests/test_box_losses.py measures them): the range is chosen by comparing |num| with
+ * |den| times the bounds, then one quotient is formed.  Like atan(num / den): +-pi/2 for a
+ * zero den, NaN for 0/0, inf/inf or NaN. */
+static inline VR FN(box_atan_ratio)(VR num, VR den)
 {
     const VR one = FN(vsplat)((R)1);
-    if (gamma == 0) return one;
+    const VR n = FN(vselect)(num < 0, -num, num), d = FN(vselect)(den < 0, -den, den);
+#if FL_IS_F32
+    const VI big = n > (R)2.414213562373095f * d, mid = n > (R)0.4142135623730950f * d;
+#else
+    const VI big = n > (R)2.41421356237309504880 * d, mid = n > (R)0.66 * d;
+#endif
+    const VR y0 = FN(vselect)(big, FN(vsplat)((R)1.57079632679489661923),
+                              FN(vand)(mid, FN(vsplat)((R)0.78539816339744830962)));
+    const VR top = FN(vselect)(big, -d, FN(vselect)(mid, n - d, n));
+    const VR bottom = FN(vselect)(big, n, FN(vselect)(mid, n + d, d));
+    const VR xr = top / bottom;
+    const VR z = xr * xr;
+#if FL_IS_F32
+    const VR p = (((8.05374449538e-2f * z - 1.38776856032e-1f) * z + 1.99777106478e-1f) * z -
+                  3.33329491539e-1f) *
+                     z * xr +
+                 xr;
+    const VR r = y0 + p;
+#else
+    const VR P = (((-8.750608600031904122785e-1 * z - 1.615753718733365076637e1) * z -
+                   7.500855792314704667340e1) *
+                      z -
+                  1.228866684490136173410e2) *
+                     z -
+                 6.485021904942025371773e1;
+    const VR Q = ((((z + 2.485846490142306297962e1) * z + 1.650270098316988542046e2) * z +
+                   4.328810604912902668951e2) *
+                      z +
+                  4.853903996359136964868e2) *
+                     z +
+                 1.945506571482613964425e2;
+    const VR tail = FN(vselect)(big, FN(vsplat)(6.123233995736765886130e-17),
+                                FN(vand)(mid, FN(vsplat)(3.061616997868382943065e-17)));
+    const VR r = y0 + ((xr * (z * P / Q) + xr) + tail);
+#endif
+    (void)one;
+    return FN(vselect)((num < 0) ^ (den < 0), -r, r);
+}
+
+/* iou^gamma as torch.pow: 0^0 = 1, 0^gamma = 0, NaN for a negative iou (an inverted box) and
+ * a fractional gamma */
+static inline VR FN(box_pow)(VR iou, R gamma)
+{
+    if (gamma == 0) return FN(vsplat)((R)1);
+    if (gamma == 1) return iou;
+    if (gamma == 2) return iou * iou;
+    if (gamma == (R)0.5) { /* the paper's gamma: a square root, vectorised by the compiler */
+        R in[L], out[L];
+        FN(vstore)(in, iou);
+        for (int k = 0; k < L; k++)
+            out[k] =
+                FL_IS_F32 ? (R)__builtin_sqrtf((float)in[k]) : (R)__builtin_sqrt((double)in[k]);
+        return FN(vload)(out);
+    }
     const VR p = FN(vexp)(FN(vsplat)(gamma) * FN(vlog)(iou));
-    return FN(vselect)(iou > 0, p, FN(vand)(iou != iou, iou));
+    return FN(vselect)(iou == 0, FN(vsplat)(0), p);
 }
 
 /* the box losses on the lanes: c = the 8 coordinates (boxes1 x1 y1 x2 y2, boxes2 ...) as xyxy;
@@ -74,25 +121,24 @@ FN(box_lanes)(const fl_emb_args *a, const int op, const VR c[8], VR *loss, VR g[
     VR g_w1 = zero, g_h1 = zero, g_w2 = zero, g_h2 = zero;
     VR L_ = one - iou;
     if (op == FL_BOX_GIOU) {
-        const VR C = cw * ch, Ce = C + eps, q = (C - U) / Ce;
+        const VR C = cw * ch, rce = one / (C + eps), q = (C - U) * rce;
         L_ = one - (iou - q);
-        const VR g_c = (one - q) / Ce; /* d q / d C */
-        g_u = -one / Ce;
+        const VR g_c = (one - q) * rce; /* d q / d C */
+        g_u = -rce;
         g_cw = g_c * ch;
         g_ch = g_c * cw;
     } else if (op != FL_BOX_IOU) {
-        const VR dx = (x2 + x1) / two - (X1 + X2) / two, dy = (y2 + y1) / two - (Y1 + Y2) / two;
-        const VR rho = dx * dx + dy * dy, D = cw * cw + ch * ch + eps, rd = rho / D;
+        const VR dx = (x2 + x1) * half - (X1 + X2) * half, dy = (y2 + y1) * half - (Y1 + Y2) * half;
+        const VR rho = dx * dx + dy * dy, rD = one / (cw * cw + ch * ch + eps), rd = rho * rD;
         L_ = one - iou + rd;
-        const VR g_d = -rd / D;
+        const VR g_d = -rd * rD;
         g_cw = two * cw * g_d;
         g_ch = two * ch * g_d;
-        g_dx = two * dx / D;
-        g_dy = two * dy / D;
+        g_dx = two * dx * rD;
+        g_dy = two * dy * rD;
         if (op == FL_BOX_CIOU) {
             const VR K = FN(vsplat)((R)0.40528473456935108578) /* 4 / pi^2 */;
-            const VR r1 = w1 / h1, r2 = w2 / h2;
-            const VR t = FN(box_atan)(r2) - FN(box_atan)(r1);
+            const VR t = FN(box_atan_ratio)(w2, h2) - FN(box_atan_ratio)(w1, h1);
             const VR v = K * (t * t);
             const R ae = (R)a->p3;
             VR alpha;
@@ -100,24 +146,27 @@ FN(box_lanes)(const fl_emb_args *a, const int op, const VR c[8], VR *loss, VR g[
             else if (a->flags & FL_BOX_ALPHA_YOLO) alpha = v / (v - iou + (one + ae));
             else alpha = v / (one - iou + v + ae);
             L_ = L_ + alpha * v;
-            /* alpha is a constant: d (alpha v) = alpha K 2 t (d atan(r2) - d atan(r1)) */
-            const VR gt = alpha * K * (two * t);
-            const VR gr1 = -gt / (one + r1 * r1), gr2 = gt / (one + r2 * r2);
-            g_w1 = gr1 / h1;
-            g_h1 = -gr1 * w1 / (h1 * h1);
-            g_w2 = gr2 / h2;
-            g_h2 = -gr2 * w2 / (h2 * h2);
+            /* alpha is a constant: d (alpha v) = alpha K 2 t (d atan(w2/h2) - d atan(w1/h1)),
+             * d atan(w/h) = (h dw - w dh) / (w^2 + h^2); NaN where h = 0, as torch's
+             * (d/dw (w/h) = 1/h there) */
+            const VR gt = alpha * K * (two * t), nan = FN(vsplat)((R)__builtin_nan(""));
+            const VR s1 = gt / (w1 * w1 + h1 * h1), s2 = gt / (w2 * w2 + h2 * h2);
+            g_w1 = FN(vselect)(h1 == 0, nan, -s1 * h1);
+            g_h1 = FN(vselect)(h1 == 0, nan, s1 * w1);
+            g_w2 = FN(vselect)(h2 == 0, nan, s2 * h2);
+            g_h2 = FN(vselect)(h2 == 0, nan, -s2 * w2);
         } else if (op == FL_BOX_EIOU || op == FL_BOX_FOCAL_EIOU) {
             const VR dw = w1 - w2, dh = h1 - h2;
-            const VR Cw = cw * cw + eps, Ch = ch * ch + eps, pw = dw * dw / Cw, ph = dh * dh / Ch;
+            const VR rcw = one / (cw * cw + eps), rch = one / (ch * ch + eps);
+            const VR pw = dw * dw * rcw, ph = dh * dh * rch;
             L_ = L_ + pw + ph;
-            const VR gdw = two * dw / Cw, gdh = two * dh / Ch;
+            const VR gdw = two * dw * rcw, gdh = two * dh * rch;
             g_w1 = gdw;
             g_w2 = -gdw;
             g_h1 = gdh;
             g_h2 = -gdh;
-            g_cw = g_cw - two * cw * (pw / Cw);
-            g_ch = g_ch - two * ch * (ph / Ch);
+            g_cw = g_cw - two * cw * (pw * rcw);
+            g_ch = g_ch - two * ch * (ph * rch);
             if (op == FL_BOX_FOCAL_EIOU) {
                 const R gamma = (R)a->p2;
                 const VR f = FN(box_pow)(iou, gamma);
@@ -140,8 +189,9 @@ FN(box_lanes)(const fl_emb_args *a, const int op, const VR c[8], VR *loss, VR g[
     *loss = L_;
     if (!grad) return;
     /* iou = I / (U + eps), U = A1 + A2 - I */
-    const VR g_utot = g_u - g_iou * iou / Ue;
-    const VR g_i = g_iou / Ue - g_utot;
+    const VR rue = one / Ue;
+    const VR g_utot = g_u - g_iou * iou * rue;
+    const VR g_i = g_iou * rue - g_utot;
     const VR g_ix = FN(vand)(mask, g_i * iy), g_iy = FN(vand)(mask, g_i * ix);
     g_w1 += g_utot * h1;
     g_h1 += g_utot * w1;
@@ -163,6 +213,58 @@ FN(box_lanes)(const fl_emb_args *a, const int op, const VR c[8], VR *loss, VR g[
     g[7] = g_h2 - hy + (one - sk2y) * g_iy + (one - sc2y) * g_ch;
 }
 
+/* two-source shuffles of the AoS <-> SoA transposes: even / odd lanes of (a, b), and the
+ * low / high halves of a and b interleaved */
+#if L == 2
+#define FL_BOX_EVEN {0, 2}
+#define FL_BOX_ODD  {1, 3}
+#define FL_BOX_LO   {0, 2}
+#define FL_BOX_HI   {1, 3}
+#elif L == 4
+#define FL_BOX_EVEN {0, 2, 4, 6}
+#define FL_BOX_ODD  {1, 3, 5, 7}
+#define FL_BOX_LO   {0, 4, 1, 5}
+#define FL_BOX_HI   {2, 6, 3, 7}
+#elif L == 8
+#define FL_BOX_EVEN {0, 2, 4, 6, 8, 10, 12, 14}
+#define FL_BOX_ODD  {1, 3, 5, 7, 9, 11, 13, 15}
+#define FL_BOX_LO   {0, 8, 1, 9, 2, 10, 3, 11}
+#define FL_BOX_HI   {4, 12, 5, 13, 6, 14, 7, 15}
+#elif L == 16
+#define FL_BOX_EVEN {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}
+#define FL_BOX_ODD  {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}
+#define FL_BOX_LO   {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23}
+#define FL_BOX_HI   {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31}
+#else
+#error "boxes-inl.h: unsupported lane count"
+#endif
+
+/* L boxes (4 L contiguous coordinates) -> c[j] = coordinate j of the L boxes */
+static inline void FN(box_load)(const R *p, VR c[4])
+{
+    const VI even = FL_BOX_EVEN, odd = FL_BOX_ODD;
+    const VR v0 = FN(vload)(p), v1 = FN(vload)(p + L), v2 = FN(vload)(p + 2 * L),
+             v3 = FN(vload)(p + 3 * L);
+    const VR a0 = __builtin_shuffle(v0, v1, even), a1 = __builtin_shuffle(v0, v1, odd);
+    const VR a2 = __builtin_shuffle(v2, v3, even), a3 = __builtin_shuffle(v2, v3, odd);
+    c[0] = __builtin_shuffle(a0, a2, even);
+    c[1] = __builtin_shuffle(a1, a3, even);
+    c[2] = __builtin_shuffle(a0, a2, odd);
+    c[3] = __builtin_shuffle(a1, a3, odd);
+}
+
+/* the inverse of box_load */
+static inline void FN(box_store)(R *p, const VR g[4])
+{
+    const VI lo = FL_BOX_LO, hi = FL_BOX_HI;
+    const VR a0 = __builtin_shuffle(g[0], g[2], lo), a2 = __builtin_shuffle(g[0], g[2], hi);
+    const VR a1 = __builtin_shuffle(g[1], g[3], lo), a3 = __builtin_shuffle(g[1], g[3], hi);
+    FN(vstore)(p, __builtin_shuffle(a0, a1, lo));
+    FN(vstore)(p + L, __builtin_shuffle(a0, a1, hi));
+    FN(vstore)(p + 2 * L, __builtin_shuffle(a2, a3, lo));
+    FN(vstore)(p + 3 * L, __builtin_shuffle(a2, a3, hi));
+}
+
 /* rows [r0, r1) of a box loss `op` (a compile-time constant in each chunk function below) */
 static inline __attribute__((always_inline)) void
 FN(box_rows)(const void *args, int64_t r0, int64_t r1, double *partial, const int op)
@@ -179,16 +281,20 @@ FN(box_rows)(const void *args, int64_t r0, int64_t r1, double *partial, const in
     int blk = 0;
     for (int64_t r = r0; r < r1; r += L) {
         const int64_t n = r1 - r < L ? r1 - r : L;
-        /* gather: lane k of c[j] = coordinate j of box r + k (tail lanes: the unit box) */
-        R in[8][L];
-        for (int k = 0; k < L; k++)
-            for (int j = 0; j < 4; j++) {
-                const int tail = k >= n;
-                in[j][k] = tail ? (R)(j >= 2) : b1[4 * (r + k) + j];
-                in[4 + j][k] = tail ? (R)(j >= 2) : b2[4 * (r + k) + j];
-            }
         VR c[8], g[8];
-        for (int j = 0; j < 8; j++) c[j] = FN(vload)(in[j]);
+        if (n == L) {
+            FN(box_load)(b1 + 4 * r, c);
+            FN(box_load)(b2 + 4 * r, c + 4);
+        } else { /* the tail: its boxes, then unit boxes (0, 0, 1, 1) */
+            R t1[4 * L], t2[4 * L];
+            for (int k = 0; k < 4 * L; k++) {
+                const int in = k < 4 * n;
+                t1[k] = in ? b1[4 * r + k] : (R)((k & 3) >= 2);
+                t2[k] = in ? b2[4 * r + k] : (R)((k & 3) >= 2);
+            }
+            FN(box_load)(t1, c);
+            FN(box_load)(t2, c + 4);
+        }
         if (cxcywh) /* (cx, cy, w, h) -> (cx - w/2, cy - h/2, cx + w/2, cy + h/2) */
             for (int b = 0; b < 8; b += 4) {
                 const VR cx = c[b], cy = c[b + 1], bw = c[b + 2], bh = c[b + 3];
@@ -199,18 +305,23 @@ FN(box_rows)(const void *args, int64_t r0, int64_t r1, double *partial, const in
             }
         VR lv;
         FN(box_lanes)(a, op, c, &lv, g, grad);
-        const VR wv = w ? FN(vload_part)(w + r, n, 0) : FN(vsplat)((R)1);
+        const VR wv = !w       ? FN(vsplat)((R)1)
+                      : n == L ? FN(vload)(w + r)
+                               : FN(vload_part)(w + r, n, 0);
         if (w) lv = wv * lv;
         if (n < L) lv = FN(vand)(FN(viota)() < (FL_XLANE)n, lv);
         acc += lv;
-        if (lr) FN(vstore_part)(lr + r, lv, n);
+        if (lr) {
+            if (n == L) FN(vstore)(lr + r, lv);
+            else FN(vstore_part)(lr + r, lv, n);
+        }
         if (++blk == FL_FLUSH) {
             total += FN(hsum)(acc);
             acc = zero;
             blk = 0;
         }
         if (!grad) continue;
-        VR s = gsr ? FN(vload_part)(gsr + r, n, 0) : gs;
+        VR s = !gsr ? gs : n == L ? FN(vload)(gsr + r) : FN(vload_part)(gsr + r, n, 0);
         if (w) s *= wv;
         for (int j = 0; j < 8; j++) g[j] *= s;
         if (cxcywh) /* d/d(cx, cy, w, h) = (g1 + g2, ..., (g2 - g1) / 2, ...) */
@@ -221,12 +332,18 @@ FN(box_rows)(const void *args, int64_t r0, int64_t r1, double *partial, const in
                 g[b + 2] = half * (gx2 - gx1);
                 g[b + 3] = half * (gy2 - gy1);
             }
-        for (int j = 0; j < 8; j++) FN(vstore)(in[j], g[j]);
-        for (int k = 0; k < n; k++)
-            for (int j = 0; j < 4; j++) {
-                g1[4 * (r + k) + j] = in[j][k];
-                if (g2) g2[4 * (r + k) + j] = in[4 + j][k];
+        if (n == L) {
+            FN(box_store)(g1 + 4 * r, g);
+            if (g2) FN(box_store)(g2 + 4 * r, g + 4);
+        } else {
+            R t[4 * L];
+            FN(box_store)(t, g);
+            memcpy(g1 + 4 * r, t, (size_t)(4 * n) * sizeof(R));
+            if (g2) {
+                FN(box_store)(t, g + 4);
+                memcpy(g2 + 4 * r, t, (size_t)(4 * n) * sizeof(R));
             }
+        }
     }
     *partial = total + FN(hsum)(acc);
 }
@@ -277,3 +394,8 @@ static void FN(focal_l1_chunk)(const void *args, int64_t i0, int64_t i1, double 
     if (a_->grad) FN(ew_loop)(a_, i0, i1, partial, FN(ew_focal_l1), 1, NULL, NULL, 0, NULL);
     else FN(ew_loop)(a_, i0, i1, partial, FN(ew_focal_l1), 0, NULL, NULL, 0, NULL);
 }
+
+#undef FL_BOX_EVEN
+#undef FL_BOX_ODD
+#undef FL_BOX_LO
+#undef FL_BOX_HI
