@@ -30,6 +30,8 @@ a tie in halves, the strict intersection mask gives touching boxes no gradient t
 0 for no box (torchvision's ``0.0 * loss.sum()``).
 """
 
+import math
+
 import numpy as np
 
 from ._math import _f64, _grad_scale
@@ -58,6 +60,8 @@ BOX_LOSSES = {
 }
 #: the conventions of CIoU's alpha
 CIOU_ALPHAS = ("torchvision", "mmdet", "yolo")
+#: 1/e, Focal L1's default beta (alpha ln(beta) = -1 with alpha = 1)
+INV_E = math.exp(-1.0)
 #: torchvision's complete_box_iou_loss calls _diou_iou_loss without its eps: always 1e-7
 TORCHVISION_DIOU_EPS = 1e-7
 
@@ -239,7 +243,9 @@ def box_loss(
     return loss, tuple(out)
 
 
-def focal_l1_loss(x, target, *, reduction, grad_output=None, need_grad=False, alpha, beta):
+def focal_l1_loss(
+    x, target, *, reduction, grad_output=None, need_grad=False, alpha=1.0, beta=INV_E
+):
     """Focal L1 (Zhang et al., arXiv 2101.08158) of d = x - target, on z = |d|:
     -alpha z^2 (2 ln(beta z) - 1) / 4 for z <= 1, -alpha ln(beta) z + (2 alpha ln(beta) +
     alpha) / 4 for z > 1 (continuous, with a continuous derivative -alpha z ln(beta z), 0 at

@@ -4,7 +4,7 @@ Used by the tests and by ``fastloss bench`` as the peers of fastloss's functions
 imported only when one is called.
 """
 
-__all__ = ["torchvision_sigmoid_focal_loss", "torchvision_box_loss"]
+__all__ = ["torchvision_sigmoid_focal_loss", "torchvision_box_loss", "torch_focal_l1_loss"]
 
 
 def torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
@@ -84,6 +84,29 @@ def torchvision_box_loss(name, boxes1, boxes2, reduction="mean", eps=1e-7, gamma
                 loss = iou.detach() ** gamma * loss
     if reduction == "mean":
         return loss.mean() if loss.numel() > 0 else 0.0 * loss.sum()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def torch_focal_l1_loss(input, target, alpha=1.0, beta=0.36787944117144233, reduction="mean"):
+    """Focal L1 (Zhang et al., arXiv 2101.08158) written in torch ops from the paper's formula,
+    on x = |input - target|: -alpha x^2 (2 ln(beta x) - 1) / 4 for x <= 1, -alpha ln(beta) x
+    + (2 alpha ln(beta) + alpha) / 4 above (0 at x = 0): the torch peer of
+    fastloss.focal_l1_loss in the tests (torch has no Focal L1)."""
+    import math
+
+    import torch
+
+    x = (input - target).abs()
+    lnb = math.log(beta)
+    safe = torch.where(x > 0, x, torch.ones_like(x))
+    inner = -alpha * safe**2 * (2 * (torch.log(safe) + lnb) - 1) / 4
+    inner = torch.where(x > 0, inner, torch.zeros_like(x))
+    outer = -alpha * lnb * x + (2 * alpha * lnb + alpha) / 4
+    loss = torch.where(x <= 1, inner, outer)
+    if reduction == "mean":
+        return loss.mean()
     if reduction == "sum":
         return loss.sum()
     return loss
