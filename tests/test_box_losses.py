@@ -647,3 +647,29 @@ def test_focal_l1_is_continuous_with_its_slope_at_one():
         np.array([1.0, 5.0, -2.0]), np.zeros(3), reduction="sum", return_grad=True
     )
     np.testing.assert_allclose(g, [1.0, 1.0, -1.0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_ciou_aspect_term_over_many_orders_of_magnitude(simd, dtype):
+    """CIoU - DIoU = alpha v, v = 4/pi^2 (atan(w2/h2) - atan(w1/h1))^2: the kernels' vector
+    atan of a ratio (every range of its reduction, and w/h from 1e-6 to 1e6) against
+    NumPy's arctan on the same (rounded) sides."""
+    rng = np.random.default_rng(3)
+    n = 2000
+    w1, h1, w2, h2 = (10.0 ** rng.uniform(-3, 3, n) for _ in range(4))
+    b1 = np.stack([np.zeros(n), np.zeros(n), w1, h1], axis=1).astype(dtype)
+    b2 = np.stack([np.zeros(n), np.zeros(n), w2, h2], axis=1).astype(dtype)
+    got = fastloss.complete_box_iou_loss(b1, b2) - fastloss.distance_box_iou_loss(b1, b2)
+    c1, c2 = b1.astype(np.float64), b2.astype(np.float64)
+    t = np.arctan(c2[:, 2] / c2[:, 3]) - np.arctan(c1[:, 2] / c1[:, 3])
+    v = 4 / np.pi**2 * t**2
+    inter = np.minimum(c1[:, 2], c2[:, 2]) * np.minimum(c1[:, 3], c2[:, 3])
+    iou = inter / (c1[:, 2] * c1[:, 3] + c2[:, 2] * c2[:, 3] - inter + 1e-7)
+    exp = v / (1 - iou + v + 1e-7) * v
+    # float32: the atan's 3 ulp and the float32 difference of the two losses (values <= 1)
+    np.testing.assert_allclose(
+        got,
+        exp,
+        rtol=1e-9 if dtype == np.float64 else 0,
+        atol=1e-15 if dtype == np.float64 else 3e-7,
+    )

@@ -138,7 +138,15 @@ FN(box_lanes)(const fl_emb_args *a, const int op, const VR c[8], VR *loss, VR g[
         g_dy = two * dy * rD;
         if (op == FL_BOX_CIOU) {
             const VR K = FN(vsplat)((R)0.40528473456935108578) /* 4 / pi^2 */;
-            const VR t = FN(box_atan_ratio)(w2, h2) - FN(box_atan_ratio)(w1, h1);
+            /* atan(w2/h2) - atan(w1/h1) = atan((w2 h1 - w1 h2) / (h1 h2 + w1 w2)) where both
+             * ratios are >= 0 (all sides >= 0, heights > 0, finite products): one atan; other
+             * lanes (inverted or flat boxes) take the two atans */
+            const VR num = w2 * h1 - w1 * h2, den = h1 * h2 + w1 * w2;
+            const VI nice = (h1 > 0) & (h2 > 0) & (w1 >= 0) & (w2 >= 0) & (num == num) &
+                            (den <= (R)(FL_IS_F32 ? FLT_MAX : DBL_MAX));
+            VR t = FN(box_atan_ratio)(num, den);
+            if (FN(vany)(~nice))
+                t = FN(vselect)(nice, t, FN(box_atan_ratio)(w2, h2) - FN(box_atan_ratio)(w1, h1));
             const VR v = K * (t * t);
             const R ae = (R)a->p3;
             VR alpha;
