@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike
 from . import _config
 from . import _validate as V
 from ._losses import LOSSES
+from .reference import _boxes as _BOXES
 from .reference import _torch_nn as NN
 
 __all__ = [
@@ -1366,6 +1367,315 @@ def multilabel_soft_margin_loss(
 ) -> LossResult:
     """torch's F.multilabel_soft_margin_loss: BCE with logits averaged over the classes."""
     return _margin_rows("multilabel_soft_margin_loss", locals())
+
+
+# ------------------------------------------------------------------ box regression losses
+# iou_loss ... focal_eiou_loss (registry family "box"): matched box pairs, (N, 4) or (4,), one
+# fused pass of a box kernel of src/kernels/boxes-inl.h (fastloss._kernels.EMBEDDING_OPS), or
+# the twin in reference/_boxes.py
+
+__all__ += [
+    "iou_loss",
+    "generalized_box_iou_loss",
+    "distance_box_iou_loss",
+    "complete_box_iou_loss",
+    "efficient_iou_loss",
+    "focal_eiou_loss",
+    "focal_l1_loss",
+]
+
+#: with return_grad=True ``(loss, grad_boxes1)``, and with grad_boxes2=True too
+#: ``(loss, (grad_boxes1, grad_boxes2))``
+BoxResult = Union[
+    np.floating,
+    np.ndarray,
+    tuple[Union[np.floating, np.ndarray], np.ndarray],
+    tuple[Union[np.floating, np.ndarray], tuple[np.ndarray, np.ndarray]],
+]
+BoxFormat = Literal["xyxy", "cxcywh"]
+_BOX_ARGS = operator.itemgetter(
+    "boxes1",
+    "boxes2",
+    "weight",
+    "reduction",
+    "return_grad",
+    "grad_boxes2",
+    "grad_output",
+    "grad_out",
+)
+
+
+def _box_array(value, name, loss_name):
+    b = V.as_float_array(value, name)
+    if b.ndim not in (1, 2) or b.shape[-1] != 4:
+        raise ValueError(f"{loss_name}: {name} must have shape (N, 4) or (4,), got {b.shape}")
+    return b
+
+
+def _check_boxes(b, name, fmt):
+    """validate=True: every box finite with a positive width and height (x2 > x1, y2 > y1)."""
+    flat = b.reshape(-1, 4)
+    if fmt == "xyxy":
+        w, h = flat[:, 2] - flat[:, 0], flat[:, 3] - flat[:, 1]
+    else:
+        w, h = flat[:, 2], flat[:, 3]
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(flat).all(axis=1) & (w > 0) & (h > 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        what = "x1 < x2 and y1 < y2" if fmt == "xyxy" else "w > 0 and h > 0"
+        where = f"box {i}" if b.ndim == 2 else "the box"
+        raise ValueError(
+            f"{name}: {where} {flat[i].tolist()} is degenerate or not finite (validate=True "
+            f"needs finite boxes with {what}; {int(bad.sum())} such box(es))"
+        )
+
+
+def _box_grad_out(grad_out, return_grad, grad2, arrays, dtype):
+    """The gradient buffers: [boxes1's] or [boxes1's, boxes2's]; the caller's may be its own
+    box array (in place: each block of boxes is read before its gradient is written), never
+    a part of another array."""
+    names = ("boxes1", "boxes2")
+    if not grad2:
+        if grad_out is not None and not return_grad:
+            raise ValueError("grad_out is only used with return_grad=True")
+        if not return_grad:
+            return None
+        g = V.grad_buffer(grad_out, arrays[0], True)
+        outs = [g]
+    else:
+        outs = _pair_grad_out(grad_out, True, [a.shape for a in arrays[:2]], dtype, names)
+    for k, out in enumerate(outs):
+        for name, other in zip(names + ("weight",), arrays):
+            same = other is not None and k < 2 and name == names[k]
+            if same and out.__array_interface__["data"][0] == other.__array_interface__["data"][0]:
+                continue
+            V.check_no_overlap(out, "grad_out", (name, other))
+    return outs
+
+
+def _boxes(name, args):
+    """The box losses: validation, the kernel's flags and slots, both backends."""
+    spec = LOSSES[name]
+    params = spec.check_params(args)
+    b1, b2, weight, reduction, return_grad, grad2, grad_output, grad_out = _BOX_ARGS(args)
+    V.check_reduction(reduction, spec.reductions)
+    a = _box_array(b1, "boxes1", name)
+    b = _box_array(b2, "boxes2", name)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name}: boxes1 and boxes2 must have the same shape, got {a.shape} and {b.shape}"
+        )
+    dt = np.result_type(a.dtype, b.dtype)
+    a, b = V.kernel_ready(a, dt), V.kernel_ready(b, dt)
+    loss_shape = a.shape[:-1]
+    N = loss_shape[0] if loss_shape else 1
+    w = None
+    if weight is not None:
+        w = V.as_float_array(weight, "weight")
+        try:
+            w = V.kernel_ready(np.broadcast_to(w, loss_shape).reshape(-1), dt)
+        except ValueError:
+            raise ValueError(
+                f"{name}: weight must broadcast to one value per box {loss_shape}, got "
+                f"shape {w.shape}"
+            ) from None
+    fmt = params["fmt"]
+    if params["validate"]:
+        _check_boxes(a, "boxes1", fmt)
+        _check_boxes(b, "boxes2", fmt)
+    grad2 = bool(grad2)
+    if grad2 and not return_grad:
+        raise ValueError("grad_boxes2=True needs return_grad=True")
+    if grad_output is not None and not return_grad:
+        _raise_grad_output_unused()
+    go = V.elementwise_grad_output(grad_output, reduction, loss_shape, dt)
+    outs = _box_grad_out(grad_out, return_grad, grad2, (a, b, w), dt)
+
+    if _config.get_backend() == "reference" or not N:
+        go_ref = go if not isinstance(go, np.ndarray) else go.astype(np.float64)
+        options = {k: v for k, v in params.items() if k != "validate"}
+        loss, grads = spec.reference(
+            a,
+            b,
+            reduction=reduction,
+            grad_output=go_ref,
+            need_grad=return_grad,
+            weight=w,
+            **options,
+        )
+        if return_grad:
+            for out, g in zip(outs, grads):
+                np.copyto(out, g, casting="unsafe")
+    else:
+        K = _config._kernels
+        F = K.BOX_FLAGS
+        flags = (F["cxcywh"] if fmt == "cxcywh" else 0) | (F["grad2"] if grad2 else 0)
+        eps = params["eps"]
+        p1, p3 = eps, eps
+        if name == "complete_box_iou_loss":  # torchvision: its IoU and diagonal use 1e-7
+            p1 = _BOXES.TORCHVISION_DIOU_EPS
+            flags |= {"torchvision": 0, "mmdet": F["alpha_mmdet"], "yolo": F["alpha_yolo"]}[
+                params["ciou_alpha"]
+            ]
+        gamma = params.get("gamma", 0.0)
+        if not params.get("detach_weight", True):
+            flags |= F["undetached"]
+        rows, scale = _gradient_scale(reduction, go, N)
+        loss_rows = V.empty(loss_shape, dt) if reduction == "none" else None
+        total = K.embedding(
+            K.EMBEDDING_OPS[spec.kernel],
+            a,
+            b,
+            None,
+            None,
+            N,
+            4,
+            float(p1),
+            float(gamma),
+            float(p3),
+            flags,
+            outs[0] if return_grad else None,
+            outs[1] if grad2 else None,
+            None,
+            rows,
+            scale,
+            loss_rows,
+            _config._state["threads"],
+            None,
+            w,
+        )
+        loss = _reduced(reduction, total, loss_rows, N)
+    if not return_grad:
+        return _finish(reduction, dt, loss_shape, loss, None, False)
+    return _finish(reduction, dt, loss_shape, loss, tuple(outs) if grad2 else outs[0], True)
+
+
+def iou_loss(
+    boxes1: ArrayLike,
+    boxes2: ArrayLike,
+    reduction: Reduction = "none",
+    eps: float = 1e-7,
+    *,
+    fmt: BoxFormat = "xyxy",
+    weight: ArrayLike | None = None,
+    validate: bool = False,
+    return_grad: bool = False,
+    grad_boxes2: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
+) -> BoxResult:
+    """IoU loss of matched boxes, 1 - IoU with IoU = I / (U + eps) (torchvision's IoU)."""
+    return _boxes("iou_loss", locals())
+
+
+def generalized_box_iou_loss(
+    boxes1: ArrayLike,
+    boxes2: ArrayLike,
+    reduction: Reduction = "none",
+    eps: float = 1e-7,
+    *,
+    fmt: BoxFormat = "xyxy",
+    weight: ArrayLike | None = None,
+    validate: bool = False,
+    return_grad: bool = False,
+    grad_boxes2: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
+) -> BoxResult:
+    """torchvision.ops.generalized_box_iou_loss: 1 - IoU + (C - U) / (C + eps)."""
+    return _boxes("generalized_box_iou_loss", locals())
+
+
+def distance_box_iou_loss(
+    boxes1: ArrayLike,
+    boxes2: ArrayLike,
+    reduction: Reduction = "none",
+    eps: float = 1e-7,
+    *,
+    fmt: BoxFormat = "xyxy",
+    weight: ArrayLike | None = None,
+    validate: bool = False,
+    return_grad: bool = False,
+    grad_boxes2: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
+) -> BoxResult:
+    """torchvision.ops.distance_box_iou_loss: 1 - IoU + rho^2 / (cw^2 + ch^2 + eps)."""
+    return _boxes("distance_box_iou_loss", locals())
+
+
+def complete_box_iou_loss(
+    boxes1: ArrayLike,
+    boxes2: ArrayLike,
+    reduction: Reduction = "none",
+    eps: float = 1e-7,
+    *,
+    ciou_alpha: Literal["torchvision", "mmdet", "yolo"] = "torchvision",
+    fmt: BoxFormat = "xyxy",
+    weight: ArrayLike | None = None,
+    validate: bool = False,
+    return_grad: bool = False,
+    grad_boxes2: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
+) -> BoxResult:
+    """torchvision.ops.complete_box_iou_loss: the DIoU loss plus alpha v (alpha detached)."""
+    return _boxes("complete_box_iou_loss", locals())
+
+
+def efficient_iou_loss(
+    boxes1: ArrayLike,
+    boxes2: ArrayLike,
+    reduction: Reduction = "none",
+    eps: float = 1e-7,
+    *,
+    fmt: BoxFormat = "xyxy",
+    weight: ArrayLike | None = None,
+    validate: bool = False,
+    return_grad: bool = False,
+    grad_boxes2: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
+) -> BoxResult:
+    """EIoU loss (Zhang et al.): the DIoU loss plus the width and height differences."""
+    return _boxes("efficient_iou_loss", locals())
+
+
+def focal_eiou_loss(
+    boxes1: ArrayLike,
+    boxes2: ArrayLike,
+    reduction: Reduction = "none",
+    eps: float = 1e-7,
+    *,
+    gamma: float = 0.5,
+    detach_weight: bool = True,
+    fmt: BoxFormat = "xyxy",
+    weight: ArrayLike | None = None,
+    validate: bool = False,
+    return_grad: bool = False,
+    grad_boxes2: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
+) -> BoxResult:
+    """Focal-EIoU loss (Zhang et al.): IoU^gamma * EIoU, the weight detached by default."""
+    return _boxes("focal_eiou_loss", locals())
+
+
+def focal_l1_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    alpha: float = 1.0,
+    beta: float = 0.36787944117144233,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_output: GradOutput = None,
+    grad_out: np.ndarray | None = None,
+) -> LossResult:
+    """Focal L1 loss (Zhang et al.) of x = |input - target|: -alpha x^2 (2 ln(beta x) - 1) / 4
+    up to x = 1, then linear with the slope -alpha ln(beta) (defaults: alpha ln(beta) = -1)."""
+    return _elementwise("focal_l1_loss", locals())
 
 
 from ._ctc import ctc_loss  # noqa: E402 (imports LOSSES, as this module does)

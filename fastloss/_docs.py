@@ -1829,3 +1829,227 @@ _PROSE["ctc_loss"] = _Prose(
         ("MemoryError", ["A thread's alignment tables could not be allocated."]),
     ],
 )
+
+
+# ----------------------------------------------------------------- the box losses
+# iou_loss ... focal_eiou_loss (registry family "box") and focal_l1_loss (elementwise): their
+# parameter descriptions and prose; the box losses' Returns / Raises are written out here.
+
+_RANGE.update({_losses.check_focal_l1_beta: "in (0, 1)"})
+_BOX_SHAPE = "array_like, shape (N, 4) or (4,)"
+_BY_FAMILY["box"] = {
+    "boxes1": (
+        _BOX_SHAPE,
+        'The predicted boxes (x1, y1, x2, y2), or (cx, cy, w, h) with fmt="cxcywh". ' + _DTYPES,
+    ),
+    "boxes2": (_BOX_SHAPE, "The target boxes, matched one to one with boxes1 (same shape)."),
+    "reduction": (
+        '{"none", "mean", "sum"}',
+        '"none": one loss per box; "sum": their sum; "mean": their sum over the number of '
+        "boxes, 0 for no box (torchvision's 0.0 * loss.sum()).",
+    ),
+    "eps": (
+        "float",
+        "Added to the union, the enclosing area or diagonal and (EIoU) the squared enclosing "
+        "sides, where torchvision adds it (see the formula).",
+    ),
+    "fmt": (
+        '{"xyxy", "cxcywh"}',
+        "The boxes' layout: corners, or centre and size (converted as torchvision's "
+        "box_convert, and the gradients taken by the given coordinates).",
+    ),
+    "weight": (
+        "array_like, shape (N,)",
+        'Per-box weights multiplying each box\'s loss and gradient (None: 1); "mean" still '
+        "divides by the number of boxes.",
+    ),
+    "validate": (
+        "bool",
+        "True: raise ValueError for a box that is not finite or has x2 <= x1 or y2 <= y1 "
+        "(w <= 0 or h <= 0); False (torchvision's behaviour): compute them as given.",
+    ),
+    "return_grad": (
+        "bool",
+        "Also return d(loss)/d(boxes1) (see Returns), from the same fused pass.",
+    ),
+    "grad_boxes2": (
+        "bool",
+        "With return_grad=True, return the gradients of both boxes1 and boxes2, from the "
+        "same pass.",
+    ),
+    "grad_out": (
+        "ndarray or tuple of 2 ndarrays",
+        "Buffer(s) the gradient(s) are written into (each its boxes' shape, working dtype, "
+        "C-contiguous; a box array itself computes in place); a tuple with grad_boxes2=True.",
+    ),
+    "ciou_alpha": (
+        '{"torchvision", "mmdet", "yolo"}',
+        "CIoU's weight alpha (a constant in the gradient): torchvision's v / (1 - IoU + v + "
+        "eps), mmdetection's (IoU > 0.5) v / (1 - IoU + v) or YOLO's (Ultralytics, YOLOv5) "
+        "v / (v - IoU + (1 + eps)).",
+    ),
+    "gamma": ("float", "γ: the exponent of the weight IoU^γ (0: the EIoU loss)."),
+    "detach_weight": (
+        "bool",
+        "True (as every implementation in use): IoU^γ is a constant in the gradient. False: "
+        "differentiate it too; its term is 0 where the boxes do not overlap (finite at "
+        "IoU = 0, where torch's pow gives NaN), large for a tiny overlap when γ < 1.",
+    ),
+}
+_BY_FUNCTION["focal_l1_loss"] = {
+    "alpha": ("float", "α: the scale of the loss (> 0)."),
+    "beta": (
+        "float",
+        "β in (0, 1): the curvature; α ln β = -1 (the defaults) makes the gradient 1 at "
+        "|d| = 1 and beyond, like l1_loss; β <= 1/e keeps it increasing in |d|.",
+    ),
+}
+
+
+def _box_returns(name):
+    return [
+        (
+            "loss : NumPy scalar or ndarray",
+            [
+                'A scalar of the working dtype for "mean"/"sum"; for "none" one loss per box, '
+                "shape (N,) (0-d for (4,) boxes)."
+            ],
+        ),
+        (
+            "grad : ndarray, or tuple of 2 ndarrays",
+            [
+                "Only with return_grad=True, which returns (loss, grad): d(loss)/d(boxes1) of "
+                "boxes1's shape, or with grad_boxes2=True (loss, (grad_1, grad_2)); "
+                '"mean"\'s 1/N and the weights included, times grad_output.'
+            ],
+        ),
+    ]
+
+
+_BOX_RAISES = [
+    (
+        "TypeError",
+        ["Non-numeric arrays, an option of the wrong type, a torch tensor that requires grad."],
+    ),
+    (
+        "ValueError",
+        [
+            "Boxes not of shape (N, 4) or (4,) or of different shapes, a weight that does not "
+            "broadcast to (N,), an unknown reduction, fmt or ciou_alpha, a negative eps or "
+            "gamma, grad_output / grad_out / grad_boxes2 without return_grad=True, and with "
+            "validate=True a degenerate or non-finite box (naming it)."
+        ],
+    ),
+]
+_BOX_NOTES = (
+    "Degenerate boxes (zero area, x2 < x1) are computed as torchvision does unless "
+    "validate=True: e.g. [0, 0, 0, 0] against itself has GIoU loss 1 (pytorch/vision "
+    "issue 7746).",
+    "Gradients are torch autograd's through torchvision's formulas: a tie of torch.max / "
+    "torch.min (pred == target) splits the gradient in halves, boxes that only touch get "
+    "none through the intersection (its strict mask).",
+)
+_BOXES = """
+        >>> b1 = np.array([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 4.0]])
+        >>> b2 = np.array([[1.0, 1.0, 3.0, 3.0], [1.0, 0.0, 5.0, 3.0]])"""
+
+
+def _box_prose(name, summary, formula, example, notes=()):
+    call = f"fastloss.{name}(b1, b2)"
+    return _Prose(
+        summary,
+        formula,
+        notes + _BOX_NOTES,
+        _SETUP + _BOXES + f"\n        >>> print(np.round({call}, 4))\n        {example}\n",
+        returns=_box_returns(name),
+        raises=_BOX_RAISES,
+    )
+
+
+_BOX_IOU = """
+        I = intersection (0 unless min(x2) > max(x1) and min(y2) > max(y1))
+        U = area1 + area2 - I,   IoU = I / (U + eps)"""
+_PROSE.update(
+    {
+        "iou_loss": _box_prose(
+            "iou_loss",
+            "IoU loss of matched boxes, 1 - IoU, with its gradient in one pass.",
+            _BOX_IOU + "\n        loss = 1 - IoU",
+            "[0.8571 0.7143]",
+            ("torchvision has the IoU (box_iou) but no IoU loss; eps as its other losses.",),
+        ),
+        "generalized_box_iou_loss": _box_prose(
+            "generalized_box_iou_loss",
+            "Generalized IoU loss of matched boxes (torchvision's), fused.",
+            _BOX_IOU
+            + "\n        C = area of the smallest enclosing box"
+            + "\n        loss = 1 - (IoU - (C - U) / (C + eps))",
+            "[1.0794 0.8393]",
+        ),
+        "distance_box_iou_loss": _box_prose(
+            "distance_box_iou_loss",
+            "Distance IoU loss of matched boxes (torchvision's), fused.",
+            _BOX_IOU
+            + "\n        ρ² = squared distance of the centres, cw, ch = enclosing box's sides"
+            + "\n        loss = 1 - IoU + ρ² / (cw² + ch² + eps)",
+            "[0.9683 0.7768]",
+        ),
+        "complete_box_iou_loss": _box_prose(
+            "complete_box_iou_loss",
+            "Complete IoU loss of matched boxes (torchvision's), fused.",
+            _BOX_IOU
+            + "\n        loss = DIoU loss + α v,  v = 4/π² (atan(w2/h2) - atan(w1/h1))²"
+            + "\n        α = v / (1 - IoU + v + eps), a constant (no gradient)",
+            "[0.9683 0.7796]",
+            (
+                "As torchvision, eps reaches only α: the IoU and the diagonal use 1e-7. "
+                "A zero-height box gives NaN (w/h = 0/0 or its gradient), as torchvision.",
+            ),
+        ),
+        "efficient_iou_loss": _box_prose(
+            "efficient_iou_loss",
+            "EIoU loss of matched boxes (Zhang et al.), fused.",
+            _BOX_IOU
+            + "\n        loss = 1 - IoU + ρ² / (cw² + ch² + eps)"
+            + "\n               + (w1 - w2)² / (cw² + eps) + (h1 - h2)² / (ch² + eps)",
+            "[0.9683 1.0268]",
+            (
+                "Zhang et al., Focal and Efficient IOU Loss for Accurate Bounding Box "
+                "Regression (Neurocomputing 2022, arXiv 2101.08158); eps placed as the YOLO "
+                "implementations do. Not mmdetection's EIoULoss (Extended-IoU).",
+            ),
+        ),
+        "focal_eiou_loss": _box_prose(
+            "focal_eiou_loss",
+            "Focal-EIoU loss of matched boxes (Zhang et al.): IoU^γ times EIoU.",
+            _BOX_IOU + "\n        loss = IoU^γ · EIoU loss   (IoU^γ detached by default)",
+            "[0.366  0.5488]",
+            (
+                "The weight IoU^γ up-weights well-overlapping boxes; it is a constant in the "
+                "gradient unless detach_weight=False (see detach_weight).",
+            ),
+        ),
+        "focal_l1_loss": _Prose(
+            "Focal L1 loss (Zhang et al.), elementwise, with its gradient in one pass.",
+            """
+            x = |input - target|
+            loss = -α x² (2 ln(βx) - 1) / 4              (x <= 1)
+                   -α ln(β) x + (2α ln(β) + α) / 4       (x > 1)
+            d loss / dx = -α x ln(βx) (0 at x = 0), then -α ln(β)
+            """,
+            (
+                "The regression loss of Zhang et al. (arXiv 2101.08158, section 'Focal L1 "
+                "loss'), derived from the gradient magnitude g(x) = -α x ln(βx); the paper "
+                "ties α ln β = -1 (the defaults: α = 1, β = 1/e). Not the Focal L1 of "
+                "imbalanced regression (Yang et al. 2021).",
+            ),
+            _SETUP
+            + """
+        >>> x = np.array([0.0, 0.5, 2.0])
+        >>> t = np.zeros(3)
+        >>> print(np.round(fastloss.focal_l1_loss(x, t, reduction="none"), 4))
+        [0.     0.2741 1.75  ]
+        """,
+        ),
+    }
+)

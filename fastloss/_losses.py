@@ -21,6 +21,10 @@ A row holds facts about the loss, never test or benchmark code:
   class indices ``(N,)``; ``multilabel_margin_loss``: index lists of the input's shape;
   ``multilabel_soft_margin_loss``: 0/1 or soft targets of the input's shape); their kernels
   are row kernels of the embedding list (``EMBEDDING_OPS``).
+* ``"box"`` family: bounding-box regression losses of matched box pairs, ``boxes1`` and
+  ``boxes2`` of shape ``(N, 4)`` or ``(4,)`` (torchvision.ops' ``generalized_box_iou_loss``
+  and kin); their kernels are row kernels of the embedding list (``kernels/boxes-inl.h``),
+  their twins in ``reference/_boxes.py``; ``weight`` is one value per box.
 * ``arrays`` (pair family): the three array arguments in the order the kernel reads them
   (its x, t and w streams); ``differentiable``: the two whose gradients ``return_grad=True``
   returns, in argument order (the kernel's grad and grad2); ``array_check``: a validator
@@ -47,10 +51,12 @@ A row holds facts about the loss, never test or benchmark code:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import _validate as V
+from .reference import _boxes as B
 from .reference import _ctc as CTC
 from .reference import _math as M
 from .reference import _torch_nn as NN
@@ -143,6 +149,8 @@ class LossSpec:
         slots = {"class": ("smoothing", "gamma"), "embedding": rows, "margin": rows}.get(
             self.family, ("p1", "p2")
         )
+        if self.family == "box":  # the box runner fills the kernel's slots itself
+            slots = ()
         by_slot = {p.kernel_arg: p.name for p in self.params if p.kernel_arg}
         unknown = set(by_slot) - set(slots)
         if unknown:
@@ -647,4 +655,119 @@ LOSSES["ctc_loss"] = LossSpec(
     examples=({"zero_infinity": True}, {"from_logits": True}, {"blank": 3}),
     arrays=("log_probs", "targets", "input_lengths", "target_lengths"),
     differentiable=("log_probs",),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# The box regression losses (issue 25): family "box", rows of 4 coordinates, and Focal L1 (an
+# elementwise loss of the same paper).  Formulas and sources: reference/_boxes.py and
+# docs/numerics.md ("Box losses").
+BOX_FORMATS = ("xyxy", "cxcywh")
+
+
+def check_box_fmt(value, name):
+    """fmt: "xyxy" (x1, y1, x2, y2) or "cxcywh" (centre, width, height)."""
+    if not isinstance(value, str) or value not in BOX_FORMATS:
+        raise ValueError(f"{name} must be one of {BOX_FORMATS}, got {value!r}")
+    return value
+
+
+def check_ciou_alpha(value, name):
+    """complete_box_iou_loss's alpha convention: "torchvision", "mmdet" or "yolo"."""
+    if not isinstance(value, str) or value not in B.CIOU_ALPHAS:
+        raise ValueError(f"{name} must be one of {B.CIOU_ALPHAS}, got {value!r}")
+    return value
+
+
+def check_focal_l1_beta(value, name):
+    """Focal L1's beta: in (0, 1) (ln(beta) < 0 keeps its gradient positive)."""
+    v = V.as_real(value, name)
+    if not 0 < v < 1:
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+    return v
+
+
+_BOX_EPS = Param("eps", 1e-7, V.check_nonneg)
+_BOX_TAIL = (Param("fmt", "xyxy", check_box_fmt), Param("validate", False, V.as_flag))
+
+
+def _box_row(name, kernel, module, torch_name=None, params=(), examples=()):
+    return LossSpec(
+        name,
+        "box",
+        kernel,
+        getattr(B, name),
+        params=(_BOX_EPS,) + params + _BOX_TAIL,
+        weights=(Weight("weight", "box"),),
+        default_reduction="none",
+        input_domain="box",
+        target_domain="box",
+        torch_name=torch_name,
+        torch_module=module,
+        arrays=("boxes1", "boxes2"),
+        differentiable=("boxes1", "boxes2"),
+        runner_args=("grad_boxes2",),
+        examples=({"fmt": "cxcywh"}, {"eps": 0.0}) + examples,
+    )
+
+
+LOSSES.update(
+    {
+        s.name: s
+        for s in (
+            _box_row("iou_loss", "box_iou", "IoULoss"),
+            _box_row(
+                "generalized_box_iou_loss",
+                "box_giou",
+                "GeneralizedBoxIoULoss",
+                "torchvision.ops.generalized_box_iou_loss",
+            ),
+            _box_row(
+                "distance_box_iou_loss",
+                "box_diou",
+                "DistanceBoxIoULoss",
+                "torchvision.ops.distance_box_iou_loss",
+            ),
+            _box_row(
+                "complete_box_iou_loss",
+                "box_ciou",
+                "CompleteBoxIoULoss",
+                "torchvision.ops.complete_box_iou_loss",
+                params=(Param("ciou_alpha", "torchvision", check_ciou_alpha),),
+                examples=({"ciou_alpha": "mmdet"}, {"ciou_alpha": "yolo"}),
+            ),
+            _box_row("efficient_iou_loss", "box_eiou", "EfficientIoULoss"),
+            _box_row(
+                "focal_eiou_loss",
+                "box_focal_eiou",
+                "FocalEIoULoss",
+                params=(
+                    Param("gamma", 0.5, V.check_nonneg),
+                    Param("detach_weight", True, V.as_flag),
+                ),
+                examples=(
+                    {"detach_weight": False},
+                    {"gamma": 0.0},
+                    {"gamma": 2.0, "detach_weight": False},
+                ),
+            ),
+            LossSpec(
+                "focal_l1_loss",
+                "elementwise",
+                "focal_l1",
+                B.focal_l1_loss,
+                params=(
+                    Param("alpha", 1.0, V.check_positive, "p1"),
+                    Param("beta", math.exp(-1.0), check_focal_l1_beta, "p2"),
+                ),
+                input_domain="real",
+                target_domain="real",
+                torch_module="FocalL1Loss",
+                examples=(
+                    {"beta": 0.1, "alpha": -1.0 / math.log(0.1)},
+                    {"alpha": 0.5, "beta": 0.2},
+                ),
+            ),
+        )
+    }
 )

@@ -72,7 +72,13 @@ Differences from ``torch.nn.functional`` (all deliberate, all raise instead of g
 
 Extra losses: :func:`focal_loss` (multi-class softmax focal loss) and :func:`sigmoid_focal_loss`
 (torchvision's signature, default ``reduction="none"``), with modules :class:`FocalLoss` and
-:class:`SigmoidFocalLoss`.
+:class:`SigmoidFocalLoss`; the box regression losses with torchvision's signatures
+(``generalized_box_iou_loss``, ``distance_box_iou_loss``, ``complete_box_iou_loss``, and
+``iou_loss``, ``efficient_iou_loss``, ``focal_eiou_loss``: ``(boxes1, boxes2,
+reduction="none", eps=1e-7)`` then keyword-only options, both boxes differentiated) and
+modules named after them (``GeneralizedBoxIoULoss``, ``DistanceBoxIoULoss``,
+``CompleteBoxIoULoss``, ``IoULoss``, ``EfficientIoULoss``, ``FocalEIoULoss``: torchvision has
+none); :func:`focal_l1_loss` / :class:`FocalL1Loss`.
 """
 
 import inspect
@@ -978,7 +984,7 @@ class _MultiInputLossFunction(torch.autograd.Function):
         return (None,) + tuple(g if d is None else g.to(d) for g, d in zip(grads, ctx.dtypes))
 
 
-def _run_multi(name, names, diff, values, options, weights=None):
+def _run_multi(name, names, diff, values, options, weights=None, call=None):
     """Checks, the fused NumPy call (every gradient from one pass) and the autograd node over
     the differentiable tensors; `names`/`values`: the array arguments in order, `diff` the
     differentiable ones among them (a number where an array may be one, e.g. var, is not
@@ -1016,7 +1022,7 @@ def _run_multi(name, names, diff, values, options, weights=None):
         for arg, t in zip(names, values)
     ]
     options = dict(options, **{arg: _numpy_other(w, cdtype) for arg, w in weights.items()})
-    fn = getattr(_fl, name)
+    fn = call or getattr(_fl, name)
     single = len(diff) == 1
     diffs = [by_name[d] for d in diff]
     need = any(isinstance(t, torch.Tensor) and t.requires_grad for t in diffs)
@@ -1226,11 +1232,84 @@ FUNCTIONALS.update(
     multilabel_soft_margin_loss=multilabel_soft_margin_loss,
     ctc_loss=ctc_loss,
 )
+
+
+# ------------------------------------------------------------------ box regression losses
+# torchvision.ops' generalized_box_iou_loss, distance_box_iou_loss, complete_box_iou_loss and
+# fastloss's iou_loss, efficient_iou_loss, focal_eiou_loss: torchvision's signature
+# (boxes1, boxes2, reduction="none", eps=1e-7), fastloss's options keyword-only after it; both
+# gradients from the fused pass.  torchvision has no Module classes for them: the modules are
+# named after the functions (GeneralizedBoxIoULoss, ...; the registry's torch_module).
+
+
+def _box_call(name):
+    """fastloss.<name> with the gradients of both boxes (the multi-input node's contract)."""
+    fn = getattr(_fl, name)
+
+    def call(boxes1, boxes2, return_grad=False, **options):
+        if return_grad:
+            return fn(boxes1, boxes2, return_grad=True, grad_boxes2=True, **options)
+        return fn(boxes1, boxes2, **options)
+
+    return call
+
+
+def _box_functional(spec):
+    """The functional of a box row: integer and half-precision boxes are computed in float32
+    (torchvision's _upcast_non_float; the loss is float32 too)."""
+    name = spec.name
+    call = _box_call(name)
+    P = inspect.Parameter
+    extra = [p for p in spec.params if p.name not in ("eps", "fmt", "validate")]
+    signature = inspect.Signature(
+        [
+            P("boxes1", P.POSITIONAL_OR_KEYWORD),
+            P("boxes2", P.POSITIONAL_OR_KEYWORD),
+            P("reduction", P.POSITIONAL_OR_KEYWORD, default=spec.default_reduction),
+            P("eps", P.POSITIONAL_OR_KEYWORD, default=1e-7),
+        ]
+        + [P(p.name, P.KEYWORD_ONLY, default=p.default) for p in extra]
+        + [
+            P("fmt", P.KEYWORD_ONLY, default="xyxy"),
+            P("weight", P.KEYWORD_ONLY, default=None),
+            P("validate", P.KEYWORD_ONLY, default=False),
+        ]
+    )
+
+    def functional(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        v = dict(bound.arguments)
+        boxes = []
+        for arg in ("boxes1", "boxes2"):
+            t = v.pop(arg)
+            if isinstance(t, torch.Tensor) and t.dtype not in _NATIVE:
+                t = t.float()
+            boxes.append(t)
+        weight = v.pop("weight")
+        weights = {} if weight is None else {"weight": weight}
+        diff = ("boxes1", "boxes2")
+        return _run_multi(name, diff, diff, tuple(boxes), v, weights, call)
+
+    functional.__signature__ = signature
+    functional.__name__ = functional.__qualname__ = name
+    peer = spec.torch_name or f"fastloss.{name}"
+    functional.__doc__ = (
+        f"{peer} on fastloss's fused box kernel (the gradients of both boxes from the same "
+        "pass); options after eps are keyword-only."
+    )
+    return functional
+
+
+FUNCTIONALS.update(
+    (spec.name, _box_functional(spec)) for spec in _registry.losses("box") if spec.torch_module
+)
 MODULES.update(
     (name, _make_module(_registry.LOSSES[name], FUNCTIONALS[name]))
     for name in FUNCTIONALS
     if name not in MODULES
 )
+globals().update(FUNCTIONALS)
 globals().update({m.__name__: m for m in MODULES.values()})
 
 

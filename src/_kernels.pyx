@@ -48,6 +48,14 @@ REDUCTIONS = _op_codes(FL_FAMILY_REDUCTION)          # "none", "mean", "sum"
 VECTOR_MATH_OPS = _op_codes(FL_FAMILY_VECTOR_MATH)   # "exp", "log", "log1p", ...
 ROW_OPS = _op_codes(FL_FAMILY_ROW)                   # "rank", "entropy"
 TIES = _op_codes(FL_FAMILY_TIES)                     # "argmax", "sklearn", "pessimistic"
+# The flag bits of the box losses (fl_emb_args.flags, fl_kernels.h).
+BOX_FLAGS = {
+    "cxcywh": FL_BOX_CXCYWH,
+    "grad2": FL_BOX_GRAD2,
+    "undetached": FL_BOX_UNDETACHED,
+    "alpha_mmdet": FL_BOX_ALPHA_MMDET,
+    "alpha_yolo": FL_BOX_ALPHA_YOLO,
+}
 # The kernels' tuning constants (fl_config.h), e.g. TUNING["small_c"]: rows of at most that
 # many classes take the transposed-tile path.
 TUNING = _tuning()

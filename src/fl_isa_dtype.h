@@ -34,6 +34,7 @@
 #include "kernels/vecmath_hook-inl.h"
 /* after the hook: a new kernel placed last leaves the machine code of those above unchanged */
 #include "kernels/row_stats-inl.h"
+#include "kernels/boxes-inl.h"
 #include "kernels/ctc-inl.h"
 
 #define FL_OPS_UNDEF

@@ -12,7 +12,8 @@
  *   PLAIN   generated: FN(ew_<name>) in FN(ew_loop), no pre functions
  *   PRE0    generated: FN(ew_<name>) with FN(pre0_<name>)
  *   PRE01   generated: FN(ew_<name>) with FN(pre0_<name>) and FN(pre1_<name>)
- *   CUSTOM  hand-written in kernels/ew_loop-inl.h (specialised fast paths)
+ *   CUSTOM  hand-written in kernels/ew_loop-inl.h (specialised fast paths), or with its
+ *           family's kernels (focal_l1: kernels/boxes-inl.h)
  *   PAIR    generated: FN(ew2_<name>), two differentiable inputs (fl_ew_args.grad2)
  * Adding a plain elementwise loss: FN(ew_<name>) (and its pre functions) in
  * kernels/ew_losses-inl.h, plus one line here.
@@ -35,7 +36,8 @@
     X(POISSON_NLL_RATE, poisson_nll_rate, PLAIN)  \
     X(HINGE_EMBEDDING, hinge_embedding, PLAIN)    \
     X(MARGIN_RANKING, margin_ranking, PAIR)       \
-    X(GAUSSIAN_NLL, gaussian_nll, PAIR)
+    X(GAUSSIAN_NLL, gaussian_nll, PAIR)           \
+    X(FOCAL_L1, focal_l1, CUSTOM)
 
 /* Losses along a class axis, (N, C, d1..dk) inputs: X(ID, name), enum FL_<ID>. */
 #define FL_CLASS_LOSSES(X)          \
@@ -44,13 +46,20 @@
     X(NLL, nll)
 
 /* Row losses on rows of D features or C classes (kernels/embedding-inl.h, FN(<name>_rows)):
- * the embedding losses and the classification margin losses.  X(ID, name), enum FL_<ID>. */
-#define FL_EMBEDDING_LOSSES(X)              \
-    X(COSINE_EMBEDDING, cosine_embedding)   \
-    X(TRIPLET_MARGIN, triplet_margin)       \
-    X(MULTI_MARGIN, multi_margin)           \
-    X(MULTILABEL_MARGIN, multilabel_margin) \
-    X(MULTILABEL_SOFT_MARGIN, multilabel_soft_margin)
+ * the embedding losses and the classification margin losses; and the box losses on rows of 4
+ * coordinates (kernels/boxes-inl.h).  X(ID, name), enum FL_<ID>. */
+#define FL_EMBEDDING_LOSSES(X)                        \
+    X(COSINE_EMBEDDING, cosine_embedding)             \
+    X(TRIPLET_MARGIN, triplet_margin)                 \
+    X(MULTI_MARGIN, multi_margin)                     \
+    X(MULTILABEL_MARGIN, multilabel_margin)           \
+    X(MULTILABEL_SOFT_MARGIN, multilabel_soft_margin) \
+    X(BOX_IOU, box_iou)                               \
+    X(BOX_GIOU, box_giou)                             \
+    X(BOX_DIOU, box_diou)                             \
+    X(BOX_CIOU, box_ciou)                             \
+    X(BOX_EIOU, box_eiou)                             \
+    X(BOX_FOCAL_EIOU, box_focal_eiou)
 
 /* Softmax-family ops along the class axis: X(ID, name), enum FL_<ID>. */
 #define FL_SOFTMAX_OPS(X)       \

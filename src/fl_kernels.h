@@ -151,6 +151,18 @@ typedef struct {
 
 double fl_ctc(const fl_ctc_args *a, int nthreads);
 
+/* The box losses (FL_BOX_IOU ... FL_BOX_FOCAL_EIOU) in fl_emb_args: a, b = (N, 4) boxes1,
+ * boxes2, D = 4, weight = (N,) per-box weights or NULL, p1 = eps, p2 = gamma (focal EIoU),
+ * p3 = eps of CIoU's alpha, grad_a / grad_b = their gradients (grad_b written only with
+ * FL_BOX_GRAD2), flags = these bits: */
+enum {
+    FL_BOX_CXCYWH = 1,     /* boxes are (cx, cy, w, h), else (x1, y1, x2, y2) */
+    FL_BOX_GRAD2 = 2,      /* write the gradient of boxes2 into grad_b */
+    FL_BOX_UNDETACHED = 4, /* focal EIoU: differentiate its weight IoU^gamma too */
+    FL_BOX_ALPHA_MMDET = 8, /* CIoU alpha: mmdetection's (IoU > 0.5) v / (1 - IoU + v) */
+    FL_BOX_ALPHA_YOLO = 16  /* CIoU alpha: YOLO's v / (v - IoU + (1 + eps)) */
+};
+
 /* The vector math itself, elementwise, on the active SIMD path (for tests of its accuracy):
  * op is an FL_VM_* code (FL_VECTOR_MATH_OPS). */
 void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out);

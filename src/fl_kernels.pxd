@@ -107,6 +107,7 @@ cdef extern from "fl_kernels.h" nogil:
         FL_FAMILY_REDUCTION, FL_FAMILY_VECTOR_MATH, FL_FAMILY_ROW, FL_FAMILY_TIES
         FL_FOCAL, FL_NLL, FL_RANK, FL_TIES_ARGMAX
         FL_REDUCTION_NONE, FL_REDUCTION_MEAN
+        FL_BOX_CXCYWH, FL_BOX_GRAD2, FL_BOX_UNDETACHED, FL_BOX_ALPHA_MMDET, FL_BOX_ALPHA_YOLO
 
     const char *fl_op_name(int family, int op)
     const char *fl_tuning_name(int i)

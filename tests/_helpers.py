@@ -189,12 +189,15 @@ def materialise(opts, shape, dtype, seed=1):
 
 def torch_peer(name):
     """The torch function a row names as its peer (torchvision's formula for
-    "torchvision.ops.*", written in torch), or None."""
+    "torchvision.ops.*", written in torch), the torch formula of a row without a peer
+    (reference/_oracles.py's torch_<name>), or None."""
     import torch
 
     spec = _losses.LOSSES[name]
-    if spec.torch_name is None:
-        return None
+    if spec.torch_name is None:  # a formula written in torch (focal_l1_loss), if any
+        from fastloss.reference import _oracles
+
+        return getattr(_oracles, "torch_" + name, None)
     if spec.torch_name.startswith("torchvision.ops."):
         from fastloss.reference import _oracles
 

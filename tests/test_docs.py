@@ -149,6 +149,8 @@ def _problem(spec):
         x = np.array([[1.0, 2.0], [0.5, -1.0]])
         third = np.array([1.0, -1.0]) if "target" in spec.arrays else x[::-1].copy()
         return x, x + 0.5, third
+    if spec.family == "box":
+        return np.array([[0.0, 0.0, 2.0, 2.0]]), np.array([[1.0, 0.5, 3.0, 2.0]])
     if spec.target_domain == "none":  # entropy
         return (np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]]),)
     if spec.target_domain in ("class", "class_or_prob"):  # class losses, error_rate, accuracy
@@ -179,6 +181,7 @@ RANGES = {
     "in [0, 1]": ([0.0, 1.0], [-0.1, 1.1]),
     "<= 1": ([0.0, 1.0, -1.0], [1.5, np.inf, np.nan]),
     ">= 1": ([1, 3], [0, -2]),
+    "in (0, 1)": ([1e-3, 0.5], [0.0, 1.0, -0.5]),
 }
 
 

@@ -241,7 +241,7 @@ def test_op_lists_come_from_c():
     for attr, families in (
         ("ELEMENTWISE_OPS", ("elementwise", "pair")),  # pair: the elementwise loop's PAIR ops
         ("CLASS_OPS", ("class",)),
-        ("EMBEDDING_OPS", ("embedding", "margin")),  # margin: row kernels of that list
+        ("EMBEDDING_OPS", ("embedding", "margin", "box")),  # margin, box: row kernels too
         ("SOFTMAX_OPS", ("axis",)),
     ):
         assert set(getattr(K, attr)) == kernels(*families), attr

@@ -13,6 +13,13 @@
 
 #include "fl_table.h"
 
+/* GCC 12's SLP vectorizer builds 64-bit vector selects that SSE2 cannot expand in some of the
+ * float64 kernels (an internal compiler error in gimple-isel, which came and went with
+ * unrelated code added to this unit); the kernels are vectorized by hand anyway */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-tree-slp-vectorize")
+#endif
 #define FL_ISA        base
 #define FL_VBYTES     16
 #define FL_OPS_HEADER "isa/fl_ops_generic.h"
@@ -20,6 +27,9 @@
 #undef FL_OPS_HEADER
 #undef FL_ISA
 #undef FL_VBYTES
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 #define FL_TABLE_ISA base
 const fl_table fl_table_base = FL_TABLE("baseline", 16);

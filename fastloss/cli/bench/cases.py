@@ -15,7 +15,7 @@ import numpy as np
 import fastloss
 
 from ... import _losses
-from ...reference._oracles import torchvision_sigmoid_focal_loss
+from ...reference._oracles import torchvision_box_loss, torchvision_sigmoid_focal_loss
 
 __all__ = [
     "CLASS_SHAPES",
@@ -44,6 +44,8 @@ EMB_SHAPES = ((131072, 128), (8192, 2048))
 EMB_QUICK = ((16384, 128), (1024, 2048))
 METRIC_SHAPES = ((1048576, 10), (16384, 1000))
 METRIC_QUICK = ((131072, 10), (2048, 1000))
+BOX_SHAPES = ((1048576, 4),)
+BOX_QUICK = ((131072, 4),)
 FLAT_QUICK = ((2097152,),)
 # CTC: (T, N, C) logits and S = T / 5 labels per sample (the issue's two cases)
 CTC_SHAPES = ((400, 32, 64), (1000, 8, 5000))
@@ -85,6 +87,9 @@ KINDS = {
     # rows of C classes with a target of x's shape (multilabel_margin_loss(x, index lists),
     # multilabel_soft_margin_loss(x, labels)): read x and the target, write one gradient
     "rows": Kind(_LOSS_MODES, EMB_SHAPES, EMB_QUICK, "same", 2, "fwd+bwd"),
+    # matched box pairs (N, 4) (generalized_box_iou_loss(boxes1, boxes2)): read both, write
+    # boxes1's gradient
+    "box": Kind(_LOSS_MODES[:2], BOX_SHAPES, BOX_QUICK, "pair", 2, "fwd+bwd"),
     # x -> array shaped like x (log_softmax, softmax): one read + one allocating write
     "softmax": Kind((("fwd", "copy"),), CLASS_SHAPES, CLASS_QUICK, "none", 1, "fwd"),
     # x -> one value per row (logsumexp): one read
@@ -165,6 +170,21 @@ def _make_multilabel(rng, z, shape, dtype):
 
 def _make_regression(rng, z, shape, dtype):
     return z.astype(dtype, copy=False), rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+
+
+def _make_boxes(rng, z, shape, dtype):
+    """Matched xyxy boxes: corners ~ 10 N(0, 1), sides 1 + 3 |N(0, 1)|, the target a jittered
+    copy (most pairs overlap, some do not)."""
+    z = z.astype(np.float64)
+    xy, wh = 10 * z[:, :2], 1 + 3 * np.abs(z[:, 2:])
+    b1 = np.concatenate([xy, xy + wh], axis=1)
+    b2 = b1 + rng.normal(0.0, 1.0, shape)
+    b2[:, 2:] = np.maximum(b2[:, 2:], b2[:, :2] + 0.1)
+    return b1.astype(dtype), (b2.astype(dtype),)
+
+
+def _torch_box(name):
+    return lambda torch, F, x, t: torchvision_box_loss(name, x, t[0], "mean")
 
 
 def _make_kl(rng, z, shape, dtype):
@@ -296,6 +316,20 @@ _EXTRAS = {
         kwargs={"reduction": "batchmean"},
         torch=lambda torch, F, x, t: F.kl_div(x, t, reduction="batchmean"),
     ),
+    # the box losses: "mean" as the torch peer (torchvision's formulas, reference/_oracles.py)
+    **{
+        name: dict(
+            kind="box", make=_make_boxes, kwargs={"reduction": "mean"}, torch=_torch_box(name)
+        )
+        for name in (
+            "iou_loss",
+            "generalized_box_iou_loss",
+            "distance_box_iou_loss",
+            "complete_box_iou_loss",
+            "efficient_iou_loss",
+            "focal_eiou_loss",
+        )
+    },
     # the metrics: timed only when asked for (--loss)
     "error_rate": dict(
         kind="metric",
@@ -337,6 +371,7 @@ def _row(spec):
             "axis": "softmax",
             "metric": "metric",
             "ctc": "ctc",
+            "box": "box",
         }[spec.family],
     )
     if "torch" not in extra and spec.torch_name and "." not in spec.torch_name:
