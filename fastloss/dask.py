@@ -129,6 +129,12 @@ def _layout(spec, arrays, options):
             )
         inds = ["nc" if a.ndim == 2 else "n" for a in arrays]
         return _Layout(inds, "n", "c", "count")
+    if fam == "box":  # matched boxes (N, 4): a box's 4 coordinates in one chunk
+        if x.ndim != 2:
+            raise ValueError(
+                f"fastloss.dask.{spec.name}: boxes must be batched, (N, 4), got shape {x.shape}"
+            )
+        return _Layout(["nc", "nc"], "n", "c", "count")
     if fam == "ctc":
         if x.ndim != 3 or arrays[1].ndim != 2:
             raise ValueError(
@@ -266,10 +272,13 @@ def _make(name):
     signature = sig.replace(parameters=params)
     n_arrays = 1 if name == "entropy" else len(spec.arrays)
     array_names = list(sig.parameters)[:n_arrays]
-    # options that are arrays of the per-sample or the input's shape: blocked like them
-    blocked = {"sample_weight"} | (
-        set(spec.weight_names) if spec.family in ("elementwise", "pair") else set()
-    )
+    # options that are arrays of the per-sample ("out") or the input's ("in") shape: blocked
+    # like them (the class and margin families' weight is per class: passed whole)
+    blocked = {"sample_weight": "out"}
+    if spec.family in ("elementwise", "pair"):
+        blocked.update((w, "in") for w in spec.weight_names)
+    elif spec.family == "box":
+        blocked["weight"] = "out"  # one per box
 
     def fn(*args, **kwargs):
         bound = signature.bind(*args, **kwargs)
@@ -291,9 +300,9 @@ def _make(name):
         arrays = [_aligned(a, i, chunks) for a, i in zip(arrays, lay.inds)]
         args = [x for a, i in zip(arrays, lay.inds) for x in (a, i)]
         out_shape = tuple(dict(zip(lay.inds[0], arrays[0].shape))[c] for c in lay.out)
-        for k, value in extras.items():  # sample_weight: per sample; weights: per element
-            ind = lay.out if k == "sample_weight" else lay.inds[0]
-            shape = out_shape if k == "sample_weight" else arrays[0].shape
+        for k, value in extras.items():
+            ind = lay.out if blocked[k] == "out" else lay.inds[0]
+            shape = out_shape if blocked[k] == "out" else arrays[0].shape
             args += [_aligned(da.broadcast_to(_as_dask(value), shape), ind, chunks), ind]
         dtype = np.result_type(arrays[0].dtype, np.float32)
         common = dict(loss=name, kw=v, threads=threads, n_arrays=n_arrays)
@@ -328,6 +337,8 @@ def _make(name):
         if not return_grad:
             return loss
         diff = [i for i, n in enumerate(array_names) if n in spec.differentiable]
+        if spec.family == "box":  # boxes2's gradient only when asked for, as fastloss's
+            diff = diff if v.get("grad_boxes2") else diff[:1]
         for i in diff[1:]:
             if lay.inds[i] != lay.inds[0] or given_shapes[i] != given_shapes[0]:
                 raise ValueError(
@@ -374,7 +385,7 @@ def _make(name):
     return fn
 
 
-_LOSS_FAMILIES = ("class", "elementwise", "pair", "embedding", "margin", "metric", "ctc")
+_LOSS_FAMILIES = ("class", "elementwise", "pair", "embedding", "margin", "metric", "ctc", "box")
 for _name, _spec in _losses.LOSSES.items():
     if _spec.family in _LOSS_FAMILIES and hasattr(_api, _name):
         globals()[_name] = _make(_name)
