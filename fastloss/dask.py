@@ -166,10 +166,13 @@ def _call(loss, arrays, kw, threads):
         return getattr(_api, loss)(*arrays, **kw)
 
 
-def _split(blocks, n_arrays, extra_names, kw):
-    """The loss's arrays, and the options with the per-block weights filled in."""
+def _split(blocks, n_arrays, extra_names, kw, grad=False):
+    """The loss's arrays, and the options with the per-block weights filled in (without the
+    gradient-only grad_boxes2 unless for a gradient)."""
     arrays, rest = list(blocks[:n_arrays]), list(blocks[n_arrays:])
     kw = dict(kw)
+    if not grad:
+        kw.pop("grad_boxes2", None)
     for k in extra_names:
         kw[k] = rest.pop(0)
     return arrays, kw, rest
@@ -225,7 +228,7 @@ def _none_block(*blocks, loss, kw, threads, n_arrays, extra_names):
 def _grad_block(*blocks, loss, kw, threads, n_arrays, extra_names, reduction, kind, n_diff):
     """The block's gradients (stacked on a new last axis when there are several); the last
     block is the upstream gradient: per sample ("none") or the global scale."""
-    arrays, kw, (go,) = _split(blocks, n_arrays, extra_names, kw)
+    arrays, kw, (go,) = _split(blocks, n_arrays, extra_names, kw, grad=True)
     if reduction == "none":
         kw.update(reduction="none", grad_output=go)
     elif kind == "ctc" and reduction == "mean":  # the block's divides by its own batch size
