@@ -35,6 +35,7 @@
 /* after the hook: a new kernel placed last leaves the machine code of those above unchanged */
 #include "kernels/row_stats-inl.h"
 #include "kernels/ctc-inl.h"
+#include "kernels/gbdt-inl.h"
 
 #define FL_OPS_UNDEF
 #include FL_OPS_HEADER
