@@ -227,6 +227,8 @@ class _Plan:
                     f"scores of {self.loss!r} must have shape (n_samples, n_classes >= 2), "
                     f"got shape {x.shape}"
                 )
+            if x.shape[1] >= 1 << 22:  # the kernels' label check is exact below 2^22
+                raise ValueError(f"scores have {x.shape[1]} classes: at most {(1 << 22) - 1}")
             x_cm = not x.flags.c_contiguous and x.flags.f_contiguous
             if x.dtype is not dt or not (x.flags.c_contiguous or x.flags.f_contiguous):
                 x = np.array(x, dtype=dt, order="F" if x_cm else "C")

@@ -185,6 +185,7 @@ static inline void FN(gb_tile_out)(void *p, int out_f32, int64_t i, int64_t K, c
 }
 
 #define FL_GB_STACK_K 64
+#define FL_GB_MAGIC   ((R)(FL_IS_F32 ? 12582912.0 : 6755399441055744.0)) /* 1.5 * 2^mantissa */
 
 FL_INLINE void FN(gb_softmax)(const fl_gbdt_args *args, int64_t r0, int64_t r1, double *partial,
                               const int focal)
@@ -194,7 +195,7 @@ FL_INLINE void FN(gb_softmax)(const fl_gbdt_args *args, int64_t r0, int64_t r1, 
     const R *x = (const R *)a->x, *y = (const R *)a->y;
     const R *sw = (const R *)a->weight, *cw = (const R *)a->class_weight;
     const R gamma = (R)a->p2, factor = (R)a->hess_factor;
-    const VR one = FN(vsplat)((R)1), zero = FN(vsplat)(0);
+    const VR one = FN(vsplat)((R)1), zero = FN(vsplat)(0), magic = FN(vsplat)(FL_GB_MAGIC);
     const VR hmin = FN(vsplat)((R)a->hess_min), sc = FN(vsplat)((R)a->scale);
     const int scaled = a->scale != 1, of = a->out_f32, bce = a->bce_bound;
     const int xcm = a->x_class_major, ocm = a->out_class_major;
@@ -209,21 +210,22 @@ FL_INLINE void FN(gb_softmax)(const fl_gbdt_args *args, int64_t r0, int64_t r1, 
     int bad = 0;
     for (int64_t i = r0; i < r1; i += L) {
         const int64_t nl = r1 - i < L ? r1 - i : L;
-        /* labels (-1: none, for padding lanes and invalid labels) and row weights */
-        R yl[FL_LANES], wl[FL_LANES];
-        for (int64_t l = 0; l < L; l++) {
-            yl[l] = -1;
-            wl[l] = 0;
-            if (l >= nl) continue;
-            const R v = y[i + l];
-            const int ok = v >= 0 && v < (R)K && v == (R)(int64_t)v;
-            bad |= !ok;
-            R wv = sw ? sw[i + l] : 1;
-            if (cw) wv *= ok ? cw[(int64_t)v] : 0;
-            if (ok) yl[l] = v;
-            wl[l] = wv;
+        /* labels (-1: none, for padding lanes and invalid labels) and row weights: a label
+         * is valid when in [0, K) and integral (equal to itself rounded by the magic-number
+         * addition, exact below 2^22; fl_gbdt's callers keep K below that) */
+        const VR yraw = FN(gb_load)(y + i, nl);
+        const VI lane = FN(viota)() < (FL_XLANE)nl;
+        const VI ok = lane & (yraw >= 0) & (yraw < (R)K) & (((yraw + magic) - magic) == yraw);
+        bad |= FN(vany)(lane & ~ok);
+        const VR yv = FN(vselect)(ok, yraw, -one);
+        VR wv = sw ? FN(gb_load)(sw + i, nl) : one;
+        if (cw) {
+            R wl[FL_LANES];
+            for (int64_t l = 0; l < L; l++) wl[l] = ok[l] ? cw[(int64_t)yv[l]] : 0;
+            wv *= FN(vload)(wl);
         }
-        const VR yv = FN(vload)(yl), wv = FN(vload)(wl), hw = wv * factor;
+        wv = FN(vand)(ok, wv);
+        const VR hw = wv * factor;
         const R *xt = x + i;
         int64_t xs = n;
         if (!xcm) {
@@ -304,6 +306,7 @@ FL_INLINE void FN(gb_softmax)(const fl_gbdt_args *args, int64_t r0, int64_t r1, 
     *partial = bad ? (double)__builtin_nan("") : 0.0;
 }
 #undef FL_GB_STACK_K
+#undef FL_GB_MAGIC
 
 static void FN(gbdt_chunk)(const void *args, int64_t u0, int64_t u1, double *partial)
 {
