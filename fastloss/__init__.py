@@ -36,3 +36,12 @@ __all__ = _api.__all__ + [
 ]
 
 _docs.attach(globals())  # help(): docstrings generated from the signatures and the registry
+
+
+def __getattr__(name):
+    # fastloss.gbdt (the gradient-boosting objectives) is imported on first use
+    if name == "gbdt":
+        import importlib
+
+        return importlib.import_module(".gbdt", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -56,6 +56,20 @@ BOX_FLAGS = {
     "alpha_mmdet": FL_BOX_ALPHA_MMDET,
     "alpha_yolo": FL_BOX_ALPHA_YOLO,
 }
+
+
+def _gbdt_ops():
+    cdef int op = 0
+    cdef const char *name = fl_gbdt_name(0)
+    codes = {}
+    while name != NULL:
+        codes[name.decode()] = op
+        op += 1
+        name = fl_gbdt_name(op)
+    return codes
+
+
+GBDT_OPS = _gbdt_ops()                               # "logloss", ..., "gaussian"
 # The kernels' tuning constants (fl_config.h), e.g. TUNING["small_c"]: rows of at most that
 # many classes take the transposed-tile path.
 TUNING = _tuning()
@@ -396,3 +410,43 @@ def row_op(int op, cnp.ndarray x, int64_t N, int64_t C, int64_t S, object target
     with nogil:
         total = fl_row_op(&a, nthreads)
     return total, kept, bad
+
+
+def gbdt(int op, cnp.ndarray x, cnp.ndarray y, object weight, object class_weight, int64_t K,
+         bint x_class_major, double p1, double p2, double hess_factor, double hess_min,
+         double scale, bint bce_bound, cnp.ndarray grad, cnp.ndarray hess,
+         bint out_class_major, int nthreads):
+    """Gradient and Hessian of a gradient-boosting objective (op: a GBDT_OPS code) into grad
+    and hess.  x: n scores, or n rows of K (row-major, or class-major with x_class_major);
+    y, weight (n,) and class_weight (K,) or None of x's dtype; grad and hess of x's dtype or,
+    for float64 x, float32; all contiguous and validated.  Returns False when a label was
+    invalid for the op (the caller locates it); raises MemoryError when a scratch tile could
+    not be allocated."""
+    cdef fl_gbdt_args a
+    cdef double total
+    cdef int failed = 0
+    a.is_f64 = cnp.PyArray_TYPE(x) == cnp.NPY_DOUBLE
+    a.out_f32 = a.is_f64 and cnp.PyArray_TYPE(grad) == cnp.NPY_FLOAT
+    a.op = op
+    a.n = cnp.PyArray_SIZE(y)
+    a.K = K
+    a.x_class_major = x_class_major
+    a.out_class_major = out_class_major
+    a.x = cnp.PyArray_DATA(x)
+    a.y = cnp.PyArray_DATA(y)
+    a.weight = _ptr(weight)
+    a.class_weight = _ptr(class_weight)
+    a.p1 = p1
+    a.p2 = p2
+    a.hess_factor = hess_factor
+    a.hess_min = hess_min
+    a.scale = scale
+    a.bce_bound = bce_bound
+    a.grad = cnp.PyArray_DATA(grad)
+    a.hess = cnp.PyArray_DATA(hess)
+    a.failed = &failed
+    with nogil:
+        total = fl_gbdt(&a, nthreads)
+    if failed:
+        raise MemoryError("gbdt: could not allocate a scratch tile")
+    return total == 0

@@ -36,6 +36,7 @@
 #include "kernels/row_stats-inl.h"
 #include "kernels/boxes-inl.h"
 #include "kernels/ctc-inl.h"
+#include "kernels/gbdt-inl.h"
 
 #define FL_OPS_UNDEF
 #include FL_OPS_HEADER

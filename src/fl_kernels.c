@@ -484,6 +484,20 @@ double fl_ctc(const fl_ctc_args *a, int nthreads)
     return fl_run(fl_active->ctc[a->is_f64 ? 1 : 0], a, a->N, unit, nthreads);
 }
 
+#define FL_GBDT_NAME(ID, name) #name,
+static const char *const fl_gbdt_names[] = {FL_GBDT_OPS(FL_GBDT_NAME)};
+#undef FL_GBDT_NAME
+
+const char *fl_gbdt_name(int op) { return op >= 0 && op < FL_N_GBDT ? fl_gbdt_names[op] : NULL; }
+
+double fl_gbdt(const fl_gbdt_args *a, int nthreads)
+{
+    if (a->op < 0 || a->op >= FL_N_GBDT) return NAN;
+    /* units are rows: a softmax row is K elements, the other ops' rows one */
+    const int rows = a->op == FL_GBDT_SOFTMAX || a->op == FL_GBDT_SOFTMAX_FOCAL;
+    return fl_run(fl_active->gbdt[a->is_f64 ? 1 : 0], a, a->n, rows ? a->K : 1, nthreads);
+}
+
 double fl_row_op(const fl_row_args *a, int nthreads)
 {
     const int k = a->is_f64 ? 1 : 0;

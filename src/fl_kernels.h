@@ -163,6 +163,54 @@ enum {
     FL_BOX_ALPHA_YOLO = 16  /* CIoU alpha: YOLO's v / (v - IoU + (1 + eps)) */
 };
 
+/* Gradient-boosting objectives (kernels/gbdt-inl.h): per row, the gradient and the (diagonal)
+ * Hessian of a loss with respect to the raw scores, into preallocated buffers; X(ID, name),
+ * enum FL_GBDT_<ID>.  logloss: binary cross entropy on logits (p1 = weight of the positive
+ * term, p2 = of the negative one); focal: sigmoid focal loss (p1 = alpha, < 0: none; p2 =
+ * gamma; labels 0 or 1); softmax / softmax_focal: K classes per row (labels: class indices
+ * stored as numbers; p2 = gamma); huber / pseudo_huber (p1 = delta); poisson (log link);
+ * gaussian (p1 = 1 / variance). */
+#define FL_GBDT_OPS(X)              \
+    X(LOGLOSS, logloss)             \
+    X(FOCAL, focal)                 \
+    X(SOFTMAX, softmax)             \
+    X(SOFTMAX_FOCAL, softmax_focal) \
+    X(HUBER, huber)                 \
+    X(PSEUDO_HUBER, pseudo_huber)   \
+    X(POISSON, poisson)             \
+    X(GAUSSIAN, gaussian)
+#define FL_ENUM_GBDT(ID, ...) FL_GBDT_##ID,
+enum { FL_GBDT_OPS(FL_ENUM_GBDT) FL_N_GBDT };
+#undef FL_ENUM_GBDT
+
+/* The name of gradient-boosting op `op` ("logloss", ...), or NULL past the end. */
+const char *fl_gbdt_name(int op);
+
+/* One call of fl_gbdt.  x (n,) or, for the softmax ops, (n, K) in row-major or class-major
+ * (K, n) memory; y (n,) labels; weight (n,) sample weights or NULL; class_weight (K,) or NULL
+ * (softmax ops; each row's gradient and Hessian are multiplied by the weight of its label).
+ * x, y, weight and class_weight have the working dtype; grad and hess too, or float32 when
+ * out_f32 (float64 input only).  Per element: h = max(h * w * hess_factor, hess_min) (the
+ * factor: softmax ops only; focal ops with bce_bound: h first raised to the Hessian of the
+ * cross entropy weighted by the focal factor), then g and h times scale. */
+typedef struct {
+    int is_f64;
+    int out_f32;                        /* float32 grad and hess from float64 input */
+    int op;                             /* FL_GBDT_* */
+    int64_t n, K;                       /* rows; classes (softmax ops, else 1) */
+    int x_class_major, out_class_major; /* (K, n) memory instead of (n, K) */
+    const void *x, *y, *weight, *class_weight;
+    double p1, p2;
+    double hess_factor, hess_min, scale;
+    int bce_bound;
+    void *grad, *hess;
+    int *failed; /* out: a thread could not allocate its scratch tile */
+} fl_gbdt_args;
+
+/* Returns 0, or NaN when a label is invalid for the op (a class index that is not an integer
+ * in [0, K), a focal label other than 0 / 1); the caller then locates it. */
+double fl_gbdt(const fl_gbdt_args *a, int nthreads);
+
 /* The vector math itself, elementwise, on the active SIMD path (for tests of its accuracy):
  * op is an FL_VM_* code (FL_VECTOR_MATH_OPS). */
 void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out);

@@ -102,6 +102,23 @@ cdef extern from "fl_kernels.h" nogil:
         double grad_scale
         void *out_rows
 
+    ctypedef struct fl_gbdt_args:
+        int is_f64
+        int out_f32
+        int op
+        int64_t n, K
+        int x_class_major, out_class_major
+        const void *x
+        const void *y
+        const void *weight
+        const void *class_weight
+        double p1, p2
+        double hess_factor, hess_min, scale
+        int bce_bound
+        void *grad
+        void *hess
+        int *failed
+
     enum:
         FL_FAMILY_ELEMENTWISE, FL_FAMILY_CLASS, FL_FAMILY_EMBEDDING, FL_FAMILY_SOFTMAX,
         FL_FAMILY_REDUCTION, FL_FAMILY_VECTOR_MATH, FL_FAMILY_ROW, FL_FAMILY_TIES
@@ -132,4 +149,6 @@ cdef extern from "fl_kernels.h" nogil:
     double fl_ctc(const fl_ctc_args *a, int nthreads)
     void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out)
     double fl_row_op(const fl_row_args *a, int nthreads)
+    const char *fl_gbdt_name(int op)
+    double fl_gbdt(const fl_gbdt_args *a, int nthreads)
     double fl_cross_entropy_ranks(const fl_ce_args *a, const fl_row_args *r, int nthreads)

@@ -39,6 +39,7 @@ typedef struct {
     fl_chunk_fn embedding[FL_N_EMBEDDING][2];     /* by FL_COSINE_EMBEDDING... */
     fl_chunk_fn row_ops[FL_N_ROW_OPS][FL_N_ROW_LAYOUTS][2]; /* [FL_RANK...][FL_ROW_LAYOUT_*] */
     fl_chunk_fn ctc[2];
+    fl_chunk_fn gbdt[2]; /* kernels/gbdt-inl.h, every FL_GBDT_* op */
     void (*vector_math_f32)(int, int64_t, const float *, float *);
     void (*vector_math_f64)(int, int64_t, const double *, double *);
 } fl_table;
@@ -82,6 +83,7 @@ extern const fl_table fl_table_avx512;
      .embedding = {FL_EMBEDDING_LOSSES(FL_EMB_SLOT)},            \
      .row_ops = {FL_ROW_OPS(FL_ROW_SLOT)},                       \
      .ctc = FL_PAIR(ctc_chunk),                                  \
+     .gbdt = FL_PAIR(gbdt_chunk),                                \
      .vector_math_f32 = FL_CAT3(vector_math, f32, FL_TABLE_ISA), \
      .vector_math_f64 = FL_CAT3(vector_math, f64, FL_TABLE_ISA)}
 

@@ -25,6 +25,8 @@ __all__ = [
     "METRIC_SHAPES",
     "METRIC_QUICK",
     "FLOORS",
+    "GBDT_CASES",
+    "GbdtCase",
     "Kind",
     "KINDS",
     "Loss",
@@ -433,3 +435,66 @@ def call_args(x, target):
 
 def shape_str(shape):
     return "x".join(str(n) for n in shape)
+
+
+# --------------------------------------------------------------------------------------------
+# the gradient-boosting section (fastloss bench --gbdt): fastloss.gbdt.grad_hess into
+# preallocated buffers, against the custom objective a user writes in NumPy (these functions,
+# XGBoost's conventions: softmax Hessian factor 2, Hessians floored at 1e-16) and against the
+# memory floor of the call (read scores and labels, write gradient and Hessian)
+# --------------------------------------------------------------------------------------------
+def numpy_softmax_objective(predt, labels):
+    """XGBoost's demo custom softmax objective, vectorised: (n, K) margins -> (grad, hess)."""
+    p = np.exp(predt - predt.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    grad = p.copy()
+    grad[np.arange(len(labels)), labels.astype(np.int64)] -= 1.0
+    hess = np.maximum(2.0 * p * (1.0 - p), 1e-16)
+    return grad, hess
+
+
+def numpy_logloss_objective(predt, labels):
+    p = 1.0 / (1.0 + np.exp(-predt))
+    return p - labels, np.maximum(p * (1.0 - p), 1e-16)
+
+
+def numpy_focal_objective(predt, labels, alpha=0.25, gamma=2.0):
+    """The binary focal objective of the imbalanced-learning posts: p_t, the chain rule through
+    the sigmoid written out, the (possibly negative) Hessian floored at 1e-16."""
+    p = 1.0 / (1.0 + np.exp(-predt))
+    s = 2.0 * labels - 1.0
+    pt = np.where(labels == 1, p, 1.0 - p)
+    q = 1.0 - pt
+    at = np.where(labels == 1, alpha, 1.0 - alpha)
+    lpt = np.log(np.maximum(pt, 1e-38))
+    grad = at * s * q**gamma * (gamma * pt * lpt - q)
+    hess = at * pt * q**gamma * ((2 * gamma + 1) * q + gamma * lpt * (q - gamma * pt))
+    return grad, np.maximum(hess, 1e-16)
+
+
+@dataclass(frozen=True)
+class GbdtCase:
+    loss: str
+    shape: tuple
+    quick_shape: tuple
+    numpy: object  # (scores, labels) -> (grad, hess): the NumPy objective a user would write
+    params: dict = field(default_factory=dict)  # fastloss.gbdt options matching it
+
+
+def gbdt_inputs(case, shape, dtype, rng):
+    """Scores ~ 2 N(0, 1) and labels (class indices, or 0/1 with 30 % positives)."""
+    x = (2.0 * rng.standard_normal(shape, dtype=np.float32)).astype(dtype)
+    if len(shape) == 2:
+        y = rng.integers(0, shape[1], size=shape[0]).astype(dtype)
+    else:
+        y = (rng.random(shape[0], dtype=np.float32) < 0.3).astype(dtype)
+    return x, y
+
+
+GBDT_CASES = (
+    GbdtCase(
+        "softmax", (1048576, 10), (131072, 10), numpy_softmax_objective, {"hessian_factor": 2.0}
+    ),
+    GbdtCase("logloss", (10485760,), (1310720,), numpy_logloss_objective),
+    GbdtCase("focal", (10485760,), (1310720,), numpy_focal_objective),
+)

@@ -142,6 +142,13 @@ def add_parser(subparsers):
         "by bench (medians; goal: busy, the threads at most 1.2x the 1-thread time)",
     )
     b.add_argument(
+        "--gbdt",
+        action="store_true",
+        help="the gradient-boosting section: fastloss.gbdt gradient + Hessian (softmax 1M x 10, "
+        "logloss and focal 10M rows) vs the NumPy custom objective and the memory floor "
+        "(alone unless --loss is given)",
+    )
+    b.add_argument(
         "--contention-shrink", type=_argtypes.positive_int, default=1, help=argparse.SUPPRESS
     )
     b.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -217,6 +224,7 @@ def run(args):
         skip=tuple(args.skip or ()),
         contention=args.contention,
         contention_shrink=args.contention_shrink,
+        gbdt=args.gbdt,
         seed=args.seed,
         command=args.command_line,
     )

@@ -17,11 +17,13 @@ from fastloss import _config
 from . import contention, trust
 from .cases import (
     FLOORS,
+    GBDT_CASES,
     KINDS,
     LOSSES,
     call_args,
     case_inputs,
     default_losses,
+    gbdt_inputs,
     shape_base,
     shape_str,
 )
@@ -47,6 +49,7 @@ class BenchConfig:
     # after all cases, best of the passes kept per row
     contention: bool = False  # the busy-machine section (contention.py)
     contention_shrink: int = 1  # divides the first dimension of its cases (tests)
+    gbdt: bool = False  # the gradient-boosting section (alone unless losses are given)
     seed: int = 0
     command: list = None  # recorded in the JSON document (default: sys.argv)
 
@@ -87,7 +90,7 @@ def run(cfg, out=None, records=None):
     after a KeyboardInterrupt)."""
     out = sys.stdout if out is None else out
     started = time.perf_counter()
-    losses = list(cfg.losses) if cfg.losses else default_losses()
+    losses = list(cfg.losses) if cfg.losses else [] if cfg.gbdt else default_losses()
     if cfg.repeat is None:
         cfg.repeat = 3 if cfg.quick else 5
     threads = cfg.threads or fastloss.get_num_threads()
@@ -127,6 +130,7 @@ def run(cfg, out=None, records=None):
         "checks": checks,
         "scaling": scaling,
         "contention": None,
+        "gbdt": None,
         "elapsed_s": None,
         "others_cpu_fraction": None,
     }
@@ -248,6 +252,8 @@ def run(cfg, out=None, records=None):
                 del shared
             for line in scaling_lines(scaling, threads):
                 print(line, file=out)
+        if cfg.gbdt:
+            doc["gbdt"] = gbdt_section(cfg, out, threads)
         # measured before the busy processes of the contention section start
         doc["others_cpu_fraction"] = watch.others_fraction()
         if cfg.contention:
@@ -727,4 +733,69 @@ def _time_scaling(cfg, name, shape, dtype, base, rng, threads):
     for rec in records:
         rec["others_cpu"] = others
         trust.flag_record(rec, rec["spread"])
+    return records
+
+
+# --------------------------------------------------------------------------------------------
+# gradient boosting (--gbdt)
+# --------------------------------------------------------------------------------------------
+def gbdt_section(cfg, out, threads):
+    """fastloss.gbdt's gradient + Hessian per case of cases.GBDT_CASES (row-major scores,
+    preallocated outputs) against the NumPy objective a user would write and against the
+    memory floor: np.copyto(buf, x) scaled to the call's traffic (read scores and labels,
+    write gradient and Hessian).  Returns the records (doc["gbdt"])."""
+    from ... import gbdt
+
+    print(
+        f"\ngradient boosting: fastloss.gbdt.grad_hess into preallocated buffers vs the NumPy "
+        f"objective (cases.py) and the memory floor (read scores + labels, write grad + "
+        f"hess), {threads} thread(s), SIMD {_config._kernels.simd_name()}:",
+        file=out,
+    )
+    head = f"{'loss':<8} {'shape':>12} {'dtype':<8} {'fastloss':>10} {'floor':>10} "
+    print(head + f"{'x floor':>8} {'numpy':>10} {'vs numpy':>9} {'max rel err':>11}", file=out)
+    rng = np.random.default_rng(cfg.seed + 7)
+    records = []
+    for case in GBDT_CASES:
+        shape = case.quick_shape if cfg.quick else case.shape
+        for dtype in cfg.dtypes:
+            x, y = gbdt_inputs(case, shape, dtype, rng)
+            g, h, buf = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+            for a in (g, h, buf):
+                np.copyto(a, x)  # fault the pages in
+            plan = gbdt._Plan(case.loss, case.params)
+            fl = sample(lambda: plan.run(x, y, None, g, h), cfg.repeat, min_total=cfg.min_total)[0]
+            floor_raw = sample(lambda: np.copyto(buf, x), cfg.repeat, min_total=cfg.min_total)[0]
+            factor = (3 * x.nbytes + y.nbytes) / (2 * x.nbytes)
+            rec = {
+                "loss": case.loss,
+                "shape": list(shape),
+                "dtype": dtype,
+                "threads": threads,
+                "fastloss_s": fl.best,
+                "floor_raw_s": floor_raw.best,
+                "floor_factor": factor,
+                "floor_s": floor_raw.best * factor,
+                "x_floor": _ratio(fl.best, floor_raw.best * factor),
+                "numpy_s": None,
+                "vs_numpy": None,
+                "rel_err": None,
+            }
+            if "numpy" not in cfg.skip:
+                peer, (gn, hn) = sample(lambda: case.numpy(x, y), max(1, min(cfg.repeat, 3)))
+                rec["numpy_s"] = peer.best
+                rec["vs_numpy"] = _ratio(peer.best, fl.best)
+                rec["rel_err"] = max(_rel_err(g, gn), _rel_err(h, hn))
+                del gn, hn
+            records.append(rec)
+            err, xf, vs = rec["rel_err"], rec["x_floor"], rec["vs_numpy"]
+            cells = (
+                f"{case.loss:<8} {shape_str(shape):>12} {dtype:<8} {format_time(fl.best):>10}",
+                f"{format_time(rec['floor_s']):>10}",
+                f"{'-' if xf is None else f'{xf:.2f}x':>8}",
+                f"{format_time(rec['numpy_s']):>10}",
+                f"{'-' if vs is None else f'{vs:.1f}x':>9}",
+                f"{'-' if err is None else f'{err:.1e}':>11}",
+            )
+            print(" ".join(cells), file=out)
     return records
