@@ -433,8 +433,13 @@ def _read_rows(path, a, b):
     return out
 
 
-def _row_blocks(rows, row_bytes):
-    step = max(1, _evaluate.CHUNK_BYTES // max(1, row_bytes))
+#: bytes of logits per evaluate task: a few of fastloss.evaluate's 64 MB chunks, so that the
+#: per-task overhead of a scheduler (milliseconds on a distributed cluster) stays small
+BLOCK_BYTES = 4 * _evaluate.CHUNK_BYTES
+
+
+def _row_blocks(rows, row_bytes, block_bytes=BLOCK_BYTES):
+    step = max(1, block_bytes // max(1, row_bytes))
     return [(a, min(rows, a + step)) for a in range(0, rows, step)]
 
 
@@ -449,7 +454,7 @@ def from_npy(paths):
     for path in found:
         rows, shape, dtype = _npy_rows(path)
         row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
-        for a, b in _row_blocks(rows, row_bytes):
+        for a, b in _row_blocks(rows, row_bytes, _evaluate.CHUNK_BYTES):
             block = dask.delayed(_read_rows, pure=True)(path, a, b)
             parts.append(da.from_delayed(block, (b - a,) + shape[1:], dtype=dtype))
     return da.concatenate(parts, axis=0)

@@ -149,6 +149,14 @@ def add_parser(subparsers):
         "(alone unless --loss is given)",
     )
     b.add_argument(
+        "--dask",
+        action="store_true",
+        help="the scale-out section: fastloss.dask.evaluate of cross entropy over .npy shards "
+        "(1 GB of float32 logits, --quick 128 MB) on a LocalCluster of 1 and 2 worker "
+        "processes vs fastloss.evaluate in this process (needs dask and distributed; alone "
+        "unless --loss is given)",
+    )
+    b.add_argument(
         "--contention-shrink", type=_argtypes.positive_int, default=1, help=argparse.SUPPRESS
     )
     b.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -225,6 +233,7 @@ def run(args):
         contention=args.contention,
         contention_shrink=args.contention_shrink,
         gbdt=args.gbdt,
+        dask=args.dask,
         seed=args.seed,
         command=args.command_line,
     )

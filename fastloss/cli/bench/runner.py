@@ -50,6 +50,7 @@ class BenchConfig:
     contention: bool = False  # the busy-machine section (contention.py)
     contention_shrink: int = 1  # divides the first dimension of its cases (tests)
     gbdt: bool = False  # the gradient-boosting section (alone unless losses are given)
+    dask: bool = False  # the scale-out section (alone unless losses are given)
     seed: int = 0
     command: list = None  # recorded in the JSON document (default: sys.argv)
 
@@ -90,7 +91,7 @@ def run(cfg, out=None, records=None):
     after a KeyboardInterrupt)."""
     out = sys.stdout if out is None else out
     started = time.perf_counter()
-    losses = list(cfg.losses) if cfg.losses else [] if cfg.gbdt else default_losses()
+    losses = list(cfg.losses) if cfg.losses else [] if cfg.gbdt or cfg.dask else default_losses()
     if cfg.repeat is None:
         cfg.repeat = 3 if cfg.quick else 5
     threads = cfg.threads or fastloss.get_num_threads()
@@ -254,6 +255,8 @@ def run(cfg, out=None, records=None):
                 print(line, file=out)
         if cfg.gbdt:
             doc["gbdt"] = gbdt_section(cfg, out, threads)
+        if cfg.dask:
+            doc["dask"] = dask_section(cfg, out, threads)
         # measured before the busy processes of the contention section start
         doc["others_cpu_fraction"] = watch.others_fraction()
         if cfg.contention:
@@ -798,4 +801,91 @@ def gbdt_section(cfg, out, threads):
                 f"{'-' if err is None else f'{err:.1e}':>11}",
             )
             print(" ".join(cells), file=out)
+    return records
+
+
+# --------------------------------------------------------------------------------------------
+# scale-out (--dask)
+# --------------------------------------------------------------------------------------------
+def _worker_peak_rss_mb():
+    """The peak resident memory of this process (VmHWM, which exec resets), in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+def dask_section(cfg, out, threads):
+    """fastloss.dask.evaluate (cross entropy over .npy shards, one kernel thread per task) on a
+    LocalCluster of 1 and 2 worker processes against fastloss.evaluate of the same data in one
+    file in this process (`threads` threads); each worker's peak RSS.  Returns the records."""
+    import tempfile
+
+    try:
+        import distributed
+
+        from ... import dask as fdask
+    except ImportError as exc:
+        print(f"\nscale-out: skipped ({exc}; pip install 'fastloss[dask]')", file=out)
+        return None
+    N, C, shards = (32768, 1000, 4) if cfg.quick else (262144, 1000, 8)
+    rng = np.random.default_rng(cfg.seed + 11)
+    records = []
+    with tempfile.TemporaryDirectory(prefix="fastloss-bench-dask-") as d:
+        whole = np.lib.format.open_memmap(f"{d}/x.npy", "w+", np.float32, (N, C))
+        t = rng.integers(0, C, N)
+        np.save(f"{d}/t.npy", t)
+        rows = N // shards
+        for i in range(shards):
+            block = rng.standard_normal((rows, C), dtype=np.float32)
+            whole[i * rows : (i + 1) * rows] = block
+            np.save(f"{d}/x{i:02d}.npy", block)
+            np.save(f"{d}/t{i:02d}.npy", t[i * rows : (i + 1) * rows])
+        whole.flush()
+        del whole
+        gb = N * C * 4 / 1e9
+        print(
+            f"\nscale-out: cross entropy over {gb:.2f} GB of float32 logits ({N} x {C}, "
+            f"{shards} .npy shards), fastloss.dask.evaluate on a LocalCluster of worker "
+            f"processes (1 thread each) vs fastloss.evaluate in this process ({threads} "
+            "threads):",
+            file=out,
+        )
+        print(f"{'run':<22} {'time':>10} {'x single':>9} {'worker peak RSS':>16}", file=out)
+        single = sample(
+            lambda: fastloss.evaluate("cross_entropy", f"{d}/x.npy", f"{d}/t.npy"),
+            max(2, min(cfg.repeat, 3)),
+        )
+        t_single, doc_single = single[0].best, single[1]
+        records.append({"run": "single process", "workers": 0, "time_s": t_single})
+        print(f"{'single process':<22} {format_time(t_single):>10} {'1.00x':>9}", file=out)
+        for workers in (1, 2):
+            with (
+                distributed.LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                ) as cluster,
+                distributed.Client(cluster) as client,
+            ):
+                timing, doc = sample(
+                    lambda c=client: fdask.evaluate(
+                        "cross_entropy", f"{d}/x??.npy", f"{d}/t??.npy", scheduler=c
+                    ),
+                    max(2, min(cfg.repeat, 3)),
+                )
+                rss = max(client.run(_worker_peak_rss_mb).values())
+            rec = {
+                "run": f"dask, {workers} worker(s)",
+                "workers": workers,
+                "time_s": timing.best,
+                "vs_single": _ratio(timing.best, t_single),
+                "worker_peak_rss_mb": rss,
+                "mean_abs_diff": abs(doc["mean"] - doc_single["mean"]),
+            }
+            records.append(rec)
+            print(
+                f"{rec['run']:<22} {format_time(timing.best):>10} "
+                f"{rec['vs_single']:>8.2f}x {rss:>13.0f} MB",
+                file=out,
+            )
     return records
