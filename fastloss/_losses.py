@@ -662,12 +662,7 @@ LOSSES["linear_cross_entropy"] = LossSpec(
     "linear",
     "cross_entropy",
     LCE.linear_cross_entropy,
-    # torch's default None means -100 for class-index targets; with probability targets
-    # any value raises (checked with the problem, fastloss._linear_ce)
-    params=(
-        Param("ignore_index", None, None),
-        Param("label_smoothing", 0.0, V.check_unit_interval),
-    ),
+    params=(Param("label_smoothing", 0.0, V.check_unit_interval),),
     weights=_CLASS_WEIGHT,
     input_domain="real",
     target_domain="class_or_prob",
@@ -676,5 +671,7 @@ LOSSES["linear_cross_entropy"] = LossSpec(
     examples=({"label_smoothing": 0.1},),
     arrays=("input", "linear_weight", "target"),
     differentiable=("input", "linear_weight", "linear_bias"),
-    runner_args=("linear_bias", "return_metrics", "chunk_rows", "max_memory"),
+    # ignore_index is a runner argument, not a Param: torch's default None (-100 for class
+    # indices; with probability targets any value raises) is not the class rows' -100
+    runner_args=("linear_bias", "ignore_index", "return_metrics", "chunk_rows", "max_memory"),
 )

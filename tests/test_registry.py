@@ -70,6 +70,7 @@ def test_kernel_names_exist_in_the_compiled_op_tables():
         "axis": K.SOFTMAX_OPS,
         "metric": K.ROW_OPS,
         "ctc": ("ctc",),  # one kernel of its own (fastloss._kernels.ctc)
+        "linear": K.CLASS_OPS,  # GEMMs in BLAS, the class kernel on chunks of logits
     }
     for spec in LOSSES.values():
         assert spec.kernel in tables[spec.family], spec.name
@@ -86,7 +87,7 @@ def test_torch_bridge_has_every_row():
     FL = pytest.importorskip("fastloss.torch")
     rows = {
         s.name
-        for s in registry("class", "elementwise", "pair", "embedding", "margin", "ctc")
+        for s in registry("class", "elementwise", "pair", "embedding", "margin", "ctc", "linear")
         if s.torch_module
     }
     assert set(FL.FUNCTIONALS) == set(FL.MODULES) == rows
