@@ -1121,7 +1121,7 @@ def triplet_margin_with_distance_loss(
 # error_rate / accuracy / entropy (registry family "metric"): one pass of a row op of
 # src/kernels/row_stats-inl.h (fastloss._kernels.row_op), or the twin in reference/_metrics.py
 
-__all__ += ["error_rate", "accuracy", "entropy", "ctc_loss"]
+__all__ += ["error_rate", "accuracy", "entropy", "ctc_loss", "linear_cross_entropy"]
 
 #: a NumPy scalar ("mean"/"sum") or an array shaped like the per-sample values ("none")
 MetricResult = Union[np.floating, np.ndarray]
@@ -1679,3 +1679,4 @@ def focal_l1_loss(
 
 
 from ._ctc import ctc_loss  # noqa: E402 (imports LOSSES, as this module does)
+from ._linear_ce import linear_cross_entropy  # noqa: E402 (imports LOSSES, as _ctc)

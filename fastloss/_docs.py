@@ -2053,3 +2053,168 @@ _PROSE.update(
         ),
     }
 )
+
+
+# ----------------------------------------------------------------- fused linear + CE
+# linear_cross_entropy (registry family "linear"): torch's F.linear_cross_entropy in row
+# chunks; its parameter descriptions and prose, Returns and Raises written out (three
+# gradients, chunking options).
+
+_BY_FAMILY["linear"] = {
+    "return_grad": (
+        "bool",
+        "Also return the gradients w.r.t. input, linear_weight and linear_bias (see "
+        "Returns), from the same chunks.",
+    ),
+    "input": (
+        "array_like, shape (N, H) or (H,)",
+        "Hidden states: N rows of H = in_features (one unbatched row). float32 and float64 "
+        "are kept; float16, integer and bool compute in float32.",
+    ),
+    "linear_weight": (
+        "array_like, shape (C, H) or (C, d1, ..., dk, H)",
+        "The projection (torch.nn.Linear's weight): logits = input @ linear_weight.T. "
+        "Must have input's working dtype (TypeError otherwise, as torch). With "
+        "(C, d1, ..., dk, H) the logits are (N, C, d1, ..., dk), a K-dimensional loss "
+        "(batched input only).",
+    ),
+    "target": (
+        "array_like, shape (N,), (N, d1, ..., dk) or the logits' shape",
+        "Class indices (any integer dtype) in [0, C) or equal to ignore_index, one per row "
+        "(() for an unbatched input); or class probabilities (floating dtype) of the "
+        "logits' shape (N, C, d1, ..., dk).",
+    ),
+    "linear_bias": (
+        "array_like, shape (C,) or (C, d1, ..., dk)",
+        "Added to the logits (None: no bias); its gradient is returned too.",
+    ),
+    "weight": (
+        "array_like, shape (C,)",
+        "Per-class weights w[c] (None: all 1), as cross_entropy's.",
+    ),
+    "reduction": (
+        lambda fn: _choices(fn.spec.reductions),
+        '"none": the per-row losses (shape (N,) or (N, d1, ..., dk)); "sum": their sum; '
+        '"mean": their sum divided by Σ w[y_i] over the targets that are not '
+        "ignore_index (their number without weight), by the number of rows with "
+        "probability targets.",
+    ),
+    "ignore_index": (
+        "int",
+        "A target value whose rows are skipped: loss 0, gradients 0, left out of the "
+        '"mean" denominator, and dropped before the projection (no GEMM work). None (as '
+        "torch): -100 with class-index targets; with probability targets any other value "
+        "raises ValueError, as torch.",
+    ),
+    "grad_output": (
+        "float or array_like",
+        "Upstream gradient scaling the gradients, never the loss (needs return_grad=True): "
+        'a scalar for "mean"/"sum", an array of the loss\'s shape for "none" (each row\'s '
+        "gradient scaled before the G.T @ input sum).",
+    ),
+    "grad_out": (
+        "tuple of ndarrays",
+        "(grad_input, grad_weight[, grad_bias]) buffers, each C-contiguous, of its "
+        "argument's shape and the working dtype, written and returned (needs "
+        "return_grad=True).",
+    ),
+    "return_metrics": (
+        "str or sequence of str",
+        '"error_rate", "accuracy" and/or "top<k>" (top-k accuracy, e.g. "top5") of the '
+        "logits, from the same chunks (cross_entropy's return_metrics per chunk, counts "
+        "added up): also return a dict of them, last in the result. Over the targets not "
+        "ignored; class-index targets only.",
+    ),
+    "chunk_rows": (
+        "int",
+        "Rows of logits per chunk (>= 1). None: as many as max_memory allows.",
+    ),
+    "max_memory": (
+        "float",
+        "Bytes of the (chunk_rows, C) logits buffer, the only logits-sized memory used "
+        "(ignored when chunk_rows is given). None: 64 MiB. Results do not depend on it "
+        "beyond float rounding.",
+    ),
+}
+
+_PROSE["linear_cross_entropy"] = _Prose(
+    "Cross entropy of a linear projection, without materialising the logits.",
+    """
+    logits = input @ linear_weight.T + linear_bias      (N x C, never whole)
+    loss   = cross_entropy(logits, target, weight, ignore_index,
+                           label_smoothing, reduction)
+    G = d loss / d logits, one row chunk at a time (in place), then
+      d/d input = G @ W,  d/d linear_weight = G.T @ input,
+      d/d linear_bias = Σ_rows G
+    """,
+    (
+        "Row chunks: one GEMM into a reused (chunk_rows, C) buffer, the fused "
+        'cross-entropy kernel turning it into G in place (the "mean" scale known up '
+        "front), two GEMMs for the gradients; grad_weight is accumulated by BLAS (SciPy's "
+        "gemm with beta = 1) without a C x H temporary per chunk. The time is the three "
+        "GEMMs' (6 N C H flops); the memory one chunk of logits instead of N x C logits "
+        "and their gradient (docs/performance.md).",
+        "Without return_grad only the forward GEMM runs, one chunk at a time: per-row "
+        'losses (reduction="none") and return_metrics for evaluation. Perplexity is '
+        'np.exp of the "mean" loss.',
+        'All targets ignored: "mean" is NaN and every gradient 0 (torch\'s chunked path '
+        "gives NaN gradients there, its reference path 0).",
+    ),
+    _SETUP
+    + """
+        >>> rng = np.random.default_rng(0)
+        >>> h = rng.standard_normal((6, 4))  # 6 rows of 4 hidden features
+        >>> W = rng.standard_normal((10, 4))  # a vocabulary of 10
+        >>> y = np.array([1, 5, 9, -100, 0, 3])  # row 3 ignored
+        >>> loss = fastloss.linear_cross_entropy(h, W, y, chunk_rows=4)
+        >>> z = h @ W.T  # the unfused way
+        >>> print(np.isclose(loss, fastloss.cross_entropy(z, y)))
+        True
+        >>> loss, (gh, gW, gb) = fastloss.linear_cross_entropy(
+        ...     h, W, y, return_grad=True)
+        >>> print(gh.shape, gW.shape, gb, np.round(gh[3], 4))
+        (6, 4) (10, 4) None [0. 0. 0. 0.]
+        >>> ppl = np.exp(fastloss.linear_cross_entropy(h, W, y))  # perplexity
+    """,
+    returns=[
+        (
+            "loss : NumPy scalar or ndarray",
+            [
+                'A scalar of input\'s working dtype for "mean"/"sum"; for "none" one loss '
+                "per row, shape (N,) or (N, d1, ..., dk) (0-d for an unbatched input)."
+            ],
+        ),
+        (
+            "grads : tuple (grad_input, grad_weight, grad_bias)",
+            [
+                "Only with return_grad=True, which returns (loss, grads): the gradients "
+                "w.r.t. input, linear_weight and linear_bias (None without a bias), each "
+                "of its argument's shape and the working dtype, for the chosen reduction "
+                '("mean"\'s 1/Σw included), times grad_output; grad_out when given.'
+            ],
+        ),
+        (
+            "metrics : dict",
+            ["Only with return_metrics: {name: float64 value}, last in the result."],
+        ),
+    ],
+    raises=[
+        (
+            "TypeError",
+            [
+                "Non-numeric arrays, linear_weight or linear_bias of another working dtype "
+                "than input, float targets of the index shape, a tensor that requires grad "
+                "(use fastloss.torch.linear_cross_entropy)."
+            ],
+        ),
+        (
+            "ValueError",
+            [
+                "Shapes that do not match, an unknown reduction, label_smoothing outside "
+                "[0, 1], ignore_index with probability targets, chunk_rows < 1 or "
+                "max_memory <= 0, grad_output or grad_out without return_grad=True."
+            ],
+        ),
+        ("IndexError", ["A class index outside [0, C) that is not ignore_index."]),
+    ],
+)

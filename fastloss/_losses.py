@@ -771,3 +771,29 @@ LOSSES.update(
         )
     }
 )
+
+
+# Fused linear + cross entropy (issue 28): family "linear".  The projection's three arrays
+# (input, linear_weight, target); differentiable input, linear_weight and linear_bias.  No
+# kernel of its own: the GEMMs are BLAS, the loss is the cross-entropy class kernel run on
+# row chunks of the logits (fastloss/_linear_ce.py).
+from .reference import _linear_ce as LCE  # noqa: E402
+
+LOSSES["linear_cross_entropy"] = LossSpec(
+    "linear_cross_entropy",
+    "linear",
+    "cross_entropy",
+    LCE.linear_cross_entropy,
+    params=(Param("label_smoothing", 0.0, V.check_unit_interval),),
+    weights=_CLASS_WEIGHT,
+    input_domain="real",
+    target_domain="class_or_prob",
+    torch_name="linear_cross_entropy",
+    torch_module="LinearCrossEntropyLoss",
+    examples=({"label_smoothing": 0.1},),
+    arrays=("input", "linear_weight", "target"),
+    differentiable=("input", "linear_weight", "linear_bias"),
+    # ignore_index is a runner argument, not a Param: torch's default None (-100 for class
+    # indices; with probability targets any value raises) is not the class rows' -100
+    runner_args=("linear_bias", "ignore_index", "return_metrics", "chunk_rows", "max_memory"),
+)

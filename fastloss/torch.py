@@ -1453,3 +1453,161 @@ __all__ = (
     + [m.__name__ for m in MODULES.values()]
     + ["softmax", "log_softmax", "logsumexp"]
 )
+
+
+# ------------------------------------------------------------------ fused linear + cross entropy
+
+
+def linear_cross_entropy(
+    input,
+    linear_weight,
+    target,
+    *,
+    linear_bias=None,
+    weight=None,
+    reduction="mean",
+    ignore_index=None,
+    label_smoothing=0.0,
+    options=None,
+):
+    """torch.nn.functional.linear_cross_entropy on fastloss.linear_cross_entropy: row chunks,
+    never the (N, C) logits.  The gradients w.r.t. input, linear_weight and linear_bias come
+    from the forward's chunks (backward only scales them by the upstream gradient); with
+    reduction="none" backward runs the chunks again with the upstream gradient folded in.
+    ``options`` (torch.nn.LinearCrossEntropyOptions): only its batch_chunk_size is read (the
+    rows per chunk; None: fastloss's 64 MiB budget of logits)."""
+    name = "linear_cross_entropy"
+    chunk_rows = None
+    if options is not None:
+        peer = getattr(torch.nn, "LinearCrossEntropyOptions", None)
+        if peer is not None and not isinstance(options, peer):
+            raise TypeError(
+                f"fastloss.torch.{name}: options must be a torch.nn.LinearCrossEntropyOptions "
+                f"or None, got {type(options).__name__}"
+            )
+        chunk_rows = getattr(options, "batch_chunk_size", None)
+    diff = {"input": input, "linear_weight": linear_weight, "linear_bias": linear_bias}
+    for arg, t in diff.items():
+        if t is None and arg == "linear_bias":
+            continue
+        _check_tensor(t.detach() if isinstance(t, _Tensor) else t, arg, name)
+        if not t.dtype.is_floating_point:
+            raise TypeError(
+                f"fastloss.torch.{name}: {arg} must be a floating tensor, got {t.dtype}"
+            )
+    _check_tensor(target, "target", name)
+    _check_tensor(weight, "weight", name, optional=True)
+    _check_composable(name, {**diff, "target": target, "weight": weight})
+    dtype = input.dtype
+    nodes = [t for t in diff.values() if t is not None]
+    arrays = [_numpy_input(t, _compute_dtype(t.dtype))[1] for t in nodes]
+    cdtype = _compute_dtype(dtype)
+    kw = {
+        "weight": _numpy_other(weight, cdtype),
+        "reduction": reduction,
+        "ignore_index": ignore_index,
+        "label_smoothing": label_smoothing,
+        "chunk_rows": chunk_rows,
+    }
+    x, w = arrays[0], arrays[1]
+    b = arrays[2] if linear_bias is not None else None
+    y = _numpy_other(target, cdtype)
+
+    def call(**extra):
+        return _fl.linear_cross_entropy(x, w, y, linear_bias=b, **kw, **extra)
+
+    def tensors(grads):
+        return [torch.from_numpy(g) for g in grads if g is not None]
+
+    if not (_grad_enabled() and any(t.requires_grad for t in nodes)):
+        return torch.from_numpy(np.asarray(call())).to(dtype)
+    dtypes = tuple(None if t.dtype == _compute_dtype(t.dtype) else t.dtype for t in nodes)
+    if reduction == "none":
+        loss = torch.from_numpy(np.asarray(call()))
+
+        def rerun(upstream):
+            return tensors(call(return_grad=True, grad_output=upstream)[1])
+
+        result = (loss, None, dtypes, rerun)
+    else:
+        loss, grads = call(return_grad=True)
+        result = (torch.from_numpy(np.asarray(loss)), tensors(grads), dtypes, None)
+    out = _MultiInputLossFunction.apply(result, *nodes)
+    return out if out.dtype == dtype else out.to(dtype)
+
+
+class LinearCrossEntropyLoss(torch.nn.Module):
+    """Drop-in torch.nn.LinearCrossEntropyLoss (the same constructor; it owns the
+    torch.nn.Linear head) whose forward(input, target) is fastloss.torch.linear_cross_entropy
+    with the head's weight and bias."""
+
+    def __init__(
+        self,
+        in_features,
+        num_classes,
+        *,
+        out_features=(),
+        bias=False,
+        device=None,
+        dtype=None,
+        reduction="mean",
+        weight=None,
+        ignore_index=None,
+        label_smoothing=0.0,
+        options=None,
+    ):
+        super().__init__()
+        if weight is not None and tuple(weight.shape) != (num_classes,):
+            raise ValueError(
+                f"LinearCrossEntropyLoss: weight must have shape ({num_classes},), got "
+                f"{tuple(weight.shape)}"
+            )
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(
+                f"LinearCrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing}"
+            )
+        self.register_buffer("weight", weight)
+        self.reduction = reduction
+        self.num_classes = num_classes
+        self.out_features = tuple(out_features)
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+        self.options = options
+        self.linear = torch.nn.Linear(
+            in_features,
+            math.prod(self.out_features, start=num_classes),
+            bias=bias,
+            device=device,
+            dtype=dtype,
+        )
+
+    def forward(self, input, target):
+        w = self.linear.weight.reshape(
+            (self.num_classes, *self.out_features, self.linear.in_features)
+        )
+        b = self.linear.bias
+        if b is not None:
+            b = b.reshape((self.num_classes, *self.out_features))
+        return linear_cross_entropy(
+            input,
+            w,
+            target,
+            linear_bias=b,
+            weight=self.weight,
+            reduction=self.reduction,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            options=self.options,
+        )
+
+    def extra_repr(self):
+        return (
+            f"in_features={self.linear.in_features}, num_classes={self.num_classes}, "
+            f"out_features={self.out_features}, bias={self.linear.bias is not None}, "
+            f"reduction={self.reduction!r}"
+        )
+
+
+FUNCTIONALS["linear_cross_entropy"] = linear_cross_entropy
+MODULES["linear_cross_entropy"] = LinearCrossEntropyLoss
+__all__ += ["linear_cross_entropy", "LinearCrossEntropyLoss"]

@@ -142,6 +142,9 @@ def _problem(spec):
     target."""
     if spec.family == "ctc":  # (T, N, C) log-probabilities, targets, input / target lengths
         return np.log(np.full((4, 2, 3), 1 / 3)), np.array([[1, 2], [2, 1]]), [4, 3], [2, 1]
+    if spec.family == "linear":  # hidden states (N, H), linear_weight (C, H), class indices
+        h = np.array([[1.0, 2.0], [0.5, -1.0]])
+        return h, np.array([[2.0, 0.5], [0.0, 1.0], [-1.0, 3.0]]), np.array([0, 2])
     if spec.family == "pair":
         x = np.array([1.0, 2.0, 4.0])
         return x, np.array([0.5, 2.5, 3.0]), np.array([1.0, -1.0, 0.5]) ** 2

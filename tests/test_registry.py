@@ -71,6 +71,7 @@ def test_kernel_names_exist_in_the_compiled_op_tables():
         "metric": K.ROW_OPS,
         "ctc": ("ctc",),  # one kernel of its own (fastloss._kernels.ctc)
         "box": K.EMBEDDING_OPS,
+        "linear": K.CLASS_OPS,  # GEMMs in BLAS, the class kernel on chunks of logits
     }
     for spec in LOSSES.values():
         assert spec.kernel in tables[spec.family], spec.name
@@ -87,7 +88,9 @@ def test_torch_bridge_has_every_row():
     FL = pytest.importorskip("fastloss.torch")
     rows = {
         s.name
-        for s in registry("class", "elementwise", "pair", "embedding", "margin", "ctc", "box")
+        for s in registry(
+            "class", "elementwise", "pair", "embedding", "margin", "ctc", "box", "linear"
+        )
         if s.torch_module
     }
     assert set(FL.FUNCTIONALS) == set(FL.MODULES) == rows

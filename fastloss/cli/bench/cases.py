@@ -22,6 +22,8 @@ __all__ = [
     "CLASS_QUICK",
     "FLAT_SHAPES",
     "FLAT_QUICK",
+    "LINEAR_SHAPES",
+    "LINEAR_QUICK",
     "METRIC_SHAPES",
     "METRIC_QUICK",
     "FLOORS",
@@ -35,6 +37,7 @@ __all__ = [
     "case_inputs",
     "call_args",
     "default_losses",
+    "linear_gemms",
     "shape_base",
     "shape_str",
 ]
@@ -52,12 +55,20 @@ FLAT_QUICK = ((2097152,),)
 # CTC: (T, N, C) logits and S = T / 5 labels per sample (the issue's two cases)
 CTC_SHAPES = ((400, 32, 64), (1000, 8, 5000))
 CTC_QUICK = ((200, 16, 64), (250, 4, 5000))
+# fused linear + cross entropy: (N, H, V) = rows, hidden size, vocabulary (issue 28's two
+# language-model heads); quick: 1/8 of the rows
+LINEAR_SHAPES = ((8192, 1024, 32000), (4096, 2048, 128256))
+LINEAR_QUICK = ((1024, 1024, 32000), (512, 2048, 128256))
 
 # floor name -> (label, bytes written per element of x: 0 for a pure read, 1 for a copy)
 FLOORS = {
     "sum": ("x.sum()", 0),
     "copy": ("np.copy(x)", 1),
     "copyto": ("np.copyto(buf, x)", 1),
+    # compute floors (writes None: the floor is the whole cost, not scaled by the bytes): the
+    # BLAS GEMMs of fused linear + cross entropy alone, on the same row chunks and buffers
+    "gemm_fwd": ("GEMM X_c @ W.T per chunk", None),
+    "gemm": ("3 GEMMs per chunk (X_c @ W.T, G @ W, G.T @ X_c)", None),
 }
 
 
@@ -100,6 +111,16 @@ KINDS = {
     "metric": Kind((("loss", "sum"),), METRIC_SHAPES, METRIC_QUICK, "index", 2, "loss"),
     # CTC from logits, (T, N, C) with S = T / 5 labels per sample: reads x, writes the gradient
     "ctc": Kind(_LOSS_MODES[:2], CTC_SHAPES, CTC_QUICK, "pair", 3, "fwd+bwd"),
+    # fused linear + cross entropy, (N, H, V): hidden states x (N, H), the head W (V, H),
+    # class indices (N,); against the GEMM-only cost (compute floors)
+    "linear": Kind(
+        (("loss", "gemm_fwd"), ("fwd+bwd", "gemm")),
+        LINEAR_SHAPES,
+        LINEAR_QUICK,
+        "pair",
+        3,
+        "fwd+bwd",
+    ),
     # entropy of each row, and its gradient
     "entropy": Kind(
         (("fwd", "sum"), ("fwd+bwd", "copy"), ("grad_out", "copyto")),
@@ -210,6 +231,45 @@ def _ctc_probe(args, rows):
     return (x[:, :k], targets[:k], il[:k], tl[:k]), x.shape[1] / k
 
 
+def _make_linear(rng, z, shape, dtype):
+    """Hidden states x ~ N(0, 1) (N, H), a head W ~ N(0, 1/H) (V, H) (logits ~ N(0, 1)) and
+    class indices (N,); drawn here, z is not made for this kind (it would be N x H x V)."""
+    N, H, V = shape
+    x = rng.standard_normal((N, H), dtype=np.float32).astype(dtype)
+    w = (rng.standard_normal((V, H), dtype=np.float32) / np.float32(np.sqrt(H))).astype(dtype)
+    return x, (w, rng.integers(0, V, size=N, dtype=np.int64))
+
+
+def _linear_probe(args, rows):
+    """About `rows` rows with the whole head (the reference's cost estimate)."""
+    x, w, y = args
+    k = max(1, min(x.shape[0], rows))
+    return (x[:k], w, y[:k]), x.shape[0] / k
+
+
+def linear_gemms(x, w, grad):
+    """The compute floor of fused linear + cross entropy: the GEMMs alone, on fastloss's row
+    chunks (its default chunk_rows) and the same preallocated buffers: X_c @ W.T into the
+    (B, V) buffer, and with `grad` G @ W into grad_input's rows and grad_weight += G.T @ X_c
+    (BLAS beta = 1 through SciPy when installed; the buffer stands in for G)."""
+    from ..._linear_ce import _chunk_rows, _WeightGrad
+
+    N, H = x.shape
+    V = w.shape[0]
+    B = _chunk_rows(None, None, N, V, x.dtype.itemsize)
+    buf = np.empty((B, V), x.dtype)
+    gi = np.empty_like(x) if grad else None
+    acc = _WeightGrad(np.empty_like(w)) if grad else None
+    for start in range(0, N, B):
+        stop = min(start + B, N)
+        xc, z = x[start:stop], buf[: stop - start]
+        np.matmul(xc, w.T, out=z)
+        if grad:
+            np.matmul(z, w, out=gi[start:stop])
+            acc.add(z, xc)
+    return buf[0, 0]
+
+
 def _make_logprobs(rng, z, shape, dtype):
     return (-np.abs(z)).astype(dtype), None
 
@@ -223,6 +283,19 @@ def _torch_focal(torch, F, x, t, gamma=2.0):
 
 def _torch_sigmoid_focal(torch, F, x, t, alpha=0.25, gamma=2.0):
     return torchvision_sigmoid_focal_loss(x, t, alpha, gamma, reduction="mean")
+
+
+def _torch_linear_ce(torch, F, x, t):
+    """torch's chunked F.linear_cross_entropy (LinearCrossEntropyOptions() defaults), the
+    head's gradient computed too when grad is enabled (a new leaf per call)."""
+    w = t[0].detach().requires_grad_(torch.is_grad_enabled())
+    return F.linear_cross_entropy(x, w, t[1], options=torch.nn.LinearCrossEntropyOptions())
+
+
+def _torch_linear_then_ce(torch, F, x, t):
+    """The unfused way: the whole (N, V) logits, then F.cross_entropy."""
+    w = t[0].detach().requires_grad_(torch.is_grad_enabled())
+    return F.cross_entropy(F.linear(x, w), t[1])
 
 
 def _torch_entropy(torch, F, x, t):
@@ -268,6 +341,11 @@ class Loss:
     # (args, rows) -> (args of a part of the case, cost factor of the whole): the NumPy
     # reference's cost estimate (None: the first `rows` rows of every argument)
     probe: object = None
+    # further torch formulas ((label, (torch, F, x, t) -> tensor), ...), timed like `torch`
+    # (forward, and fwd+bwd in the peer mode) and reported in the notes
+    torch_others: tuple = ()
+    # measure the peak NumPy memory (tracemalloc) of one fwd+bwd call, reported in the notes
+    memory: bool = False
 
 
 # input makers by the registry row's (input domain, target domain)
@@ -356,6 +434,15 @@ _EXTRAS = {
         probe=_ctc_probe,
         scaling=True,
     ),
+    # timed only when asked for (--loss): the default shapes take minutes per call on 2 cores
+    "linear_cross_entropy": dict(
+        make=_make_linear,
+        torch=_torch_linear_ce,
+        torch_others=(("torch unfused F.cross_entropy(F.linear(x, W))", _torch_linear_then_ce),),
+        probe=_linear_probe,
+        memory=True,
+        default=False,
+    ),
 }
 
 
@@ -374,6 +461,7 @@ def _row(spec):
             "metric": "metric",
             "ctc": "ctc",
             "box": "box",
+            "linear": "linear",
         }[spec.family],
     )
     if "torch" not in extra and spec.torch_name and "." not in spec.torch_name:
@@ -398,9 +486,12 @@ def default_losses():
     return [name for name in available_losses() if LOSSES[name].default]
 
 
-def shape_base(rng, shape):
+def shape_base(rng, shape, kind=None):
     """The draws every case of one shape is made from: z ~ N(0, 1) (float32) and, for shapes
-    with a class axis, class indices."""
+    with a class axis, class indices.  Nothing for the linear kind (its maker draws its
+    arrays: z of shape (N, H, V) would not fit in memory)."""
+    if kind == "linear":
+        return None, None
     z = rng.standard_normal(shape, dtype=np.float32)
     idx = (
         rng.integers(0, shape[1], size=(shape[0],) + shape[2:], dtype=np.int64)

@@ -24,6 +24,7 @@ from .cases import (
     case_inputs,
     default_losses,
     gbdt_inputs,
+    linear_gemms,
     shape_base,
     shape_str,
 )
@@ -189,7 +190,7 @@ def run(cfg, out=None, records=None):
         for name, shape in plan:
             if shape not in base:
                 base.clear()
-                base[shape] = shape_base(rng, shape)
+                base[shape] = shape_base(rng, shape, LOSSES[name].kind)
             for dtype in cfg.dtypes:
                 _run_case(
                     cfg,
@@ -219,7 +220,7 @@ def run(cfg, out=None, records=None):
             )
             prng = np.random.default_rng(cfg.seed + k)
             for name, shape in plan:
-                shared = shape_base(prng, shape)
+                shared = shape_base(prng, shape, LOSSES[name].kind)
                 for dtype in cfg.dtypes:
                     recs = [
                         r
@@ -247,7 +248,7 @@ def run(cfg, out=None, records=None):
             )
             srng = np.random.default_rng(cfg.seed + cfg.passes)
             for name, shape in cases:
-                shared = shape_base(srng, shape)
+                shared = shape_base(srng, shape, LOSSES[name].kind)
                 for dtype in cfg.dtypes:
                     scaling.extend(_time_scaling(cfg, name, shape, dtype, shared, srng, threads))
                 del shared
@@ -302,6 +303,8 @@ def _time_fastloss(cfg, name, x, target):
         "sum": lambda: x.sum(),
         "copy": lambda: np.copy(x),
         "copyto": lambda: np.copyto(buf, x),
+        "gemm_fwd": lambda: linear_gemms(x, args[1], False),
+        "gemm": lambda: linear_gemms(x, args[1], True),
     }
     floors = {}
     for _, floor in kind.modes:
@@ -461,6 +464,10 @@ def _run_case(
                 )
         except Exception as exc:  # noqa: BLE001
             notes.append(f"torch failed: {type(exc).__name__}: {exc}")
+        for label, other in row.torch_others:
+            notes.append(_time_torch_other(label, other, torch, F, xt, tt, kind, fl_time, cfg))
+    if row.memory and "fwd+bwd" in fl_time:
+        notes.append(_peak_memory_note(getattr(fastloss, name), args, kw))
 
     # ---- scikit-learn's loss_gradient (preallocated outputs), where it has the loss: its
     # class losses take (n_samples, n_classes) predictions, the others one per sample
@@ -525,7 +532,7 @@ def _run_case(
         factor = (
             (xbytes * (1 + writes * (row.outputs or kind.outputs)) + tbytes)
             / (xbytes * (1 + writes))
-            if xbytes
+            if xbytes and writes is not None
             else 1.0
         )
         fl = fl_time.get(mode)
@@ -578,7 +585,7 @@ def _run_case(
         )
     if got is not None and want is not None:
         if kind.peer_mode == "fwd+bwd":
-            loss_err, grad_err = _rel_err(got[0], want[0]), _rel_err(got[1], want[1])
+            loss_err, grad_err = _rel_err(got[0], want[0]), _rel_err(*_grads(got[1], want[1]))
         else:
             loss_err, grad_err = _rel_err(got, want), None
         tol = _tolerance(dtype)
@@ -607,6 +614,71 @@ def _run_case(
                     rec["notes"] = list(notes)
     for text in notes:
         table.note(f"{name} {shape_str(shape)} {dtype}: {text}")
+
+
+def _grads(got, want):
+    """The gradients to compare: several of different shapes (linear_cross_entropy's input,
+    weight, bias) flattened into one array; only the first when the peer has only d/d input
+    (torch's fwd+bwd)."""
+    if not isinstance(got, tuple) or all(np.shape(g) == np.shape(got[0]) for g in got):
+        return got, want
+    if not isinstance(want, tuple):
+        return got[0], want
+    flat = [np.concatenate([np.ravel(g) for g in gs if g is not None]) for gs in (got, want)]
+    return flat[0], flat[1]
+
+
+def _time_torch_other(label, formula, torch, F, xt, tt, kind, fl_time, cfg):
+    """A further torch formula of a row (Loss.torch_others), timed in the kind's modes like
+    the main torch peer (one call each: these are the slow cases); its note."""
+    parts = []
+    for mode, _ in kind.modes:
+        if mode not in ("loss", "fwd", "fwd+bwd"):
+            continue
+
+        def call(grad=mode == "fwd+bwd"):
+            if not grad:
+                with torch.no_grad():
+                    return formula(torch, F, xt, tt)
+            xr = xt.detach().requires_grad_(True)
+            formula(torch, F, xr, tt).backward()
+            return xr.grad
+
+        try:
+            t = sample(call, 1, min_total=0.0)[0].best
+        except Exception as exc:  # noqa: BLE001 - e.g. MemoryError of the unfused logits
+            parts.append(f"{mode} failed: {type(exc).__name__}: {exc}")
+            continue
+        mine = fl_time.get(mode)
+        ratio = _ratio(t, None if mine is None else mine.best)
+        parts.append(
+            f"{mode} {format_time(t)}" + ("" if ratio is None else f" ({ratio:.2f}x fastloss)")
+        )
+    return f"{label}: " + ", ".join(parts)
+
+
+def _peak_memory_note(fn, args, kw):
+    """The peak NumPy memory (tracemalloc) of one fwd+bwd call beside its outputs (the
+    gradients), against the unfused logits + their gradient (2 N V itemsize)."""
+    import tracemalloc
+
+    x, w = args[0], args[1]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        out = fn(*args, return_grad=True, **kw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    outputs = sum(g.nbytes for g in out[1] if g is not None)
+    unfused = 2 * x.shape[0] * w.shape[0] * x.dtype.itemsize
+    extra = peak - outputs
+    return (
+        f"peak NumPy memory of a fwd+bwd call (tracemalloc): {peak / 2**20:.0f} MiB, of which "
+        f"{outputs / 2**20:.0f} MiB the gradients; extra {extra / 2**20:.0f} MiB = "
+        f"{100 * extra / unfused:.1f}% of the unfused logits + gradient "
+        f"({unfused / 2**20:.0f} MiB)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
