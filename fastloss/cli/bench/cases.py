@@ -401,14 +401,8 @@ _EXTRAS = {
         name: dict(
             kind="box", make=_make_boxes, kwargs={"reduction": "mean"}, torch=_torch_box(name)
         )
-        for name in (
-            "iou_loss",
-            "generalized_box_iou_loss",
-            "distance_box_iou_loss",
-            "complete_box_iou_loss",
-            "efficient_iou_loss",
-            "focal_eiou_loss",
-        )
+        for name, spec in _losses.LOSSES.items()
+        if spec.family == "box"
     },
     # the metrics: timed only when asked for (--loss)
     "error_rate": dict(
