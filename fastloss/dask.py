@@ -23,6 +23,7 @@ default (``threads=1``): Dask already runs a task per core.
 report (sums, counts, per-class statistics) is computed where the block is and the reports are
 merged in a tree, so the numbers are those of the single-process ``fastloss.evaluate``.
 
+``linear_cross_entropy`` is not offered: its weight gradient sums over every row of the batch.
 Needs ``dask[array]`` (``pip install "fastloss[dask]"``); ``distributed`` for clusters.
 """
 
