@@ -68,8 +68,6 @@ def _problem(log_probs, targets, input_lengths, target_lengths, blank):
                 f"sum(target_lengths) = {total}, got {t.shape[0]}"
             )
         labels = V.kernel_ready(t, _I64)
-        offsets = np.zeros(N, _I64)
-        np.cumsum(tl[:-1], out=offsets[1:])
     else:
         if unbatched:
             if t.ndim != 1:
@@ -87,8 +85,8 @@ def _problem(log_probs, targets, input_lengths, target_lengths, blank):
         S = t.shape[1]
         keep = np.arange(S) < tl[:, None]  # the labels of each row, without the padding
         labels = V.kernel_ready(t[keep], _I64)
-        offsets = np.zeros(N, _I64)
-        np.cumsum(tl[:-1], out=offsets[1:])
+    offsets = np.zeros(N, _I64)  # where each sample's labels start in `labels`
+    np.cumsum(tl[:-1], out=offsets[1:])
     if labels.size:
         bad = (labels < 0) | (labels >= C)
         if bad.any():

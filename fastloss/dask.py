@@ -439,8 +439,13 @@ def _read_rows(path, a, b):
 BLOCK_BYTES = 4 * _evaluate.CHUNK_BYTES
 
 
+def _block_rows(row_bytes, block_bytes):
+    """Rows of row_bytes each in a block of about block_bytes (at least one)."""
+    return max(1, block_bytes // max(1, row_bytes))
+
+
 def _row_blocks(rows, row_bytes, block_bytes=BLOCK_BYTES):
-    step = max(1, block_bytes // max(1, row_bytes))
+    step = _block_rows(row_bytes, block_bytes)
     return [(a, min(rows, a + step)) for a in range(0, rows, step)]
 
 
@@ -461,11 +466,6 @@ def from_npy(paths):
     return da.concatenate(parts, axis=0)
 
 
-def _rows_per_chunk(arr):
-    row = max(1, arr.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64)))
-    return max(1, _evaluate.CHUNK_BYTES // row)
-
-
 def _open_array(value, role):
     if isinstance(value, da.Array):
         return value
@@ -476,7 +476,12 @@ def _open_array(value, role):
     if _paths(value) is not None:
         return from_npy(value)
     a = np.asarray(value)
-    return da.from_array(a, chunks=(max(1, _rows_per_chunk(a)),) + a.shape[1:]) if a.ndim else a
+    if not a.ndim:
+        return a
+    rows = _block_rows(
+        a.itemsize * int(np.prod(a.shape[1:], dtype=np.int64)), _evaluate.CHUNK_BYTES
+    )
+    return da.from_array(a, chunks=(rows,) + a.shape[1:])
 
 
 def _file_plan(logits, targets):

@@ -144,32 +144,13 @@ def test_grad_out_in_place_and_grad_output():
         return_grad=True,
         grad_output=[1.0, 2.0, -0.5],
     )
+    kw = dict(from_logits=True, reduction="none", return_grad=True, grad_output=[1.0, 2.0, -0.5])
     buf = np.full_like(x, 7.0)
-    got = fastloss.ctc_loss(
-        x,
-        tg,
-        il,
-        tl,
-        from_logits=True,
-        reduction="none",
-        return_grad=True,
-        grad_output=[1.0, 2.0, -0.5],
-        grad_out=buf,
-    )
+    got = fastloss.ctc_loss(x, tg, il, tl, grad_out=buf, **kw)
     assert got[1] is buf
     assert_close(buf, want[1], np.float64)
     y = x.copy()
-    fastloss.ctc_loss(
-        y,
-        tg,
-        il,
-        tl,
-        from_logits=True,
-        reduction="none",
-        return_grad=True,
-        grad_output=[1.0, 2.0, -0.5],
-        grad_out=y,
-    )
+    fastloss.ctc_loss(y, tg, il, tl, grad_out=y, **kw)  # in place
     assert_close(y, want[1], np.float64)
     before = x.copy()
     fastloss.ctc_loss(x, tg, il, tl, from_logits=True, return_grad=True)
