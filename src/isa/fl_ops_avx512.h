@@ -4,14 +4,17 @@
  * contract and two-pass inclusion as isa/fl_ops_generic.h.  No include guard on purpose.
  *
  * Each capability flag set to 1 promises these ops:
- *   FL_HAS_EXP_TABLE      FL_PERMUTE2, FL_ANY_LT, FL_FMA
+ *   FL_HAS_EXP_TABLE      FL_PERMUTE2, FL_FMA
  *   FL_HAS_F32_LOG_TABLE  FL_PERMUTE2, FL_ANY_NOT_NORMAL_POS, FL_FMA (float32 only)
  *   FL_HAS_NORMAL_CHECK   FL_ANY_NOT_NORMAL_POS
  *   FL_HAS_RCP14          FL_RCP14, FL_FMA
  *   FL_HAS_SCALEF         FL_SCALEF
  *   FL_HAS_SRA64          >> on 64-bit integer lanes is one instruction
- *   FL_HAS_MASK_REGS      FL_KMASK, FL_LANE_EQ, FL_KMOV, FL_KADD, FL_ANY_LT
- *   FL_HAS_REG_TRANSPOSE  FL_UNPACKLO/HI, FL_UNPACKLO64/HI64, FL_SHUF128, FL_MASK_LOAD/STORE
+ *   FL_HAS_MASK_REGS      FL_KMASK, FL_LANE_EQ, FL_KMOV, FL_KADD
+ *   FL_HAS_REG_TRANSPOSE  FL_UNPACKLO/HI, FL_UNPACKLO64/HI64 (float), FL_MASK_LOAD/STORE, and
+ *                         the 128-bit lane picks: FL_PERM128 (32-byte vectors), FL_SHUF128
+ *                         (64-byte)
+ *   FL_HAS_GATHER         FL_GATHER
  *   FL_HAS_RAW_TILES      FL_ABSMAX, and everything of FL_HAS_EXP_TABLE and FL_HAS_MASK_REGS
  */
 #ifndef FL_OPS_UNDEF
@@ -25,6 +28,7 @@
 #define FL_HAS_MASK_REGS     1
 #define FL_HAS_REG_TRANSPOSE 1
 #define FL_HAS_RAW_TILES     1
+#define FL_HAS_GATHER        0
 
 #define FL_MM512(op) FL_CAT2(FL_CAT2(_mm512, op), FL_PSD)
 /* a > b ? a : b and a < b ? a : b, b when either is NaN (the x86 rule) */
@@ -95,6 +99,7 @@
 #undef FL_HAS_MASK_REGS
 #undef FL_HAS_REG_TRANSPOSE
 #undef FL_HAS_RAW_TILES
+#undef FL_HAS_GATHER
 #undef FL_MM512
 #undef FL_MAX_OR_B
 #undef FL_MIN_OR_B

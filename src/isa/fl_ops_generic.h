@@ -6,7 +6,7 @@
  *
  * An ISA header (this one is the template for a new ISA, e.g. NEON) defines:
  *  - every FL_HAS_* capability flag, to 0 or 1 (the kernels test `#if FL_HAS_...`);
- *  - the ops every ISA provides: FL_MAX_OR_B, FL_MIN_OR_B, FL_ZMUL;
+ *  - the ops every ISA provides: FL_MAX_OR_B, FL_MIN_OR_B, FL_ZMUL, FL_ANY_LT;
  *  - the ops each flag set to 1 promises (listed with the flags in isa/fl_ops_avx512.h).
  */
 #ifndef FL_OPS_UNDEF
@@ -19,16 +19,35 @@
 #define FL_HAS_SCALEF        0        /* p * 2^n in one instruction */
 #define FL_HAS_SRA64         0         /* 64-bit arithmetic shifts */
 #define FL_HAS_MASK_REGS     0     /* mask-register compares, merge-masked moves and adds */
-#define FL_HAS_REG_TRANSPOSE                                    \
-    0 /* in-lane / 128-bit-lane shuffles and masked loads: tile \
-         transposes in registers */
-#define FL_HAS_RAW_TILES 0     /* vrange bound check: unshifted small-C tiles */
+/* in-lane / 128-bit-lane shuffles and masked loads: tile transposes in registers; here for
+ * 16-byte vectors (baseline, NEON), whose transpose is all in-lane two-source shuffles */
+#define FL_HAS_REG_TRANSPOSE (FL_VBYTES == 16)
+#define FL_HAS_RAW_TILES     0     /* vrange bound check: unshifted small-C tiles */
+#define FL_HAS_GATHER        0 /* masked gathers of lane indices (FL_GATHER) */
 
 /* a > b ? a : b and a < b ? a : b, b when either is NaN (the x86 rule) */
 #define FL_MAX_OR_B(a, b) FN(vselect)((a) > (b), (a), (b))
 #define FL_MIN_OR_B(a, b) FN(vselect)((a) < (b), (a), (b))
 /* c * v, exactly 0 where c == 0 (NaN c stays NaN) */
 #define FL_ZMUL(c, v) FN(vselect)((c) == 0, FN(vsplat)(0), (c) * (v))
+/* nonzero if a < b in any lane (ordered: NaN lanes do not count) */
+#define FL_ANY_LT(a, b) FN(vany)((a) < (b))
+#if FL_VBYTES == 16
+/* the transpose network's interleaves (tiles-inl.h), as two-source shuffles of constant
+ * indices (unpcklps / unpcklpd on SSE2, zip1 / zip2 on NEON); partial rows through the
+ * stack */
+#if FL_IS_F32
+#define FL_UNPACKLO(a, b)   __builtin_shufflevector((a), (b), 0, 4, 1, 5)
+#define FL_UNPACKHI(a, b)   __builtin_shufflevector((a), (b), 2, 6, 3, 7)
+#define FL_UNPACKLO64(a, b) __builtin_shufflevector((a), (b), 0, 1, 4, 5)
+#define FL_UNPACKHI64(a, b) __builtin_shufflevector((a), (b), 2, 3, 6, 7)
+#else
+#define FL_UNPACKLO(a, b) __builtin_shufflevector((a), (b), 0, 2)
+#define FL_UNPACKHI(a, b) __builtin_shufflevector((a), (b), 1, 3)
+#endif
+#define FL_MASK_LOAD(p, n)     FN(vload_part)((p), (n), 0)
+#define FL_MASK_STORE(p, n, v) FN(vstore_part)((p), (v), (n))
+#endif
 
 #else /* FL_OPS_UNDEF */
 
@@ -41,8 +60,16 @@
 #undef FL_HAS_MASK_REGS
 #undef FL_HAS_REG_TRANSPOSE
 #undef FL_HAS_RAW_TILES
+#undef FL_HAS_GATHER
 #undef FL_MAX_OR_B
 #undef FL_MIN_OR_B
 #undef FL_ZMUL
+#undef FL_ANY_LT
+#undef FL_UNPACKLO
+#undef FL_UNPACKHI
+#undef FL_UNPACKLO64
+#undef FL_UNPACKHI64
+#undef FL_MASK_LOAD
+#undef FL_MASK_STORE
 
 #endif

@@ -238,7 +238,7 @@ FL_INLINE void FN(ce_index_small_rows_)(const fl_ce_args *a, int64_t u0, int64_t
 #pragma GCC unroll 2
         for (int j = 0; j < 2; j++) {
             const int64_t b = base + j * L;
-            if (with_grad) FN(tile_transpose_out)((R *)a->grad + b * C, C, xt[j], C, L);
+            if (with_grad) FN(tile_transpose_out)((R *)a->grad + b * C, xt[j], C, L);
             if (loss_rows) FN(vstore)(loss_rows + b, loss[j]);
             FN(acc_lanes)(acc, loss[j]);
             if (defer) FN(logprod_add)(&lp, acc, t[j]);
@@ -250,7 +250,7 @@ FL_INLINE void FN(ce_index_small_rows_)(const fl_ce_args *a, int64_t u0, int64_t
         const FN(index_lanes_t) k = FN(index_lanes)(a, a->target + base, base, nl);
         const VR loss = FN(ce_index_tile)(a, xt[0], L, with_grad ? xt[0] : NULL, 1, L, k.yv, k.skip,
                                           k.gs, defer ? t : NULL, &raw_wait);
-        if (with_grad) FN(tile_transpose_out)((R *)a->grad + base * C, C, xt[0], C, nl);
+        if (with_grad) FN(tile_transpose_out)((R *)a->grad + base * C, xt[0], C, nl);
         if (loss_rows) FN(vstore_part)(loss_rows + base, loss, nl);
         FN(acc_lanes)(acc, loss);
         if (defer) FN(logprod_add)(&lp, acc, t[0]);
@@ -306,7 +306,7 @@ static void FN(ce_prob_small_rows)(const void *args, int64_t u0, int64_t u1, dou
         FN(tile_transpose_in)(tt, t, C, C, nl);
         const VR gsv = FN(lane_scales)(a, base, nl);
         VR loss = FN(ce_prob_tile)(a, xt, tt, L, g ? xt : NULL, 1, L, gsv);
-        if (g) FN(tile_transpose_out)(g, C, xt, C, nl);
+        if (g) FN(tile_transpose_out)(g, xt, C, nl);
         loss = FN(vselect)(FN(viota)() < (FL_XLANE)nl, loss, FN(vsplat)(0));
         if (loss_rows) FN(vstore_part)(loss_rows + base, loss, nl);
         FN(acc_lanes)(acc, loss);
@@ -353,7 +353,7 @@ static void FN(softmax_small_rows)(const void *args, int64_t u0, int64_t u1, dou
         if (a->op == FL_LOGSUMEXP) {
             FN(vstore_part)((R *)a->out + base, FN(vload)(ot), nl);
         } else {
-            FN(tile_transpose_out)((R *)a->out + base * C, C, ot, C, nl);
+            FN(tile_transpose_out)((R *)a->out + base * C, ot, C, nl);
         }
     }
     (void)partial;

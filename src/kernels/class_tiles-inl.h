@@ -28,6 +28,52 @@
         (part) = FN(vsplat)(0); \
     } while (0)
 
+#if !FL_HAS_MASK_REGS
+#if FL_HAS_GATHER
+FL_INLINE VR FN(gather)(VR src, const R *base, VX idx, VI mask)
+{
+    return FL_GATHER(src, base, idx, mask);
+}
+#endif
+/* Per lane l, x[yv[l] * xs + l] (the tile's value at the lane's target class), and w[yv[l]];
+ * lanes of no class (yv < 0: ignored, padding) get 0 and 1.  Without mask registers these
+ * picks run once per tile instead of a select per class and accumulator: the class sweep's
+ * accumulators then fit in the 16 AVX2 registers (selects per class spilled them to the
+ * stack, and each class waited on a store-to-load round trip). */
+static inline VR FN(tile_pick)(const R *x, int64_t xs, int64_t C, VX yv)
+{
+#if FL_HAS_GATHER
+    if ((C - 1) * xs + L <= INT32_MAX)
+        return FN(gather)(FN(vsplat)(0), x, yv * (FL_XLANE)xs + FN(viota)(), yv >= (FL_XLANE)0);
+#else
+    (void)C;
+#endif
+    R v[L];
+    for (int l = 0; l < L; l++) {
+        const int64_t y = (int64_t)yv[l];
+        v[l] = y >= 0 ? x[y * xs + l] : (R)0;
+    }
+    VR r;
+    memcpy(&r, v, sizeof r);
+    return r;
+}
+static inline VR FN(class_pick)(const R *w, VX yv)
+{
+#if FL_HAS_GATHER
+    return FN(gather)(FN(vsplat)((R)1), w, yv, yv >= (FL_XLANE)0);
+#else
+    R v[L];
+    for (int l = 0; l < L; l++) {
+        const int64_t y = (int64_t)yv[l];
+        v[l] = y >= 0 ? w[y] : (R)1;
+    }
+    VR r;
+    memcpy(&r, v, sizeof r);
+    return r;
+#endif
+}
+#endif
+
 static inline VR FN(tile_max)(const R *x, int64_t xs, int64_t C, int full, int64_t nl)
 {
     VR m0 = FN(vsplat)((R)-__builtin_inf()), m1 = m0;
@@ -216,6 +262,10 @@ FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_
          * class, i.e. ignored and padding lanes, keep 0 and 1): no per-lane gather, and x_y
          * is read before the gradient (which may alias x) overwrites it */
         wy[j] = ey[j] = FN(vsplat)((R)1);
+#if !FL_HAS_MASK_REGS
+        xy[j] = FN(tile_pick)(xp[j], xs, C, yv[j]);
+        if (w) wy[j] = FN(class_pick)(w, yv[j]);
+#endif
     }
     int blk = 0;
     for (int64_t c = 0; c < C; c++) {
@@ -232,11 +282,7 @@ FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_
             if (w) wy[j] = FL_KMOV(wy[j], is_y, FN(vsplat)(w[c]));
             vs[j] = FL_KADD(vs[j], (FL_KMASK)~is_y, vs[j], e);
 #else
-            const VI is_y = yv[j] == (FL_XLANE)c;
-            xy[j] = FN(vselect)(is_y, xc, xy[j]);
-            ey[j] = FN(vselect)(is_y, e, ey[j]);
-            if (w) wy[j] = FN(vselect)(is_y, FN(vsplat)(w[c]), wy[j]);
-            vs[j] += FN(vselect)(is_y, zero, e);
+            vs[j] += FN(vselect)(yv[j] == (FL_XLANE)c, zero, e);
 #endif
             if (smooth) vd[j] += w ? (vm[j] - xc) * w[c] : vm[j] - xc;
         }
@@ -248,6 +294,15 @@ FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_
             blk = 0;
         }
     }
+#if !FL_HAS_MASK_REGS
+    /* e_y as the sweep would have computed it (the same function of the same x_y - m) */
+#pragma GCC unroll 2
+    for (int j = 0; j < NT; j++) {
+        const VR dx = xy[j] - vm[j];
+        const VR e = with_g ? FN(vexp_nonpos)(dx) : FN(vexp_nonpos_term)(dx);
+        ey[j] = FN(vselect)(yv[j] < (FL_XLANE)0, FN(vsplat)((R)1), e);
+    }
+#endif
     FN(ce_coef_t) k[2];
 #pragma GCC unroll 2
     for (int j = 0; j < NT; j++)

@@ -181,7 +181,7 @@ static inline void FN(gb_tile_out)(void *p, int out_f32, int64_t i, int64_t K, c
 #else
     (void)out_f32;
 #endif
-    FN(tile_transpose_out)((R *)p + i * K, K, t, K, nl);
+    FN(tile_transpose_out)((R *)p + i * K, t, K, nl);
 }
 
 #define FL_GB_STACK_K 64

@@ -369,7 +369,7 @@ static void FN(entropy_small_rows)(const void *args, int64_t u0, int64_t u1, dou
         FN(tile_transpose_in)(xt, (const R *)a->x + base * C, C, C, nl);
         const VR gs = a->grad ? FN(row_lane_scales)(a, base, nl) : FN(vsplat)(0);
         const VR h = FN(entropy_tile)(xt, L, C, 1, L, a->grad ? xt : NULL, gs, et);
-        if (a->grad) FN(tile_transpose_out)((R *)a->grad + base * C, C, xt, C, nl);
+        if (a->grad) FN(tile_transpose_out)((R *)a->grad + base * C, xt, C, nl);
         FN(entropy_store)(a, acc, base, nl, h);
     }
     partial[0] = FN(acc_total)(acc);

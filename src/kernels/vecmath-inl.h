@@ -245,17 +245,9 @@ FL_INLINE VR FN(vexp_table_impl)(VR x, const int one_step)
 FL_INLINE VR FN(vexp_table)(VR x) { return FN(vexp_table_impl)(x, 0); }
 #endif
 
-/* exp(x) for x <= FL_EXP_HI or NaN: the reduction to |r| <= ln2/2 and a polynomial of
- * degree 6 / 11, for every input (used alone where there is no table) */
-FL_INLINE VR FN(vexp_poly)(VR x)
+/* e^r for |r| <= ln2/2 (a little more: the reduction's rounding) */
+FL_INLINE VR FN(vexp_poly_core)(VR r)
 {
-    x = FL_MAX_OR_B(FN(vsplat)(FL_EXP_LO), x); /* NaN stays NaN */
-    const VR magic = FN(vsplat)(FL_MAGIC);
-    VR t = x * (R)FL_LOG2E + magic;
-    VR n = t - magic;
-    VI ni = (VI)t - (VI)magic;
-    VR r = x - n * (R)FL_LN2_HI;
-    r = r - n * (R)FL_LN2_LO;
 #if FL_IS_F32
     /* 1 + r + r^2 q(r), q a degree-4 Chebyshev fit of (e^r - 1 - r) / r^2 on |r| <= ln2/2
      * (made for this file with mpmath): relative error 1.1e-8 with these float coefficients */
@@ -283,6 +275,21 @@ FL_INLINE VR FN(vexp_poly)(VR x)
     VR p = FN(vsplat)(c[0]);
     for (int k = 1; k < 12; k++) p = p * r + c[k];
 #endif
+    return p;
+}
+
+/* exp(x) for x <= FL_EXP_HI or NaN: the reduction to |r| <= ln2/2 and a polynomial of
+ * degree 6 / 11, for every input (used alone where there is no table) */
+FL_INLINE VR FN(vexp_poly)(VR x)
+{
+    x = FL_MAX_OR_B(FN(vsplat)(FL_EXP_LO), x); /* NaN stays NaN */
+    const VR magic = FN(vsplat)(FL_MAGIC);
+    VR t = x * (R)FL_LOG2E + magic;
+    VR n = t - magic;
+    VI ni = (VI)t - (VI)magic;
+    VR r = x - n * (R)FL_LN2_HI;
+    r = r - n * (R)FL_LN2_LO;
+    const VR p = FN(vexp_poly_core)(r);
 #if FL_HAS_SCALEF
     (void)ni;
     return FL_SCALEF(p, n); /* p * 2^n in one instruction, rounded once (subnormals too) */
@@ -295,27 +302,57 @@ FL_INLINE VR FN(vexp_poly)(VR x)
 #endif
 }
 
+#if !FL_HAS_EXP_TABLE
+/* Without the table (AVX2, baseline, NEON): where every lane's result is a normal number
+ * (FL_EXP_NORM_LO <= x <= FL_EXP_NORM_HI, or NaN), FN(vexp_poly)'s reduction and polynomial
+ * with one scale 2^n read off t's bits (the exponent bias is folded into the rounding
+ * constant: t's low mantissa bits hold n + bias, and shifting them into the exponent field
+ * pushes the constant's own bits out), instead of the two half scales that keep subnormal
+ * results right: 2 integer operations instead of 7, and the same value (p 2^n is exact in
+ * both).  FL_EXP_NORM_LO keeps n >= the least normal exponent. */
+#if FL_IS_F32
+#define FL_EXP_NORM_LO (-87.0f)
+#define FL_EXP_NORM_HI (88.0f)
+#else
+#define FL_EXP_NORM_LO (-708.0)
+#define FL_EXP_NORM_HI (709.0)
+#endif
+FL_INLINE VR FN(vexp_poly_normal)(VR x)
+{
+    const VR magic = FN(vsplat)(FL_MAGIC + FL_EXP_BIAS);
+    const VR t = x * (R)FL_LOG2E + magic;
+    const VR n = t - magic;
+    VR r = x - n * (R)FL_LN2_HI;
+    r = r - n * (R)FL_LN2_LO;
+    const VR p = FN(vexp_poly_core)(r);
+    return p * (VR)((VI)t << FL_MANT_BITS);
+}
+#endif
+
 /* exp(x) for x <= 0 or NaN (the max-shifted exponents of a softmax): no overflow clamp. */
 FL_INLINE VR FN(vexp_nonpos)(VR x)
 {
 #if FL_HAS_EXP_TABLE
     /* results that are normal numbers: all but extreme inputs such as -inf masks */
     if (__builtin_expect(!FL_ANY_LT(x, FN(vsplat)(FL_EXP_TAB_LO)), 1)) return FN(vexp_table)(x);
+#else
+    if (__builtin_expect(!FL_ANY_LT(x, FN(vsplat)(FL_EXP_NORM_LO)), 1))
+        return FN(vexp_poly_normal)(x);
 #endif
     return FN(vexp_poly)(x);
 }
 
 /* exp(x) for x <= 0 or NaN, as a term of a sum that also holds an exact 1 (a softmax
- * denominator whose terms are not kept): inputs below FL_EXP_TAB_LO give exp(FL_EXP_TAB_LO)
- * (1e-38 float, 3e-308 double) instead of a subnormal or 0, a difference far below the
- * sum's last bit.  No range test and branch per vector: a max clamps instead; and a one-FMA
- * reduction. */
+ * denominator whose terms are not kept): inputs below FL_EXP_TAB_LO (FL_EXP_NORM_LO) give
+ * exp of that bound (1e-38 float, 3e-308 double) instead of a subnormal or 0, a difference
+ * far below the sum's last bit.  No range test and branch per vector: a max clamps instead;
+ * and, with the table, a one-FMA reduction. */
 FL_INLINE VR FN(vexp_nonpos_term)(VR x)
 {
 #if FL_HAS_EXP_TABLE
     return FN(vexp_table_impl)(FL_MAX_OR_B(FN(vsplat)(FL_EXP_TAB_LO), x), 1); /* NaN stays NaN */
 #else
-    return FN(vexp_nonpos)(x);
+    return FN(vexp_poly_normal)(FL_MAX_OR_B(FN(vsplat)(FL_EXP_NORM_LO), x));
 #endif
 }
 
@@ -326,6 +363,11 @@ FL_INLINE VR FN(vexp)(VR x)
                              !FL_ANY_LT(FN(vsplat)(FL_EXP_TAB_HI), x),
                          1))
         return FN(vexp_table)(x);
+#else
+    if (__builtin_expect(!FL_ANY_LT(x, FN(vsplat)(FL_EXP_NORM_LO)) &&
+                             !FL_ANY_LT(FN(vsplat)(FL_EXP_NORM_HI), x),
+                         1))
+        return FN(vexp_poly_normal)(x);
 #endif
     return FN(vexp_poly)(FL_MIN_OR_B(FN(vsplat)(FL_EXP_HI), x));
 }
@@ -554,6 +596,8 @@ FL_INLINE VR FN(vlog1p_unit)(VR e)
 #undef FL_EXP_TAB_LN2N_LO
 #undef FL_EXP_TAB_LN2N
 #undef FL_EXP_HI
+#undef FL_EXP_NORM_LO
+#undef FL_EXP_NORM_HI
 #undef FL_MAGIC
 #undef FL_LOG2E
 #undef FL_LN2_HI
