@@ -435,10 +435,11 @@ typedef struct {
 static summary sums[512];
 static int n_sums;
 
-static summary *summary_of(const char *path, const char *label)
+/* a kernel's summary line: the label's first word (the vector math: per dtype too) */
+static summary *summary_of(const char *path, const char *label, int whole)
 {
     char kernel[64];
-    size_t n = strcspn(label, " ");
+    size_t n = whole ? strlen(label) : strcspn(label, " ");
     if (n >= sizeof kernel) n = sizeof kernel - 1;
     memcpy(kernel, label, n);
     kernel[n] = 0;
@@ -460,7 +461,7 @@ static int check(record *r, const char *path, int verbose)
         fprintf(stderr, "kernel_check: unknown family %s\n", r->family);
         exit(2);
     }
-    summary *s = summary_of(path, r->label);
+    summary *s = summary_of(path, r->label, !strcmp(r->family, "vector_math"));
     s->cases++;
     s->ulp = !strcmp(r->family, "vector_math");
     int ok = 1;

@@ -560,6 +560,8 @@ def ctc_gbdt_cases(w):
 
 
 def main(path):
+    if _config._kernels is None:
+        sys.exit("make_cases: fastloss's compiled kernels are needed (build or install it)")
     sys.path.insert(0, "tests")
     w = Writer()
     vector_math_cases(w)

@@ -33,7 +33,12 @@ build() {
 }
 
 SECONDS=0
-PYTHONPATH=. "$PY" tests/c/make_cases.py "$OUT/cases.bin"
+# the installed fastloss if it has its kernels (CI), else this checkout's in-place build
+if (cd "$OUT" && "$PY" -c "import fastloss._kernels") 2>/dev/null; then
+    "$PY" tests/c/make_cases.py "$OUT/cases.bin"
+else
+    PYTHONPATH=. "$PY" tests/c/make_cases.py "$OUT/cases.bin"
+fi
 echo "cases: ${SECONDS}s"
 
 if [ "${1:-}" != "--no-native" ]; then
