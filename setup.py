@@ -98,11 +98,12 @@ extra_link = omp_link + os.environ.get("FASTLOSS_EXTRA_LDFLAGS", "").split()
 # One translation unit per ISA (src/isa/fl_isa_<name>.c), compiled in parallel by
 # ParallelBuildExt.  "wide" is test-only: only with FASTLOSS_BUILD_WIDE=1.
 build_wide = _flag("FASTLOSS_BUILD_WIDE")
-isa_sources = [f"src/isa/fl_isa_{isa}.c" for isa in ("avx512", "avx2", "base")]
+# (neon: an empty unit off aarch64, as avx2 and avx512 are off x86-64)
+isa_sources = [f"src/isa/fl_isa_{isa}.c" for isa in ("avx512", "avx2", "neon", "base")]
 # the thread pool's order: longest compiles first (measured with gcc 12, -O3 -g0: wide 31 s,
 # avx512 13 s, base 8 s, avx2 8 s, _kernels.c 1 s), the other sources after these
 _compile_rank = {
-    f"src/isa/fl_isa_{isa}.c": i for i, isa in enumerate(("wide", "avx512", "base", "avx2"))
+    f"src/isa/fl_isa_{isa}.c": i for i, isa in enumerate(("wide", "avx512", "base", "avx2", "neon"))
 }
 macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 if build_wide:

@@ -90,15 +90,16 @@ def _built_simd():
     return tuple(names)
 
 
-# The SIMD paths compiled into this build, e.g. ("baseline", "avx2", "avx512"); the test-only
-# "wide" is there only when built with FASTLOSS_BUILD_WIDE=1.  Whether the CPU runs a path is
-# another matter: set_simd checks that.
+# The SIMD paths compiled into this build, e.g. ("baseline", "avx2", "avx512") on x86-64 or
+# ("baseline", "neon") on aarch64; the test-only "wide" is there only when built with
+# FASTLOSS_BUILD_WIDE=1.  Whether the CPU runs a path is another matter: set_simd checks that.
 BUILT_SIMD = _built_simd()
 
 
 def set_simd(name):
-    """Force a SIMD path ("baseline", "avx2", "avx512", or the test-only "wide": the AVX-512
-    code shape on the baseline ISA); ValueError if unknown, not built or the CPU lacks it."""
+    """Force a SIMD path ("baseline", "avx2", "avx512", "neon" (aarch64), or the test-only
+    "wide": the AVX-512 code shape on the baseline ISA); ValueError if unknown, not built or
+    the CPU lacks it."""
     cdef int rc = fl_set_simd(name.encode())
     if rc == -2 and name == "wide":
         raise ValueError(

@@ -7,10 +7,12 @@
  *   base   - the compiler's default target (SSE2 on x86-64, NEON on arm64, ...)
  *   avx2   - AVX2 + FMA                      (x86-64 with GCC only)
  *   avx512 - AVX-512 F/DQ/VL/BW + AVX2 + FMA (x86-64 with GCC only)
+ *   neon   - AArch64 Advanced SIMD, 16-byte vectors with intrinsics where they pay
+ *            (AArch64 with GCC or clang only)
  *   wide   - the avx512 code shape (64-byte vectors) on the baseline ISA, for tests only;
  *            built only with FASTLOSS_BUILD_WIDE=1 (setup.py then defines FL_BUILD_WIDE)
  * and fl_init() picks the best one the CPU supports once, at import.  The environment
- * variable FASTLOSS_SIMD=baseline|avx2|avx512|wide forces a path (tests use it to cover all).
+ * variable FASTLOSS_SIMD=baseline|avx2|avx512|neon|wide forces a path (tests use it to cover all).
  *
  * Threads: fl_run() cuts the work into chunks of about FL_CHUNK_ELEMS elements.  The chunk
  * boundaries depend on the shape only, each chunk returns its own partial sum and the
@@ -84,8 +86,10 @@ static const fl_table *fl_active = &fl_table_base;
 static const fl_table *const fl_built[] = {
     &fl_table_base,
 #if FL_X86_DISPATCH
-    &fl_table_avx2,
-    &fl_table_avx512,
+    &fl_table_avx2, &fl_table_avx512,
+#endif
+#if FL_NEON_DISPATCH
+    &fl_table_neon,
 #endif
 #ifdef FL_BUILD_WIDE
     &fl_table_wide,
@@ -106,14 +110,18 @@ static int fl_cpu_has(const char *name)
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
+#if FL_NEON_DISPATCH
+    if (!strcmp(name, "neon")) return 1; /* Advanced SIMD is mandatory in ARMv8-A */
+#endif
     return !strcmp(name, "baseline") || !strcmp(name, "wide");
 }
 
 int fl_set_simd(const char *name)
 {
-    static const char *const known[] = {"baseline", "avx2", "avx512", "wide"};
+    static const char *const known[] = {"baseline", "avx2", "avx512", "neon", "wide"};
     int is_known = 0;
-    for (int i = 0; i < 4; i++) is_known |= !strcmp(name, known[i]);
+    for (int i = 0; i < (int)(sizeof(known) / sizeof(*known)); i++)
+        is_known |= !strcmp(name, known[i]);
     if (!is_known) return -1;
     for (int i = 0; i < FL_N_BUILT; i++) {
         if (strcmp(name, fl_built[i]->name)) continue;
@@ -126,8 +134,8 @@ int fl_set_simd(const char *name)
 
 void fl_init(void)
 {
-    static const char *order[] = {"avx512", "avx2", "baseline"};
-    for (int i = 0; i < 3; i++)
+    static const char *order[] = {"avx512", "avx2", "neon", "baseline"};
+    for (int i = 0; i < (int)(sizeof(order) / sizeof(*order)); i++)
         if (fl_set_simd(order[i]) == 0) return;
 }
 

@@ -217,8 +217,8 @@ void fl_vector_math(int op, int is_f64, int64_t n, const void *x, void *out);
 
 /* Runtime configuration. */
 void fl_init(void);
-const char *fl_simd_name(void); /* "avx512", "avx2", "baseline" or "wide" */
-int fl_set_simd(const char *name); /* force a path ("baseline", "avx2", "avx512", or the
+const char *fl_simd_name(void); /* "avx512", "avx2", "neon", "baseline" or "wide" */
+int fl_set_simd(const char *name); /* force a path ("baseline", "avx2", "avx512", "neon", or the
                                       test-only "wide"); 0 on success, -1 if unknown or
                                       the CPU lacks it, -2 if this build does not have
                                       it ("wide" without FASTLOSS_BUILD_WIDE=1) */

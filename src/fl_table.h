@@ -17,6 +17,12 @@
 #else
 #define FL_X86_DISPATCH 0
 #endif
+/* neon (Advanced SIMD, mandatory in ARMv8-A) on AArch64 with GCC or clang: no run-time check. */
+#if defined(__aarch64__) && defined(__GNUC__)
+#define FL_NEON_DISPATCH 1
+#else
+#define FL_NEON_DISPATCH 0
+#endif
 
 /* A chunk worker: runs units [u0, u1) of a kernel (rows, tiles or elements, by kernel) and
  * stores their partial sum (the row ops: partial[0] and partial[1], see fl_run_sums). */
@@ -45,7 +51,8 @@ typedef struct {
 } fl_table;
 
 /* Defined by isa/fl_isa_base.c, isa/fl_isa_wide.c (only when built with FL_BUILD_WIDE, i.e.
- * FASTLOSS_BUILD_WIDE=1), isa/fl_isa_avx2.c and isa/fl_isa_avx512.c (FL_X86_DISPATCH only). */
+ * FASTLOSS_BUILD_WIDE=1), isa/fl_isa_avx2.c and isa/fl_isa_avx512.c (FL_X86_DISPATCH only) and
+ * isa/fl_isa_neon.c (FL_NEON_DISPATCH only). */
 extern const fl_table fl_table_base;
 #ifdef FL_BUILD_WIDE
 extern const fl_table fl_table_wide;
@@ -53,6 +60,9 @@ extern const fl_table fl_table_wide;
 #if FL_X86_DISPATCH
 extern const fl_table fl_table_avx2;
 extern const fl_table fl_table_avx512;
+#endif
+#if FL_NEON_DISPATCH
+extern const fl_table fl_table_neon;
 #endif
 
 /* The table of the ISA FL_TABLE_ISA (a macro rather than an argument, since FL_EW_SLOT's

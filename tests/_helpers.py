@@ -13,7 +13,8 @@ from fastloss import _config, _losses
 
 REDUCTIONS = ("none", "mean", "sum")
 FLOATS = (np.float32, np.float64)
-SIMD_PATHS = ("baseline", "avx2", "avx512", "wide")  # wide: the avx512 lane counts on baseline ISA
+# wide: the avx512 lane counts on the baseline ISA; neon: aarch64 only
+SIMD_PATHS = ("baseline", "avx2", "avx512", "neon", "wide")
 
 # (rtol, atol relative to the largest finite |expected| entry)
 TOL = {np.dtype(np.float32): (2e-4, 1e-6), np.dtype(np.float64): (1e-9, 1e-12)}

@@ -136,7 +136,7 @@ def _cpu_flags():
 def test_set_simd_switches_and_rejects():
     K = _config._kernels
     old = K.simd_name()
-    assert old in ("baseline", "avx2", "avx512", "wide")
+    assert old in ("baseline", "avx2", "avx512", "neon", "wide")
     try:
         with pytest.raises(ValueError, match="bogus"):
             K.set_simd("bogus")
@@ -166,7 +166,10 @@ def test_built_simd_and_unbuilt_wide():
     K = _config._kernels
     built = K.BUILT_SIMD
     assert isinstance(built, tuple) and "baseline" in built
-    assert set(built) <= {"baseline", "avx2", "avx512", "wide"} and len(set(built)) == len(built)
+    assert set(built) <= {"baseline", "avx2", "avx512", "neon", "wide"}
+    assert len(set(built)) == len(built)
+    # neon: built exactly on aarch64 (Advanced SIMD is mandatory there, so it is the default)
+    assert ("neon" in built) == (os.uname().machine in ("aarch64", "arm64"))
     if os.uname().machine == "x86_64" and "avx2" not in built:
         pytest.skip("a build without the x86 paths (not GCC)")
     old = K.simd_name()
