@@ -33,20 +33,7 @@
 /* nonzero if a < b in any lane (ordered: NaN lanes do not count) */
 #define FL_ANY_LT(a, b) FN(vany)((a) < (b))
 #if FL_VBYTES == 16
-/* the transpose network's interleaves (tiles-inl.h), as two-source shuffles of constant
- * indices (unpcklps / unpcklpd on SSE2, zip1 / zip2 on NEON); partial rows through the
- * stack */
-#if FL_IS_F32
-#define FL_UNPACKLO(a, b)   __builtin_shufflevector((a), (b), 0, 4, 1, 5)
-#define FL_UNPACKHI(a, b)   __builtin_shufflevector((a), (b), 2, 6, 3, 7)
-#define FL_UNPACKLO64(a, b) __builtin_shufflevector((a), (b), 0, 1, 4, 5)
-#define FL_UNPACKHI64(a, b) __builtin_shufflevector((a), (b), 2, 3, 6, 7)
-#else
-#define FL_UNPACKLO(a, b) __builtin_shufflevector((a), (b), 0, 2)
-#define FL_UNPACKHI(a, b) __builtin_shufflevector((a), (b), 1, 3)
-#endif
-#define FL_MASK_LOAD(p, n)     FN(vload_part)((p), (n), 0)
-#define FL_MASK_STORE(p, n, v) FN(vstore_part)((p), (v), (n))
+#include "isa/fl_ops_shuffle16.h" /* the transposes' ops */
 #endif
 
 #else /* FL_OPS_UNDEF */
@@ -65,11 +52,6 @@
 #undef FL_MIN_OR_B
 #undef FL_ZMUL
 #undef FL_ANY_LT
-#undef FL_UNPACKLO
-#undef FL_UNPACKHI
-#undef FL_UNPACKLO64
-#undef FL_UNPACKHI64
-#undef FL_MASK_LOAD
-#undef FL_MASK_STORE
+#include "isa/fl_ops_shuffle16.h"
 
 #endif

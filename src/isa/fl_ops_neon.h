@@ -7,8 +7,8 @@
  * Not used (flags 0): table exp / log (no two-source permute of 16 lanes in one register
  * pair worth it at 4 lanes), the normal-number test, a 14-bit reciprocal (frecpe is 8 bits),
  * scalef, mask registers (comparisons give lane masks, as the vector extensions assume),
- * unshifted raw tiles, and the in-register transposes (FL_HAS_REG_TRANSPOSE: kept 0 here while
- * the 16- and 32-byte transposes are being added to kernels/tiles-inl.h).
+ * gathers, unshifted raw tiles.  The small-C tiles' transposes are zip1 / zip2
+ * (isa/fl_ops_shuffle16.h), and "any lane" tests one umaxv.
  */
 #ifndef FL_OPS_UNDEF
 
@@ -19,8 +19,9 @@
 #define FL_HAS_SCALEF        0
 #define FL_HAS_SRA64         1 /* sshr on .2d: >> on 64-bit integer lanes is one instruction */
 #define FL_HAS_MASK_REGS     0
-#define FL_HAS_REG_TRANSPOSE 0
+#define FL_HAS_REG_TRANSPOSE 1
 #define FL_HAS_RAW_TILES     0
+#define FL_HAS_GATHER        0
 
 #if FL_IS_F32
 #define FL_NEON_VR  float32x4_t
@@ -39,6 +40,14 @@
                            (FL_NEON_VR)(b)))
 /* c * v, exactly 0 where c == 0 (NaN c stays NaN) */
 #define FL_ZMUL(c, v) FN(vselect)((c) == 0, FN(vsplat)(0), (c) * (v))
+/* nonzero if a < b in any lane (ordered: NaN lanes do not count): the lane masks' maximum */
+#if FL_IS_F32
+#define FL_ANY_LT(a, b) vmaxvq_u32(vcltq_f32((FL_NEON_VR)(a), (FL_NEON_VR)(b)))
+#else
+#define FL_ANY_LT(a, b) \
+    vmaxvq_u32(vreinterpretq_u32_u64(vcltq_f64((FL_NEON_VR)(a), (FL_NEON_VR)(b))))
+#endif
+#include "isa/fl_ops_shuffle16.h"
 
 #else /* FL_OPS_UNDEF */
 
@@ -51,6 +60,9 @@
 #undef FL_HAS_MASK_REGS
 #undef FL_HAS_REG_TRANSPOSE
 #undef FL_HAS_RAW_TILES
+#undef FL_HAS_GATHER
+#undef FL_ANY_LT
+#include "isa/fl_ops_shuffle16.h"
 #undef FL_NEON_VR
 #undef FL_NEON
 #undef FL_MAX_OR_B

@@ -126,9 +126,10 @@ static inline FL_VX FN(viota)(void)
     for (int i = 0; i < FL_LANES; i++) v[i] = i;
     return v;
 }
-/* Arithmetic shift right by k of small signed lanes.  Float lanes: native.  Double lanes:
- * 64-bit arithmetic shifts need AVX-512, so bias into the unsigned range, shift, unbias. */
-#if FL_IS_F32
+/* Arithmetic shift right by k of small signed lanes.  Float lanes, and double lanes where
+ * the ISA has 64-bit arithmetic shifts (FL_HAS_SRA64: AVX-512, NEON): native.  Otherwise
+ * bias into the unsigned range, shift, unbias. */
+#if FL_IS_F32 || FL_HAS_SRA64
 #define FN_SRA(v, k) ((v) >> (k))
 #else
 #define FN_SRA(v, k)                                                     \

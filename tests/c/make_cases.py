@@ -296,7 +296,15 @@ def vector_math_cases(w):
 
 def class_cases(w):
     rng = np.random.default_rng(1)
-    layouts = {"tiles": (13, 5, ()), "rows": (6, 67, ()), "cols": (3, 4, (2, 5))}
+    # tiles: 1, 2 and 3 blocks of transposed classes per lane count (4 / 2 lanes on NEON),
+    # whole and partial tiles
+    layouts = {
+        "tiles": (13, 5, ()),
+        "tiles C=3": (11, 3, ()),
+        "tiles C=10": (21, 10, ()),
+        "rows": (6, 67, ()),
+        "cols": (3, 4, (2, 5)),
+    }
     for dtype in (np.float32, np.float64):
         for lname, (N, C, sp) in layouts.items():
             x = (rng.standard_normal((N, C) + sp) * 3).astype(dtype)
