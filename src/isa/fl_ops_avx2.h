@@ -4,7 +4,8 @@
  */
 #ifndef FL_OPS_UNDEF
 
-#define FL_HAS_EXP_TABLE     0
+#define FL_HAS_EXP_TABLE     FL_IS_F32 /* 8 entries: FL_EXP_TAB_REGS 1 */
+#define FL_EXP_TAB_REGS      1
 #define FL_HAS_F32_LOG_TABLE 0
 #define FL_HAS_NORMAL_CHECK  0
 #define FL_HAS_RCP14         0
@@ -21,6 +22,10 @@
 #define FL_MIN_OR_B(a, b) ((FL_VR)FL_MM256(min)((FL_M256)(a), (FL_M256)(b)))
 /* c * v, exactly 0 where c == 0 (NaN c stays NaN) */
 #define FL_ZMUL(c, v) FN(vselect)((c) == 0, FN(vsplat)(0), (c) * (v))
+/* a * b + c rounded once, whatever the optimisation level */
+#define FL_FMA(a, b, c) ((FL_VR)FL_MM256(fmadd)((FL_M256)(a), (FL_M256)(b), (FL_M256)(c)))
+/* the float exp table's lookup: t[idx & 7] (vpermps) */
+#define FL_PERMUTE1(t, idx) ((FL_VR)_mm256_permutevar8x32_ps((__m256)(t), (__m256i)(idx)))
 /* nonzero if a < b in any lane (ordered: NaN lanes do not count) */
 #define FL_ANY_LT(a, b) FL_MM256(movemask)(FL_MM256(cmp)((FL_M256)(a), (FL_M256)(b), _CMP_LT_OQ))
 /* per lane: base[idx] where mask is set (idx: FL_VX lane values, integers below 2^31), src
@@ -48,6 +53,9 @@
 #else /* FL_OPS_UNDEF */
 
 #undef FL_HAS_EXP_TABLE
+#undef FL_EXP_TAB_REGS
+#undef FL_FMA
+#undef FL_PERMUTE1
 #undef FL_HAS_F32_LOG_TABLE
 #undef FL_HAS_NORMAL_CHECK
 #undef FL_HAS_RCP14

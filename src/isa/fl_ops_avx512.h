@@ -4,7 +4,8 @@
  * contract and two-pass inclusion as isa/fl_ops_generic.h.  No include guard on purpose.
  *
  * Each capability flag set to 1 promises these ops:
- *   FL_HAS_EXP_TABLE      FL_PERMUTE2, FL_FMA
+ *   FL_HAS_EXP_TABLE      FL_EXP_TAB_REGS 2: FL_PERMUTE2 (32 float / 16 double entries), 1:
+ *                         FL_PERMUTE1 (8 float entries); FL_FMA, FL_ANY_LT
  *   FL_HAS_F32_LOG_TABLE  FL_PERMUTE2, FL_ANY_NOT_NORMAL_POS, FL_FMA (float32 only)
  *   FL_HAS_NORMAL_CHECK   FL_ANY_NOT_NORMAL_POS
  *   FL_HAS_RCP14          FL_RCP14, FL_FMA
@@ -20,6 +21,7 @@
 #ifndef FL_OPS_UNDEF
 
 #define FL_HAS_EXP_TABLE     1
+#define FL_EXP_TAB_REGS      2
 #define FL_HAS_F32_LOG_TABLE FL_IS_F32
 #define FL_HAS_NORMAL_CHECK  1
 #define FL_HAS_RCP14         1
@@ -91,6 +93,7 @@
 #else /* FL_OPS_UNDEF */
 
 #undef FL_HAS_EXP_TABLE
+#undef FL_EXP_TAB_REGS
 #undef FL_HAS_F32_LOG_TABLE
 #undef FL_HAS_NORMAL_CHECK
 #undef FL_HAS_RCP14

@@ -172,15 +172,29 @@ static inline R FN(hmax)(VR v)
 
 #if FL_HAS_EXP_TABLE
 /* AVX-512: exp with a table of 2^(j/N) (N = 32 float, 16 double) held in two registers and
- * looked up by one two-source permute, so the polynomial only covers |r| <= ln2 / (2N):
- * degree 3 (float) / 7 (double) instead of 6 / 11, and the scale is built by integer adds
- * instead of vscalef.  x = (k/N) ln2 + r with k = N q + j; the table entry for j is stored
- * as bits(2^(j/N)) - (j << (mantissa bits - log2 N)), so that adding k << (mantissa bits -
- * log2 N) gives bits(2^q * 2^(j/N)) directly (k's low bits cancel).  Valid while the result
+ * looked up by one two-source permute (AVX2 float: N = 8 in one register, below), so the polynomial
+ * only covers |r| <= ln2 / (2N): degree 3 (float) / 7 (double) instead of 6 / 11, and the scale is
+ * built by integer adds instead of vscalef.  x = (k/N) ln2 + r with k = N q + j; the table entry
+ * for j is stored as bits(2^(j/N)) - (j << (mantissa bits - log2 N)), so that adding k << (mantissa
+ * bits - log2 N) gives bits(2^q * 2^(j/N)) directly (k's low bits cancel).  Valid while the result
  * is a normal number: FL_EXP_TAB_LO <= x <= FL_EXP_TAB_HI (the callers check; NaN is fine:
  * it reaches the polynomial).  Entries are 2^(j/N) correctly rounded (mpmath); the error
  * is about 1 ulp (tests/test_simd_math.py). */
-#if FL_IS_F32
+#if FL_IS_F32 && FL_EXP_TAB_REGS == 1
+/* AVX2 (one 8-lane register, one vpermps): N = 8, the polynomial to degree 4 (the first
+ * omitted term, r^5 / 120, is below 1.3e-9 at |r| = ln2 / 16); the entries are every fourth
+ * of the 32-entry table below (2^(4j/32) = 2^(j/8), and j << 20 = 4j << 18) and the
+ * reduction constants four times its own (exact) */
+#define FL_EXP_TAB_BITS    3
+#define FL_EXP_TAB_LO      (-87.0f)
+#define FL_EXP_TAB_HI      (88.0f)
+#define FL_EXP_TAB_INVN    11.5415602f  /* 8 / ln2 */
+#define FL_EXP_TAB_LN2N_HI 0.086669922f /* ln2 / 8, 9 bits: k * hi is exact */
+#define FL_EXP_TAB_LN2N_LO (-2.65243052e-05f)
+#define FL_EXP_TAB_LN2N    0.086643398f /* ln2 / 8 rounded: relative error 2.7e-9 */
+static const int32_t FN(exp_tab)[8] __attribute__((aligned(32))) = {
+    0x3f800000, 0x3f7b95c2, 0x3f7837f0, 0x3f75fed7, 0x3f7504f3, 0x3f75672a, 0x3f7744fd, 0x3f7ac0c7};
+#elif FL_IS_F32
 #define FL_EXP_TAB_BITS    5
 #define FL_EXP_TAB_LO      (-87.0f)
 #define FL_EXP_TAB_HI      (88.0f)
@@ -222,12 +236,20 @@ FL_INLINE VR FN(vexp_table_impl)(VR x, const int one_step)
         r = x - kf * (R)FL_EXP_TAB_LN2N_HI;
         r = r - kf * (R)FL_EXP_TAB_LN2N_LO;
     }
-    VR t0, t1;
+    VR t0;
     memcpy(&t0, FN(exp_tab), sizeof t0);
+#if FL_EXP_TAB_REGS == 1
+    const VR entry = FL_PERMUTE1(t0, (VI)kb);
+#else
+    VR t1;
     memcpy(&t1, (const char *)FN(exp_tab) + sizeof t0, sizeof t1);
-    const VR scale =
-        (VR)((VI)FL_PERMUTE2(t0, (VI)kb, t1) + ((VI)kb << (FL_MANT_BITS - FL_EXP_TAB_BITS)));
-#if FL_IS_F32
+    const VR entry = FL_PERMUTE2(t0, (VI)kb, t1);
+#endif
+    const VR scale = (VR)((VI)entry + ((VI)kb << (FL_MANT_BITS - FL_EXP_TAB_BITS)));
+#if FL_IS_F32 && FL_EXP_TAB_BITS == 3
+    /* e^r - 1, Taylor to r^4 */
+    const VR p = r + (r * r) * (0.5f + r * (1.0f / 6 + r * (1.0f / 24)));
+#elif FL_IS_F32
     /* e^r - 1, Taylor to r^3: the first omitted term is below 2^-30 */
     const VR p = r + (r * r) * (0.5f + r * (1.0f / 6));
 #else
