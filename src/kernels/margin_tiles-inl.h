@@ -13,8 +13,9 @@
 /* Whether rows of C classes take the tiles (up to FL_SMALL_C, the scratch): rows that end in
  * a partial vector always (the row loop's partial loads and stores through the stack cost
  * about 20 ns a row), and rows of one or two whole vectors of 8 or more lanes; longer
- * whole-vector rows, and whole-vector rows of 2 or 4 lanes (whose tile transposes are scalar
- * copies), are faster one at a time.  Timings: docs/performance.md. */
+ * whole-vector rows, and whole-vector rows of 2 or 4 lanes, are faster one at a time (the
+ * 2- and 4-lane rule was measured when the 16-byte paths transposed tiles by scalar copies;
+ * they transpose in registers now).  Timings: docs/performance.md. */
 static inline int FN(mm_tiled)(int64_t C)
 {
     return C >= 1 && C <= FL_SMALL_C && (C % L != 0 || (L >= 8 && C <= 2 * L));
