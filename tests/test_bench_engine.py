@@ -905,3 +905,13 @@ def test_contention_needs_two_threads():
     sec = contention.run_section(1, 1, 2)
     assert sec["cases"] == [] and "one thread" in sec["note"]
     assert multiprocessing.active_children() == []
+
+
+def test_correctness_check_sums_per_sample_losses_against_a_summed_peer():
+    # entropy's torch peer returns the sum (its backward needs a scalar); fastloss's result is
+    # per row: compared as their sum, and a wrong row still shows
+    rows = np.array([0.5, 1.25, 2.0])
+    assert runner._rel_err(runner._summed_like(rows, np.float64(3.75)), 3.75) == 0.0
+    assert runner._rel_err(runner._summed_like(rows, np.float64(3.5)), 3.5) > 0.05
+    # same shapes: unchanged
+    assert runner._summed_like(rows, rows) is rows
