@@ -13,6 +13,7 @@
 #define FL_HAS_SRA64         0
 #define FL_HAS_MASK_REGS     0
 #define FL_HAS_REG_TRANSPOSE 1
+#define FL_HAS_MASK_LOADS    1
 #define FL_HAS_RAW_TILES     0
 #define FL_HAS_GATHER        1
 
@@ -63,6 +64,7 @@
 #undef FL_HAS_SRA64
 #undef FL_HAS_MASK_REGS
 #undef FL_HAS_REG_TRANSPOSE
+#undef FL_HAS_MASK_LOADS
 #undef FL_HAS_RAW_TILES
 #undef FL_HAS_GATHER
 #undef FL_GATHER

@@ -16,6 +16,7 @@
  *                         the 128-bit lane picks: FL_PERM128 (32-byte vectors), FL_SHUF128
  *                         (64-byte)
  *   FL_HAS_GATHER         FL_GATHER
+ *   FL_HAS_MASK_LOADS     FL_MASK_LOAD is one instruction (else a partial copy)
  *   FL_HAS_RAW_TILES      FL_ABSMAX, and everything of FL_HAS_EXP_TABLE and FL_HAS_MASK_REGS
  */
 #ifndef FL_OPS_UNDEF
@@ -29,6 +30,7 @@
 #define FL_HAS_SRA64         1
 #define FL_HAS_MASK_REGS     1
 #define FL_HAS_REG_TRANSPOSE 1
+#define FL_HAS_MASK_LOADS    1
 #define FL_HAS_RAW_TILES     1
 #define FL_HAS_GATHER        0
 
@@ -101,6 +103,7 @@
 #undef FL_HAS_SRA64
 #undef FL_HAS_MASK_REGS
 #undef FL_HAS_REG_TRANSPOSE
+#undef FL_HAS_MASK_LOADS
 #undef FL_HAS_RAW_TILES
 #undef FL_HAS_GATHER
 #undef FL_MM512

@@ -22,6 +22,7 @@
 /* in-lane / 128-bit-lane shuffles and masked loads: tile transposes in registers; here for
  * 16-byte vectors (baseline, NEON), whose transpose is all in-lane two-source shuffles */
 #define FL_HAS_REG_TRANSPOSE (FL_VBYTES == 16)
+#define FL_HAS_MASK_LOADS    0 /* hardware masked loads (FL_MASK_LOAD) */
 #define FL_HAS_RAW_TILES     0     /* vrange bound check: unshifted small-C tiles */
 #define FL_HAS_GATHER        0 /* masked gathers of lane indices (FL_GATHER) */
 
@@ -46,6 +47,7 @@
 #undef FL_HAS_SRA64
 #undef FL_HAS_MASK_REGS
 #undef FL_HAS_REG_TRANSPOSE
+#undef FL_HAS_MASK_LOADS
 #undef FL_HAS_RAW_TILES
 #undef FL_HAS_GATHER
 #undef FL_MAX_OR_B

@@ -20,6 +20,7 @@
 #define FL_HAS_SRA64         1 /* sshr on .2d: >> on 64-bit integer lanes is one instruction */
 #define FL_HAS_MASK_REGS     0
 #define FL_HAS_REG_TRANSPOSE 1
+#define FL_HAS_MASK_LOADS    0
 #define FL_HAS_RAW_TILES     0
 #define FL_HAS_GATHER        0
 
@@ -59,6 +60,7 @@
 #undef FL_HAS_SRA64
 #undef FL_HAS_MASK_REGS
 #undef FL_HAS_REG_TRANSPOSE
+#undef FL_HAS_MASK_LOADS
 #undef FL_HAS_RAW_TILES
 #undef FL_HAS_GATHER
 #undef FL_ANY_LT

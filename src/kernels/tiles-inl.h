@@ -77,9 +77,12 @@ static inline void FN(tile_transpose_in)(R *restrict dst, const R *restrict src,
                                          int64_t C, int64_t nl)
 {
 #if FL_HAS_REG_TRANSPOSE
-    /* full tiles: blocks of L classes, each row read by one vector load; its lanes past
-     * column C (the next row's first classes) are not used.  Only a load that would reach
-     * past the tile's last element is masked (no access past it). */
+    /* full tiles: blocks of L classes, each row read by one vector load.  The partial block
+     * (w < L classes): with hardware masked loads (AVX2, AVX-512) a masked load of its w
+     * (whole-vector loads there read past the row and cross more cache lines: error_rate at
+     * C = 10 took 6-8% longer); without (the partial load goes through the stack, 40%
+     * slower) a whole-vector load whose lanes past column C (the next row's first classes)
+     * are not used, masked only where it would pass the tile's last element. */
     if (nl == L) {
         const int64_t end = (L - 1) * src_stride + C;
         for (int64_t c0 = 0; c0 < C; c0 += L) {
@@ -88,7 +91,8 @@ static inline void FN(tile_transpose_in)(R *restrict dst, const R *restrict src,
 #pragma GCC unroll 16
             for (int l = 0; l < L; l++) {
                 const int64_t o = l * src_stride + c0;
-                v[l] = o + L <= end ? FN(vload)(src + o) : FL_MASK_LOAD(src + o, w);
+                const int whole = w == L || (!FL_HAS_MASK_LOADS && o + L <= end);
+                v[l] = whole ? FN(vload)(src + o) : FL_MASK_LOAD(src + o, w);
             }
             FN(transpose_regs)(v, w);
 #pragma GCC unroll 16
