@@ -4,18 +4,18 @@
  */
 #ifndef FL_OPS_UNDEF
 
-#define FL_HAS_EXP_TABLE     FL_IS_F32 /* 8 entries: FL_EXP_TAB_REGS 1 */
-#define FL_EXP_TAB_REGS      1
-#define FL_HAS_F32_LOG_TABLE 0
-#define FL_HAS_NORMAL_CHECK  0
-#define FL_HAS_RCP14         0
-#define FL_HAS_SCALEF        0
-#define FL_HAS_SRA64         0
-#define FL_HAS_MASK_REGS     0
-#define FL_HAS_REG_TRANSPOSE 1
-#define FL_HAS_MASK_LOADS    1
-#define FL_HAS_RAW_TILES     0
-#define FL_HAS_GATHER        1
+#define FL_HAS_EXP_TABLE       FL_IS_F32 /* 8 entries: FL_EXP_TAB_REGS 1 */
+#define FL_EXP_TAB_REGS        1
+#define FL_HAS_F32_LOG_TABLE   0
+#define FL_HAS_NORMAL_CHECK    0
+#define FL_HAS_RCP14           0
+#define FL_HAS_SCALEF          0
+#define FL_HAS_SRA64           0
+#define FL_HAS_MASK_REGS       0
+#define FL_HAS_REG_TRANSPOSE   1
+#define FL_HAS_FAST_MASK_LOADS 1
+#define FL_HAS_RAW_TILES       0
+#define FL_HAS_GATHER          1
 
 #define FL_MM256(op) FL_CAT2(FL_CAT2(_mm256, op), FL_PSD)
 /* vmaxps / vminps: a > b ? a : b and a < b ? a : b, b when either is NaN */
@@ -50,6 +50,18 @@
 #define FL_LANE_MASK(n)        ((__m256i)(FN(viota)() < (FL_XLANE)(n)))
 #define FL_MASK_LOAD(p, n)     ((FL_VR)FL_MM256(maskload)((p), FL_LANE_MASK(n)))
 #define FL_MASK_STORE(p, n, v) FL_MM256(maskstore)((p), FL_LANE_MASK(n), (FL_M256)(v))
+/* the w elements ending at p in lanes 0..w-1 (the rest unspecified): one load ending at p
+ * and a rotation by L - w lanes (vpermps; on double lanes by their 32-bit halves) */
+#if FL_IS_F32
+#define FL_LOAD_ENDING(p, w)                                   \
+    ((FL_VR)_mm256_permutevar8x32_ps(_mm256_loadu_ps((p) - L), \
+                                     (__m256i)(FN(viota_i)() + (L - (w)))))
+#else
+#define FL_LOAD_ENDING(p, w)                        \
+    ((FL_VR)_mm256_permutevar8x32_ps(               \
+        _mm256_castpd_ps(_mm256_loadu_pd((p) - L)), \
+        (__m256i)((((FN(viota_i)() + (L - (w))) & 3) * 0x200000002LL) + 0x100000000LL)))
+#endif
 
 #else /* FL_OPS_UNDEF */
 
@@ -64,7 +76,7 @@
 #undef FL_HAS_SRA64
 #undef FL_HAS_MASK_REGS
 #undef FL_HAS_REG_TRANSPOSE
-#undef FL_HAS_MASK_LOADS
+#undef FL_HAS_FAST_MASK_LOADS
 #undef FL_HAS_RAW_TILES
 #undef FL_HAS_GATHER
 #undef FL_GATHER
@@ -81,5 +93,6 @@
 #undef FL_LANE_MASK
 #undef FL_MASK_LOAD
 #undef FL_MASK_STORE
+#undef FL_LOAD_ENDING
 
 #endif

@@ -21,10 +21,10 @@
 #define FL_HAS_MASK_REGS     0     /* mask-register compares, merge-masked moves and adds */
 /* in-lane / 128-bit-lane shuffles and masked loads: tile transposes in registers; here for
  * 16-byte vectors (baseline, NEON), whose transpose is all in-lane two-source shuffles */
-#define FL_HAS_REG_TRANSPOSE (FL_VBYTES == 16)
-#define FL_HAS_MASK_LOADS    0 /* hardware masked loads (FL_MASK_LOAD) */
-#define FL_HAS_RAW_TILES     0     /* vrange bound check: unshifted small-C tiles */
-#define FL_HAS_GATHER        0 /* masked gathers of lane indices (FL_GATHER) */
+#define FL_HAS_REG_TRANSPOSE   (FL_VBYTES == 16)
+#define FL_HAS_FAST_MASK_LOADS 0 /* masked loads as fast as plain ones */
+#define FL_HAS_RAW_TILES       0     /* vrange bound check: unshifted small-C tiles */
+#define FL_HAS_GATHER          0 /* masked gathers of lane indices (FL_GATHER) */
 
 /* a > b ? a : b and a < b ? a : b, b when either is NaN (the x86 rule) */
 #define FL_MAX_OR_B(a, b) FN(vselect)((a) > (b), (a), (b))
@@ -47,7 +47,7 @@
 #undef FL_HAS_SRA64
 #undef FL_HAS_MASK_REGS
 #undef FL_HAS_REG_TRANSPOSE
-#undef FL_HAS_MASK_LOADS
+#undef FL_HAS_FAST_MASK_LOADS
 #undef FL_HAS_RAW_TILES
 #undef FL_HAS_GATHER
 #undef FL_MAX_OR_B

@@ -12,17 +12,17 @@
  */
 #ifndef FL_OPS_UNDEF
 
-#define FL_HAS_EXP_TABLE     0
-#define FL_HAS_F32_LOG_TABLE 0
-#define FL_HAS_NORMAL_CHECK  0
-#define FL_HAS_RCP14         0
-#define FL_HAS_SCALEF        0
-#define FL_HAS_SRA64         1 /* sshr on .2d: >> on 64-bit integer lanes is one instruction */
-#define FL_HAS_MASK_REGS     0
-#define FL_HAS_REG_TRANSPOSE 1
-#define FL_HAS_MASK_LOADS    0
-#define FL_HAS_RAW_TILES     0
-#define FL_HAS_GATHER        0
+#define FL_HAS_EXP_TABLE       0
+#define FL_HAS_F32_LOG_TABLE   0
+#define FL_HAS_NORMAL_CHECK    0
+#define FL_HAS_RCP14           0
+#define FL_HAS_SCALEF          0
+#define FL_HAS_SRA64           1 /* sshr on .2d: >> on 64-bit integer lanes is one instruction */
+#define FL_HAS_MASK_REGS       0
+#define FL_HAS_REG_TRANSPOSE   1
+#define FL_HAS_FAST_MASK_LOADS 0
+#define FL_HAS_RAW_TILES       0
+#define FL_HAS_GATHER          0
 
 #if FL_IS_F32
 #define FL_NEON_VR  float32x4_t
@@ -60,7 +60,7 @@
 #undef FL_HAS_SRA64
 #undef FL_HAS_MASK_REGS
 #undef FL_HAS_REG_TRANSPOSE
-#undef FL_HAS_MASK_LOADS
+#undef FL_HAS_FAST_MASK_LOADS
 #undef FL_HAS_RAW_TILES
 #undef FL_HAS_GATHER
 #undef FL_ANY_LT

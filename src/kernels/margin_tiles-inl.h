@@ -72,13 +72,6 @@ FL_INLINE double FN(mm_tiles)(const fl_emb_args *a, int64_t r0, int64_t r1, cons
     for (int64_t base = r0; base < r1; base += L) {
         const int64_t nl = r1 - base < L ? r1 - base : L;
         const int64_t *tg = a->target_idx + base;
-        /* rows requested a few tiles ahead, as row_stats-inl.h's small-C tiles do (the
-         * hardware prefetcher does not follow the transposes' masked row loads) */
-        if (base + (FL_ROW_PREFETCH_TILES + 1) * L <= a->N) {
-            const char *p = (const char *)(x + (base + FL_ROW_PREFETCH_TILES * L) * C);
-            for (int64_t o = 0; o < L * C * (int64_t)sizeof(R); o += 64)
-                __builtin_prefetch(p + o, 0, 3);
-        }
         int bad = 0;
         for (int64_t l = 0; l < nl; l++) bad |= (uint64_t)tg[l] >= (uint64_t)C;
         if (bad) { /* the row loop marks them NaN (the caller raises) */

@@ -41,15 +41,6 @@ static inline int64_t FN(hsum_i)(VI v)
     return s;
 }
 
-/* The cache lines of x[0..n), requested ahead of the small-C tiles: their AVX-512 masked row
- * loads (FN(tile_transpose_in)) run at about half the memory bandwidth from DRAM without
- * (the hardware prefetcher does not follow them as it follows plain loads). */
-static inline void FN(prefetch_span)(const R *p, int64_t n)
-{
-    const char *b = (const char *)p, *e = (const char *)(p + n);
-    for (; b < e; b += 64) __builtin_prefetch(b, 0, 3);
-}
-
 /* Loads of a tile's class vector: all L lanes, or the first nl (the rest 0). */
 #define FL_ROW_LOAD(p) (full ? FN(vload)(p) : FN(vload_part)((p), nl, 0))
 
@@ -186,8 +177,6 @@ static void FN(rank_small_rows)(const void *args, int64_t u0, int64_t u1, double
     int bad = 0;
     for (int64_t u = u0; u < u1; u++) {
         const int64_t base = u * L, nl = a->N - base < L ? a->N - base : L;
-        if (base + (FL_ROW_PREFETCH_TILES + 1) * L <= a->N)
-            FN(prefetch_span)((const R *)a->x + (base + FL_ROW_PREFETCH_TILES * L) * C, L * C);
         FN(tile_transpose_in)(xt, (const R *)a->x + base * C, C, C, nl);
         const FL_VX yv = FN(rank_targets)(a, base, nl, &bad);
         FN(rank_finish)(a, &acc, base, nl, yv, FN(rank_tile)(xt, L, C, 1, L, yv));
@@ -364,8 +353,6 @@ static void FN(entropy_small_rows)(const void *args, int64_t u0, int64_t u1, dou
     double acc[L] = {0};
     for (int64_t u = u0; u < u1; u++) {
         const int64_t base = u * L, nl = a->N - base < L ? a->N - base : L;
-        if (base + (FL_ROW_PREFETCH_TILES + 1) * L <= a->N)
-            FN(prefetch_span)((const R *)a->x + (base + FL_ROW_PREFETCH_TILES * L) * C, L * C);
         FN(tile_transpose_in)(xt, (const R *)a->x + base * C, C, C, nl);
         const VR gs = a->grad ? FN(row_lane_scales)(a, base, nl) : FN(vsplat)(0);
         const VR h = FN(entropy_tile)(xt, L, C, 1, L, a->grad ? xt : NULL, gs, et);

@@ -72,18 +72,35 @@ FL_INLINE void FN(transpose_regs)(VR *v, int need)
 }
 #endif
 
-/* dst[c * L + l] = src[l * src_stride + c] for l < nl (padding lanes get 0), c < C. */
+/* The cache lines of x[0..n), requested ahead (prefetches never fault, so past the end of
+ * an array too). */
+static inline void FN(prefetch_span)(const R *p, int64_t n)
+{
+    const char *b = (const char *)p, *e = (const char *)(p + n);
+    for (; b < e; b += 64) __builtin_prefetch(b, 0, 3);
+}
+
+/* dst[c * L + l] = src[l * src_stride + c] for l < nl (padding lanes get 0), c < C.  A full
+ * tile whose row loads are all masked (C < L) first requests the rows FL_ROW_PREFETCH_TILES
+ * tiles ahead: masked loads run at about half the memory bandwidth from DRAM without (the
+ * hardware prefetcher does not follow them as it follows plain loads; on Zen 5 the C = 10
+ * cross entropy took 2.5x as long), whereas with plain loads in the tile the prefetches only
+ * cost (8% at C = 10 on AVX2). */
 static inline void FN(tile_transpose_in)(R *restrict dst, const R *restrict src, int64_t src_stride,
                                          int64_t C, int64_t nl)
 {
 #if FL_HAS_REG_TRANSPOSE
     /* full tiles: blocks of L classes, each row read by one vector load.  The partial block
-     * (w < L classes): with hardware masked loads (AVX2, AVX-512) a masked load of its w
+     * of w < L classes: with fast masked loads (AVX2's vmaskmovps) a masked load of its w
      * (whole-vector loads there read past the row and cross more cache lines: error_rate at
-     * C = 10 took 6-8% longer); without (the partial load goes through the stack, 40%
-     * slower) a whole-vector load whose lanes past column C (the next row's first classes)
-     * are not used, masked only where it would pass the tile's last element. */
+     * C = 10 took 7-10% longer); otherwise a whole-vector load whose lanes past column C
+     * (the next row's first classes) are not used, and where that would reach past the
+     * tile's last element the w elements ending at the block's end, by one load and a lane
+     * rotation (AVX-512's masked loads were slow on Zen 5: the tile's last row took half the
+     * transpose's time); a partial copy only for single-class rows. */
     if (nl == L) {
+        if (FL_HAS_FAST_MASK_LOADS && C < L) /* every row load masked */
+            FN(prefetch_span)(src + FL_ROW_PREFETCH_TILES * L * src_stride, L * src_stride);
         const int64_t end = (L - 1) * src_stride + C;
         for (int64_t c0 = 0; c0 < C; c0 += L) {
             const int w = (int)(C - c0 < L ? C - c0 : L);
@@ -91,8 +108,9 @@ static inline void FN(tile_transpose_in)(R *restrict dst, const R *restrict src,
 #pragma GCC unroll 16
             for (int l = 0; l < L; l++) {
                 const int64_t o = l * src_stride + c0;
-                const int whole = w == L || (!FL_HAS_MASK_LOADS && o + L <= end);
-                v[l] = whole ? FN(vload)(src + o) : FL_MASK_LOAD(src + o, w);
+                if (w == L || (!FL_HAS_FAST_MASK_LOADS && o + L <= end)) v[l] = FN(vload)(src + o);
+                else if (FL_HAS_FAST_MASK_LOADS || o + w < L) v[l] = FL_MASK_LOAD(src + o, w);
+                else v[l] = FL_LOAD_ENDING(src + o + w, w);
             }
             FN(transpose_regs)(v, w);
 #pragma GCC unroll 16
