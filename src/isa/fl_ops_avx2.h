@@ -50,18 +50,6 @@
 #define FL_LANE_MASK(n)        ((__m256i)(FN(viota)() < (FL_XLANE)(n)))
 #define FL_MASK_LOAD(p, n)     ((FL_VR)FL_MM256(maskload)((p), FL_LANE_MASK(n)))
 #define FL_MASK_STORE(p, n, v) FL_MM256(maskstore)((p), FL_LANE_MASK(n), (FL_M256)(v))
-/* the w elements ending at p in lanes 0..w-1 (the rest unspecified): one load ending at p
- * and a rotation by L - w lanes (vpermps; on double lanes by their 32-bit halves) */
-#if FL_IS_F32
-#define FL_LOAD_ENDING(p, w)                                   \
-    ((FL_VR)_mm256_permutevar8x32_ps(_mm256_loadu_ps((p) - L), \
-                                     (__m256i)(FN(viota_i)() + (L - (w)))))
-#else
-#define FL_LOAD_ENDING(p, w)                        \
-    ((FL_VR)_mm256_permutevar8x32_ps(               \
-        _mm256_castpd_ps(_mm256_loadu_pd((p) - L)), \
-        (__m256i)((((FN(viota_i)() + (L - (w))) & 3) * 0x200000002LL) + 0x100000000LL)))
-#endif
 
 #else /* FL_OPS_UNDEF */
 
@@ -93,6 +81,5 @@
 #undef FL_LANE_MASK
 #undef FL_MASK_LOAD
 #undef FL_MASK_STORE
-#undef FL_LOAD_ENDING
 
 #endif

@@ -12,13 +12,11 @@
  *   FL_HAS_SCALEF         FL_SCALEF
  *   FL_HAS_SRA64          >> on 64-bit integer lanes is one instruction
  *   FL_HAS_MASK_REGS      FL_KMASK, FL_LANE_EQ, FL_KMOV, FL_KADD
- *   FL_HAS_REG_TRANSPOSE  FL_UNPACKLO/HI, FL_UNPACKLO64/HI64 (float), FL_MASK_LOAD/STORE,
- *                         FL_LOAD_ENDING, and
+ *   FL_HAS_REG_TRANSPOSE  FL_UNPACKLO/HI, FL_UNPACKLO64/HI64 (float), FL_MASK_LOAD/STORE, and
  *                         the 128-bit lane picks: FL_PERM128 (32-byte vectors), FL_SHUF128
  *                         (64-byte)
  *   FL_HAS_GATHER         FL_GATHER
- *   FL_HAS_FAST_MASK_LOADS  FL_MASK_LOAD as fast as a plain load (AVX2; AVX-512's zero-masked
- *                         loads were slow on Zen 5 in the tile transposes)
+ *   FL_HAS_FAST_MASK_LOADS  FL_MASK_LOAD as fast as a plain load (AVX2, AVX-512)
  *   FL_HAS_RAW_TILES      FL_ABSMAX, and everything of FL_HAS_EXP_TABLE and FL_HAS_MASK_REGS
  */
 #ifndef FL_OPS_UNDEF
@@ -76,11 +74,7 @@
 #define FL_KMOV(src, k, a) ((FL_VR)FL_MM512(mask_mov)((FL_M512)(src), (k), (FL_M512)(a)))
 #define FL_KADD(src, k, a, b) \
     ((FL_VR)FL_MM512(mask_add)((FL_M512)(src), (k), (FL_M512)(a), (FL_M512)(b)))
-#define FL_MASK_LOAD(p, n) ((FL_VR)FL_MM512(maskz_loadu)((1u << (n)) - 1, (p)))
-/* the w elements ending at p in lanes 0..w-1 (the rest unspecified): one load ending at p
- * and a rotation by L - w lanes */
-#define FL_LOAD_ENDING(p, w) \
-    ((FL_VR)FL_MM512(permutexvar)((__m512i)(FN(viota_i)() + (L - (w))), FL_MM512(loadu)((p) - L)))
+#define FL_MASK_LOAD(p, n)     ((FL_VR)FL_MM512(maskz_loadu)((1u << (n)) - 1, (p)))
 #define FL_MASK_STORE(p, n, v) FL_MM512(mask_storeu)((p), (1u << (n)) - 1, (FL_M512)(v))
 /* nonzero if a lane of u is not a normal positive finite number (0, subnormal, negative,
  * inf, NaN): its bits minus those of the least normal, as unsigned, reach the span */
@@ -130,7 +124,6 @@
 #undef FL_KMOV
 #undef FL_KADD
 #undef FL_MASK_LOAD
-#undef FL_LOAD_ENDING
 #undef FL_MASK_STORE
 #undef FL_ANY_NOT_NORMAL_POS
 #undef FL_ANY_LT

@@ -24,7 +24,6 @@
 #endif
 #define FL_MASK_LOAD(p, n)     FN(vload_part)((p), (n), 0)
 #define FL_MASK_STORE(p, n, v) FN(vstore_part)((p), (v), (n))
-#define FL_LOAD_ENDING(p, w)   FN(vload_part)((p) - (w), (w), 0)
 
 #else /* FL_OPS_UNDEF */
 
@@ -35,6 +34,5 @@
 #undef FL_UNPACKHI64
 #undef FL_MASK_LOAD
 #undef FL_MASK_STORE
-#undef FL_LOAD_ENDING
 
 #endif

@@ -91,13 +91,11 @@ static inline void FN(tile_transpose_in)(R *restrict dst, const R *restrict src,
 {
 #if FL_HAS_REG_TRANSPOSE
     /* full tiles: blocks of L classes, each row read by one vector load.  The partial block
-     * of w < L classes: with fast masked loads (AVX2's vmaskmovps) a masked load of its w
+     * of w < L classes: with fast masked loads (AVX2, AVX-512) a masked load of its w
      * (whole-vector loads there read past the row and cross more cache lines: error_rate at
      * C = 10 took 7-10% longer); otherwise a whole-vector load whose lanes past column C
-     * (the next row's first classes) are not used, and where that would reach past the
-     * tile's last element the w elements ending at the block's end, by one load and a lane
-     * rotation (AVX-512's masked loads were slow on Zen 5: the tile's last row took half the
-     * transpose's time); a partial copy only for single-class rows. */
+     * (the next row's first classes) are not used, a partial copy only where it would reach
+     * past the tile's last element. */
     if (nl == L) {
         if (FL_HAS_FAST_MASK_LOADS && C < L) /* every row load masked */
             FN(prefetch_span)(src + FL_ROW_PREFETCH_TILES * L * src_stride, L * src_stride);
@@ -109,8 +107,7 @@ static inline void FN(tile_transpose_in)(R *restrict dst, const R *restrict src,
             for (int l = 0; l < L; l++) {
                 const int64_t o = l * src_stride + c0;
                 if (w == L || (!FL_HAS_FAST_MASK_LOADS && o + L <= end)) v[l] = FN(vload)(src + o);
-                else if (FL_HAS_FAST_MASK_LOADS || o + w < L) v[l] = FL_MASK_LOAD(src + o, w);
-                else v[l] = FL_LOAD_ENDING(src + o + w, w);
+                else v[l] = FL_MASK_LOAD(src + o, w);
             }
             FN(transpose_regs)(v, w);
 #pragma GCC unroll 16
