@@ -53,26 +53,11 @@
 
 #else /* FL_OPS_UNDEF */
 
-#undef FL_HAS_EXP_TABLE
 #undef FL_EXP_TAB_REGS
 #undef FL_FMA
 #undef FL_PERMUTE1
-#undef FL_HAS_F32_LOG_TABLE
-#undef FL_HAS_NORMAL_CHECK
-#undef FL_HAS_RCP14
-#undef FL_HAS_SCALEF
-#undef FL_HAS_SRA64
-#undef FL_HAS_MASK_REGS
-#undef FL_HAS_REG_TRANSPOSE
-#undef FL_HAS_FAST_MASK_LOADS
-#undef FL_HAS_RAW_TILES
-#undef FL_HAS_GATHER
 #undef FL_GATHER
 #undef FL_MM256
-#undef FL_MAX_OR_B
-#undef FL_MIN_OR_B
-#undef FL_ZMUL
-#undef FL_ANY_LT
 #undef FL_UNPACKLO
 #undef FL_UNPACKHI
 #undef FL_UNPACKLO64

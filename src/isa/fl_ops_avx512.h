@@ -94,21 +94,8 @@
 
 #else /* FL_OPS_UNDEF */
 
-#undef FL_HAS_EXP_TABLE
 #undef FL_EXP_TAB_REGS
-#undef FL_HAS_F32_LOG_TABLE
-#undef FL_HAS_NORMAL_CHECK
-#undef FL_HAS_RCP14
-#undef FL_HAS_SCALEF
-#undef FL_HAS_SRA64
-#undef FL_HAS_MASK_REGS
-#undef FL_HAS_REG_TRANSPOSE
-#undef FL_HAS_FAST_MASK_LOADS
-#undef FL_HAS_RAW_TILES
-#undef FL_HAS_GATHER
 #undef FL_MM512
-#undef FL_MAX_OR_B
-#undef FL_MIN_OR_B
 #undef FL_SCALEF
 #undef FL_RCP14
 #undef FL_FMA
@@ -118,7 +105,6 @@
 #undef FL_UNPACKLO64
 #undef FL_UNPACKHI64
 #undef FL_SHUF128
-#undef FL_ZMUL
 #undef FL_KMASK
 #undef FL_LANE_EQ
 #undef FL_KMOV
@@ -126,7 +112,6 @@
 #undef FL_MASK_LOAD
 #undef FL_MASK_STORE
 #undef FL_ANY_NOT_NORMAL_POS
-#undef FL_ANY_LT
 #undef FL_ABSMAX
 
 #endif

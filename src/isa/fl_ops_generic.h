@@ -8,6 +8,8 @@
  *  - every FL_HAS_* capability flag, to 0 or 1 (the kernels test `#if FL_HAS_...`);
  *  - the ops every ISA provides: FL_MAX_OR_B, FL_MIN_OR_B, FL_ZMUL, FL_ANY_LT;
  *  - the ops each flag set to 1 promises (listed with the flags in isa/fl_ops_avx512.h).
+ * fl_isa_dtype.h checks that the flags and the common ops exist and undefines them after the
+ * kernels; the header's second pass (FL_OPS_UNDEF) undefines only its other macros.
  */
 #ifndef FL_OPS_UNDEF
 
@@ -39,21 +41,6 @@
 
 #else /* FL_OPS_UNDEF */
 
-#undef FL_HAS_EXP_TABLE
-#undef FL_HAS_F32_LOG_TABLE
-#undef FL_HAS_NORMAL_CHECK
-#undef FL_HAS_RCP14
-#undef FL_HAS_SCALEF
-#undef FL_HAS_SRA64
-#undef FL_HAS_MASK_REGS
-#undef FL_HAS_REG_TRANSPOSE
-#undef FL_HAS_FAST_MASK_LOADS
-#undef FL_HAS_RAW_TILES
-#undef FL_HAS_GATHER
-#undef FL_MAX_OR_B
-#undef FL_MIN_OR_B
-#undef FL_ZMUL
-#undef FL_ANY_LT
 #include "isa/fl_ops_shuffle16.h"
 
 #endif

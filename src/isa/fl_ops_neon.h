@@ -52,23 +52,8 @@
 
 #else /* FL_OPS_UNDEF */
 
-#undef FL_HAS_EXP_TABLE
-#undef FL_HAS_F32_LOG_TABLE
-#undef FL_HAS_NORMAL_CHECK
-#undef FL_HAS_RCP14
-#undef FL_HAS_SCALEF
-#undef FL_HAS_SRA64
-#undef FL_HAS_MASK_REGS
-#undef FL_HAS_REG_TRANSPOSE
-#undef FL_HAS_FAST_MASK_LOADS
-#undef FL_HAS_RAW_TILES
-#undef FL_HAS_GATHER
-#undef FL_ANY_LT
 #include "isa/fl_ops_shuffle16.h"
 #undef FL_NEON_VR
 #undef FL_NEON
-#undef FL_MAX_OR_B
-#undef FL_MIN_OR_B
-#undef FL_ZMUL
 
 #endif
