@@ -74,6 +74,13 @@ static inline VR FN(class_pick)(const R *w, VX yv)
 }
 #endif
 
+/* exp(x - m) of FN(ce_index_tiles)' class sweep (and of its e_y, which must equal the sweep's
+ * value at y): without a gradient the exps only feed S, which holds an exact 1 */
+FL_INLINE VR FN(sweep_exp)(VR d, const int with_g)
+{
+    return with_g ? FN(vexp_nonpos)(d) : FN(vexp_nonpos_term)(d);
+}
+
 static inline VR FN(tile_max)(const R *x, int64_t xs, int64_t C, int full, int64_t nl)
 {
     VR m0 = FN(vsplat)((R)-__builtin_inf()), m1 = m0;
@@ -272,8 +279,7 @@ FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_
 #pragma GCC unroll 2
         for (int j = 0; j < NT; j++) {
             const VR xc = FL_TILE_LOAD(xp[j] + c * xs);
-            /* without a gradient the exps only feed S, which holds an exact 1 */
-            const VR e = with_g ? FN(vexp_nonpos)(xc - vm[j]) : FN(vexp_nonpos_term)(xc - vm[j]);
+            const VR e = FN(sweep_exp)(xc - vm[j], with_g);
             if (with_g) FL_TILE_STORE(gp[j] + c * xs, e);
 #if FL_HAS_MASK_REGS
             const FL_KMASK is_y = FL_LANE_EQ(yv[j], c);
@@ -299,7 +305,7 @@ FL_INLINE void FN(ce_index_tiles)(const fl_ce_args *a, const R *const *x, int64_
 #pragma GCC unroll 2
     for (int j = 0; j < NT; j++) {
         const VR dx = xy[j] - vm[j];
-        const VR e = with_g ? FN(vexp_nonpos)(dx) : FN(vexp_nonpos_term)(dx);
+        const VR e = FN(sweep_exp)(dx, with_g);
         ey[j] = FN(vselect)(yv[j] < (FL_XLANE)0, FN(vsplat)((R)1), e);
     }
 #endif
